@@ -1,0 +1,2 @@
+//! End-to-end scenarios for kube-ipvs; they run inside the kernel lab (`cargo xtask test`).
+#![forbid(unsafe_code)]

@@ -1,0 +1,106 @@
+//! `cargo xtask bench NAME`: each benchmark runs where its kernel lives.
+
+use std::io::BufRead;
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+use crate::lab::{self, VmArgs};
+use crate::util::{exit_code_of, workspace_root};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Suite {
+    /// IPVS programming and observation vs `ipvsadm -R` / `ipvsadm -Ln`, in the lab.
+    Ipvs,
+    /// ipset fill/change vs `ipset restore`, address binding vs `ip -batch`; natively, fresh netns.
+    Nodenet,
+    /// Criterion benchmarks of the pure planner.
+    Core,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    suite: Suite,
+    /// Guest memory in MiB for lab benchmarks.
+    #[arg(long, default_value_t = 4096)]
+    mem: u32,
+    /// Arguments passed to the benchmark binary.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    match args.suite {
+        Suite::Ipvs => {
+            let exe = build_bench("ipvs-netlink", "ipvs")?;
+            let mut argv = vec![exe];
+            argv.extend(args.args.iter().cloned());
+            let vm = VmArgs {
+                mem: args.mem,
+                smp: 2,
+                timeout: 3600,
+                local: false,
+                argv,
+            };
+            Ok(ExitCode::from(lab::run(&vm)?))
+        }
+        Suite::Nodenet => {
+            for bench in ["ipset", "addresses"] {
+                let exe = build_bench("nodenet", bench)?;
+                println!("==== bench nodenet/{bench}");
+                let status = Command::new(&exe).args(&args.args).status()?;
+                if !status.success() {
+                    return Ok(exit_code_of(status));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Suite::Core => {
+            let status = Command::new("cargo")
+                .args(["bench", "-p", "kube-ipvs", "--bench", "core", "--"])
+                .args(&args.args)
+                .current_dir(workspace_root())
+                .status()?;
+            Ok(exit_code_of(status))
+        }
+    }
+}
+
+/// Build one bench target in release mode and return its executable.
+fn build_bench(package: &str, bench: &str) -> Result<String> {
+    let mut child = Command::new("cargo")
+        .args([
+            "bench",
+            "-p",
+            package,
+            "--bench",
+            bench,
+            "--no-run",
+            "--message-format=json",
+        ])
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run cargo bench")?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let mut exe = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let msg: serde_json::Value = match serde_json::from_str(&line?) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        let field = |path: &str| msg.pointer(path).cloned().unwrap_or_default();
+        let is_bench = field("/target/name") == bench
+            && field("/target/kind")
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bench"));
+        if field("/reason") == "compiler-artifact" && is_bench {
+            exe = field("/executable").as_str().map(str::to_string);
+        }
+    }
+    if !child.wait()?.success() {
+        bail!("building bench {package}/{bench} failed");
+    }
+    exe.with_context(|| format!("cargo built no executable for bench {package}/{bench}"))
+}

@@ -1,0 +1,69 @@
+//! `cargo xtask`: the project's task runner.
+//!
+//! - `vm`: run a command as root inside the kernel lab (a stock Debian kernel under qemu with IPVS).
+//! - `test`: fmt, clippy, host tests, then every ignored kernel test inside the lab.
+//! - `bench`: the benchmarks that need a real kernel, each where its kernel lives.
+//! - `runner`: (internal) cargo's target runner used by `test`.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod lab;
+mod summary;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "kube-ipvs project tasks: the kernel lab, tests, benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run CMD as root inside a throwaway VM with a stock Debian kernel that has IPVS.
+    ///
+    /// The guest sees the host's root filesystem read-only (tmpfs on /tmp and /run), starts in the
+    /// current directory, has ip_vs with every scheduler, dummy, veth, bridge, ip_set, xt_set,
+    /// iptables (nft and legacy), conntrack and nlmon loaded and loopback up. CMD's stdout/stderr are
+    /// printed and its exit status becomes ours. `LAB_SHARE` inside the guest names a writable
+    /// directory that survives the run (its host path is printed).
+    Vm(lab::VmArgs),
+    /// Run everything: cargo fmt --check, clippy -D warnings, host tests, then all ignored
+    /// (kernel) tests inside the lab. Ends with a line `N passed, N failed`.
+    Test(test::TestArgs),
+    /// Run a benchmark where its kernel lives: `ipvs` (in the lab), `nodenet` (host, fresh netns),
+    /// `core` (criterion, host).
+    Bench(bench::BenchArgs),
+    /// Cargo target runner used by `xtask test`: runs a test binary in the lab when it has ignored
+    /// tests selected, on the host otherwise.
+    #[command(hide = true)]
+    Runner {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        argv: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Vm(args) => lab::vm_command(&args),
+        Command::Test(args) => test::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Runner { argv } => test::runner(&argv),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
