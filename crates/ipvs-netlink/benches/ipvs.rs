@@ -1,0 +1,252 @@
+//! IPVS programming and observation: ipvs-netlink vs `ipvsadm -R` / `ipvsadm -Ln`, same rule
+//! set, same (fresh) network namespace, one run. Run in the lab: `cargo xtask bench ipvs`
+//! (`-- --services N --window W --ack every|last`).
+//!
+//! Inside the emulated lab only the ratios mean anything.
+// A benchmark binary: any failure must abort the run loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipvs_netlink::{Client, ClientOptions, Destination, Op, Scheduler, Service, ServiceKey};
+use nix::sched::{CloneFlags, unshare};
+
+struct Args {
+    services: u32,
+    window: usize,
+    ack_every_op: bool,
+    netlink_table: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        services: 50_000,
+        window: 1024,
+        ack_every_op: true,
+        netlink_table: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--services" => a.services = val().parse().expect("--services N"),
+            "--window" => a.window = val().parse().expect("--window N"),
+            "--ack" => a.ack_every_op = val() == "every",
+            "--no-netlink-table" => a.netlink_table = false,
+            // cargo bench passes --bench; ignore what we do not know.
+            _ => {}
+        }
+    }
+    a
+}
+
+fn vip(i: u32) -> IpAddr {
+    let [_, a, b, c] = i.to_be_bytes();
+    IpAddr::from([10, 96 + a, b, c])
+}
+
+fn backend(i: u32, n: u8) -> IpAddr {
+    let [_, a, b, c] = i.to_be_bytes();
+    IpAddr::from([10, 128 + a * 2 + n, b, c])
+}
+
+fn rule_set(n: u32) -> Vec<Op> {
+    let mut ops = Vec::with_capacity(usize::try_from(n).unwrap() * 3);
+    for i in 0..n {
+        let key = ServiceKey::tcp(vip(i), 80);
+        ops.push(Op::AddService(Service::new(key, Scheduler::rr())));
+        ops.push(Op::AddDestination(
+            key,
+            Destination::masq(backend(i, 0), 8080, 1),
+        ));
+        ops.push(Op::AddDestination(
+            key,
+            Destination::masq(backend(i, 1), 8080, 1),
+        ));
+    }
+    ops
+}
+
+fn restore_text(n: u32) -> String {
+    let mut s = String::with_capacity(usize::try_from(n).unwrap() * 120);
+    for i in 0..n {
+        let v = vip(i);
+        s.push_str(&format!("-A -t {v}:80 -s rr\n"));
+        s.push_str(&format!("-a -t {v}:80 -r {}:8080 -m -w 1\n", backend(i, 0)));
+        s.push_str(&format!("-a -t {v}:80 -r {}:8080 -m -w 1\n", backend(i, 1)));
+    }
+    s
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn rate(ops: usize, d: Duration) -> f64 {
+    f64::from(u32::try_from(ops).unwrap_or(u32::MAX)) / d.as_secs_f64().max(1e-9)
+}
+
+fn ipvsadm(args: &[&str], stdin: Option<&str>) -> (Duration, String) {
+    let start = Instant::now();
+    let mut child = Command::new("ipvsadm")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ipvsadm");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    assert!(out.status.success(), "ipvsadm {args:?} failed");
+    (took, String::from_utf8(out.stdout).unwrap())
+}
+
+fn main() {
+    let a = args();
+    // A fresh namespace for this thread (and the ipvsadm children it spawns).
+    unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET): run as root, in the lab");
+    // Without any address the namespace has no local routing table and the kernel refuses IPv4
+    // destinations with EINVAL (inet_addr_type() answers RTN_BROADCAST): bring lo up.
+    let lo = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip");
+    assert!(lo.success(), "ip link set lo up");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(a));
+}
+
+async fn run(a: Args) {
+    let n = a.services;
+    let ops = rule_set(n);
+    let total_ops = ops.len();
+    let opts = ClientOptions {
+        window: a.window,
+        ack_every_op: a.ack_every_op,
+        timeout: Duration::from_secs(60),
+        ..ClientOptions::default()
+    };
+    let mut c = Client::with_options(opts)
+        .await
+        .expect("connect: is ip_vs loaded?");
+    println!(
+        "ipvs bench: {n} TCP services x 2 masq destinations = {total_ops} ops; window {}, ack {}",
+        a.window,
+        if a.ack_every_op {
+            "every op"
+        } else {
+            "last op per datagram"
+        }
+    );
+
+    // 1. Program through apply.
+    let t = Instant::now();
+    let results = c.apply(&ops).await;
+    let ours_prog = t.elapsed();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        eprintln!("first failure: {e}");
+    }
+    assert_eq!(failed, 0, "{failed} ops failed");
+
+    // 2. Observe the whole table: /proc fast path, then netlink dumps.
+    let t = Instant::now();
+    let snap = c.snapshot().await.expect("snapshot");
+    let ours_snap = t.elapsed();
+    assert_eq!(snap.services.len(), usize::try_from(n).unwrap());
+    assert!(
+        snap.services
+            .iter()
+            .all(|s| s.destinations.len() == 2 && s.destinations.iter().all(|d| d.weight == 1))
+    );
+    let ours_table = if a.netlink_table {
+        let t = Instant::now();
+        let table = c.table().await.expect("table");
+        let took = t.elapsed();
+        assert_eq!(table.services.len(), usize::try_from(n).unwrap());
+        assert!(table.services.values().all(|s| s.destinations.len() == 2));
+        Some(took)
+    } else {
+        None
+    };
+    let t = Instant::now();
+    c.flush().await.expect("flush");
+    let ours_flush = t.elapsed();
+    assert!(c.list_services().await.unwrap().is_empty());
+
+    // 3. The same with ipvsadm.
+    let text = restore_text(n);
+    let (ipvsadm_prog, _) = ipvsadm(&["-R"], Some(&text));
+    let (ipvsadm_list, listing) = ipvsadm(&["-Ln"], None);
+    let dest_lines = listing
+        .lines()
+        .filter(|l| l.trim_start().starts_with("->"))
+        .count();
+    assert_eq!(
+        dest_lines,
+        usize::try_from(n).unwrap() * 2 + 1,
+        "ipvsadm -Ln saw a different table"
+    );
+    let (ipvsadm_flush, _) = ipvsadm(&["-C"], None);
+
+    let ours_rate = rate(total_ops, ours_prog);
+    let theirs_rate = rate(total_ops, ipvsadm_prog);
+    let prog_ratio = ours_rate / theirs_rate;
+    let obs_ratio = secs(ours_snap) / secs(ipvsadm_list);
+    println!(
+        "programming  ipvs-netlink apply : {:>8.2} s  {:>9.0} ops/s",
+        secs(ours_prog),
+        ours_rate
+    );
+    println!(
+        "programming  ipvsadm -R         : {:>8.2} s  {:>9.0} ops/s",
+        secs(ipvsadm_prog),
+        theirs_rate
+    );
+    println!(
+        "observation  snapshot (/proc)   : {:>8.2} s",
+        secs(ours_snap)
+    );
+    if let Some(t) = ours_table {
+        println!(
+            "observation  table (netlink)    : {:>8.2} s  ({:.2}x ipvsadm -Ln)",
+            secs(t),
+            secs(t) / secs(ipvsadm_list)
+        );
+    }
+    println!(
+        "observation  ipvsadm -Ln        : {:>8.2} s",
+        secs(ipvsadm_list)
+    );
+    println!(
+        "flush        ours / ipvsadm -C  : {:>8.2} s / {:.2} s",
+        secs(ours_flush),
+        secs(ipvsadm_flush)
+    );
+    let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
+    println!(
+        "ratio programming (ours ops/s / ipvsadm ops/s): {prog_ratio:.2}  target >= 3.00  {}",
+        verdict(prog_ratio >= 3.0)
+    );
+    println!(
+        "ratio observation (ours time / ipvsadm -Ln time): {obs_ratio:.3}  target <= 0.25  {}",
+        verdict(obs_ratio <= 0.25)
+    );
+}

@@ -1,0 +1,14 @@
+//! Virtual services: `ipvsadm -A` (NEW_SERVICE), `-E` (SET_SERVICE), `-D` (DEL_SERVICE),
+//! `-L` (GET_SERVICE).
+
+mod attribute;
+mod flags;
+mod key;
+mod model;
+mod scheduler;
+
+pub use attribute::{FlagsMask, ServiceAttribute};
+pub use flags::ServiceFlags;
+pub use key::ServiceKey;
+pub use model::{Service, decode_netmask, encode_netmask};
+pub use scheduler::{InvalidScheduler, MAX_SCHEDULER_LEN, Scheduler};

@@ -1,0 +1,276 @@
+//! The desired node state: virtual servers, local addresses and routes, ipset members, health-check
+//! ports and iptables inputs, kept per Service so one change recomputes one Service.
+//!
+//! Families are independent: every key carries its family, so IPv4 and IPv6 never share an entry.
+
+mod iptables;
+mod service;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+pub use iptables::IptablesInputs;
+pub use service::{DesiredVs, HealthCheck, NodeContext, ServiceDesired, service_desired};
+
+use crate::model::{ClusterIndex, Rejection};
+use crate::planner_config::PlannerConfig;
+use crate::types::{Family, IpsetEntry, IpsetName, ServiceKey, VsKey};
+
+/// What a change touched: the planner diffs exactly these keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Virtual servers.
+    pub vs: BTreeSet<VsKey>,
+    /// Dummy-device addresses.
+    pub addrs: BTreeSet<IpAddr>,
+    /// ipset members.
+    pub ipset: BTreeSet<(IpsetName, IpsetEntry)>,
+}
+
+impl Touched {
+    /// Whether nothing was touched.
+    pub fn is_empty(&self) -> bool {
+        self.vs.is_empty() && self.addrs.is_empty() && self.ipset.is_empty()
+    }
+
+    fn add(&mut self, d: &ServiceDesired) {
+        self.vs.extend(d.vs.iter().map(|v| v.key));
+        self.addrs.extend(d.bound.iter().copied());
+        self.ipset.extend(d.ipset.iter().copied());
+    }
+
+    /// Merges another set of touched keys.
+    pub fn extend(&mut self, other: Touched) {
+        self.vs.extend(other.vs);
+        self.addrs.extend(other.addrs);
+        self.ipset.extend(other.ipset);
+    }
+}
+
+/// The whole desired state of the node.
+#[derive(Debug, Default)]
+pub struct NodeState {
+    ctx: NodeContext,
+    routes: BTreeSet<IpNet>,
+    services: HashMap<ServiceKey, ServiceDesired>,
+    vs: BTreeMap<VsKey, Arc<DesiredVs>>,
+    /// Claims that lost a conflict over a virtual server (rare; kept to promote on removal).
+    losers: HashMap<VsKey, Vec<Arc<DesiredVs>>>,
+    bound: BTreeMap<IpAddr, u32>,
+    ipsets: BTreeMap<IpsetName, BTreeMap<IpsetEntry, u32>>,
+    health: BTreeMap<ServiceKey, HealthCheck>,
+}
+
+/// The node-wide context: routed CIDRs, NodePort addresses, zone.
+pub fn node_context(index: &ClusterIndex, cfg: &PlannerConfig) -> (NodeContext, BTreeSet<IpNet>) {
+    let mut routes = BTreeSet::new();
+    if !cfg.bind_cluster_ips {
+        for c in cfg.service_cidrs.iter().chain(index.service_cidrs()) {
+            if cfg.has_family(Family::of(&c.addr())) {
+                routes.insert(c.trunc());
+            }
+        }
+    }
+    let mut cfg_ips = cfg.clone();
+    if cfg_ips.primary_node_ips.is_empty() {
+        cfg_ips.primary_node_ips = first_per_family(&index.node().internal_ips);
+    }
+    let ctx = NodeContext {
+        routed: routes.iter().copied().collect(),
+        node_port_ips: cfg_ips.node_port_ips(),
+        zone: index.node().zone.clone(),
+        primary_ips: cfg_ips.primary_node_ips.clone(),
+    };
+    (ctx, routes)
+}
+
+fn first_per_family(ips: &[IpAddr]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in ips {
+        if !out.iter().any(|o| Family::of(o) == Family::of(ip)) {
+            out.push(*ip);
+        }
+    }
+    out
+}
+
+impl NodeState {
+    /// Computes the desired state of every Service (the full path).
+    pub fn build(index: &ClusterIndex, cfg: &PlannerConfig) -> Self {
+        let (ctx, routes) = node_context(index, cfg);
+        let mut st = NodeState { ctx, routes, ..NodeState::default() };
+        let mut keys: Vec<&ServiceKey> = index.services().map(|s| &s.key).collect();
+        keys.sort_unstable();
+        for key in keys {
+            if let Some(svc) = index.service(key) {
+                let d = service_desired(svc, index.slices_of(key), &st.ctx, cfg);
+                st.insert(key.clone(), d);
+            }
+        }
+        st
+    }
+
+    /// Recomputes one Service (the incremental path): O(that Service).
+    pub fn update_service(&mut self, index: &ClusterIndex, cfg: &PlannerConfig, key: &ServiceKey) -> Touched {
+        let new = index.service(key).map(|svc| service_desired(svc, index.slices_of(key), &self.ctx, cfg));
+        let mut touched = Touched::default();
+        let old = self.services.get(key);
+        if old == new.as_ref() {
+            return touched;
+        }
+        if let Some(old) = self.services.remove(key) {
+            touched.add(&old);
+            self.remove(key, &old);
+        }
+        if let Some(new) = new {
+            touched.add(&new);
+            self.insert(key.clone(), new);
+        }
+        touched
+    }
+
+    fn insert(&mut self, key: ServiceKey, d: ServiceDesired) {
+        for v in &d.vs {
+            match self.vs.get(&v.key) {
+                None => {
+                    self.vs.insert(v.key, v.clone());
+                }
+                Some(cur) if v.owner < cur.owner => {
+                    let loser = cur.clone();
+                    self.vs.insert(v.key, v.clone());
+                    self.losers.entry(v.key).or_default().push(loser);
+                }
+                Some(_) => self.losers.entry(v.key).or_default().push(v.clone()),
+            }
+        }
+        for a in &d.bound {
+            *self.bound.entry(*a).or_default() += 1;
+        }
+        for (set, e) in &d.ipset {
+            *self.ipsets.entry(*set).or_default().entry(*e).or_default() += 1;
+        }
+        if let Some(hc) = d.health_check {
+            self.health.insert(key.clone(), hc);
+        }
+        self.services.insert(key, d);
+    }
+
+    fn remove(&mut self, key: &ServiceKey, d: &ServiceDesired) {
+        for v in &d.vs {
+            let ours = self.vs.get(&v.key).is_some_and(|cur| cur.owner.service == *key);
+            let losers = self.losers.get_mut(&v.key);
+            if ours {
+                match losers.and_then(|l| promote(l)) {
+                    Some(next) => self.vs.insert(v.key, next),
+                    None => self.vs.remove(&v.key),
+                };
+            } else if let Some(l) = losers {
+                l.retain(|c| c.owner.service != *key);
+            }
+            if self.losers.get(&v.key).is_some_and(Vec::is_empty) {
+                self.losers.remove(&v.key);
+            }
+        }
+        for a in &d.bound {
+            decrement(&mut self.bound, a);
+        }
+        for (set, e) in &d.ipset {
+            if let Some(members) = self.ipsets.get_mut(set) {
+                decrement(members, e);
+            }
+        }
+        self.health.remove(key);
+    }
+
+    /// Desired virtual servers.
+    pub fn virtual_servers(&self) -> &BTreeMap<VsKey, Arc<DesiredVs>> {
+        &self.vs
+    }
+
+    /// One desired virtual server.
+    pub fn virtual_server(&self, key: &VsKey) -> Option<&DesiredVs> {
+        self.vs.get(key).map(|v| &**v)
+    }
+
+    /// `local` routes, one per service CIDR.
+    pub fn routes(&self) -> &BTreeSet<IpNet> {
+        &self.routes
+    }
+
+    /// Whether an address is covered by a desired local route.
+    pub fn routed(&self, ip: &IpAddr) -> bool {
+        self.routes.iter().any(|r| r.contains(ip))
+    }
+
+    /// Addresses bound to the dummy device.
+    pub fn bound(&self) -> impl Iterator<Item = &IpAddr> {
+        self.bound.keys()
+    }
+
+    /// Whether an address is desired on the dummy device.
+    pub fn is_bound(&self, ip: &IpAddr) -> bool {
+        self.bound.contains_key(ip)
+    }
+
+    /// ipset members per set (sets with no members are absent).
+    pub fn ipsets(&self) -> impl Iterator<Item = (&IpsetName, impl Iterator<Item = &IpsetEntry>)> {
+        self.ipsets.iter().filter(|(_, m)| !m.is_empty()).map(|(n, m)| (n, m.keys()))
+    }
+
+    /// Whether a member is desired.
+    pub fn has_member(&self, set: &IpsetName, e: &IpsetEntry) -> bool {
+        self.ipsets.get(set).is_some_and(|m| m.contains_key(e))
+    }
+
+    /// Health-check servers by Service.
+    pub fn health_checks(&self) -> &BTreeMap<ServiceKey, HealthCheck> {
+        &self.health
+    }
+
+    /// NodePort addresses in effect.
+    pub fn node_port_ips(&self) -> &[IpAddr] {
+        &self.ctx.node_port_ips
+    }
+
+    /// Service ports that lost a virtual-server conflict.
+    pub fn conflicts(&self) -> BTreeMap<String, Rejection> {
+        let mut out = BTreeMap::new();
+        for (key, losers) in &self.losers {
+            let owner = self.vs.get(key).map(|v| v.owner.to_string()).unwrap_or_default();
+            for l in losers {
+                out.insert(
+                    l.owner.to_string(),
+                    Rejection::VirtualServerConflict { vs: key.to_string(), owner: owner.clone() },
+                );
+            }
+        }
+        out
+    }
+
+    /// Inputs of the constant iptables rule set, per family.
+    pub fn iptables_inputs(&self) -> BTreeMap<Family, IptablesInputs> {
+        iptables::inputs(self)
+    }
+
+    /// Number of Services with desired state.
+    pub fn service_count(&self) -> usize {
+        self.services.len()
+    }
+}
+
+fn promote(losers: &mut Vec<Arc<DesiredVs>>) -> Option<Arc<DesiredVs>> {
+    let (i, _) = losers.iter().enumerate().min_by(|a, b| a.1.owner.cmp(&b.1.owner))?;
+    Some(losers.swap_remove(i))
+}
+
+fn decrement<K: Ord>(m: &mut BTreeMap<K, u32>, k: &K) {
+    if let Some(n) = m.get_mut(k) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            m.remove(k);
+        }
+    }
+}

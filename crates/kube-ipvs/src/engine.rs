@@ -1,0 +1,172 @@
+//! The planning engine: index + desired state + cached observed state + planner, with the
+//! incremental path (recompute and diff only changed Services) and the full repair path.
+//!
+//! The agent feeds watch events in, takes ops out, applies them, and [`Engine::commit`]s what
+//! succeeded so the cached observed state matches the kernel without another dump.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
+use k8s_openapi::api::networking::v1 as networking;
+
+use crate::desired::{NodeState, Touched};
+use crate::model::{Affected, ClusterIndex};
+use crate::plan::{ApplyError, ObservedState, Op, Planner};
+use crate::planner_config::PlannerConfig;
+use crate::types::ServiceKey;
+
+/// Index, desired state, cached kernel state and planner of one node.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: PlannerConfig,
+    index: ClusterIndex,
+    desired: NodeState,
+    observed: ObservedState,
+    planner: Planner,
+    dirty: BTreeSet<ServiceKey>,
+    rebuild: bool,
+}
+
+impl Engine {
+    /// An engine with an empty index and an empty kernel view.
+    pub fn new(cfg: PlannerConfig) -> Self {
+        let index = ClusterIndex::new(&cfg.node_name);
+        Self {
+            cfg,
+            index,
+            desired: NodeState::default(),
+            observed: ObservedState::new(),
+            planner: Planner::new(),
+            dirty: BTreeSet::new(),
+            rebuild: true,
+        }
+    }
+
+    fn note(&mut self, a: Affected) {
+        match a {
+            Affected::All => self.rebuild = true,
+            Affected::Services(keys) => self.dirty.extend(keys),
+        }
+    }
+
+    /// Adds or replaces a Service.
+    pub fn apply_service(&mut self, s: &core::Service) {
+        let a = self.index.apply_service(s);
+        self.note(a);
+    }
+
+    /// Removes a Service.
+    pub fn delete_service(&mut self, namespace: &str, name: &str) {
+        let a = self.index.delete_service(namespace, name);
+        self.note(a);
+    }
+
+    /// Adds or replaces an EndpointSlice.
+    pub fn apply_slice(&mut self, s: &discovery::EndpointSlice) {
+        let a = self.index.apply_slice(s);
+        self.note(a);
+    }
+
+    /// Removes an EndpointSlice.
+    pub fn delete_slice(&mut self, namespace: &str, name: &str) {
+        let a = self.index.delete_slice(namespace, name);
+        self.note(a);
+    }
+
+    /// Applies the node's Node object.
+    pub fn apply_node(&mut self, n: &core::Node) {
+        let a = self.index.apply_node(n);
+        self.note(a);
+    }
+
+    /// Adds or replaces a ServiceCIDR.
+    pub fn apply_service_cidr(&mut self, c: &networking::ServiceCIDR) {
+        let a = self.index.apply_service_cidr(c);
+        self.note(a);
+    }
+
+    /// Removes a ServiceCIDR.
+    pub fn delete_service_cidr(&mut self, name: &str) {
+        let a = self.index.delete_service_cidr(name);
+        self.note(a);
+    }
+
+    /// Direct access to the index (re-lists use its `reset_*`); marks everything for rebuild.
+    pub fn index_mut(&mut self) -> &mut ClusterIndex {
+        self.rebuild = true;
+        &mut self.index
+    }
+
+    /// Replaces the cached kernel state with a fresh dump.
+    pub fn set_observed(&mut self, observed: ObservedState) {
+        self.observed = observed;
+    }
+
+    /// The full repair plan: rebuild the desired state from the index, diff everything.
+    pub fn plan_full(&mut self, now: Duration) -> Vec<Op> {
+        self.desired = NodeState::build(&self.index, &self.cfg);
+        self.dirty.clear();
+        self.rebuild = false;
+        self.planner.plan(&self.cfg, &self.desired, &self.observed, now)
+    }
+
+    /// The incremental plan: only Services changed since the last plan (a full plan if a
+    /// node-wide input changed).
+    pub fn plan_incremental(&mut self, now: Duration) -> Vec<Op> {
+        if self.rebuild {
+            return self.plan_full(now);
+        }
+        let mut touched = Touched::default();
+        for key in std::mem::take(&mut self.dirty) {
+            touched.extend(self.desired.update_service(&self.index, &self.cfg, &key));
+        }
+        if touched.is_empty() {
+            return Vec::new();
+        }
+        self.planner.plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+    }
+
+    /// The drain tick: re-plans only virtual servers with real servers draining (call after
+    /// refreshing their connection counters in the observed state).
+    pub fn plan_drains(&mut self, now: Duration) -> Vec<Op> {
+        let touched = self.planner.draining();
+        self.planner.plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+    }
+
+    /// Records ops the kernel accepted into the cached observed state.
+    pub fn commit<'a>(&mut self, ops: impl IntoIterator<Item = &'a Op>) -> Result<(), ApplyError> {
+        self.observed.apply_all(ops)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PlannerConfig {
+        &self.cfg
+    }
+
+    /// The index.
+    pub fn index(&self) -> &ClusterIndex {
+        &self.index
+    }
+
+    /// The desired state (as of the last plan).
+    pub fn desired(&self) -> &NodeState {
+        &self.desired
+    }
+
+    /// The cached kernel state.
+    pub fn observed(&self) -> &ObservedState {
+        &self.observed
+    }
+
+    /// The cached kernel state, for refreshing counters.
+    pub fn observed_mut(&mut self) -> &mut ObservedState {
+        &mut self.observed
+    }
+
+    /// Real servers draining now.
+    pub fn drain_backlog(&self) -> usize {
+        self.planner.drain_backlog()
+    }
+}

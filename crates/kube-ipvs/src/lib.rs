@@ -1,0 +1,30 @@
+//! kube-ipvs: cluster state -> desired node state -> plan -> apply.
+//!
+//! The library is the pure core of the proxier; nothing here opens a socket.
+//!
+//! | module | what | replaces |
+//! |---|---|---|
+//! | [`model`] | index of Services, EndpointSlices, Node, ServiceCIDRs as validated values | kube-proxy's change trackers |
+//! | [`desired`] | desired virtual servers, addresses/routes, ipset members, health checks | the body of `syncProxyRules` |
+//! | [`plan`] | ordered ops from desired vs observed; drains; ownership; fake kernel | `ipvsadm -A/-E/-D/-a/-e/-d`, `ip addr`, `ip route`, `ipset add/del`, `conntrack -D` decisions |
+//! | [`engine`] | incremental (per-Service) and full planning over a cached kernel view | kube-proxy's full resync loop |
+//! | [`render`] | `ipvsadm -Ln` layout annotated with owners; plan report | `ipvsadm -Ln` (`kube-ipvs plan`) |
+//! | [`dump`] | reading `kubectl get -o yaml/json` dumps | - (`kube-ipvs plan -f`) |
+//! | [`planner_config`] | the plain configuration the planner needs | KubeProxyConfiguration fields |
+//! | `config` | KubeProxyConfiguration loader | `kube-proxy --config` |
+//! | `source` | Kubernetes watchers (kube-rs) and file sources feeding the model | kube-proxy's informers |
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod desired;
+pub mod dump;
+pub mod engine;
+pub mod model;
+pub mod plan;
+pub mod planner_config;
+pub mod render;
+pub mod source;
+pub mod types;
+
+pub use engine::Engine;
+pub use planner_config::PlannerConfig;

@@ -1,0 +1,137 @@
+//! Endpoint selection for one Service port and family (pkg/proxy `CategorizeEndpoints` and
+//! topology.go), plus the traffic-policy choice of pkg/proxy/ipvs `syncEndpoint`.
+
+use std::net::IpAddr;
+
+use super::service::{Service, ServicePort};
+use super::slice::{Endpoint, Slice};
+use crate::types::{Family, RsKey};
+
+/// One endpoint of a Service port: address, target port and conditions.
+#[derive(Clone, Copy, Debug)]
+pub struct PortEndpoint<'a> {
+    /// Address and target port.
+    pub key: RsKey,
+    /// The endpoint's conditions and hints.
+    pub ep: &'a Endpoint,
+}
+
+/// Joins the slices of a Service for one port and family: the slice port with the same name and
+/// protocol, the first address of each endpoint, duplicates across slices dropped (first slice in
+/// name order wins).
+pub fn port_endpoints<'a>(
+    slices: impl Iterator<Item = &'a Slice>,
+    port: &ServicePort,
+    family: Family,
+) -> Vec<PortEndpoint<'a>> {
+    let mut out: Vec<PortEndpoint<'a>> = Vec::new();
+    for slice in slices.filter(|s| s.family == family) {
+        let Some(sp) = slice.ports.iter().find(|p| p.name == port.name && p.proto == port.proto) else {
+            continue;
+        };
+        for ep in slice.endpoints.iter() {
+            let key = RsKey { addr: ep.addr, port: sp.port };
+            if !out.iter().any(|e| e.key == key) {
+                out.push(PortEndpoint { key, ep });
+            }
+        }
+    }
+    out
+}
+
+/// Inputs of topology-aware routing for this node.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Topology<'a> {
+    /// The node's zone label.
+    pub zone: Option<&'a str>,
+    /// Whether node hints are honoured.
+    pub node_hints: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TopologyMode {
+    None,
+    SameNode,
+    SameZone,
+}
+
+fn topology_mode(eps: &[PortEndpoint<'_>], topo: Topology<'_>) -> TopologyMode {
+    let ready = || eps.iter().filter(|e| e.ep.ready);
+    if topo.node_hints
+        && ready().all(|e| e.ep.has_node_hints)
+        && ready().any(|e| e.ep.node_hint_here)
+    {
+        return TopologyMode::SameNode;
+    }
+    let zone = topo.zone.unwrap_or("");
+    if ready().all(|e| !e.ep.zone_hints.is_empty())
+        && !zone.is_empty()
+        && ready().any(|e| e.ep.zone_hints.iter().any(|z| &**z == zone))
+    {
+        return TopologyMode::SameZone;
+    }
+    TopologyMode::None
+}
+
+fn topology_allows(ep: &Endpoint, mode: TopologyMode, topo: Topology<'_>) -> bool {
+    match mode {
+        TopologyMode::None => true,
+        TopologyMode::SameNode => ep.node_hint_here,
+        TopologyMode::SameZone => ep.zone_hints.iter().any(|z| Some(&**z) == topo.zone),
+    }
+}
+
+/// Endpoints split the way stock kube-proxy splits them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Categorized {
+    /// Ready endpoints (topology-filtered), else serving+terminating ones; empty when the
+    /// Service does not use cluster endpoints.
+    pub cluster: Vec<RsKey>,
+    /// Local ready endpoints, else local serving+terminating ones.
+    pub local: Vec<RsKey>,
+    /// Whether any usable endpoint exists anywhere.
+    pub has_any: bool,
+}
+
+/// `CategorizeEndpoints`.
+pub fn categorize(svc: &Service, eps: &[PortEndpoint<'_>], topo: Topology<'_>) -> Categorized {
+    let mut out = Categorized::default();
+    let keys = |f: &dyn Fn(&Endpoint) -> bool| -> Vec<RsKey> {
+        eps.iter().filter(|e| f(e.ep)).map(|e| e.key).collect()
+    };
+    if svc.uses_cluster_endpoints() {
+        let mode = topology_mode(eps, topo);
+        out.cluster = keys(&|e| e.ready && topology_allows(e, mode, topo));
+        if out.cluster.is_empty() {
+            out.cluster = keys(&|e| e.serving && e.terminating);
+        }
+        out.has_any = !out.cluster.is_empty();
+    }
+    if !(svc.internal_local || svc.external_local) {
+        return out;
+    }
+    let usable = |e: &Endpoint| e.ready || (e.serving && e.terminating);
+    out.has_any |= eps.iter().any(|e| usable(e.ep));
+    out.local = keys(&|e| e.local && e.ready);
+    if out.local.is_empty() {
+        out.local = keys(&|e| e.local && e.serving && e.terminating);
+    }
+    out
+}
+
+/// The real servers of one virtual server: local endpoints under a Local policy, falling back to
+/// the cluster list when there is no local one (stock IPVS, kubernetes#97081) unless `strict`.
+pub fn pick(cat: &Categorized, only_local: bool, strict: bool) -> &[RsKey] {
+    if !only_local {
+        &cat.cluster
+    } else if !cat.local.is_empty() || strict {
+        &cat.local
+    } else {
+        &cat.cluster
+    }
+}
+
+/// Local endpoints of any condition, for the hairpin set (`KUBE-LOOP-BACK`).
+pub fn local_addresses<'a>(eps: &'a [PortEndpoint<'_>]) -> impl Iterator<Item = (IpAddr, u16)> + 'a {
+    eps.iter().filter(|e| e.ep.local).map(|e| (e.key.addr, e.key.port))
+}

@@ -1,0 +1,64 @@
+//! The node's own Node object and ServiceCIDR objects.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1 as networking;
+
+use super::reject::Rejection;
+
+/// Label with the node's zone, matched against EndpointSlice zone hints.
+pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
+
+/// What the proxier needs from its Node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// `topology.kubernetes.io/zone`.
+    pub zone: Option<Arc<str>>,
+    /// InternalIP addresses in status order (the first per family is the primary node IP).
+    pub internal_ips: Vec<IpAddr>,
+    /// ExternalIP addresses.
+    pub external_ips: Vec<IpAddr>,
+}
+
+/// Converts the node's Node object. Unparsable addresses are ignored (the kubelet writes them).
+pub fn convert_node(node: &core::Node) -> NodeInfo {
+    let zone = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_ZONE))
+        .filter(|z| !z.is_empty())
+        .map(|z| Arc::from(z.as_str()));
+    let mut info = NodeInfo { zone, ..NodeInfo::default() };
+    let addrs = node.status.as_ref().and_then(|s| s.addresses.as_ref());
+    for a in addrs.into_iter().flatten() {
+        let Ok(ip) = a.address.parse::<IpAddr>() else { continue };
+        match a.type_.as_str() {
+            "InternalIP" => info.internal_ips.push(ip),
+            "ExternalIP" => info.external_ips.push(ip),
+            _ => {}
+        }
+    }
+    info
+}
+
+/// Converts a ServiceCIDR into its CIDRs.
+pub fn convert_service_cidr(c: &networking::ServiceCIDR) -> Result<Vec<IpNet>, Rejection> {
+    if c.metadata.name.is_none() {
+        return Err(Rejection::MissingName);
+    }
+    let cidrs = c.spec.as_ref().and_then(|s| s.cidrs.as_ref());
+    cidrs
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, s)| {
+            s.parse::<IpNet>()
+                .map(|n| n.trunc())
+                .map_err(|_| Rejection::InvalidCidr { field: format!("spec.cidrs[{i}]"), value: s.clone() })
+        })
+        .collect()
+}

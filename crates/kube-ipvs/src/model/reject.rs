@@ -1,0 +1,152 @@
+//! Why an object was rejected or skipped: typed, so the agent can log, count and Event them.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// The kind of a cluster object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum ObjectKind {
+    /// core/v1 Service.
+    Service,
+    /// discovery.k8s.io/v1 EndpointSlice.
+    EndpointSlice,
+    /// core/v1 Node.
+    Node,
+    /// networking.k8s.io/v1 ServiceCIDR.
+    ServiceCidr,
+}
+
+/// `Kind namespace/name` of an object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectRef {
+    /// Kind.
+    pub kind: ObjectKind,
+    /// Namespace (empty for cluster-scoped objects).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{:?} {}", self.kind, self.name)
+        } else {
+            write!(f, "{:?} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// Why an object cannot be used. The object's last valid version (if any) stays in effect, and no
+/// other object is affected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "reason", rename_all = "camelCase")]
+pub enum Rejection {
+    /// metadata.name or metadata.namespace missing.
+    #[error("metadata.name or metadata.namespace is missing")]
+    MissingName,
+    /// A cluster IP, external IP, load-balancer IP or endpoint address does not parse.
+    #[error("{field}: invalid IP address {value:?}")]
+    InvalidIp {
+        /// The field path.
+        field: String,
+        /// The offending value.
+        value: String,
+    },
+    /// A CIDR does not parse.
+    #[error("{field}: invalid CIDR {value:?}")]
+    InvalidCidr {
+        /// The field path.
+        field: String,
+        /// The offending value.
+        value: String,
+    },
+    /// A port number outside 1-65535.
+    #[error("{field}: invalid port {value}")]
+    InvalidPort {
+        /// The field path.
+        field: String,
+        /// The offending value.
+        value: i32,
+    },
+    /// A protocol other than TCP, UDP or SCTP.
+    #[error("{field}: unsupported protocol {value:?}")]
+    UnsupportedProtocol {
+        /// The field path.
+        field: String,
+        /// The offending value.
+        value: String,
+    },
+    /// Two ports of one Service share a name.
+    #[error("spec.ports: duplicate port name {value:?}")]
+    DuplicatePortName {
+        /// The name.
+        value: String,
+    },
+    /// The scheduler annotation names no kernel scheduler.
+    #[error("annotation kube-ipvs.io/scheduler: unknown scheduler {value:?}")]
+    UnknownScheduler {
+        /// The offending value.
+        value: String,
+    },
+    /// A scheduler flag that does not exist or does not apply to the scheduler.
+    #[error("annotation kube-ipvs.io/scheduler-flags: {value:?} is not a flag of scheduler {scheduler}")]
+    InvalidSchedulerFlag {
+        /// The offending flag.
+        value: String,
+        /// The scheduler in effect.
+        scheduler: String,
+    },
+    /// sessionAffinityConfig.clientIP.timeoutSeconds outside 1-86400.
+    #[error("spec.sessionAffinityConfig.clientIP.timeoutSeconds: invalid timeout {value}")]
+    InvalidAffinityTimeout {
+        /// The offending value.
+        value: i32,
+    },
+    /// An EndpointSlice without the `kubernetes.io/service-name` label.
+    #[error("missing label kubernetes.io/service-name")]
+    MissingServiceLabel,
+    /// An EndpointSlice whose Service is unknown (not yet seen, deleted, skipped or rejected).
+    #[error("no usable Service {service}")]
+    SliceWithoutService {
+        /// `namespace/name` of the Service.
+        service: String,
+    },
+    /// Two Services claim the same virtual server; the one sorting first keeps it.
+    #[error("virtual server {vs} is already owned by {owner}")]
+    VirtualServerConflict {
+        /// The contested virtual server.
+        vs: String,
+        /// The owner that keeps it.
+        owner: String,
+    },
+}
+
+/// Why an object is deliberately not programmed (stock behaviour, not an error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SkipReason {
+    /// type ExternalName.
+    ExternalName,
+    /// clusterIP None or empty.
+    Headless,
+    /// Label `service.kubernetes.io/service-proxy-name` (another proxy owns it).
+    ServiceProxyName,
+    /// Label `service.kubernetes.io/headless`.
+    HeadlessLabel,
+    /// An EndpointSlice of addressType FQDN.
+    FqdnSlice,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ExternalName => "type ExternalName",
+            Self::Headless => "headless (clusterIP None)",
+            Self::ServiceProxyName => "label service.kubernetes.io/service-proxy-name is set",
+            Self::HeadlessLabel => "label service.kubernetes.io/headless is set",
+            Self::FqdnSlice => "addressType FQDN",
+        })
+    }
+}

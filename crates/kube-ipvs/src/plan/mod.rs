@@ -1,0 +1,158 @@
+//! `plan(desired, observed) -> Vec<Op>`: the minimal, ordered set of kernel changes.
+//!
+//! Pure: no I/O. The full plan walks every key (the periodic repair path); the touched plan walks
+//! only the keys a change touched (the incremental path). Both call the same per-key functions,
+//! so they agree. Ownership: only virtual servers on addresses we own are changed or removed.
+
+mod observed;
+mod op;
+mod ownership;
+mod vs;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::time::Duration;
+
+pub use observed::{ApplyError, ObservedState, ObservedVs};
+pub use op::Op;
+
+use crate::desired::{NodeState, Touched};
+use crate::planner_config::PlannerConfig;
+use crate::types::{RsKey, VsKey};
+
+/// Ops collected per phase, concatenated in phase order.
+#[derive(Debug, Default)]
+struct Ops([Vec<Op>; 9]);
+
+impl Ops {
+    fn push(&mut self, op: Op) {
+        if let Some(v) = self.0.get_mut(usize::from(op.phase())) {
+            v.push(op);
+        }
+    }
+
+    fn into_vec(self) -> Vec<Op> {
+        self.0.into_iter().flatten().collect()
+    }
+}
+
+/// The planner: configuration plus the drain bookkeeping that outlives one plan.
+#[derive(Debug, Default)]
+pub struct Planner {
+    /// When each real server was first seen draining (weight 0, not desired).
+    drains: HashMap<(VsKey, RsKey), Duration>,
+    /// Undesired virtual servers kept while their real servers drain, by address.
+    draining_vs: BTreeMap<IpAddr, BTreeSet<VsKey>>,
+}
+
+struct Ctx<'a> {
+    cfg: &'a PlannerConfig,
+    desired: &'a NodeState,
+    observed: &'a ObservedState,
+    now: Duration,
+}
+
+impl Planner {
+    /// A planner with no drain history (after a restart every weight-0 server starts its drain now).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The full plan: every virtual server, address, route and ipset member.
+    pub fn plan(&mut self, cfg: &PlannerConfig, desired: &NodeState, observed: &ObservedState, now: Duration) -> Vec<Op> {
+        let ctx = Ctx { cfg, desired, observed, now };
+        let mut ops = Ops::default();
+        let keys: BTreeSet<VsKey> =
+            desired.virtual_servers().keys().chain(observed.virtual_servers().keys()).copied().collect();
+        for key in &keys {
+            self.plan_vs(&ctx, key, &mut ops);
+        }
+        self.drains.retain(|(vs, _), _| keys.contains(vs));
+        let addrs: BTreeSet<IpAddr> = desired.bound().chain(observed.bound().iter()).copied().collect();
+        for a in &addrs {
+            self.plan_addr(&ctx, a, &mut ops);
+        }
+        for r in desired.routes().difference(observed.routes()) {
+            ops.push(Op::AddRoute { cidr: *r });
+        }
+        for r in observed.routes().difference(desired.routes()) {
+            ops.push(Op::DelRoute { cidr: *r });
+        }
+        for (set, members) in desired.ipsets() {
+            for e in members {
+                if !observed.has_member(set, e) {
+                    ops.push(Op::IpsetAdd { set: *set, entry: *e });
+                }
+            }
+        }
+        for (set, members) in observed.ipsets() {
+            for e in members {
+                if !desired.has_member(set, e) {
+                    ops.push(Op::IpsetDel { set: *set, entry: *e });
+                }
+            }
+        }
+        ops.into_vec()
+    }
+
+    /// The incremental plan: only the touched keys, against the cached observed state.
+    pub fn plan_touched(
+        &mut self,
+        cfg: &PlannerConfig,
+        desired: &NodeState,
+        observed: &ObservedState,
+        touched: &Touched,
+        now: Duration,
+    ) -> Vec<Op> {
+        let ctx = Ctx { cfg, desired, observed, now };
+        let mut ops = Ops::default();
+        for key in &touched.vs {
+            self.plan_vs(&ctx, key, &mut ops);
+        }
+        let mut addrs = touched.addrs.clone();
+        addrs.extend(touched.vs.iter().filter_map(VsKey::addr));
+        for a in &addrs {
+            self.plan_addr(&ctx, a, &mut ops);
+        }
+        for (set, e) in &touched.ipset {
+            match (desired.has_member(set, e), observed.has_member(set, e)) {
+                (true, false) => ops.push(Op::IpsetAdd { set: *set, entry: *e }),
+                (false, true) => ops.push(Op::IpsetDel { set: *set, entry: *e }),
+                _ => {}
+            }
+        }
+        ops.into_vec()
+    }
+
+    /// The keys with a drain in progress: plan them (with fresh connection counters) on the drain
+    /// timer to finish drains without a full plan.
+    pub fn draining(&self) -> Touched {
+        let mut t = Touched::default();
+        t.vs.extend(self.drains.keys().map(|(vs, _)| *vs));
+        for (a, keys) in &self.draining_vs {
+            t.vs.extend(keys.iter().copied());
+            t.addrs.insert(*a);
+        }
+        t
+    }
+
+    /// Number of real servers currently draining.
+    pub fn drain_backlog(&self) -> usize {
+        self.drains.len()
+    }
+
+    fn plan_addr(&self, ctx: &Ctx<'_>, a: &IpAddr, ops: &mut Ops) {
+        let want = ctx.desired.is_bound(a);
+        let have = ctx.observed.bound().contains(a);
+        if want && !have {
+            ops.push(Op::BindAddr { addr: *a });
+        } else if !want && have && !self.holds(a) {
+            ops.push(Op::UnbindAddr { addr: *a });
+        }
+    }
+
+    /// Whether a draining virtual server still needs the address.
+    fn holds(&self, a: &IpAddr) -> bool {
+        self.draining_vs.get(a).is_some_and(|s| !s.is_empty())
+    }
+}

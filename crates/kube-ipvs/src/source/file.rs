@@ -1,0 +1,221 @@
+//! The file source (`--source file:PATH`): Services, EndpointSlices, Nodes and ServiceCIDRs from a
+//! YAML/JSON file or a directory of them (multi-document YAML and `List`s, read by [`crate::dump`]),
+//! polled for changes and re-emitted as `Replaced` per kind.
+//!
+//! A file that fails to read or parse keeps the last good state (and, before the first good read,
+//! keeps the source not ready): a typo in a manifest never empties the tables.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::ServiceCIDR;
+use tokio::sync::mpsc;
+
+use super::readiness::Gate;
+use super::selector::passes_stock_selector;
+use super::strip::Strip;
+use super::{ClusterEvent, DEFAULT_CAPACITY, SourceError, SourceEvent, SourceKind, Sources};
+use crate::dump::ClusterDump;
+
+/// What the file source reads.
+#[derive(Clone, Debug)]
+pub struct FileOptions {
+    /// A file, or a directory whose `*.yaml`, `*.yml` and `*.json` files are read in name order.
+    pub path: PathBuf,
+    /// This node's name: the Node of that name is delivered.
+    pub node_name: String,
+    /// How often modification times are checked.
+    pub poll: Duration,
+    /// Event channel capacity.
+    pub capacity: usize,
+}
+
+impl FileOptions {
+    /// Defaults: poll every second.
+    pub fn new(path: impl Into<PathBuf>, node_name: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            node_name: node_name.into(),
+            poll: Duration::from_secs(1),
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// Identity of the files' contents as far as `stat` tells: path, mtime, size.
+type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
+/// The files of `path`: itself, or a directory's YAML/JSON files sorted by name (hidden ones skipped).
+pub fn files(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let io = |source| SourceError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let p = entry.map_err(io)?.path();
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_none_or(|n| n.starts_with('.'));
+        let ext_ok = matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        );
+        if !hidden && ext_ok && p.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn fingerprint(path: &Path) -> Result<Fingerprint, SourceError> {
+    files(path)?
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::metadata(&p).map_err(|source| SourceError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            Ok((p, m.modified().ok(), m.len()))
+        })
+        .collect()
+}
+
+/// The state the files describe, selected and stripped as the Kubernetes source would deliver it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FileState {
+    /// Services passing the stock selector.
+    pub services: Vec<Service>,
+    /// EndpointSlices passing the stock selector.
+    pub slices: Vec<EndpointSlice>,
+    /// The node's Node, if present.
+    pub node: Vec<Node>,
+    /// ServiceCIDRs.
+    pub service_cidrs: Vec<ServiceCIDR>,
+}
+
+/// Reads every file of `path` into a [`FileState`]; objects that do not decode are logged and skipped.
+pub fn load(path: &Path, node_name: &str) -> Result<FileState, SourceError> {
+    let mut dump = ClusterDump::default();
+    for f in files(path)? {
+        dump.read_file(&f)?;
+    }
+    for bad in &dump.bad {
+        tracing::warn!(origin = %bad.origin, kind = %bad.kind, name = %bad.name, error = %bad.message, "skipping object");
+    }
+    fn keep<K: Strip>(items: Vec<K>, pass: impl Fn(&K) -> bool) -> Vec<K> {
+        items
+            .into_iter()
+            .filter(|o| pass(o))
+            .map(|mut o| {
+                o.strip();
+                o
+            })
+            .collect()
+    }
+    let node_name = node_name.to_owned();
+    Ok(FileState {
+        services: keep(dump.services, |s| {
+            passes_stock_selector(s.metadata.labels.as_ref())
+        }),
+        slices: keep(dump.slices, |s| {
+            passes_stock_selector(s.metadata.labels.as_ref())
+        }),
+        node: keep(dump.nodes, |n| {
+            n.metadata.name.as_deref() == Some(node_name.as_str())
+        }),
+        service_cidrs: keep(dump.service_cidrs, |_| true),
+    })
+}
+
+/// Starts polling `opts.path`.
+pub fn start(opts: FileOptions) -> Sources {
+    let (tx, events) = mpsc::channel(opts.capacity.max(1));
+    let (gate, ready) = Gate::new(SourceKind::ALL);
+    let task = tokio::spawn(run(opts, tx, Arc::new(gate)));
+    Sources {
+        events,
+        ready,
+        tasks: vec![task],
+    }
+}
+
+async fn run(opts: FileOptions, tx: mpsc::Sender<ClusterEvent>, gate: Arc<Gate>) {
+    let path = opts.path.display().to_string();
+    let mut seen: Option<Fingerprint> = None;
+    let mut last: Option<FileState> = None;
+    let mut tick = tokio::time::interval(opts.poll.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let fp = match fingerprint(&opts.path) {
+            Ok(fp) => fp,
+            Err(e) => {
+                tracing::warn!(path, error = %e, "file source unreadable; keeping the last state");
+                continue;
+            }
+        };
+        if seen.as_ref() == Some(&fp) {
+            continue;
+        }
+        let state = match load(&opts.path, &opts.node_name) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(path, error = %e, "file source invalid; keeping the last state");
+                continue;
+            }
+        };
+        seen = Some(fp);
+        let first = last.is_none();
+        let prev = last.take().unwrap_or_default();
+        tracing::info!(
+            path,
+            services = state.services.len(),
+            slices = state.slices.len(),
+            "file source loaded"
+        );
+        let mut sends = Vec::new();
+        if first || prev.services != state.services {
+            sends.push(ClusterEvent::Service(SourceEvent::Replaced(
+                state.services.clone(),
+            )));
+        }
+        if first || prev.slices != state.slices {
+            sends.push(ClusterEvent::Slice(SourceEvent::Replaced(
+                state.slices.clone(),
+            )));
+        }
+        if first || prev.node != state.node {
+            sends.push(ClusterEvent::Node(SourceEvent::Replaced(
+                state.node.clone(),
+            )));
+        }
+        if first || prev.service_cidrs != state.service_cidrs {
+            sends.push(ClusterEvent::ServiceCidr(SourceEvent::Replaced(
+                state.service_cidrs.clone(),
+            )));
+        }
+        last = Some(state);
+        for ev in sends {
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+        if first {
+            for kind in SourceKind::ALL {
+                if !gate.listed(kind, &tx).await {
+                    return;
+                }
+            }
+        }
+    }
+}

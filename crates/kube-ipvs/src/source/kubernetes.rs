@@ -1,0 +1,266 @@
+//! The Kubernetes source: one kube-rs `watcher` per kind, with kube-runtime's default backoff.
+//!
+//! kube-runtime re-lists by itself after a 410 Gone or a watch that cannot resume, emitting
+//! `Init, InitApply.., InitDone`; this module turns each such run into one [`SourceEvent::Replaced`],
+//! so a re-list reaches the agent as a resync, never as deletions. A dropped watch stream resumes
+//! from the last resourceVersion (bookmarks keep it fresh) without a re-list.
+
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::ServiceCIDR;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use super::readiness::Gate;
+use super::selector::{STOCK_LABEL_SELECTOR, node_field_selector};
+use super::strip::Strip;
+use super::{ClusterEvent, DEFAULT_CAPACITY, SourceError, SourceEvent, SourceKind, Sources};
+
+/// What the Kubernetes source watches.
+#[derive(Clone, Debug)]
+pub struct KubernetesOptions {
+    /// This node's name: its Node is watched with `metadata.name=NODE`.
+    pub node_name: String,
+    /// Watch ServiceCIDRs where served (default true).
+    pub service_cidrs: bool,
+    /// Event channel capacity.
+    pub capacity: usize,
+}
+
+impl KubernetesOptions {
+    /// Defaults for node `node_name`.
+    pub fn new(node_name: impl Into<String>) -> Self {
+        Self {
+            node_name: node_name.into(),
+            service_cidrs: true,
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// A client from `--kubeconfig PATH`, else in-cluster config, else `$KUBECONFIG`/`~/.kube/config`.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, SourceError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|source| {
+                SourceError::Kubeconfig {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|source| SourceError::Kubeconfig {
+                    path: path.to_owned(),
+                    source,
+                })?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(SourceError::InferConfig)?,
+    };
+    Client::try_from(config).map_err(SourceError::Client)
+}
+
+/// The node name as kube-proxy finds it: `--hostname-override`, else `$NODE_NAME`, else the
+/// hostname; trimmed and lower-cased.
+pub fn node_name(hostname_override: Option<&str>) -> Result<String, SourceError> {
+    let pick = |s: &str| Some(s.trim().to_lowercase()).filter(|s| !s.is_empty());
+    if let Some(n) = hostname_override.and_then(pick) {
+        return Ok(n);
+    }
+    if let Some(n) = std::env::var("NODE_NAME").ok().as_deref().and_then(pick) {
+        return Ok(n);
+    }
+    const HOSTNAME: &str = "/proc/sys/kernel/hostname";
+    let h = std::fs::read_to_string(HOSTNAME).map_err(|source| SourceError::Hostname {
+        path: HOSTNAME,
+        source,
+    })?;
+    pick(&h).ok_or_else(|| SourceError::Hostname {
+        path: HOSTNAME,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "empty hostname"),
+    })
+}
+
+/// Starts one watcher task per kind on the current tokio runtime.
+pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
+    let (tx, events) = mpsc::channel(opts.capacity.max(1));
+    let (gate, ready) = Gate::new(SourceKind::ALL);
+    let gate = Arc::new(gate);
+    let stock = watcher::Config::default().labels(STOCK_LABEL_SELECTOR);
+    let mut tasks = vec![
+        tokio::spawn(run(
+            Api::<Service>::all(client.clone()),
+            stock.clone(),
+            Spec {
+                kind: SourceKind::Services,
+                wrap: ClusterEvent::Service,
+                optional: false,
+            },
+            tx.clone(),
+            Arc::clone(&gate),
+        )),
+        tokio::spawn(run(
+            Api::<EndpointSlice>::all(client.clone()),
+            stock,
+            Spec {
+                kind: SourceKind::EndpointSlices,
+                wrap: ClusterEvent::Slice,
+                optional: false,
+            },
+            tx.clone(),
+            Arc::clone(&gate),
+        )),
+        tokio::spawn(run(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default().fields(&node_field_selector(&opts.node_name)),
+            Spec {
+                kind: SourceKind::Node,
+                wrap: ClusterEvent::Node,
+                optional: false,
+            },
+            tx.clone(),
+            Arc::clone(&gate),
+        )),
+    ];
+    let cidrs = Spec {
+        kind: SourceKind::ServiceCidrs,
+        wrap: ClusterEvent::ServiceCidr,
+        optional: true,
+    };
+    if opts.service_cidrs {
+        let api = Api::<ServiceCIDR>::all(client);
+        tasks.push(tokio::spawn(run(
+            api,
+            watcher::Config::default(),
+            cidrs,
+            tx,
+            gate,
+        )));
+    } else {
+        tasks.push(tokio::spawn(async move {
+            if tx
+                .send(ClusterEvent::ServiceCidr(SourceEvent::Replaced(Vec::new())))
+                .await
+                .is_ok()
+            {
+                gate.listed(SourceKind::ServiceCidrs, &tx).await;
+            }
+        }));
+    }
+    Sources {
+        events,
+        ready,
+        tasks,
+    }
+}
+
+/// How one kind is watched and wrapped.
+struct Spec<K> {
+    kind: SourceKind,
+    wrap: fn(SourceEvent<K>) -> ClusterEvent,
+    /// A kind the API server may not serve (404/403 on the first list: an empty set, stop watching).
+    optional: bool,
+}
+
+/// Whether a watcher error says the kind is not served (404) or not allowed (403) on the first list.
+fn not_available(e: &watcher::Error) -> Option<u16> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+            if s.code == 404 || s.code == 403 =>
+        {
+            Some(s.code)
+        }
+        _ => None,
+    }
+}
+
+async fn run<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    spec: Spec<K>,
+    tx: mpsc::Sender<ClusterEvent>,
+    gate: Arc<Gate>,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Strip
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let kind = spec.kind.name();
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut listing: Option<Vec<K>> = None;
+    let mut listed = false;
+    while let Some(item) = stream.next().await {
+        let out = match item {
+            Ok(Event::Init) => {
+                listing = Some(Vec::new());
+                None
+            }
+            Ok(Event::InitApply(mut o)) => {
+                o.strip();
+                listing.get_or_insert_with(Vec::new).push(o);
+                None
+            }
+            Ok(Event::InitDone) => {
+                let all = listing.take().unwrap_or_default();
+                tracing::info!(kind, objects = all.len(), relist = listed, "listed");
+                Some(SourceEvent::Replaced(all))
+            }
+            Ok(Event::Apply(mut o)) => {
+                o.strip();
+                Some(SourceEvent::Applied(o))
+            }
+            Ok(Event::Delete(mut o)) => {
+                o.strip();
+                Some(SourceEvent::Deleted(o))
+            }
+            Err(e) => {
+                if spec.optional
+                    && !listed
+                    && let Some(code) = not_available(&e)
+                {
+                    tracing::info!(
+                        kind,
+                        code,
+                        "not served by the API server (or not allowed): continuing without"
+                    );
+                    if tx
+                        .send((spec.wrap)(SourceEvent::Replaced(Vec::new())))
+                        .await
+                        .is_ok()
+                    {
+                        gate.listed(spec.kind, &tx).await;
+                    }
+                    return;
+                }
+                tracing::warn!(kind, error = %e, "watch error; retrying with backoff");
+                None
+            }
+        };
+        let Some(ev) = out else { continue };
+        let initial = matches!(ev, SourceEvent::Replaced(_)) && !listed;
+        if tx.send((spec.wrap)(ev)).await.is_err() {
+            return;
+        }
+        if initial {
+            listed = true;
+            if !gate.listed(spec.kind, &tx).await {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Domain values shared by the model, the desired state, the planner and the kernel adapters.
+//!
+//! These are what `ipvsadm`, `ip addr`/`ip route` and `ipset` manipulate, as plain values with
+//! total orderings so every map built from them iterates (and prints) deterministically.
+
+mod ipset;
+mod net;
+mod owner;
+mod scheduler;
+mod vs;
+
+pub use ipset::{IpsetEntry, IpsetName, SetKind, SetType};
+pub use net::{Family, Proto};
+pub use owner::{ServiceKey, ServicePortName};
+pub use scheduler::{Scheduler, VsFlags};
+pub use vs::{Forward, RealServer, RsKey, VsKey, VsSpec};

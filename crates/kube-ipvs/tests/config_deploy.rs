@@ -1,0 +1,151 @@
+//! deploy/ checks on the configuration side (issue 4): every manifest parses into its k8s-openapi
+//! type, the shipped ConfigMap loads with the agent's own loader without warnings, and the
+//! DaemonSets' probes and ports match the health and metrics addresses that configuration yields.
+//! (The RBAC-versus-code and args-versus-CLI checks are wired by the lead.)
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube_ipvs::config;
+use serde::de::DeserializeOwned;
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+fn read(rel: &str) -> String {
+    let path = deploy().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Parses a manifest into its k8s-openapi type; a field the type does not have (a typo such as
+/// `livenesProbe`, which the API server would drop) fails the test.
+fn parse<T: DeserializeOwned>(rel: &str) -> T {
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let mut unknown = Vec::new();
+    let value = serde_ignored::deserialize(&doc, |path| unknown.push(path.to_string()))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"));
+    assert!(unknown.is_empty(), "{rel}: unknown fields {unknown:?}");
+    value
+}
+
+fn container<'a>(ds: &'a DaemonSet, name: &str) -> &'a Container {
+    let spec = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec");
+    spec.containers
+        .iter()
+        .find(|c| c.name == name)
+        .expect("container")
+}
+
+fn probe_port(c: &Container, path: &str) -> u16 {
+    let probe = [&c.liveness_probe, &c.readiness_probe]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.http_get.as_ref())
+        .find(|h| h.path.as_deref() == Some(path))
+        .unwrap_or_else(|| panic!("no probe on {path}"));
+    match &probe.port {
+        IntOrString::Int(p) => u16::try_from(*p).unwrap(),
+        IntOrString::String(name) => {
+            let port = c
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name.as_str()));
+            u16::try_from(port.expect("named port").container_port).unwrap()
+        }
+    }
+}
+
+fn container_port(c: &Container, name: &str) -> u16 {
+    let port = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some(name));
+    u16::try_from(
+        port.unwrap_or_else(|| panic!("no port {name}"))
+            .container_port,
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_manifest_parses_into_its_type() {
+    let _: ServiceAccount = parse("serviceaccount.yaml");
+    let _: ClusterRole = parse("clusterrole.yaml");
+    let _: ClusterRoleBinding = parse("clusterrolebinding.yaml");
+    let _: ConfigMap = parse("configmap.yaml");
+    let _: DaemonSet = parse("daemonset.yaml");
+    let _: DaemonSet = parse("overlays/replace-kube-proxy/kube-proxy-daemonset.yaml");
+    // Every resource a kustomization lists exists.
+    for k in [
+        "kustomization.yaml",
+        "overlays/replace-kube-proxy/kustomization.yaml",
+    ] {
+        let doc: serde_json::Value = serde_saphyr::from_str(&read(k)).unwrap();
+        let dir = Path::new(k).parent().unwrap();
+        for r in doc["resources"].as_array().expect("resources") {
+            let rel = dir.join(r.as_str().unwrap());
+            assert!(
+                deploy().join(&rel).is_file(),
+                "{k}: missing {}",
+                rel.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn shipped_configmap_loads_cleanly_and_matches_the_daemonset() {
+    let text = read("configmap.yaml");
+    let parsed = config::parse_str(&text).expect("the ConfigMap loads");
+    assert_eq!(parsed.configmap_key.as_deref(), Some("config.conf"));
+    let loaded = config::resolve(Some(&parsed), &config::RunArgs::default()).expect("valid");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = &loaded.config;
+
+    let ds: DaemonSet = parse("daemonset.yaml");
+    let ct = container(&ds, "kube-ipvs");
+    let healthz = c.healthz_bind_address.expect("healthz enabled").port();
+    let metrics = c.metrics_bind_address.expect("metrics enabled").port();
+    assert_eq!(probe_port(ct, "/livez"), healthz);
+    assert_eq!(probe_port(ct, "/healthz"), healthz);
+    assert_eq!(container_port(ct, "healthz"), healthz);
+    assert_eq!(container_port(ct, "metrics"), metrics);
+    // The DaemonSet mounts the ConfigMap where --config points.
+    let args = ct.args.clone().unwrap_or_default();
+    assert!(
+        args.iter()
+            .any(|a| a == "--config=/var/lib/kube-ipvs/config.conf"),
+        "{args:?}"
+    );
+}
+
+#[test]
+fn overlay_probes_match_the_kubeadm_configmap() {
+    // The overlay keeps kubeadm's ConfigMap: its probes must match what that ConfigMap yields.
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kube-proxy-configmap.yaml");
+    let parsed = config::load_file(&fixture).unwrap();
+    let c = config::resolve(Some(&parsed), &config::RunArgs::default())
+        .unwrap()
+        .config;
+    let ds: DaemonSet = parse("overlays/replace-kube-proxy/kube-proxy-daemonset.yaml");
+    let ct = container(&ds, "kube-proxy");
+    let healthz = c.healthz_bind_address.unwrap().port();
+    assert_eq!(probe_port(ct, "/livez"), healthz);
+    assert_eq!(probe_port(ct, "/healthz"), healthz);
+    assert_eq!(
+        container_port(ct, "metrics"),
+        c.metrics_bind_address.unwrap().port()
+    );
+}

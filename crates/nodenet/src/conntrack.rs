@@ -1,0 +1,382 @@
+//! Deleting stale UDP conntrack entries over ctnetlink (replaces
+//! `conntrack -D -p udp --orig-dst IP --dport PORT [--reply-src ENDPOINT]`).
+//!
+//! UDP has no connection end: after a Service's endpoints change, a client that keeps
+//! sending keeps hitting the conntrack entry of a gone backend (kubernetes#139628, #141371).
+//! One dump of the family's table, filtered here, then the matching entries deleted by their
+//! original tuple in pipelined batches. Messages: `netlink-packet-netfilter`'s conntrack codec.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
+};
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
+use netlink_sys::protocols::NETLINK_NETFILTER;
+
+use crate::link::socket::{NlSocket, TransportError};
+
+const IPPROTO_UDP: u8 = 17;
+const ENOENT: i32 = 2;
+
+/// Address family of the table to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4 (`conntrack -f ipv4`).
+    V4,
+    /// IPv6 (`conntrack -f ipv6`).
+    V6,
+}
+
+impl Family {
+    fn nfproto(self) -> NetfilterProtoFamily {
+        match self {
+            Family::V4 => NetfilterProtoFamily::IPv4,
+            Family::V6 => NetfilterProtoFamily::IPv6,
+        }
+    }
+
+    /// The family of an address.
+    pub fn of(ip: IpAddr) -> Self {
+        if ip.is_ipv4() { Family::V4 } else { Family::V6 }
+    }
+}
+
+/// One direction of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FlowTuple {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// A conntrack entry of a port-based protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Flow {
+    /// IP protocol number (17 for UDP).
+    pub protocol: u8,
+    /// The original direction (client -> service address).
+    pub orig: FlowTuple,
+    /// The reply direction (its source is the endpoint after DNAT/IPVS).
+    pub reply: FlowTuple,
+}
+
+/// Which reply sources (endpoints) to delete entries for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplySource {
+    /// Every entry to the service address and port.
+    Any,
+    /// Only entries answered by this endpoint.
+    Is(IpAddr),
+    /// Only entries answered by none of these (the serving endpoints).
+    NotIn(BTreeSet<IpAddr>),
+}
+
+impl ReplySource {
+    fn matches(&self, ip: IpAddr) -> bool {
+        match self {
+            ReplySource::Any => true,
+            ReplySource::Is(e) => *e == ip,
+            ReplySource::NotIn(keep) => !keep.contains(&ip),
+        }
+    }
+}
+
+/// Failure of a conntrack operation, naming it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConntrackError {
+    /// Socket, kernel or decoding failure.
+    #[error("conntrack {op}: {source}")]
+    Netlink {
+        /// The operation.
+        op: &'static str,
+        /// What went wrong (kernel errno, timeout, socket error, undecodable reply).
+        #[source]
+        source: ConntrackCause,
+    },
+    /// Some deletions failed (the others were done).
+    #[error("conntrack delete: {} entries failed, first: {}", failed.len(), failed.first().map(|(f, e)| format!("{f:?}: {}", crate::link::errno_text(*e))).unwrap_or_default())]
+    Delete {
+        /// Each failed flow and its positive errno.
+        failed: Vec<(Flow, i32)>,
+    },
+}
+
+/// The transport-level cause, public for matching.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ConntrackCause(#[from] TransportError);
+
+impl ConntrackCause {
+    /// The errno, when the kernel or the socket gave one.
+    pub fn errno(&self) -> Option<i32> {
+        match &self.0 {
+            TransportError::Kernel(e) => Some(*e),
+            TransportError::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+fn err(op: &'static str) -> impl FnOnce(TransportError) -> ConntrackError {
+    move |e| ConntrackError::Netlink {
+        op,
+        source: ConntrackCause(e),
+    }
+}
+
+fn message(family: Family, msg: ConntrackMessage) -> NetfilterMessage {
+    NetfilterMessage::new(NetfilterHeader::new(family.nfproto(), 0, 0), msg)
+}
+
+fn decode_tuple(parts: &[Tuple]) -> Option<(u8, FlowTuple)> {
+    let (mut src, mut dst, mut proto, mut sport, mut dport) = (None, None, None, None, None);
+    for p in parts {
+        match p {
+            Tuple::Ip(ips) => {
+                for ip in ips {
+                    match ip {
+                        IPTuple::SourceAddress(a) => src = Some(*a),
+                        IPTuple::DestinationAddress(a) => dst = Some(*a),
+                        _ => {}
+                    }
+                }
+            }
+            Tuple::Proto(ps) => {
+                for pt in ps {
+                    match pt {
+                        ProtoTuple::Protocol(pr) => proto = Some(u8::from(*pr)),
+                        ProtoTuple::SourcePort(p) => sport = Some(*p),
+                        ProtoTuple::DestinationPort(p) => dport = Some(*p),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((
+        proto?,
+        FlowTuple {
+            src: src?,
+            dst: dst?,
+            sport: sport?,
+            dport: dport?,
+        },
+    ))
+}
+
+/// A dumped entry as a [`Flow`]; `None` for entries without ports (ICMP, GRE, ...).
+pub fn decode_flow(msg: &NetfilterMessage) -> Option<Flow> {
+    let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = &msg.inner else {
+        return None;
+    };
+    let mut orig = None;
+    let mut reply = None;
+    for a in attrs {
+        match a {
+            ConntrackAttribute::CtaTupleOrig(t) => orig = decode_tuple(t),
+            ConntrackAttribute::CtaTupleReply(t) => reply = decode_tuple(t),
+            _ => {}
+        }
+    }
+    let (protocol, orig) = orig?;
+    let (_, reply) = reply?;
+    Some(Flow {
+        protocol,
+        orig,
+        reply,
+    })
+}
+
+fn tuple_attrs(protocol: u8, t: &FlowTuple) -> Vec<Tuple> {
+    vec![
+        Tuple::Ip(vec![
+            IPTuple::SourceAddress(t.src),
+            IPTuple::DestinationAddress(t.dst),
+        ]),
+        Tuple::Proto(vec![
+            ProtoTuple::Protocol(Protocol::from(protocol)),
+            ProtoTuple::SourcePort(t.sport),
+            ProtoTuple::DestinationPort(t.dport),
+        ]),
+    ]
+}
+
+/// The DELETE request for one entry, identified by its original tuple.
+pub fn delete_message(flow: &Flow) -> NetfilterMessage {
+    message(
+        Family::of(flow.orig.dst),
+        ConntrackMessage::Delete(vec![ConntrackAttribute::CtaTupleOrig(tuple_attrs(
+            flow.protocol,
+            &flow.orig,
+        ))]),
+    )
+}
+
+/// The pure selection: UDP entries to `dst:dport` whose reply source matches.
+pub fn select_udp(flows: &[Flow], dst: IpAddr, dport: u16, reply: &ReplySource) -> Vec<Flow> {
+    flows
+        .iter()
+        .filter(|f| f.protocol == IPPROTO_UDP && f.orig.dst == dst && f.orig.dport == dport)
+        .filter(|f| reply.matches(f.reply.src))
+        .copied()
+        .collect()
+}
+
+/// ctnetlink client of the caller's network namespace.
+#[derive(Debug)]
+pub struct Conntrack {
+    sock: NlSocket,
+}
+
+impl Conntrack {
+    /// Opens a NETLINK_NETFILTER socket (async only because it registers with tokio).
+    pub async fn connect(timeout: Duration) -> Result<Self, ConntrackError> {
+        Ok(Self {
+            sock: NlSocket::open(NETLINK_NETFILTER, timeout).map_err(err("connect"))?,
+        })
+    }
+
+    /// Every entry of the family's table that has ports (`conntrack -L -f FAMILY`).
+    pub async fn flows(&mut self, family: Family) -> Result<Vec<Flow>, ConntrackError> {
+        let msgs = self
+            .sock
+            .dump(|| message(family, ConntrackMessage::Get(Vec::new())))
+            .await
+            .map_err(err("dump"))?;
+        Ok(msgs.iter().filter_map(decode_flow).collect())
+    }
+
+    /// Deletes the given entries; ones already gone count as deleted. Returns how many the
+    /// kernel removed or had already dropped.
+    pub async fn delete(&mut self, flows: &[Flow]) -> Result<usize, ConntrackError> {
+        let failures = self
+            .sock
+            .batch(flows.iter().map(delete_message), 0)
+            .await
+            .map_err(err("delete"))?;
+        let failed: Vec<(Flow, i32)> = failures
+            .iter()
+            .filter(|f| f.errno != ENOENT)
+            .filter_map(|f| Some((*flows.get(f.index)?, f.errno)))
+            .collect();
+        if failed.is_empty() {
+            Ok(flows.len())
+        } else {
+            Err(ConntrackError::Delete { failed })
+        }
+    }
+
+    /// Deletes UDP entries whose original destination is `dst:dport` and whose reply
+    /// source matches `reply`; returns the flows deleted.
+    pub async fn delete_udp(
+        &mut self,
+        dst: IpAddr,
+        dport: u16,
+        reply: &ReplySource,
+    ) -> Result<Vec<Flow>, ConntrackError> {
+        let flows = self.flows(Family::of(dst)).await?;
+        let doomed = select_udp(&flows, dst, dport, reply);
+        self.delete(&doomed).await?;
+        Ok(doomed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+
+    fn flow(proto: u8, dst: &str, dport: u16, reply_src: &str) -> Flow {
+        Flow {
+            protocol: proto,
+            orig: FlowTuple {
+                src: "10.0.0.1".parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                sport: 40000,
+                dport,
+            },
+            reply: FlowTuple {
+                src: reply_src.parse().unwrap(),
+                dst: "10.0.0.1".parse().unwrap(),
+                sport: 53,
+                dport: 40000,
+            },
+        }
+    }
+
+    #[test]
+    fn selects_udp_by_destination_and_reply_source() {
+        let flows = [
+            flow(17, "10.96.0.10", 53, "10.244.1.5"),
+            flow(17, "10.96.0.10", 53, "10.244.2.7"),
+            flow(6, "10.96.0.10", 53, "10.244.1.5"),
+            flow(17, "10.96.0.10", 54, "10.244.1.5"),
+            flow(17, "10.96.0.11", 53, "10.244.1.5"),
+        ];
+        let dst = "10.96.0.10".parse().unwrap();
+        assert_eq!(select_udp(&flows, dst, 53, &ReplySource::Any), flows[..2]);
+        assert_eq!(
+            select_udp(
+                &flows,
+                dst,
+                53,
+                &ReplySource::Is("10.244.2.7".parse().unwrap())
+            ),
+            flows[1..2]
+        );
+        let keep = ["10.244.1.5".parse().unwrap()].into();
+        assert_eq!(
+            select_udp(&flows, dst, 53, &ReplySource::NotIn(keep)),
+            flows[1..2]
+        );
+    }
+
+    #[test]
+    fn delete_message_round_trips_through_the_codec() {
+        let f = flow(17, "fd00::10", 53, "fd00:244::5");
+        let f = Flow {
+            orig: FlowTuple {
+                src: "fd00::1".parse().unwrap(),
+                ..f.orig
+            },
+            ..f
+        };
+        let mut nl = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::InnerMessage(delete_message(&f)),
+        );
+        nl.finalize();
+        let mut buf = vec![0; nl.buffer_len()];
+        nl.serialize(&mut buf);
+        // nfnetlink type: subsystem 1 (ctnetlink) << 8 | IPCTNL_MSG_CT_DELETE 2; family AF_INET6.
+        assert_eq!(&buf[4..6], &[2, 1]);
+        assert_eq!(buf[16], 10);
+        let back = NetlinkMessage::<NetfilterMessage>::deserialize(&buf).unwrap();
+        let NetlinkPayload::InnerMessage(m) = back.payload else {
+            panic!()
+        };
+        let NetfilterMessageInner::Conntrack(ConntrackMessage::Delete(attrs)) = &m.inner else {
+            panic!()
+        };
+        let ConntrackAttribute::CtaTupleOrig(t) = &attrs[0] else {
+            panic!()
+        };
+        assert_eq!(decode_tuple(t), Some((17, f.orig)));
+        // Truncations decode to errors, never panics.
+        for cut in 0..buf.len() {
+            let _ = NetlinkMessage::<NetfilterMessage>::deserialize(&buf[..cut]);
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Typed errors: every kernel error keeps the operation, the set and the errno; the ipset
+//! private errnos (4097.., `ip_set.h`) are mapped by name.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::constants::*;
+
+/// The plain errnos the kernel answers with.
+mod errno {
+    use nix::errno::Errno;
+    pub const EACCES: i32 = Errno::EACCES as i32;
+    pub const EAFNOSUPPORT: i32 = Errno::EAFNOSUPPORT as i32;
+    pub const EBUSY: i32 = Errno::EBUSY as i32;
+    pub const EEXIST: i32 = Errno::EEXIST as i32;
+    pub const EINVAL: i32 = Errno::EINVAL as i32;
+    pub const EMSGSIZE: i32 = Errno::EMSGSIZE as i32;
+    pub const ENOENT: i32 = Errno::ENOENT as i32;
+    pub const ENOMEM: i32 = Errno::ENOMEM as i32;
+    pub const EOPNOTSUPP: i32 = Errno::EOPNOTSUPP as i32;
+    pub const EPERM: i32 = Errno::EPERM as i32;
+    pub const EPROTO: i32 = Errno::EPROTO as i32;
+    pub const EPROTONOSUPPORT: i32 = Errno::EPROTONOSUPPORT as i32;
+}
+
+/// The ipset operation that failed, named like the `ipset` CLI command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Op {
+    Protocol,
+    Type,
+    Create,
+    Destroy,
+    Flush,
+    Rename,
+    Swap,
+    List,
+    Header,
+    Add,
+    Del,
+    Test,
+    Sync,
+    Replace,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Protocol => "protocol",
+            Op::Type => "type",
+            Op::Create => "create",
+            Op::Destroy => "destroy",
+            Op::Flush => "flush",
+            Op::Rename => "rename",
+            Op::Swap => "swap",
+            Op::List => "list",
+            Op::Header => "header",
+            Op::Add => "add",
+            Op::Del => "del",
+            Op::Test => "test",
+            Op::Sync => "sync",
+            Op::Replace => "replace",
+        })
+    }
+}
+
+/// A malformed message: names the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("{what}: truncated (need {need} bytes, have {have})")]
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
+    #[error("{what}: invalid length {len}")]
+    Length { what: &'static str, len: usize },
+    #[error("{what}: missing")]
+    Missing { what: &'static str },
+    #[error("{what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
+}
+
+/// A request that cannot be put on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    #[error("{what} of {len} bytes exceeds the netlink limit")]
+    TooLarge { what: &'static str, len: usize },
+    #[error("set or type name {0:?} is empty or longer than 31 bytes")]
+    Name(String),
+    #[error("comment longer than 255 bytes")]
+    Comment,
+    #[error("entry {entry} does not fit set type {set_type}")]
+    EntryType { entry: String, set_type: String },
+}
+
+/// Errors of the ipset client. Kernel errors keep the operation, the set and the errno.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IpsetError {
+    #[error("ipset {op} {set}: set already exists (errno {errno} {})", errno_name(*errno))]
+    SetExists { op: Op, set: String, errno: i32 },
+    #[error("ipset {op} {set}: set does not exist (errno {errno} {})", errno_name(*errno))]
+    SetMissing { op: Op, set: String, errno: i32 },
+    #[error("ipset {op} {set}: set is in use (referenced by iptables or a dump) (errno {errno} {})", errno_name(*errno))]
+    InUse { op: Op, set: String, errno: i32 },
+    #[error("ipset {op} {set}: type or family mismatch (errno {errno} {})", errno_name(*errno))]
+    TypeMismatch { op: Op, set: String, errno: i32 },
+    #[error("ipset {op} {set}: protocol error, the kernel rejected the message (errno {errno} {})", errno_name(*errno))]
+    Protocol { op: Op, set: String, errno: i32 },
+    #[error("ipset {op} {set}: permission denied, CAP_NET_ADMIN needed (errno {errno} {})", errno_name(*errno))]
+    Permission { op: Op, set: String, errno: i32 },
+    #[error("ipset {op} {set}: element {entry} already exists (errno {errno} {})", errno_name(*errno))]
+    ElementExists {
+        op: Op,
+        set: String,
+        entry: String,
+        errno: i32,
+    },
+    #[error("ipset {op} {set}: element {entry} is missing (errno {errno} {})", errno_name(*errno))]
+    ElementMissing {
+        op: Op,
+        set: String,
+        entry: String,
+        errno: i32,
+    },
+    #[error("ipset {op} {set}: kernel error {errno} {}{}", errno_name(*errno), entry.as_ref().map(|e| format!(" at element {e}")).unwrap_or_default())]
+    Kernel {
+        op: Op,
+        set: String,
+        errno: i32,
+        entry: Option<String>,
+    },
+    #[error("ipset {op} {set}: no reply within {after:?}")]
+    Timeout {
+        op: Op,
+        set: String,
+        after: Duration,
+    },
+    #[error("ipset {op} {set}: undecodable reply: {source}")]
+    Decode {
+        op: Op,
+        set: String,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("ipset {op} {set}: cannot encode request: {source}")]
+    Encode {
+        op: Op,
+        set: String,
+        #[source]
+        source: EncodeError,
+    },
+    #[error("ipset {op}: netlink socket: {source}")]
+    Io {
+        op: Op,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "ipset {op} {set}: kernel speaks ipset protocol {kernel}, we need >= {IPSET_PROTOCOL_MIN}"
+    )]
+    Unsupported { op: Op, set: String, kernel: u8 },
+    #[error(
+        "ipset {op} {set}: the kernel's {set_type} starts at revision {kernel_min}, we know up to {ours}"
+    )]
+    UnsupportedRevision {
+        op: Op,
+        set: String,
+        set_type: String,
+        kernel_min: u8,
+        ours: u8,
+    },
+}
+
+impl IpsetError {
+    /// The errno the kernel returned, if this error came from the kernel.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            IpsetError::SetExists { errno, .. }
+            | IpsetError::SetMissing { errno, .. }
+            | IpsetError::InUse { errno, .. }
+            | IpsetError::TypeMismatch { errno, .. }
+            | IpsetError::Protocol { errno, .. }
+            | IpsetError::Permission { errno, .. }
+            | IpsetError::ElementExists { errno, .. }
+            | IpsetError::ElementMissing { errno, .. }
+            | IpsetError::Kernel { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    /// Maps a kernel errno (positive) for `op` on `set` to a typed error. `entry` names the
+    /// element concerned, when known.
+    pub(crate) fn from_errno(op: Op, set: &str, errno: i32, entry: Option<String>) -> Self {
+        let set = set.to_string();
+        match errno {
+            errno::EEXIST => IpsetError::SetExists { op, set, errno },
+            errno::ENOENT => IpsetError::SetMissing { op, set, errno },
+            IPSET_ERR_EXIST_SETNAME2 if op == Op::Rename => {
+                IpsetError::SetExists { op, set, errno }
+            }
+            IPSET_ERR_EXIST_SETNAME2 => IpsetError::SetMissing { op, set, errno },
+            IPSET_ERR_BUSY | IPSET_ERR_REFERENCED | errno::EBUSY => {
+                IpsetError::InUse { op, set, errno }
+            }
+            IPSET_ERR_TYPE_MISMATCH | IPSET_ERR_INVALID_FAMILY | IPSET_ERR_FIND_TYPE => {
+                IpsetError::TypeMismatch { op, set, errno }
+            }
+            IPSET_ERR_PROTOCOL | errno::EPROTO => IpsetError::Protocol { op, set, errno },
+            errno::EPERM | errno::EACCES => IpsetError::Permission { op, set, errno },
+            IPSET_ERR_EXIST if op == Op::Add => IpsetError::ElementExists {
+                op,
+                set,
+                entry: entry.unwrap_or_else(|| "?".to_string()),
+                errno,
+            },
+            IPSET_ERR_EXIST => IpsetError::ElementMissing {
+                op,
+                set,
+                entry: entry.unwrap_or_else(|| "?".to_string()),
+                errno,
+            },
+            _ => IpsetError::Kernel {
+                op,
+                set,
+                errno,
+                entry,
+            },
+        }
+    }
+}
+
+/// The kernel's name for an errno: the ipset private range by its `ip_set*.h` name, the
+/// rest by its libc name.
+pub fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        IPSET_ERR_PROTOCOL => "IPSET_ERR_PROTOCOL",
+        IPSET_ERR_FIND_TYPE => "IPSET_ERR_FIND_TYPE",
+        IPSET_ERR_MAX_SETS => "IPSET_ERR_MAX_SETS",
+        IPSET_ERR_BUSY => "IPSET_ERR_BUSY",
+        IPSET_ERR_EXIST_SETNAME2 => "IPSET_ERR_EXIST_SETNAME2",
+        IPSET_ERR_TYPE_MISMATCH => "IPSET_ERR_TYPE_MISMATCH",
+        IPSET_ERR_EXIST => "IPSET_ERR_EXIST",
+        IPSET_ERR_INVALID_CIDR => "IPSET_ERR_INVALID_CIDR",
+        IPSET_ERR_INVALID_NETMASK => "IPSET_ERR_INVALID_NETMASK",
+        IPSET_ERR_INVALID_FAMILY => "IPSET_ERR_INVALID_FAMILY",
+        IPSET_ERR_TIMEOUT => "IPSET_ERR_TIMEOUT",
+        IPSET_ERR_REFERENCED => "IPSET_ERR_REFERENCED",
+        IPSET_ERR_IPADDR_IPV4 => "IPSET_ERR_IPADDR_IPV4",
+        IPSET_ERR_IPADDR_IPV6 => "IPSET_ERR_IPADDR_IPV6",
+        IPSET_ERR_COUNTER => "IPSET_ERR_COUNTER",
+        IPSET_ERR_COMMENT => "IPSET_ERR_COMMENT",
+        IPSET_ERR_INVALID_MARKMASK => "IPSET_ERR_INVALID_MARKMASK",
+        IPSET_ERR_SKBINFO => "IPSET_ERR_SKBINFO",
+        IPSET_ERR_BITMASK_NETMASK_EXCL => "IPSET_ERR_BITMASK_NETMASK_EXCL",
+        // Type-specific codes overlap between hash and bitmap types.
+        IPSET_ERR_HASH_FULL => "IPSET_ERR_HASH_FULL/IPSET_ERR_BITMAP_RANGE",
+        IPSET_ERR_HASH_ELEM => "IPSET_ERR_HASH_ELEM/IPSET_ERR_BITMAP_RANGE_SIZE",
+        IPSET_ERR_INVALID_PROTO => "IPSET_ERR_INVALID_PROTO",
+        IPSET_ERR_MISSING_PROTO => "IPSET_ERR_MISSING_PROTO",
+        IPSET_ERR_HASH_RANGE_UNSUPPORTED => "IPSET_ERR_HASH_RANGE_UNSUPPORTED",
+        IPSET_ERR_HASH_RANGE => "IPSET_ERR_HASH_RANGE",
+        errno::EPERM => "EPERM",
+        errno::ENOENT => "ENOENT",
+        errno::EEXIST => "EEXIST",
+        errno::EBUSY => "EBUSY",
+        errno::EACCES => "EACCES",
+        errno::EINVAL => "EINVAL",
+        errno::ENOMEM => "ENOMEM",
+        errno::EPROTO => "EPROTO",
+        errno::EMSGSIZE => "EMSGSIZE",
+        errno::EOPNOTSUPP => "EOPNOTSUPP",
+        errno::EAFNOSUPPORT => "EAFNOSUPPORT",
+        errno::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,3 @@
+mod captured;
+mod roundtrip;
+mod tracked;

@@ -1,0 +1,22 @@
+//! Everything besides IPVS that an IPVS proxier programs on a node.
+//!
+//! | module | replaces |
+//! |---|---|
+//! | [`link`] | `ip link add kube-ipvs0 type dummy`, `ip addr add/del VIP/32 dev kube-ipvs0`, `ip -o addr show`, `ip link del kube-ipvs0` |
+//! | [`route`] | `ip route add/del local 10.96.0.0/12 dev lo table local`, `ip route show table local type local` |
+//! | [`ipset`] | `ipset create/destroy/flush/rename/swap/list/add/del/test/restore` |
+//! | [`iptables`] | `iptables-restore --noflush` of the `KUBE-*` chains, `iptables -I ... -j KUBE-*`, `iptables -F/-X` on cleanup |
+//! | [`sysctl`] | `sysctl -w net.ipv4.vs.conntrack=1` and the other IPVS-mode sysctls |
+//! | [`conntrack`] | `conntrack -D -p udp --orig-dst IP --dport PORT [--reply-src ENDPOINT]` |
+//!
+//! Netlink work (links, addresses, routes, ipsets, conntrack) happens in-process, pipelined,
+//! with a timeout on every receive; only iptables goes through its own binaries, because its
+//! rule set is small and constant and `iptables-restore` is the interface both back ends share.
+#![forbid(unsafe_code)]
+
+pub mod conntrack;
+pub mod ipset;
+pub mod iptables;
+pub mod link;
+pub mod route;
+pub mod sysctl;

@@ -1,0 +1,168 @@
+//! `local` routes for whole prefixes in the local routing table (replaces
+//! `ip route add local 10.96.0.0/12 dev lo table local`, `ip route show table local type local`,
+//! `ip route del local 10.96.0.0/12 dev lo table local`).
+//!
+//! One such route makes every address of a service CIDR local, so IPVS (which hooks
+//! LOCAL_IN) catches traffic to any ClusterIP without binding each address to the dummy
+//! device: one request instead of one per Service, and no superlinear per-address kernel work.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::RouteMessageBuilder;
+
+use crate::link::socket::TransportError;
+use crate::link::{LinkError, Links, Op};
+
+/// The kernel's local routing table (`table local`).
+pub const RT_TABLE_LOCAL: u8 = 255;
+/// The protocol our routes carry (`proto static`), so they can be told from the kernel's own
+/// per-address local routes (`proto kernel`).
+pub const OUR_PROTOCOL: RouteProtocol = RouteProtocol::Static;
+
+const ESRCH: i32 = 3;
+
+/// A `local` route of the local table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LocalRoute {
+    /// The destination prefix.
+    pub prefix: IpNet,
+    /// Output interface index.
+    pub ifindex: u32,
+    /// Routing protocol number (`proto`): 4 (static) for ours, 2 (kernel) for the kernel's.
+    pub protocol: u8,
+}
+
+fn message(prefix: IpNet, ifindex: u32) -> Result<RouteMessage, LinkError> {
+    let prefix = prefix.trunc();
+    let mut msg = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(prefix.addr(), prefix.prefix_len())
+        .map_err(|e| LinkError::Invalid {
+            op: Op::AddRoute(prefix),
+            reason: e.to_string(),
+        })?
+        .output_interface(ifindex)
+        .table_id(u32::from(RT_TABLE_LOCAL))
+        .kind(RouteType::Local)
+        .scope(RouteScope::Host)
+        .protocol(OUR_PROTOCOL)
+        .build();
+    msg.header.table = RT_TABLE_LOCAL;
+    Ok(msg)
+}
+
+fn decode(msg: &RouteMessage) -> Option<LocalRoute> {
+    if msg.header.kind != RouteType::Local {
+        return None;
+    }
+    let mut table = u32::from(msg.header.table);
+    let mut dst = None;
+    let mut oif = 0;
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = Some(IpAddr::V4(*a)),
+            RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = Some(IpAddr::V6(*a)),
+            RouteAttribute::Oif(i) => oif = *i,
+            _ => {}
+        }
+    }
+    if table != u32::from(RT_TABLE_LOCAL) {
+        return None;
+    }
+    let prefix = IpNet::new(dst?, msg.header.destination_prefix_length).ok()?;
+    Some(LocalRoute {
+        prefix,
+        ifindex: oif,
+        protocol: u8::from(msg.header.protocol),
+    })
+}
+
+impl Links {
+    /// Adds (or replaces) `local PREFIX dev IFINDEX table local proto static`. Idempotent.
+    pub async fn add_local_route(&mut self, prefix: IpNet, ifindex: u32) -> Result<(), LinkError> {
+        let msg = message(prefix, ifindex)?;
+        self.sock_mut()
+            .exchange(
+                RouteNetlinkMessage::NewRoute(msg),
+                NLM_F_CREATE | NLM_F_REPLACE,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| LinkError::from_transport(Op::AddRoute(prefix), e))
+    }
+
+    /// Deletes that route; `Ok(false)` if it was not there.
+    pub async fn remove_local_route(
+        &mut self,
+        prefix: IpNet,
+        ifindex: u32,
+    ) -> Result<bool, LinkError> {
+        let msg = message(prefix, ifindex)?;
+        match self
+            .sock_mut()
+            .exchange(RouteNetlinkMessage::DelRoute(msg), 0)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(TransportError::Kernel(ESRCH)) => Ok(false),
+            Err(e) => Err(LinkError::from_transport(Op::DelRoute(prefix), e)),
+        }
+    }
+
+    /// Every `local` route of the local table covering more than one address (both
+    /// families), ours and others'. Filter on `protocol == OUR_PROTOCOL` for ours.
+    pub async fn local_prefix_routes(&mut self) -> Result<Vec<LocalRoute>, LinkError> {
+        let replies = self
+            .sock_mut()
+            .dump(|| RouteNetlinkMessage::GetRoute(RouteMessage::default()))
+            .await
+            .map_err(|e| LinkError::from_transport(Op::DumpRoutes, e))?;
+        let mut routes: Vec<LocalRoute> = replies
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => decode(r),
+                _ => None,
+            })
+            .filter(|r| r.prefix.prefix_len() < r.prefix.max_prefix_len())
+            .collect();
+        routes.sort();
+        Ok(routes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_is_what_ip_route_add_local_sends() {
+        let msg = message("10.96.0.0/12".parse().unwrap(), 1).unwrap();
+        assert_eq!(msg.header.table, RT_TABLE_LOCAL);
+        assert_eq!(msg.header.kind, RouteType::Local);
+        assert_eq!(msg.header.scope, RouteScope::Host);
+        assert_eq!(msg.header.destination_prefix_length, 12);
+        assert_eq!(
+            decode(&msg).unwrap(),
+            LocalRoute {
+                prefix: "10.96.0.0/12".parse().unwrap(),
+                ifindex: 1,
+                protocol: 4
+            }
+        );
+    }
+
+    #[test]
+    fn host_bits_are_cleared() {
+        let msg = message("fd00:10:96::5/108".parse().unwrap(), 1).unwrap();
+        assert_eq!(
+            decode(&msg).unwrap().prefix,
+            "fd00:10:96::/108".parse::<IpNet>().unwrap()
+        );
+    }
+}
