@@ -465,7 +465,9 @@ impl Store {
                 return rx;
             }
             Some(rv) => {
-                for c in self.history.iter().filter(|c| c.rv > rv) {
+                // History is in resourceVersion order: skip to the first change after `rv`.
+                let start = self.history.partition_point(|c| c.rv <= rv);
+                for c in self.history.iter().skip(start) {
                     if let Some(ty) = filter.event_for(c) {
                         let _ = tx.send(line(
                             ty,

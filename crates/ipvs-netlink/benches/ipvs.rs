@@ -160,6 +160,7 @@ async fn run(a: Args) {
     let t = Instant::now();
     let results = c.apply(&ops).await;
     let ours_prog = t.elapsed();
+    println!("  apply done in {:.2} s", secs(ours_prog));
     let failed = results.iter().filter(|r| r.is_err()).count();
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
         eprintln!("first failure: {e}");
@@ -170,6 +171,7 @@ async fn run(a: Args) {
     let t = Instant::now();
     let snap = c.snapshot().await.expect("snapshot");
     let ours_snap = t.elapsed();
+    println!("  snapshot done in {:.2} s", secs(ours_snap));
     assert_eq!(snap.services.len(), usize::try_from(n).unwrap());
     assert!(
         snap.services
@@ -180,6 +182,7 @@ async fn run(a: Args) {
         let t = Instant::now();
         let table = c.table().await.expect("table");
         let took = t.elapsed();
+        println!("  netlink table done in {:.2} s", secs(took));
         assert_eq!(table.services.len(), usize::try_from(n).unwrap());
         assert!(table.services.values().all(|s| s.destinations.len() == 2));
         Some(took)
@@ -194,7 +197,9 @@ async fn run(a: Args) {
     // 3. The same with ipvsadm.
     let text = restore_text(n);
     let (ipvsadm_prog, _) = ipvsadm(&["-R"], Some(&text));
+    println!("  ipvsadm -R done in {:.2} s", secs(ipvsadm_prog));
     let (ipvsadm_list, listing) = ipvsadm(&["-Ln"], None);
+    println!("  ipvsadm -Ln done in {:.2} s", secs(ipvsadm_list));
     let dest_lines = listing
         .lines()
         .filter(|l| l.trim_start().starts_with("->"))

@@ -19,6 +19,30 @@
 //! | [`message`], [`frame`] | everything: the message and its netlink framing | |
 //! | [`procfs`] | `cat /proc/net/ip_vs` (fast full-table read) | |
 //! | [`Client`] | all of the above, plus `-C` (FLUSH) and `-R` (as [`Client::apply`]) | |
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ipvs_netlink::Error> {
+//! use ipvs_netlink::{Client, Destination, Op, Scheduler, Service, ServiceKey};
+//! let mut ipvs = Client::connect().await?; // this thread's network namespace
+//! let key = ServiceKey::tcp("10.96.0.10".parse().unwrap(), 53);
+//! let ops = [
+//!     Op::AddService(Service::new(key, Scheduler::rr())),
+//!     Op::AddDestination(key, Destination::masq("10.244.1.5".parse().unwrap(), 53, 1)),
+//! ];
+//! for (op, result) in ops.iter().zip(ipvs.apply(&ops).await) {
+//!     if let Err(e) = result {
+//!         eprintln!("{}: {e}", op.name());
+//!     }
+//! }
+//! let table = ipvs.snapshot().await?; // the whole table from /proc/net/ip_vs, one read
+//! # let _ = table; Ok(()) }
+//! ```
+//!
+//! Kernel facts worth knowing: IPVS is per network namespace; a namespace without any address
+//! has no local routing table and refuses IPv4 destinations with `EINVAL` (bring `lo` up);
+//! a GET_DEST dump of a missing service is empty rather than an error; one socket runs one dump
+//! at a time, so [`Client::table`] costs one round trip per service while
+//! [`Client::snapshot`] reads `/proc/net/ip_vs` (weights and connection counts) at once.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -9,7 +9,7 @@ use netlink_packet_generic::{GenlFamily, GenlHeader};
 use crate::daemon::DaemonAttribute;
 use crate::destination::DestinationAttribute;
 use crate::info::InfoAttribute;
-use crate::nla::{emit_bytes, emit_nested, nested_len, parse_nested, parse_u32};
+use crate::nla::{emit_bytes, emit_nested, emit_one, nested_len, parse_nested, parse_u32};
 use crate::service::ServiceAttribute;
 
 /// `IPVS_GENL_NAME`.
@@ -305,7 +305,7 @@ impl Emitable for IpvsMessage {
         for nla in &self.attributes {
             let len = nla.buffer_len().min(rest.len());
             let (head, tail) = rest.split_at_mut(len);
-            nla.emit(head);
+            emit_one(nla, head);
             if self.nested_flag && nla.is_nest() {
                 // nla_type is bytes 2..4 of the attribute header.
                 if let Some(kind) = head.get_mut(2..4)

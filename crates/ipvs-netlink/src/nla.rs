@@ -22,13 +22,25 @@ pub(crate) fn nested_len<T: Nla>(nlas: &[T]) -> usize {
     nlas.iter().map(Emitable::buffer_len).sum()
 }
 
+/// Emit one attribute, header included, keeping every flag bit of its type.
+///
+/// netlink-packet-core 0.9 loses `NLA_F_NET_BYTEORDER` when an attribute also has
+/// `NLA_F_NESTED` (its `set_nested_flag` re-reads the masked type), so an unknown attribute with
+/// both flags would not re-encode to its own bytes; found by the `frame` fuzz target.
+pub(crate) fn emit_one<T: Nla>(nla: &T, buffer: &mut [u8]) {
+    nla.emit(buffer);
+    if let Some(kind) = buffer.get_mut(2..4) {
+        kind.copy_from_slice(&nla.kind().to_ne_bytes());
+    }
+}
+
 /// Emit a list of attributes back to back (each is already 4-byte aligned).
 pub(crate) fn emit_nested<T: Nla>(nlas: &[T], buffer: &mut [u8]) {
     let mut rest = buffer;
     for nla in nlas {
         let len = nla.buffer_len();
         let (head, tail) = rest.split_at_mut(len.min(rest.len()));
-        nla.emit(head);
+        emit_one(nla, head);
         rest = tail;
     }
 }

@@ -223,6 +223,26 @@ fn info_attributes_decode_by_command() {
     assert!(IpvsMessage::parse_payload(&payload, IpvsCmd::NewService).is_err());
 }
 
+/// Found by the `frame` fuzz target: an unknown attribute with both NLA_F_NESTED and
+/// NLA_F_NET_BYTEORDER must keep both flags through decode and encode.
+#[test]
+fn unknown_attribute_flags_survive_a_round_trip() {
+    for kind in [0xfffbu16, 0xb800, 0xf800, 0x4100, 0x8100] {
+        let msg = IpvsMessage::new(
+            IpvsCmd::GetDest,
+            vec![
+                IpvsAttribute::Service(vec![
+                    ServiceAttribute::AddressFamily(2),
+                    ServiceAttribute::Other(DefaultNla::new(kind, vec![6, 0])),
+                ]),
+                IpvsAttribute::Other(DefaultNla::new(kind, vec![])),
+            ],
+        );
+        let back = through_wire(&msg);
+        assert_eq!(back, msg, "kind {kind:#x}");
+    }
+}
+
 #[test]
 fn scheduler_validation() {
     assert!(Scheduler::new("wlc").is_ok());

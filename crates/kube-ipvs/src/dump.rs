@@ -65,8 +65,10 @@ impl ClusterDump {
     /// Reads and adds one file.
     pub fn read_file(&mut self, path: &Path) -> Result<(), DumpError> {
         let origin = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| DumpError::Read { path: origin.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| DumpError::Read {
+            path: origin.clone(),
+            source,
+        })?;
         self.parse(&text, &origin)
     }
 
@@ -76,12 +78,17 @@ impl ClusterDump {
         let docs: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
             let mut out = Vec::new();
             for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-                out.push(v.map_err(|e| DumpError::Parse { path: origin.to_owned(), message: e.to_string() })?);
+                out.push(v.map_err(|e| DumpError::Parse {
+                    path: origin.to_owned(),
+                    message: e.to_string(),
+                })?);
             }
             out
         } else {
-            serde_saphyr::from_multiple::<Value>(text)
-                .map_err(|e| DumpError::Parse { path: origin.to_owned(), message: e.to_string() })?
+            serde_saphyr::from_multiple::<Value>(text).map_err(|e| DumpError::Parse {
+                path: origin.to_owned(),
+                message: e.to_string(),
+            })?
         };
         for doc in docs {
             self.add_value(doc, origin, None);
@@ -100,9 +107,14 @@ impl ClusterDump {
             return;
         }
         let kind = v.get("kind").and_then(Value::as_str).map(str::to_owned);
-        let kind = kind.or_else(|| list_kind.map(str::to_owned)).unwrap_or_default();
+        let kind = kind
+            .or_else(|| list_kind.map(str::to_owned))
+            .unwrap_or_default();
         if kind == "List" || kind.ends_with("List") {
-            let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(str::to_owned);
+            let item_kind = kind
+                .strip_suffix("List")
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned);
             if let Some(Value::Array(items)) = v.get("items").cloned() {
                 for item in items {
                     self.add_value(item, origin, item_kind.as_deref());
@@ -111,14 +123,26 @@ impl ClusterDump {
             return;
         }
         let name = object_name(&v);
-        let bad = |message: String| BadObject { origin: origin.to_owned(), kind: kind.clone(), name: name.clone(), message };
+        let bad = |message: String| BadObject {
+            origin: origin.to_owned(),
+            kind: kind.clone(),
+            name: name.clone(),
+            message,
+        };
         let res = match kind.as_str() {
             "Service" => serde_json::from_value(v).map(|o| self.services.push(o)),
             "EndpointSlice" => serde_json::from_value(v).map(|o| self.slices.push(o)),
             "Node" => serde_json::from_value(v).map(|o| self.nodes.push(o)),
             "ServiceCIDR" => serde_json::from_value(v).map(|o| self.service_cidrs.push(o)),
             _ => {
-                *self.ignored.entry(if kind.is_empty() { "<no kind>".into() } else { kind.clone() }).or_default() += 1;
+                *self
+                    .ignored
+                    .entry(if kind.is_empty() {
+                        "<no kind>".into()
+                    } else {
+                        kind.clone()
+                    })
+                    .or_default() += 1;
                 Ok(())
             }
         };
@@ -130,13 +154,19 @@ impl ClusterDump {
 
     /// The Node named `name`.
     pub fn node(&self, name: &str) -> Option<&core::Node> {
-        self.nodes.iter().find(|n| n.metadata.name.as_deref() == Some(name))
+        self.nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name))
     }
 }
 
 fn object_name(v: &Value) -> String {
     let meta = v.get("metadata");
-    let get = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or("");
+    let get = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
     match (get("namespace"), get("name")) {
         ("", n) => n.to_owned(),
         (ns, n) => format!("{ns}/{n}"),

@@ -109,7 +109,8 @@ impl Engine {
         self.desired = NodeState::build(&self.index, &self.cfg);
         self.dirty.clear();
         self.rebuild = false;
-        self.planner.plan(&self.cfg, &self.desired, &self.observed, now)
+        self.planner
+            .plan(&self.cfg, &self.desired, &self.observed, now)
     }
 
     /// The incremental plan: only Services changed since the last plan (a full plan if a
@@ -125,14 +126,16 @@ impl Engine {
         if touched.is_empty() {
             return Vec::new();
         }
-        self.planner.plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+        self.planner
+            .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
     }
 
     /// The drain tick: re-plans only virtual servers with real servers draining (call after
     /// refreshing their connection counters in the observed state).
     pub fn plan_drains(&mut self, now: Duration) -> Vec<Op> {
         let touched = self.planner.draining();
-        self.planner.plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+        self.planner
+            .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
     }
 
     /// Records ops the kernel accepted into the cached observed state.

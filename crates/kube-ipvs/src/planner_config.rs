@@ -107,7 +107,7 @@ impl PlannerConfig {
             .iter()
             .chain(self.primary_node_ips.iter())
             .copied()
-            .filter(|ip| usable_node_address(ip))
+            .filter(usable_node_address)
             .filter(|ip| {
                 let by_cidr = self.node_port_addresses.iter().any(|c| c.contains(ip));
                 let by_primary = self.node_port_primary && self.primary_node_ips.contains(ip);
@@ -126,7 +126,10 @@ impl PlannerConfig {
 
     /// The primary node IP of a family.
     pub fn primary_ip(&self, family: Family) -> Option<IpAddr> {
-        self.primary_node_ips.iter().copied().find(|ip| Family::of(ip) == family)
+        self.primary_node_ips
+            .iter()
+            .copied()
+            .find(|ip| Family::of(ip) == family)
     }
 }
 

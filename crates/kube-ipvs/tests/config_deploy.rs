@@ -2,6 +2,7 @@
 //! type, the shipped ConfigMap loads with the agent's own loader without warnings, and the
 //! DaemonSets' probes and ports match the health and metrics addresses that configuration yields.
 //! (The RBAC-versus-code and args-versus-CLI checks are wired by the lead.)
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
 //! Golden output of `kube-ipvs plan` on examples/cluster.yaml, compared byte for byte.
 //! Regenerate after a deliberate change with `UPDATE_GOLDEN=1 cargo test -p kube-ipvs --test golden`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,8 +15,14 @@ fn check(args: &[&str], golden: &str) {
         .args(args)
         .output()
         .expect("run kube-ipvs");
-    assert!(out.status.success(), "kube-ipvs {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(golden);
+    assert!(
+        out.status.success(),
+        "kube-ipvs {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(golden);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &out.stdout).unwrap();
     }
@@ -30,26 +37,118 @@ fn check(args: &[&str], golden: &str) {
 
 #[test]
 fn plan_text_node_a() {
-    check(&["plan", "-f", "examples/cluster.yaml", "--node", "node-a"], "plan-node-a.txt");
+    check(
+        &["plan", "-f", "examples/cluster.yaml", "--node", "node-a"],
+        "plan-node-a.txt",
+    );
 }
 
 #[test]
 fn plan_text_node_b_exact_ipvsadm() {
-    check(&["plan", "-f", "examples/cluster.yaml", "--node", "node-b", "--no-owners"], "plan-node-b.txt");
+    check(
+        &[
+            "plan",
+            "-f",
+            "examples/cluster.yaml",
+            "--node",
+            "node-b",
+            "--no-owners",
+        ],
+        "plan-node-b.txt",
+    );
 }
 
 #[test]
 fn plan_json_node_a() {
-    check(&["plan", "-f", "examples/cluster.yaml", "--node", "node-a", "--json"], "plan-node-a.json");
+    check(
+        &[
+            "plan",
+            "-f",
+            "examples/cluster.yaml",
+            "--node",
+            "node-a",
+            "--json",
+        ],
+        "plan-node-a.json",
+    );
 }
 
 #[test]
 fn against_kernel_says_not_yet() {
     let out = Command::new(env!("CARGO_BIN_EXE_kube-ipvs"))
         .current_dir(root())
-        .args(["plan", "-f", "examples/cluster.yaml", "--node", "node-a", "--against-kernel"])
+        .args([
+            "plan",
+            "-f",
+            "examples/cluster.yaml",
+            "--node",
+            "node-a",
+            "--against-kernel",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not available yet"));
+}
+
+/// Captured from `ipvsadm -Ln` in the lab (`cargo xtask vm`, Debian 6.1 kernel, 2026-11-21) after
+/// `ipvsadm -A -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port -p 600`, `-a ... -r 10.244.1.5:8080 -m`,
+/// `-A -t 10.0.0.2:80 -s mh -b mh-port`, `-A -u [fd00::1]:53 -s rr -p`.
+const LAB_IPVSADM: &str = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.0.0.1:80 sh (sh-fallback,sh-port) persistent 600
+  -> 10.244.1.5:8080              Masq    1      0          0         
+TCP  10.0.0.2:80 mh (mh-port)
+UDP  [fd00::1]:53 rr persistent 360
+";
+
+#[test]
+fn ipvsadm_layout_matches_the_lab_capture() {
+    use kube_ipvs::render::{TableRow, ipvsadm_table};
+    use kube_ipvs::types::{Family, Proto, RealServer, Scheduler, VsFlags, VsKey, VsSpec};
+    let k1 = VsKey::new(Proto::Tcp, "10.0.0.1".parse().unwrap(), 80);
+    let s1 = VsSpec {
+        scheduler: Scheduler::Sh,
+        flags: VsFlags(VsFlags::PERSISTENT | VsFlags::SCHED1 | VsFlags::SCHED2),
+        timeout: 600,
+        netmask: 32,
+    };
+    let r1 = [RealServer::masq("10.244.1.5".parse().unwrap(), 8080)];
+    let k2 = VsKey::new(Proto::Tcp, "10.0.0.2".parse().unwrap(), 80);
+    let s2 = VsSpec {
+        flags: VsFlags(VsFlags::SCHED2),
+        ..VsSpec::plain(Scheduler::Mh, Family::V4)
+    };
+    let k3 = VsKey::new(Proto::Udp, "fd00::1".parse().unwrap(), 53);
+    let s3 = VsSpec {
+        flags: VsFlags(VsFlags::PERSISTENT),
+        timeout: 360,
+        ..VsSpec::plain(Scheduler::Rr, Family::V6)
+    };
+    let mut out = String::new();
+    ipvsadm_table(
+        &mut out,
+        [
+            TableRow {
+                key: &k1,
+                spec: &s1,
+                reals: &r1,
+                owner: None,
+            },
+            TableRow {
+                key: &k2,
+                spec: &s2,
+                reals: &[],
+                owner: None,
+            },
+            TableRow {
+                key: &k3,
+                spec: &s3,
+                reals: &[],
+                owner: None,
+            },
+        ],
+    );
+    assert_eq!(out, LAB_IPVSADM);
 }

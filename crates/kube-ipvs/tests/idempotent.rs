@@ -1,6 +1,7 @@
 //! Property tests: for random clusters and random starting kernel states, a plan applies cleanly
 //! to the fake kernel and planning again yields zero ops; the incremental path after a random
 //! change leaves the kernel exactly where a full plan would.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 
@@ -10,11 +11,20 @@ use common::cfg;
 use kube_ipvs::Engine;
 use kube_ipvs::dump::ClusterDump;
 use kube_ipvs::plan::ObservedState;
-use kube_ipvs::types::{Family, Forward, IpsetEntry, IpsetName, Proto, RealServer, Scheduler, SetKind, VsKey, VsSpec};
+use kube_ipvs::types::{
+    Family, Forward, IpsetEntry, IpsetName, Proto, RealServer, Scheduler, SetKind, VsKey, VsSpec,
+};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const VIPS: [&str; 6] = ["10.96.0.1", "10.96.0.2", "10.96.0.3", "10.200.0.1", "198.51.100.1", "192.168.1.10"];
+const VIPS: [&str; 6] = [
+    "10.96.0.1",
+    "10.96.0.2",
+    "10.96.0.3",
+    "10.200.0.1",
+    "198.51.100.1",
+    "192.168.1.10",
+];
 const EPS: [&str; 5] = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"];
 const PROTOS: [&str; 3] = ["TCP", "UDP", "SCTP"];
 const PORTS: [u16; 4] = [80, 53, 443, 30001];
@@ -40,20 +50,33 @@ fn svc() -> impl Strategy<Value = Svc> {
         prop::collection::vec(3..6usize, 0..2),
         (any::<bool>(), any::<bool>(), any::<bool>()),
         prop::option::of(0..3usize),
-        prop::collection::vec((0..5usize, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()), 0..4),
+        prop::collection::vec(
+            (
+                0..5usize,
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+            ),
+            0..4,
+        ),
     )
-        .prop_map(|((vip, v6, kind), ports, external, (ext_local, int_local, affinity), sched, eps)| Svc {
-            vip,
-            v6,
-            kind,
-            ports,
-            external,
-            ext_local,
-            int_local,
-            affinity,
-            sched,
-            eps,
-        })
+        .prop_map(
+            |((vip, v6, kind), ports, external, (ext_local, int_local, affinity), sched, eps)| {
+                Svc {
+                    vip,
+                    v6,
+                    kind,
+                    ports,
+                    external,
+                    ext_local,
+                    int_local,
+                    affinity,
+                    sched,
+                    eps,
+                }
+            },
+        )
 }
 
 fn objects(svcs: &[Svc]) -> Vec<Value> {
@@ -66,7 +89,8 @@ fn objects(svcs: &[Svc]) -> Vec<Value> {
                 continue;
             }
             seen.push((proto, port));
-            let mut p = json!({"name": format!("p{j}"), "port": PORTS[*port], "protocol": PROTOS[*proto]});
+            let mut p =
+                json!({"name": format!("p{j}"), "port": PORTS[*port], "protocol": PROTOS[*proto]});
             if s.kind > 0 {
                 p["nodePort"] = json!(30100 + 10 * i + j);
             }
@@ -127,28 +151,51 @@ struct KernelVs {
 }
 
 fn kernel_vs() -> impl Strategy<Value = KernelVs> {
-    (0..8usize, 0..3usize, 0..5usize, 0..3usize, prop::collection::vec((0..5usize, 0..3u32, 0..2u32, any::<bool>()), 0..3))
-        .prop_map(|(addr, proto, port, sched, reals)| KernelVs { addr, proto, port, sched, reals })
+    (
+        0..8usize,
+        0..3usize,
+        0..5usize,
+        0..3usize,
+        prop::collection::vec((0..5usize, 0..3u32, 0..2u32, any::<bool>()), 0..3),
+    )
+        .prop_map(|(addr, proto, port, sched, reals)| KernelVs {
+            addr,
+            proto,
+            port,
+            sched,
+            reals,
+        })
 }
 
 fn kernel(vss: &[KernelVs], bound: &[usize], members: &[usize], route: bool) -> ObservedState {
     let addrs = |i: usize| -> std::net::IpAddr {
         let extra = ["172.16.0.9", "10.96.0.9"];
-        VIPS.get(i).copied().unwrap_or_else(|| extra[i - VIPS.len()]).parse().unwrap()
+        VIPS.get(i)
+            .copied()
+            .unwrap_or_else(|| extra[i - VIPS.len()])
+            .parse()
+            .unwrap()
     };
     let mut o = ObservedState::new();
     for v in vss {
         let proto = [Proto::Tcp, Proto::Udp, Proto::Sctp][v.proto];
         let port = [80, 53, 443, 30001, 22][v.port];
         let key = VsKey::new(proto, addrs(v.addr), port);
-        let spec = VsSpec::plain([Scheduler::Rr, Scheduler::Wrr, Scheduler::Sh][v.sched], Family::V4);
+        let spec = VsSpec::plain(
+            [Scheduler::Rr, Scheduler::Wrr, Scheduler::Sh][v.sched],
+            Family::V4,
+        );
         let reals = v
             .reals
             .iter()
             .map(|(a, w, conns, route)| RealServer {
                 weight: [0, 1, 5][*w as usize],
                 active: *conns * 3,
-                forward: if *route { Forward::Route } else { Forward::Masq },
+                forward: if *route {
+                    Forward::Route
+                } else {
+                    Forward::Masq
+                },
                 ..RealServer::masq(EPS[*a].parse().unwrap(), 8080)
             })
             .collect();
@@ -171,7 +218,8 @@ fn kernel(vss: &[KernelVs], bound: &[usize], members: &[usize], route: bool) -> 
 
 fn load(e: &mut Engine, objs: &[Value]) {
     let mut dump = ClusterDump::default();
-    dump.parse(&Value::Array(objs.to_vec()).to_string(), "prop").unwrap();
+    dump.parse(&Value::Array(objs.to_vec()).to_string(), "prop")
+        .unwrap();
     assert!(dump.bad.is_empty(), "{:?}", dump.bad);
     for s in &dump.services {
         e.apply_service(s);

@@ -1,5 +1,6 @@
 //! Planner behaviour on a fake kernel: order, drains, UDP cleanup, weight restore, ownership,
 //! idempotence and incremental == full.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 
@@ -7,7 +8,10 @@ use std::time::Duration;
 
 use common::{cfg, converge, engine};
 use kube_ipvs::plan::{ObservedState, Op};
-use kube_ipvs::types::{Forward, IpsetEntry, IpsetName, Proto, RealServer, RsKey, Scheduler, SetKind, VsKey, VsSpec, Family};
+use kube_ipvs::types::{
+    Family, Forward, IpsetEntry, IpsetName, Proto, RealServer, RsKey, Scheduler, SetKind, VsKey,
+    VsSpec,
+};
 use kube_ipvs::{Engine, PlannerConfig};
 
 const T0: Duration = Duration::from_secs(1000);
@@ -34,11 +38,20 @@ fn vs(addr: &str, proto: Proto) -> VsKey {
 }
 
 fn rs(addr: &str) -> RsKey {
-    RsKey { addr: addr.parse().unwrap(), port: 8080 }
+    RsKey {
+        addr: addr.parse().unwrap(),
+        port: 8080,
+    }
 }
 
 fn reals(e: &Engine, key: &VsKey) -> Vec<(String, u32)> {
-    e.observed().virtual_server(key).unwrap().reals.iter().map(|r| (r.key.to_string(), r.weight)).collect()
+    e.observed()
+        .virtual_server(key)
+        .unwrap()
+        .reals
+        .iter()
+        .map(|r| (r.key.to_string(), r.weight))
+        .collect()
 }
 
 /// Replaces the cluster with new YAML and runs the incremental path.
@@ -65,10 +78,22 @@ fn order_is_addresses_vs_destinations_then_removals() {
     let mut e = engine(cfg(), &yaml("[{addresses: [10.0.0.1]}]", "TCP"));
     let ops = converge(&mut e, T0);
     let p = phases(&ops);
-    assert!(p.windows(2).all(|w| w[0] <= w[1]), "ops out of phase order: {ops:#?}");
-    let bind = ops.iter().position(|o| matches!(o, Op::BindAddr { .. })).unwrap();
-    let add_vs = ops.iter().position(|o| matches!(o, Op::AddVs { .. })).unwrap();
-    let add_rs = ops.iter().position(|o| matches!(o, Op::AddRs { .. })).unwrap();
+    assert!(
+        p.windows(2).all(|w| w[0] <= w[1]),
+        "ops out of phase order: {ops:#?}"
+    );
+    let bind = ops
+        .iter()
+        .position(|o| matches!(o, Op::BindAddr { .. }))
+        .unwrap();
+    let add_vs = ops
+        .iter()
+        .position(|o| matches!(o, Op::AddVs { .. }))
+        .unwrap();
+    let add_rs = ops
+        .iter()
+        .position(|o| matches!(o, Op::AddRs { .. }))
+        .unwrap();
     assert!(bind < add_vs && add_vs < add_rs);
     assert!(e.plan_full(T0).is_empty(), "second plan must be empty");
 }
@@ -77,54 +102,105 @@ fn order_is_addresses_vs_destinations_then_removals() {
 fn tcp_endpoint_removal_drains_at_weight_zero() {
     let mut c = cfg();
     c.drain_limit = Some(Duration::from_secs(300));
-    let mut e = engine(c, &yaml("[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]", "TCP"));
+    let mut e = engine(
+        c,
+        &yaml("[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]", "TCP"),
+    );
     converge(&mut e, T0);
     let key = vs("10.96.0.1", Proto::Tcp);
-    e.observed_mut().set_connections(&key, &rs("10.0.0.2"), 3, 1);
+    e.observed_mut()
+        .set_connections(&key, &rs("10.0.0.2"), 3, 1);
     // 10.0.0.2 leaves: weight 0 (it has connections); 10.0.0.1 stays.
     let ops = change(&mut e, &yaml("[{addresses: [10.0.0.1]}]", "TCP"), T0);
-    assert!(ops.iter().any(|o| matches!(o, Op::UpdateRs { rs: r, .. } if r.weight == 0 && r.key == rs("10.0.0.2"))), "{ops:#?}");
-    assert_eq!(reals(&e, &key), [("10.0.0.1:8080".into(), 1), ("10.0.0.2:8080".into(), 0)]);
+    assert!(
+        ops.iter().any(
+            |o| matches!(o, Op::UpdateRs { rs: r, .. } if r.weight == 0 && r.key == rs("10.0.0.2"))
+        ),
+        "{ops:#?}"
+    );
+    assert_eq!(
+        reals(&e, &key),
+        [("10.0.0.1:8080".into(), 1), ("10.0.0.2:8080".into(), 0)]
+    );
     assert!(e.plan_full(T0).is_empty(), "draining is stable");
     // Before the limit nothing happens; after it, the server goes.
     assert!(e.plan_drains(T0 + Duration::from_secs(299)).is_empty());
     let ops = e.plan_drains(T0 + Duration::from_secs(300));
-    assert!(ops.contains(&Op::DelRs { vs: key, rs: rs("10.0.0.2") }), "{ops:#?}");
+    assert!(
+        ops.contains(&Op::DelRs {
+            vs: key,
+            rs: rs("10.0.0.2")
+        }),
+        "{ops:#?}"
+    );
 }
 
 #[test]
 fn drained_server_goes_when_idle() {
-    let mut e = engine(cfg(), &yaml("[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]", "TCP"));
+    let mut e = engine(
+        cfg(),
+        &yaml("[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]", "TCP"),
+    );
     converge(&mut e, T0);
     let key = vs("10.96.0.1", Proto::Tcp);
-    e.observed_mut().set_connections(&key, &rs("10.0.0.2"), 1, 0);
+    e.observed_mut()
+        .set_connections(&key, &rs("10.0.0.2"), 1, 0);
     change(&mut e, &yaml("[{addresses: [10.0.0.1]}]", "TCP"), T0);
-    e.observed_mut().set_connections(&key, &rs("10.0.0.2"), 0, 0);
+    e.observed_mut()
+        .set_connections(&key, &rs("10.0.0.2"), 0, 0);
     let ops = e.plan_drains(T0 + Duration::from_secs(5));
-    assert_eq!(ops, [Op::DelRs { vs: key, rs: rs("10.0.0.2") }]);
+    assert_eq!(
+        ops,
+        [Op::DelRs {
+            vs: key,
+            rs: rs("10.0.0.2")
+        }]
+    );
 }
 
 #[test]
 fn idle_tcp_server_removed_at_once() {
-    let mut e = engine(cfg(), &yaml("[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]", "TCP"));
+    let mut e = engine(
+        cfg(),
+        &yaml("[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]", "TCP"),
+    );
     converge(&mut e, T0);
     let ops = change(&mut e, &yaml("[{addresses: [10.0.0.1]}]", "TCP"), T0);
-    assert!(ops.contains(&Op::DelRs { vs: vs("10.96.0.1", Proto::Tcp), rs: rs("10.0.0.2") }));
+    assert!(ops.contains(&Op::DelRs {
+        vs: vs("10.96.0.1", Proto::Tcp),
+        rs: rs("10.0.0.2")
+    }));
 }
 
 #[test]
 fn udp_removed_at_once_with_conntrack_cleanup() {
-    let mut e = engine(cfg(), &yaml("[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]", "UDP"));
+    let mut e = engine(
+        cfg(),
+        &yaml("[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]", "UDP"),
+    );
     let first = converge(&mut e, T0);
     // 0 -> N: a new UDP virtual server with endpoints clears stale flows to it.
     let key = vs("10.96.0.1", Proto::Udp);
-    assert!(first.contains(&Op::ClearConntrack { vs: key, reply_src: None }));
-    e.observed_mut().set_connections(&key, &rs("10.0.0.2"), 0, 9);
+    assert!(first.contains(&Op::ClearConntrack {
+        vs: key,
+        reply_src: None
+    }));
+    e.observed_mut()
+        .set_connections(&key, &rs("10.0.0.2"), 0, 9);
     let ops = change(&mut e, &yaml("[{addresses: [10.0.0.1]}]", "UDP"), T0);
-    assert!(ops.contains(&Op::DelRs { vs: key, rs: rs("10.0.0.2") }));
-    assert!(ops.contains(&Op::ClearConntrack { vs: key, reply_src: Some("10.0.0.2".parse().unwrap()) }));
+    assert!(ops.contains(&Op::DelRs {
+        vs: key,
+        rs: rs("10.0.0.2")
+    }));
+    assert!(ops.contains(&Op::ClearConntrack {
+        vs: key,
+        reply_src: Some("10.0.0.2".parse().unwrap())
+    }));
     let last = ops.iter().map(Op::phase).max().unwrap();
-    assert_eq!(last, 8, "conntrack cleanup comes after the destination removal");
+    assert_eq!(
+        last, 8,
+        "conntrack cleanup comes after the destination removal"
+    );
 }
 
 #[test]
@@ -132,23 +208,32 @@ fn deleted_service_drains_then_unbinds() {
     let mut e = engine(cfg(), &yaml("[{addresses: [10.0.0.1]}]", "TCP"));
     converge(&mut e, T0);
     let ext = vs("198.51.100.1", Proto::Tcp);
-    e.observed_mut().set_connections(&ext, &rs("10.0.0.1"), 2, 0);
+    e.observed_mut()
+        .set_connections(&ext, &rs("10.0.0.1"), 2, 0);
     e.delete_service("d", "x");
     let ops = e.plan_incremental(T0);
     e.commit(&ops).unwrap();
     // The busy external VS stays at weight 0 and keeps its address; the idle ClusterIP VS goes.
-    assert!(ops.contains(&Op::DelVs { key: vs("10.96.0.1", Proto::Tcp) }));
-    assert!(!ops.iter().any(|o| matches!(o, Op::UnbindAddr { .. })), "{ops:#?}");
+    assert!(ops.contains(&Op::DelVs {
+        key: vs("10.96.0.1", Proto::Tcp)
+    }));
+    assert!(
+        !ops.iter().any(|o| matches!(o, Op::UnbindAddr { .. })),
+        "{ops:#?}"
+    );
     assert_eq!(reals(&e, &ext), [("10.0.0.1:8080".into(), 0)]);
     assert!(e.plan_full(T0).is_empty());
-    e.observed_mut().set_connections(&ext, &rs("10.0.0.1"), 0, 0);
+    e.observed_mut()
+        .set_connections(&ext, &rs("10.0.0.1"), 0, 0);
     let ops = e.plan_drains(T0);
     assert_eq!(
         phases(&ops),
         [4, 5, 7],
         "delete destination, then VS, then unbind: {ops:#?}"
     );
-    assert!(ops.contains(&Op::UnbindAddr { addr: "198.51.100.1".parse().unwrap() }));
+    assert!(ops.contains(&Op::UnbindAddr {
+        addr: "198.51.100.1".parse().unwrap()
+    }));
 }
 
 #[test]
@@ -157,11 +242,16 @@ fn deleted_service_at_once_when_configured() {
     c.drain_deleted_services = false;
     let mut e = engine(c, &yaml("[{addresses: [10.0.0.1]}]", "TCP"));
     converge(&mut e, T0);
-    e.observed_mut().set_connections(&vs("198.51.100.1", Proto::Tcp), &rs("10.0.0.1"), 2, 0);
+    e.observed_mut()
+        .set_connections(&vs("198.51.100.1", Proto::Tcp), &rs("10.0.0.1"), 2, 0);
     e.delete_service("d", "x");
     let ops = e.plan_incremental(T0);
-    assert!(ops.contains(&Op::DelVs { key: vs("198.51.100.1", Proto::Tcp) }));
-    assert!(ops.contains(&Op::UnbindAddr { addr: "198.51.100.1".parse().unwrap() }));
+    assert!(ops.contains(&Op::DelVs {
+        key: vs("198.51.100.1", Proto::Tcp)
+    }));
+    assert!(ops.contains(&Op::UnbindAddr {
+        addr: "198.51.100.1".parse().unwrap()
+    }));
 }
 
 #[test]
@@ -169,11 +259,17 @@ fn weights_left_at_zero_are_restored() {
     let mut e = engine(cfg(), &yaml("[{addresses: [10.0.0.1]}]", "TCP"));
     let mut o = ObservedState::new();
     let key = vs("10.96.0.1", Proto::Tcp);
-    let stuck = RealServer { weight: 0, ..RealServer::masq("10.0.0.1".parse().unwrap(), 8080) };
+    let stuck = RealServer {
+        weight: 0,
+        ..RealServer::masq("10.0.0.1".parse().unwrap(), 8080)
+    };
     o.insert_vs(key, VsSpec::plain(Scheduler::Rr, Family::V4), vec![stuck]);
     e.set_observed(o);
     let ops = converge(&mut e, T0);
-    assert!(ops.contains(&Op::UpdateRs { vs: key, rs: RealServer::masq("10.0.0.1".parse().unwrap(), 8080) }));
+    assert!(ops.contains(&Op::UpdateRs {
+        vs: key,
+        rs: RealServer::masq("10.0.0.1".parse().unwrap(), 8080)
+    }));
 }
 
 #[test]
@@ -195,17 +291,47 @@ fn foreign_and_excluded_entries_are_left_alone() {
     let spec = VsSpec::plain(Scheduler::Wrr, Family::V4);
     let keepalived = VsKey::new(Proto::Tcp, "172.16.0.50".parse().unwrap(), 443);
     let excluded = VsKey::new(Proto::Tcp, "10.96.99.1".parse().unwrap(), 80);
-    let fwmark = VsKey::Fwmark { family: Family::V4, mark: 7 };
+    let fwmark = VsKey::Fwmark {
+        family: Family::V4,
+        mark: 7,
+    };
     let stale_ours = VsKey::new(Proto::Tcp, "10.96.5.5".parse().unwrap(), 80);
     let stale_nodeport = VsKey::new(Proto::Tcp, "192.168.1.10".parse().unwrap(), 30999);
     let node_ssh = VsKey::new(Proto::Tcp, "192.168.1.10".parse().unwrap(), 22);
-    for k in [keepalived, excluded, fwmark, stale_ours, stale_nodeport, node_ssh] {
-        o.insert_vs(k, spec, vec![RealServer { forward: Forward::Route, ..RealServer::masq("10.9.9.9".parse().unwrap(), 80) }]);
+    for k in [
+        keepalived,
+        excluded,
+        fwmark,
+        stale_ours,
+        stale_nodeport,
+        node_ssh,
+    ] {
+        o.insert_vs(
+            k,
+            spec,
+            vec![RealServer {
+                forward: Forward::Route,
+                ..RealServer::masq("10.9.9.9".parse().unwrap(), 80)
+            }],
+        );
     }
     e.set_observed(o);
     let ops = converge(&mut e, T0);
-    let deleted: Vec<VsKey> = ops.iter().filter_map(|op| if let Op::DelVs { key } = op { Some(*key) } else { None }).collect();
-    assert_eq!(deleted, [stale_ours, stale_nodeport], "only VSs on owned addresses go");
+    let deleted: Vec<VsKey> = ops
+        .iter()
+        .filter_map(|op| {
+            if let Op::DelVs { key } = op {
+                Some(*key)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        deleted,
+        [stale_ours, stale_nodeport],
+        "only VSs on owned addresses go"
+    );
     for k in [keepalived, excluded, fwmark, node_ssh] {
         assert!(e.observed().virtual_server(&k).is_some());
     }
@@ -217,24 +343,42 @@ fn stale_ipset_members_and_addresses_removed() {
     let mut e = engine(cfg(), &yaml("[{addresses: [10.0.0.1]}]", "TCP"));
     let mut o = ObservedState::new();
     let set = IpsetName::new(SetKind::ClusterIp, Family::V4);
-    o.insert_member(set, IpsetEntry::IpPort("10.96.7.7".parse().unwrap(), Proto::Tcp, 80));
+    o.insert_member(
+        set,
+        IpsetEntry::IpPort("10.96.7.7".parse().unwrap(), Proto::Tcp, 80),
+    );
     o.insert_bound("10.96.7.7".parse().unwrap());
     o.insert_route("10.97.0.0/16".parse().unwrap());
     e.set_observed(o);
     let ops = converge(&mut e, T0);
-    assert!(ops.contains(&Op::IpsetDel { set, entry: IpsetEntry::IpPort("10.96.7.7".parse().unwrap(), Proto::Tcp, 80) }));
-    assert!(ops.contains(&Op::UnbindAddr { addr: "10.96.7.7".parse().unwrap() }));
-    assert!(ops.contains(&Op::DelRoute { cidr: "10.97.0.0/16".parse().unwrap() }));
-    assert!(ops.contains(&Op::AddRoute { cidr: "10.96.0.0/16".parse().unwrap() }));
+    assert!(ops.contains(&Op::IpsetDel {
+        set,
+        entry: IpsetEntry::IpPort("10.96.7.7".parse().unwrap(), Proto::Tcp, 80)
+    }));
+    assert!(ops.contains(&Op::UnbindAddr {
+        addr: "10.96.7.7".parse().unwrap()
+    }));
+    assert!(ops.contains(&Op::DelRoute {
+        cidr: "10.97.0.0/16".parse().unwrap()
+    }));
+    assert!(ops.contains(&Op::AddRoute {
+        cidr: "10.96.0.0/16".parse().unwrap()
+    }));
 }
 
 #[test]
 fn scheduler_change_updates_vs_in_place() {
     let mut e = engine(cfg(), &yaml("[{addresses: [10.0.0.1]}]", "TCP"));
     converge(&mut e, T0);
-    let y = yaml("[{addresses: [10.0.0.1]}]", "TCP").replace("name: x}\nspec", "name: x, annotations: {kube-ipvs.io/scheduler: lc}}\nspec");
+    let y = yaml("[{addresses: [10.0.0.1]}]", "TCP").replace(
+        "name: x}\nspec",
+        "name: x, annotations: {kube-ipvs.io/scheduler: lc}}\nspec",
+    );
     let ops = change(&mut e, &y, T0);
-    assert!(ops.iter().all(|o| matches!(o, Op::UpdateVs { .. })), "{ops:#?}");
+    assert!(
+        ops.iter().all(|o| matches!(o, Op::UpdateVs { .. })),
+        "{ops:#?}"
+    );
     assert_eq!(ops.len(), 2);
 }
 
@@ -242,7 +386,14 @@ fn scheduler_change_updates_vs_in_place() {
 fn incremental_matches_full() {
     let mut e = engine(cfg(), &yaml("[{addresses: [10.0.0.1]}]", "TCP"));
     converge(&mut e, T0);
-    change(&mut e, &yaml("[{addresses: [10.0.0.2]}, {addresses: [10.0.0.3]}]", "TCP"), T0);
+    change(
+        &mut e,
+        &yaml("[{addresses: [10.0.0.2]}, {addresses: [10.0.0.3]}]", "TCP"),
+        T0,
+    );
     change(&mut e, &yaml("[{addresses: [10.0.0.3]}]", "UDP"), T0);
-    assert!(e.plan_full(T0).is_empty(), "the incremental path left the kernel where the full path would");
+    assert!(
+        e.plan_full(T0).is_empty(),
+        "the incremental path left the kernel where the full path would"
+    );
 }

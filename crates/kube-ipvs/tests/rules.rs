@@ -1,5 +1,6 @@
 //! Table-driven cases for every model and desired-state rule. Each case names the stock
 //! kube-proxy behaviour it pins, or the deliberate difference.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 
@@ -85,7 +86,10 @@ fn cases() -> Vec<Case> {
                 "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {namespace: default, name: c, labels: {kubernetes.io/service-name: web}}\naddressType: FQDN\nports: [{name: http, port: 8080}]\nendpoints: [{addresses: [db.example.com]}]\n",
             ),
             check: |e| {
-                assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080 10.0.0.2:8080 10.0.0.3:8080"]);
+                assert_eq!(
+                    table(e),
+                    ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080 10.0.0.2:8080 10.0.0.3:8080"]
+                );
             },
         },
         Case {
@@ -99,7 +103,10 @@ fn cases() -> Vec<Case> {
             check: |e| {
                 assert_eq!(
                     table(e),
-                    ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080", "UDP 10.96.0.10:53 rr -> 10.0.0.1:5353"]
+                    [
+                        "TCP 10.96.0.10:80 rr -> 10.0.0.1:8080",
+                        "UDP 10.96.0.10:53 rr -> 10.0.0.1:5353"
+                    ]
                 );
             },
         },
@@ -108,7 +115,12 @@ fn cases() -> Vec<Case> {
             pins: "stock: ready nil means true; not-ready endpoints unused while ready ones exist",
             config: none,
             yaml: "",
-            check: |e| assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080 10.0.0.2:8080"]),
+            check: |e| {
+                assert_eq!(
+                    table(e),
+                    ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080 10.0.0.2:8080"]
+                )
+            },
         },
         Case {
             name: "serving-terminating-fallback",
@@ -129,14 +141,24 @@ fn cases() -> Vec<Case> {
             pins: "stock topology.go: one ready endpoint without hints disables topology",
             config: none,
             yaml: "",
-            check: |e| assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080 10.0.0.2:8080"]),
+            check: |e| {
+                assert_eq!(
+                    table(e),
+                    ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080 10.0.0.2:8080"]
+                )
+            },
         },
         Case {
             name: "node-hints-off-by-default",
             pins: "stock: node hints behind PreferSameTrafficDistribution; here behind topology_node_hints",
             config: none,
             yaml: "",
-            check: |e| assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080 10.0.0.2:8080"]),
+            check: |e| {
+                assert_eq!(
+                    table(e),
+                    ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080 10.0.0.2:8080"]
+                )
+            },
         },
         Case {
             name: "node-hints-on",
@@ -167,7 +189,10 @@ fn cases() -> Vec<Case> {
             check: |e| {
                 assert_eq!(
                     table(e),
-                    ["TCP 10.96.0.10:80 rr -> 10.0.0.2:8080", "TCP 192.168.1.10:30080 rr -> 10.0.0.2:8080"]
+                    [
+                        "TCP 10.96.0.10:80 rr -> 10.0.0.2:8080",
+                        "TCP 192.168.1.10:30080 rr -> 10.0.0.2:8080"
+                    ]
                 );
                 assert_eq!(members(e, "KUBE-NODE-PORT-LOCAL-TCP"), ["30080"]);
             },
@@ -178,7 +203,13 @@ fn cases() -> Vec<Case> {
             config: |c| c.strict_local = true,
             yaml: "",
             check: |e| {
-                assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.2:8080", "TCP 192.168.1.10:30080 rr ->"]);
+                assert_eq!(
+                    table(e),
+                    [
+                        "TCP 10.96.0.10:80 rr -> 10.0.0.2:8080",
+                        "TCP 192.168.1.10:30080 rr ->"
+                    ]
+                );
             },
         },
         Case {
@@ -189,7 +220,10 @@ fn cases() -> Vec<Case> {
             check: |e| {
                 assert_eq!(
                     table(e),
-                    ["TCP 10.96.0.1:80 rr persistent=10800/32 ->", "TCP [fd00:96::1]:80 rr persistent=10800/128 ->"]
+                    [
+                        "TCP 10.96.0.1:80 rr persistent=10800/32 ->",
+                        "TCP [fd00:96::1]:80 rr persistent=10800/128 ->"
+                    ]
                 );
             },
         },
@@ -207,7 +241,12 @@ fn cases() -> Vec<Case> {
             yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIP: 10.96.0.1, sessionAffinity: ClientIP, sessionAffinityConfig: {clientIP: {timeoutSeconds: 0}}, ports: [{port: 80}]}\n",
             check: |e| {
                 assert!(table(e).is_empty());
-                assert_eq!(rejected(e), ["Service d/x: spec.sessionAffinityConfig.clientIP.timeoutSeconds: invalid timeout 0"]);
+                assert_eq!(
+                    rejected(e),
+                    [
+                        "Service d/x: spec.sessionAffinityConfig.clientIP.timeoutSeconds: invalid timeout 0"
+                    ]
+                );
             },
         },
         Case {
@@ -216,7 +255,10 @@ fn cases() -> Vec<Case> {
             config: none,
             yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIPs: [10.96.0.1, 'fd00:96::1'], ports: [{port: 80}]}\n",
             check: |e| {
-                assert_eq!(table(e), ["TCP 10.96.0.1:80 rr ->", "TCP [fd00:96::1]:80 rr ->"]);
+                assert_eq!(
+                    table(e),
+                    ["TCP 10.96.0.1:80 rr ->", "TCP [fd00:96::1]:80 rr ->"]
+                );
                 assert_eq!(members(e, "KUBE-6-CLUSTER-IP"), ["fd00:96::1,tcp:80"]);
             },
         },
@@ -233,7 +275,10 @@ fn cases() -> Vec<Case> {
             config: none,
             yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {type: LoadBalancer, clusterIP: 10.96.0.1, ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.1}, {ip: 203.0.113.2, ipMode: Proxy}, {hostname: lb.example.com}]}}\n",
             check: |e| {
-                assert_eq!(table(e), ["TCP 10.96.0.1:80 rr ->", "TCP 203.0.113.1:80 rr ->"]);
+                assert_eq!(
+                    table(e),
+                    ["TCP 10.96.0.1:80 rr ->", "TCP 203.0.113.1:80 rr ->"]
+                );
                 assert_eq!(bound(e), ["203.0.113.1"]);
                 assert_eq!(members(e, "KUBE-LOAD-BALANCER"), ["203.0.113.1,tcp:80"]);
                 assert_eq!(members(e, "KUBE-IPVS-IPS"), ["203.0.113.1"]);
@@ -246,8 +291,14 @@ fn cases() -> Vec<Case> {
             yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {type: LoadBalancer, clusterIP: 10.96.0.1, loadBalancerSourceRanges: [192.168.0.0/16], ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.1}]}}\n",
             check: |e| {
                 assert_eq!(members(e, "KUBE-LOAD-BALANCER-FW"), ["203.0.113.1,tcp:80"]);
-                assert_eq!(members(e, "KUBE-LOAD-BALANCER-SOURCE-CIDR"), ["203.0.113.1,tcp:80,192.168.0.0/16"]);
-                assert_eq!(members(e, "KUBE-LOAD-BALANCER-SOURCE-IP"), ["203.0.113.1,tcp:80,203.0.113.1"]);
+                assert_eq!(
+                    members(e, "KUBE-LOAD-BALANCER-SOURCE-CIDR"),
+                    ["203.0.113.1,tcp:80,192.168.0.0/16"]
+                );
+                assert_eq!(
+                    members(e, "KUBE-LOAD-BALANCER-SOURCE-IP"),
+                    ["203.0.113.1,tcp:80,203.0.113.1"]
+                );
             },
         },
         Case {
@@ -258,11 +309,18 @@ fn cases() -> Vec<Case> {
             check: |e| {
                 assert_eq!(
                     table(e),
-                    ["TCP 10.96.0.1:80 rr ->", "TCP 192.168.1.10:80 rr ->", "TCP 198.51.100.1:80 rr ->"]
+                    [
+                        "TCP 10.96.0.1:80 rr ->",
+                        "TCP 192.168.1.10:80 rr ->",
+                        "TCP 198.51.100.1:80 rr ->"
+                    ]
                 );
                 // A node address is already local: never bound to the dummy device.
                 assert_eq!(bound(e), ["198.51.100.1"]);
-                assert_eq!(members(e, "KUBE-EXTERNAL-IP-LOCAL"), ["192.168.1.10,tcp:80", "198.51.100.1,tcp:80"]);
+                assert_eq!(
+                    members(e, "KUBE-EXTERNAL-IP-LOCAL"),
+                    ["192.168.1.10,tcp:80", "198.51.100.1,tcp:80"]
+                );
             },
         },
         Case {
@@ -284,7 +342,10 @@ fn cases() -> Vec<Case> {
                 );
                 assert_eq!(members(e, "KUBE-NODE-PORT-TCP"), ["30080"]);
                 assert_eq!(members(e, "KUBE-NODE-PORT-UDP"), ["30053"]);
-                assert_eq!(members(e, "KUBE-NODE-PORT-SCTP-HASH"), ["192.168.1.10,sctp:30099"]);
+                assert_eq!(
+                    members(e, "KUBE-NODE-PORT-SCTP-HASH"),
+                    ["192.168.1.10,sctp:30099"]
+                );
             },
         },
         Case {
@@ -295,7 +356,12 @@ fn cases() -> Vec<Case> {
                 c.node_port_addresses = vec!["10.1.0.0/16".parse().unwrap()];
             },
             yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {type: NodePort, clusterIP: 10.96.0.1, ports: [{port: 80, nodePort: 30080}]}\n",
-            check: |e| assert_eq!(table(e), ["TCP 10.96.0.1:80 rr ->", "TCP 10.1.0.5:30080 rr ->"]),
+            check: |e| {
+                assert_eq!(
+                    table(e),
+                    ["TCP 10.1.0.5:30080 rr ->", "TCP 10.96.0.1:80 rr ->"]
+                )
+            },
         },
         Case {
             name: "health-check-node-port",
@@ -337,7 +403,7 @@ fn cases() -> Vec<Case> {
             name: "invalid-ip-rejected-others-unaffected",
             pins: "bad input: an invalid clusterIP rejects that Service only",
             config: none,
-            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: bad}\nspec: {clusterIP: 10.96.0.999, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: good}\nspec: {clusterIP: 10.96.0.2, ports: [{port: 80}, {port: 81, protocol: HTTP}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: ok}\nspec: {clusterIP: 10.96.0.3, ports: [{port: 80}]}\n",
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: bad}\nspec: {clusterIP: 10.96.0.999, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: good}\nspec: {clusterIP: 10.96.0.2, ports: [{name: a, port: 80}, {name: b, port: 81, protocol: HTTP}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: ok}\nspec: {clusterIP: 10.96.0.3, ports: [{port: 80}]}\n",
             check: |e| {
                 assert_eq!(table(e), ["TCP 10.96.0.3:80 rr ->"]);
                 assert_eq!(
@@ -360,9 +426,14 @@ fn cases() -> Vec<Case> {
             name: "cluster-ips-routed-not-bound",
             pins: "deliberate difference: ClusterIPs inside a service CIDR are made local by one route per CIDR; strays are bound",
             config: none,
-            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: y}\nspec: {clusterIP: 10.200.0.1, ports: [{port: 80}]}\n",
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: yy}\nspec: {clusterIP: 10.200.0.1, ports: [{port: 80}]}\n",
             check: |e| {
-                let routes: Vec<String> = e.desired().routes().iter().map(ToString::to_string).collect();
+                let routes: Vec<String> = e
+                    .desired()
+                    .routes()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 assert_eq!(routes, ["10.96.0.0/16", "fd00:96::/112"]);
                 assert_eq!(bound(e), ["10.200.0.1"]);
             },
@@ -381,7 +452,7 @@ fn cases() -> Vec<Case> {
             name: "service-cidr-objects",
             pins: "ServiceCIDR objects (networking.k8s.io/v1) add routed CIDRs",
             config: |c| c.service_cidrs.clear(),
-            yaml: "apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: extra}\nspec: {cidrs: [10.200.0.0/16]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: y}\nspec: {clusterIP: 10.200.0.1, ports: [{port: 80}]}\n",
+            yaml: "apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: extra}\nspec: {cidrs: [10.200.0.0/16]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: yy}\nspec: {clusterIP: 10.200.0.1, ports: [{port: 80}]}\n",
             check: |e| {
                 assert!(bound(e).is_empty());
                 assert_eq!(e.desired().routes().len(), 1);
@@ -400,7 +471,14 @@ fn cases() -> Vec<Case> {
             config: none,
             yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: b}\nspec: {clusterIP: 10.96.0.2, externalIPs: [198.51.100.1], ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: a}\nspec: {clusterIP: 10.96.0.1, externalIPs: [198.51.100.1], ports: [{port: 80}]}\n",
             check: |e| {
-                let owner = e.desired().virtual_servers().values().find(|v| v.key.to_string().contains("198.51")).unwrap().owner.to_string();
+                let owner = e
+                    .desired()
+                    .virtual_servers()
+                    .values()
+                    .find(|v| v.key.to_string().contains("198.51"))
+                    .unwrap()
+                    .owner
+                    .to_string();
                 assert_eq!(owner, "d/a:");
                 assert_eq!(e.desired().conflicts().len(), 1);
             },
@@ -441,17 +519,29 @@ fn zone_node() -> String {
 
 #[test]
 fn every_rule() {
+    let mut failed = Vec::new();
     for case in cases() {
         let mut c = cfg();
         (case.config)(&mut c);
-        let yaml = if case.yaml.is_empty() { fixture(case.name) } else { case.yaml.to_owned() };
+        let yaml = if case.yaml.is_empty() {
+            fixture(case.name)
+        } else {
+            case.yaml.to_owned()
+        };
         assert!(!yaml.is_empty(), "case {} has no fixture", case.name);
         let e = engine(c, &yaml);
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.check)(&e)));
         if res.is_err() {
-            panic!("case {:?} ({}) failed; table: {:#?}", case.name, case.pins, table(&e));
+            eprintln!(
+                "case {:?} ({}) failed; table: {:#?}",
+                case.name,
+                case.pins,
+                table(&e)
+            );
+            failed.push(case.name);
         }
     }
+    assert!(failed.is_empty(), "failed cases: {failed:?}");
 }
 
 #[test]
@@ -459,10 +549,17 @@ fn rejected_update_keeps_last_valid_version() {
     let good = "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n";
     let mut e = engine(cfg(), good);
     let mut dump = kube_ipvs::dump::ClusterDump::default();
-    dump.parse(&good.replace("port: 80", "port: 70000"), "t").unwrap();
+    dump.parse(&good.replace("port: 80", "port: 70000"), "t")
+        .unwrap();
     e.apply_service(&dump.services[0]);
     let ops = e.plan_incremental(std::time::Duration::ZERO);
-    assert!(ops.is_empty(), "a rejected update must not change anything: {ops:?}");
+    assert!(
+        ops.is_empty(),
+        "a rejected update must not change anything: {ops:?}"
+    );
     assert_eq!(table(&e), ["TCP 10.96.0.1:80 rr ->"]);
-    assert_eq!(rejected(&e), ["Service d/x: spec.ports[0].port: invalid port 70000"]);
+    assert_eq!(
+        rejected(&e),
+        ["Service d/x: spec.ports[0].port: invalid port 70000"]
+    );
 }

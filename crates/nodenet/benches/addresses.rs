@@ -124,6 +124,7 @@ fn main() {
         rt.block_on(links.sync_addresses(ifindex, &wanted)).unwrap()
     });
     assert_eq!(changes.added.len(), wanted.len());
+    println!("  add    ours      {ours_add}");
     let have = rt.block_on(links.addresses(ifindex)).unwrap();
     assert_eq!(have.len(), wanted.len(), "all addresses bound");
     let (changes, ours_del) = measure(UsageWho::RUSAGE_SELF, || {
@@ -131,6 +132,7 @@ fn main() {
             .unwrap()
     });
     assert_eq!(changes.removed.len(), wanted.len());
+    println!("  remove ours      {ours_del}");
 
     let add: String = addrs
         .iter()
@@ -141,17 +143,14 @@ fn main() {
         .map(|a| format!("address del {a}/32 dev bench0\n"))
         .collect();
     let ip_add = ip_batch(&add);
+    println!("  add    ip -batch {ip_add}");
     assert_eq!(
         rt.block_on(links.addresses(ifindex)).unwrap().len(),
         wanted.len()
     );
     let ip_del = ip_batch(&del);
-    assert!(rt.block_on(links.addresses(ifindex)).unwrap().is_empty());
-
-    println!("  add    ours      {ours_add}");
-    println!("  add    ip -batch {ip_add}");
-    println!("  remove ours      {ours_del}");
     println!("  remove ip -batch {ip_del}");
+    assert!(rt.block_on(links.addresses(ifindex)).unwrap().is_empty());
     println!(
         "  ratio ours/ip -batch (wall): add {:.2}x, remove {:.2}x; user-space CPU: ours {:.3} s, ip {:.3} s",
         ratio(ours_add, ip_add),

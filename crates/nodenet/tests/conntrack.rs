@@ -74,6 +74,7 @@ async fn stale_udp_entry_is_deleted_and_recreated(s: Setup) {
     let plen = if s.service.is_ipv4() { 24 } else { 64 };
     let nodad = if s.service.is_ipv4() { "" } else { " nodad" };
     let (a, b) = (s.backend_a, s.backend_b);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let server = common::NetnsThread::spawn(move || {
         common::sh(&format!("ip addr add {a}/{plen} dev ct-b{nodad}"));
         common::sh(&format!("ip addr add {b}/{plen} dev ct-b{nodad}"));
@@ -89,6 +90,7 @@ async fn stale_udp_entry_is_deleted_and_recreated(s: Setup) {
         .unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
+        ready_tx.send(()).unwrap();
         let mut buf = [0u8; 16];
         loop {
             let (n, from) = sock.recv_from(&mut buf).expect("server timed out");
@@ -111,6 +113,7 @@ async fn stale_udp_entry_is_deleted_and_recreated(s: Setup) {
     };
     common::sh(&format!("ip route add {svc_net} dev ct-a"));
     server.start();
+    ready_rx.recv().unwrap();
     common::sh(&dnat(&s, "-A", s.backend_a));
 
     let client = UdpSocket::bind(SocketAddr::new(s.client, 40000)).unwrap();

@@ -357,7 +357,7 @@ async fn ipset_swap_under_iptables_reference() {
     .await
     .unwrap();
     let lo = v4(127, 0, 0, 1);
-    c.add(&"KUBE-REF", &ipport(lo, Protocol::Udp, 1111))
+    c.add("KUBE-REF", &ipport(lo, Protocol::Udp, 1111))
         .await
         .unwrap();
     run(

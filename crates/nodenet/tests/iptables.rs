@@ -278,10 +278,12 @@ fn masquerade_through_the_mark() {
             value: 1,
         }])
         .unwrap();
-    let server = common::NetnsThread::spawn(|| {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let server = common::NetnsThread::spawn(move || {
         common::sh("ip addr add 192.168.88.2/24 dev mq-s && ip link set mq-s up");
         common::sh("ip route add default via 192.168.88.1");
         let l = TcpListener::bind("192.168.88.2:8080").unwrap();
+        ready_tx.send(()).unwrap();
         for _ in 0..2 {
             let (mut s, peer) = l.accept().unwrap();
             s.write_all(peer.ip().to_string().as_bytes()).unwrap();
@@ -324,6 +326,7 @@ fn masquerade_through_the_mark() {
     d.nonempty_sets = [KubeSet::ClusterIp].into();
     ipt.apply(&d).unwrap();
     server.start();
+    ready_rx.recv().unwrap();
     client.start();
 
     ask_tx.send(()).unwrap();

@@ -128,7 +128,7 @@ pub fn run(args: &VmArgs) -> Result<u8> {
     .arg(&initrd)
     .args([
         "-append",
-        "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off",
+        "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off no_timer_check",
     ])
     .arg("-serial")
     .arg(format!("file:{}", serial.display()))

@@ -17,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
     }
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         if let Ok(d) = Destination::from_attributes(&nlas, family) {
-            let mut back = Destination::from_attributes(&d.to_attributes(), family).expect("own encoding decodes");
+            let mut back = Destination::from_attributes(&d.to_attributes(), family)
+                .expect("own encoding decodes");
             back.active_conns = d.active_conns;
             back.inactive_conns = d.inactive_conns;
             back.persistent_conns = d.persistent_conns;

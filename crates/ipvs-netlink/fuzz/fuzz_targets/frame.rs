@@ -7,7 +7,13 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     for reply in frame::replies(data) {
-        let Ok(frame::Reply { body: ReplyBody::Message(m), .. }) = reply else { continue };
+        let Ok(frame::Reply {
+            body: ReplyBody::Message(m),
+            ..
+        }) = reply
+        else {
+            continue;
+        };
         let _ = m.service();
         let _ = m.service_key();
         let _ = m.destination(AddressFamily::Inet);
@@ -17,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = m.timeouts();
         let mut buf = Vec::new();
         if frame::encode(&mut buf, 0x20, FLAGS_ACK, 1, &m).is_ok() {
-            let again = frame::replies(&buf).next().expect("one message").expect("re-encoded message decodes");
+            let again = frame::replies(&buf)
+                .next()
+                .expect("one message")
+                .expect("re-encoded message decodes");
             assert_eq!(again.body, ReplyBody::Message(m));
         }
     }

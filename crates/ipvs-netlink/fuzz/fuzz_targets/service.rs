@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(s) = Service::from_attributes(&nlas) {
         // A decoded service re-encodes into a request that decodes to the same service.
         let back = Service::from_attributes(&s.to_attributes()).expect("own encoding decodes");
-        assert_eq!((back.key, back.scheduler, back.flags.settable()), (s.key, s.scheduler.clone(), s.flags.settable()));
+        assert_eq!(
+            (back.key, back.scheduler, back.flags.settable()),
+            (s.key, s.scheduler.clone(), s.flags.settable())
+        );
     }
 });

@@ -158,6 +158,14 @@ impl Op {
                 },
                 _ => Error::Errno { op, target, errno },
             },
+            Errno::EINVAL if is_dest => Error::InvalidArgument {
+                op,
+                target,
+                reason: "the kernel refused the request (EINVAL); IPv4 destinations are refused while the \
+                         namespace has no address at all (no local routing table: bring `lo` up), and a \
+                         destination of another family than its service needs tunnel forwarding"
+                    .into(),
+            },
             Errno::EINVAL => Error::InvalidArgument {
                 op,
                 target,

@@ -87,7 +87,10 @@ pub struct PlanArgs {
 
 fn config(args: &PlanArgs, dump: &ClusterDump) -> anyhow::Result<PlannerConfig> {
     let Some(scheduler) = Scheduler::parse(&args.ipvs_scheduler) else {
-        bail!("--ipvs-scheduler: unknown scheduler {:?}", args.ipvs_scheduler);
+        bail!(
+            "--ipvs-scheduler: unknown scheduler {:?}",
+            args.ipvs_scheduler
+        );
     };
     let mut cfg = PlannerConfig::new(&args.node).with_scheduler(scheduler);
     cfg.service_cidrs.clone_from(&args.service_cluster_ip_range);
@@ -96,13 +99,20 @@ fn config(args: &PlanArgs, dump: &ClusterDump) -> anyhow::Result<PlannerConfig> 
         if a == "primary" {
             cfg.node_port_primary = true;
         } else {
-            cfg.node_port_addresses.push(a.parse().with_context(|| format!("--nodeport-addresses: {a:?}"))?);
+            cfg.node_port_addresses.push(
+                a.parse()
+                    .with_context(|| format!("--nodeport-addresses: {a:?}"))?,
+            );
         }
     }
     let node = dump.node(&args.node);
     let info = node.map(kube_ipvs::model::convert_node).unwrap_or_default();
     cfg.node_addresses = if args.node_address.is_empty() {
-        info.internal_ips.iter().chain(&info.external_ips).copied().collect()
+        info.internal_ips
+            .iter()
+            .chain(&info.external_ips)
+            .copied()
+            .collect()
     } else {
         args.node_address.clone()
     };
@@ -117,7 +127,9 @@ fn load(files: &[PathBuf]) -> anyhow::Result<ClusterDump> {
     for f in files {
         if f.as_os_str() == "-" {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading stdin")?;
             dump.parse(&text, "<stdin>")?;
         } else {
             dump.read_file(f)?;
@@ -139,7 +151,10 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let mut engine = Engine::new(cfg);
     match dump.node(&args.node) {
         Some(n) => engine.apply_node(n),
-        None => eprintln!("kube-ipvs: warning: no Node {:?} in the dump: no zone, NodePorts only on --node-address", args.node),
+        None => eprintln!(
+            "kube-ipvs: warning: no Node {:?} in the dump: no zone, NodePorts only on --node-address",
+            args.node
+        ),
     }
     for c in &dump.service_cidrs {
         engine.apply_service_cidr(c);
@@ -151,10 +166,22 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
         engine.apply_slice(s);
     }
     engine.plan_full(std::time::Duration::ZERO);
-    let bad: BTreeMap<String, String> =
-        dump.bad.iter().map(|b| (format!("{} {} ({})", b.kind, b.name, b.origin), b.message.clone())).collect();
+    let bad: BTreeMap<String, String> = dump
+        .bad
+        .iter()
+        .map(|b| {
+            (
+                format!("{} {} ({})", b.kind, b.name, b.origin),
+                b.message.clone(),
+            )
+        })
+        .collect();
     let report = PlanReport::new(engine.desired(), engine.index(), bad);
-    let text = if args.json { plan_json(&report)? } else { plan_text(&report, !args.no_owners) };
+    let text = if args.json {
+        plan_json(&report)?
+    } else {
+        plan_text(&report, !args.no_owners)
+    };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).context("writing output")?;
     Ok(())

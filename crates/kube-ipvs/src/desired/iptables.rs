@@ -22,11 +22,16 @@ pub struct IptablesInputs {
 pub(super) fn inputs(st: &NodeState) -> BTreeMap<Family, IptablesInputs> {
     let mut out: BTreeMap<Family, IptablesInputs> = BTreeMap::new();
     for (set, _) in st.ipsets() {
-        out.entry(set.family).or_default().non_empty_sets.insert(*set);
+        out.entry(set.family)
+            .or_default()
+            .non_empty_sets
+            .insert(*set);
     }
     for r in st.routes() {
-        out.entry(Family::of(&r.addr())).or_default().filter_cidrs.push(*r);
+        out.entry(Family::of(&r.addr()))
+            .or_default()
+            .filter_cidrs
+            .push(*r);
     }
     out
 }
-

@@ -98,24 +98,83 @@ fn first_per_family(ips: &[IpAddr]) -> Vec<IpAddr> {
 }
 
 impl NodeState {
-    /// Computes the desired state of every Service (the full path).
+    /// Computes the desired state of every Service (the full path). Builds every map in bulk
+    /// from sorted vectors: O(n log n) with cache-friendly sorts instead of n tree insertions.
     pub fn build(index: &ClusterIndex, cfg: &PlannerConfig) -> Self {
         let (ctx, routes) = node_context(index, cfg);
-        let mut st = NodeState { ctx, routes, ..NodeState::default() };
+        let mut st = NodeState {
+            ctx,
+            routes,
+            ..NodeState::default()
+        };
         let mut keys: Vec<&ServiceKey> = index.services().map(|s| &s.key).collect();
         keys.sort_unstable();
-        for key in keys {
-            if let Some(svc) = index.service(key) {
-                let d = service_desired(svc, index.slices_of(key), &st.ctx, cfg);
-                st.insert(key.clone(), d);
+        let frags: Vec<(ServiceKey, ServiceDesired)> = keys
+            .into_iter()
+            .filter_map(|key| {
+                let svc = index.service(key)?;
+                Some((
+                    key.clone(),
+                    service_desired(svc, index.slices_of(key), &st.ctx, cfg),
+                ))
+            })
+            .collect();
+        let mut all: Vec<&Arc<DesiredVs>> = frags.iter().flat_map(|(_, d)| d.vs.iter()).collect();
+        all.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| a.owner.cmp(&b.owner)));
+        let mut winners: Vec<(VsKey, Arc<DesiredVs>)> = Vec::with_capacity(all.len());
+        for v in all {
+            if winners.last().is_some_and(|(k, _)| *k == v.key) {
+                st.losers.entry(v.key).or_default().push(v.clone());
+            } else {
+                winners.push((v.key, v.clone()));
             }
+        }
+        st.vs = winners.into_iter().collect();
+        let mut bound: Vec<IpAddr> = frags
+            .iter()
+            .flat_map(|(_, d)| d.bound.iter().copied())
+            .collect();
+        bound.sort_unstable();
+        st.bound = counted(bound);
+        let mut members: Vec<(IpsetName, IpsetEntry)> = frags
+            .iter()
+            .flat_map(|(_, d)| d.ipset.iter().copied())
+            .collect();
+        members.sort_unstable();
+        let mut start = 0;
+        while let Some((set, _)) = members.get(start).copied() {
+            let end = members.get(start..).map_or(start, |rest| {
+                start + rest.partition_point(|(s, _)| *s == set)
+            });
+            let entries = members
+                .get(start..end)
+                .unwrap_or_default()
+                .iter()
+                .map(|(_, e)| *e)
+                .collect();
+            st.ipsets.insert(set, counted(entries));
+            start = end.max(start + 1);
+        }
+        st.services.reserve(frags.len());
+        for (key, d) in frags {
+            if let Some(hc) = d.health_check {
+                st.health.insert(key.clone(), hc);
+            }
+            st.services.insert(key, d);
         }
         st
     }
 
     /// Recomputes one Service (the incremental path): O(that Service).
-    pub fn update_service(&mut self, index: &ClusterIndex, cfg: &PlannerConfig, key: &ServiceKey) -> Touched {
-        let new = index.service(key).map(|svc| service_desired(svc, index.slices_of(key), &self.ctx, cfg));
+    pub fn update_service(
+        &mut self,
+        index: &ClusterIndex,
+        cfg: &PlannerConfig,
+        key: &ServiceKey,
+    ) -> Touched {
+        let new = index
+            .service(key)
+            .map(|svc| service_desired(svc, index.slices_of(key), &self.ctx, cfg));
         let mut touched = Touched::default();
         let old = self.services.get(key);
         if old == new.as_ref() {
@@ -160,10 +219,13 @@ impl NodeState {
 
     fn remove(&mut self, key: &ServiceKey, d: &ServiceDesired) {
         for v in &d.vs {
-            let ours = self.vs.get(&v.key).is_some_and(|cur| cur.owner.service == *key);
+            let ours = self
+                .vs
+                .get(&v.key)
+                .is_some_and(|cur| cur.owner.service == *key);
             let losers = self.losers.get_mut(&v.key);
             if ours {
-                match losers.and_then(|l| promote(l)) {
+                match losers.and_then(promote) {
                     Some(next) => self.vs.insert(v.key, next),
                     None => self.vs.remove(&v.key),
                 };
@@ -217,7 +279,10 @@ impl NodeState {
 
     /// ipset members per set (sets with no members are absent).
     pub fn ipsets(&self) -> impl Iterator<Item = (&IpsetName, impl Iterator<Item = &IpsetEntry>)> {
-        self.ipsets.iter().filter(|(_, m)| !m.is_empty()).map(|(n, m)| (n, m.keys()))
+        self.ipsets
+            .iter()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(n, m)| (n, m.keys()))
     }
 
     /// Whether a member is desired.
@@ -239,11 +304,18 @@ impl NodeState {
     pub fn conflicts(&self) -> BTreeMap<String, Rejection> {
         let mut out = BTreeMap::new();
         for (key, losers) in &self.losers {
-            let owner = self.vs.get(key).map(|v| v.owner.to_string()).unwrap_or_default();
+            let owner = self
+                .vs
+                .get(key)
+                .map(|v| v.owner.to_string())
+                .unwrap_or_default();
             for l in losers {
                 out.insert(
                     l.owner.to_string(),
-                    Rejection::VirtualServerConflict { vs: key.to_string(), owner: owner.clone() },
+                    Rejection::VirtualServerConflict {
+                        vs: key.to_string(),
+                        owner: owner.clone(),
+                    },
                 );
             }
         }
@@ -261,8 +333,23 @@ impl NodeState {
     }
 }
 
+/// A sorted vector as a multiset.
+fn counted<K: Ord + Copy>(sorted: Vec<K>) -> BTreeMap<K, u32> {
+    let mut runs: Vec<(K, u32)> = Vec::with_capacity(sorted.len());
+    for k in sorted {
+        match runs.last_mut() {
+            Some((last, n)) if *last == k => *n += 1,
+            _ => runs.push((k, 1)),
+        }
+    }
+    runs.into_iter().collect()
+}
+
 fn promote(losers: &mut Vec<Arc<DesiredVs>>) -> Option<Arc<DesiredVs>> {
-    let (i, _) = losers.iter().enumerate().min_by(|a, b| a.1.owner.cmp(&b.1.owner))?;
+    let (i, _) = losers
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.owner.cmp(&b.1.owner))?;
     Some(losers.swap_remove(i))
 }
 

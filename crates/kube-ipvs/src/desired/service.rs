@@ -6,10 +6,14 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::model::{Categorized, PortEndpoint, Service, ServicePort, Slice, Topology, categorize, local_addresses, pick, port_endpoints};
+use crate::model::{
+    Categorized, PortEndpoint, Service, ServicePort, Slice, Topology, categorize, local_addresses,
+    pick, port_endpoints,
+};
 use crate::planner_config::PlannerConfig;
 use crate::types::{
-    Family, IpsetEntry, IpsetName, Proto, RealServer, Scheduler, ServicePortName, SetKind, VsFlags, VsKey, VsSpec,
+    Family, IpsetEntry, IpsetName, Proto, RealServer, Scheduler, ServicePortName, SetKind, VsFlags,
+    VsKey, VsSpec,
 };
 
 /// One desired virtual server with its real servers (sorted by address and port).
@@ -74,7 +78,12 @@ fn resolve_spec(svc: &Service, cfg: &PlannerConfig, family: Family) -> VsSpec {
         _ if scheduler == Scheduler::Mh => VsFlags(VsFlags::SCHED2),
         _ => VsFlags::default(),
     };
-    let mut spec = VsSpec { scheduler, flags, timeout: 0, netmask: family.host_prefix() };
+    let mut spec = VsSpec {
+        scheduler,
+        flags,
+        timeout: 0,
+        netmask: family.host_prefix(),
+    };
     if let Some(t) = svc.affinity_timeout {
         spec.flags.0 |= VsFlags::PERSISTENT;
         spec.timeout = t;
@@ -91,13 +100,29 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn set(&mut self, kind: SetKind, entry: IpsetEntry) {
-        self.out.ipset.push((IpsetName::new(kind, self.family), entry));
+        self.out
+            .ipset
+            .push((IpsetName::new(kind, self.family), entry));
     }
 
-    fn vs(&mut self, key: VsKey, spec: VsSpec, owner: &ServicePortName, reals: &[crate::types::RsKey]) {
-        let mut reals: Vec<RealServer> = reals.iter().map(|k| RealServer::masq(k.addr, k.port)).collect();
+    fn vs(
+        &mut self,
+        key: VsKey,
+        spec: VsSpec,
+        owner: &ServicePortName,
+        reals: &[crate::types::RsKey],
+    ) {
+        let mut reals: Vec<RealServer> = reals
+            .iter()
+            .map(|k| RealServer::masq(k.addr, k.port))
+            .collect();
         reals.sort_unstable_by_key(|r| r.key);
-        self.out.vs.push(Arc::new(DesiredVs { key, spec, owner: owner.clone(), reals: reals.into() }));
+        self.out.vs.push(Arc::new(DesiredVs {
+            key,
+            spec,
+            owner: owner.clone(),
+            reals: reals.into(),
+        }));
     }
 
     fn bind(&mut self, ip: IpAddr) {
@@ -109,9 +134,21 @@ impl Builder<'_> {
     }
 
     /// Adds one Service port; returns its number of usable local endpoints.
-    fn port(&mut self, svc: &Service, port: &ServicePort, eps: &[PortEndpoint<'_>], cluster_ip: IpAddr) -> usize {
-        let owner = ServicePortName { service: svc.key.clone(), port: port.name.clone() };
-        let topo = Topology { zone: self.ctx.zone.as_deref(), node_hints: self.cfg.topology_node_hints };
+    fn port(
+        &mut self,
+        svc: &Service,
+        port: &ServicePort,
+        eps: &[PortEndpoint<'_>],
+        cluster_ip: IpAddr,
+    ) -> usize {
+        let owner = ServicePortName {
+            service: svc.key.clone(),
+            port: port.name.clone(),
+        };
+        let topo = Topology {
+            zone: self.ctx.zone.as_deref(),
+            node_hints: self.cfg.topology_node_hints,
+        };
         let cat: Categorized = categorize(svc, eps, topo);
         let strict = self.cfg.strict_local;
         let internal = pick(&cat, svc.internal_local, strict).to_vec();
@@ -120,7 +157,10 @@ impl Builder<'_> {
         let (proto, p) = (port.proto, port.port);
 
         for (addr, ep_port) in local_addresses(eps) {
-            self.set(SetKind::LoopBack, IpsetEntry::IpPortIp(addr, proto, ep_port, addr));
+            self.set(
+                SetKind::LoopBack,
+                IpsetEntry::IpPortIp(addr, proto, ep_port, addr),
+            );
         }
         self.vs(VsKey::new(proto, cluster_ip, p), spec, &owner, &internal);
         self.set(SetKind::ClusterIp, IpsetEntry::IpPort(cluster_ip, proto, p));
@@ -128,7 +168,12 @@ impl Builder<'_> {
             self.bind(cluster_ip);
         }
         let family = self.family;
-        for ip in svc.external_ips.iter().copied().filter(|ip| Family::of(ip) == family) {
+        for ip in svc
+            .external_ips
+            .iter()
+            .copied()
+            .filter(|ip| Family::of(ip) == family)
+        {
             self.vs(VsKey::new(proto, ip, p), spec, &owner, &external);
             self.set(SetKind::ExternalIp, IpsetEntry::IpPort(ip, proto, p));
             if svc.external_local {
@@ -136,7 +181,12 @@ impl Builder<'_> {
             }
             self.bind(ip);
         }
-        for ip in svc.lb_ips.iter().copied().filter(|ip| Family::of(ip) == family) {
+        for ip in svc
+            .lb_ips
+            .iter()
+            .copied()
+            .filter(|ip| Family::of(ip) == family)
+        {
             self.vs(VsKey::new(proto, ip, p), spec, &owner, &external);
             self.set(SetKind::LoadBalancer, IpsetEntry::IpPort(ip, proto, p));
             if svc.external_local {
@@ -152,21 +202,36 @@ impl Builder<'_> {
     }
 
     fn source_ranges(&mut self, svc: &Service, ip: IpAddr, proto: Proto, p: u16) {
-        let ranges: Vec<IpNet> =
-            svc.lb_source_ranges.iter().copied().filter(|n| Family::of(&n.addr()) == self.family).collect();
+        let ranges: Vec<IpNet> = svc
+            .lb_source_ranges
+            .iter()
+            .copied()
+            .filter(|n| Family::of(&n.addr()) == self.family)
+            .collect();
         if ranges.is_empty() {
             return;
         }
         self.set(SetKind::LoadBalancerFw, IpsetEntry::IpPort(ip, proto, p));
         let family = self.family;
-        let node_ip = self.ctx.primary_ips.iter().copied().find(|ip| Family::of(ip) == family);
+        let node_ip = self
+            .ctx
+            .primary_ips
+            .iter()
+            .copied()
+            .find(|ip| Family::of(ip) == family);
         let mut from_node = false;
         for net in ranges {
-            self.set(SetKind::LoadBalancerSourceCidr, IpsetEntry::IpPortNet(ip, proto, p, net));
+            self.set(
+                SetKind::LoadBalancerSourceCidr,
+                IpsetEntry::IpPortNet(ip, proto, p, net),
+            );
             from_node |= node_ip.is_some_and(|n| net.contains(&n));
         }
         if from_node {
-            self.set(SetKind::LoadBalancerSourceIp, IpsetEntry::IpPortIp(ip, proto, p, ip));
+            self.set(
+                SetKind::LoadBalancerSourceIp,
+                IpsetEntry::IpPortIp(ip, proto, p, ip),
+            );
         }
     }
 
@@ -180,8 +245,13 @@ impl Builder<'_> {
         reals: &[crate::types::RsKey],
     ) {
         let family = self.family;
-        let ips: Vec<IpAddr> =
-            self.ctx.node_port_ips.iter().copied().filter(|ip| Family::of(ip) == family).collect();
+        let ips: Vec<IpAddr> = self
+            .ctx
+            .node_port_ips
+            .iter()
+            .copied()
+            .filter(|ip| Family::of(ip) == family)
+            .collect();
         for ip in &ips {
             self.vs(VsKey::new(proto, *ip, np), spec, owner, reals);
         }
@@ -203,7 +273,10 @@ impl Builder<'_> {
                 for ip in ips {
                     self.set(SetKind::NodePortSctpHash, IpsetEntry::IpPort(ip, proto, np));
                     if local {
-                        self.set(SetKind::NodePortLocalSctpHash, IpsetEntry::IpPort(ip, proto, np));
+                        self.set(
+                            SetKind::NodePortLocalSctpHash,
+                            IpsetEntry::IpPort(ip, proto, np),
+                        );
                     }
                 }
             }
@@ -218,7 +291,12 @@ pub fn service_desired<'a>(
     ctx: &NodeContext,
     cfg: &PlannerConfig,
 ) -> ServiceDesired {
-    let mut b = Builder { out: ServiceDesired::default(), ctx, cfg, family: Family::V4 };
+    let mut b = Builder {
+        out: ServiceDesired::default(),
+        ctx,
+        cfg,
+        family: Family::V4,
+    };
     let mut local_endpoints: u32 = 0;
     for family in Family::ALL {
         let Some(cluster_ip) = svc.cluster_ip(family).filter(|_| cfg.has_family(family)) else {
@@ -235,7 +313,10 @@ pub fn service_desired<'a>(
         }
     }
     let mut out = b.out;
-    out.health_check = svc.health_check_node_port.map(|port| HealthCheck { port, local_endpoints });
+    out.health_check = svc.health_check_node_port.map(|port| HealthCheck {
+        port,
+        local_endpoints,
+    });
     out.vs.sort_by_key(|v| v.key);
     out.vs.dedup_by_key(|v| v.key);
     out.bound.sort_unstable();

@@ -26,11 +26,18 @@ pub fn port_endpoints<'a>(
 ) -> Vec<PortEndpoint<'a>> {
     let mut out: Vec<PortEndpoint<'a>> = Vec::new();
     for slice in slices.filter(|s| s.family == family) {
-        let Some(sp) = slice.ports.iter().find(|p| p.name == port.name && p.proto == port.proto) else {
+        let Some(sp) = slice
+            .ports
+            .iter()
+            .find(|p| p.name == port.name && p.proto == port.proto)
+        else {
             continue;
         };
         for ep in slice.endpoints.iter() {
-            let key = RsKey { addr: ep.addr, port: sp.port };
+            let key = RsKey {
+                addr: ep.addr,
+                port: sp.port,
+            };
             if !out.iter().any(|e| e.key == key) {
                 out.push(PortEndpoint { key, ep });
             }
@@ -132,6 +139,10 @@ pub fn pick(cat: &Categorized, only_local: bool, strict: bool) -> &[RsKey] {
 }
 
 /// Local endpoints of any condition, for the hairpin set (`KUBE-LOOP-BACK`).
-pub fn local_addresses<'a>(eps: &'a [PortEndpoint<'_>]) -> impl Iterator<Item = (IpAddr, u16)> + 'a {
-    eps.iter().filter(|e| e.ep.local).map(|e| (e.key.addr, e.key.port))
+pub fn local_addresses<'a>(
+    eps: &'a [PortEndpoint<'_>],
+) -> impl Iterator<Item = (IpAddr, u16)> + 'a {
+    eps.iter()
+        .filter(|e| e.ep.local)
+        .map(|e| (e.key.addr, e.key.port))
 }

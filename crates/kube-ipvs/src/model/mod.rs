@@ -18,14 +18,18 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::networking::v1 as networking;
 
-pub use endpoints::{Categorized, PortEndpoint, Topology, categorize, local_addresses, pick, port_endpoints};
+pub use endpoints::{
+    Categorized, PortEndpoint, Topology, categorize, local_addresses, pick, port_endpoints,
+};
 pub use node::{LABEL_ZONE, NodeInfo, convert_node, convert_service_cidr};
 pub use reject::{ObjectKind, ObjectRef, Rejection, SkipReason};
 pub use service::{
-    Converted, DEFAULT_AFFINITY_TIMEOUT, SCHEDULER_ANNOTATION, SCHEDULER_FLAGS_ANNOTATION, SchedulerOverride,
-    Service, ServicePort, convert_service,
+    Converted, DEFAULT_AFFINITY_TIMEOUT, SCHEDULER_ANNOTATION, SCHEDULER_FLAGS_ANNOTATION,
+    SchedulerOverride, Service, ServicePort, convert_service,
 };
-pub use slice::{ConvertedSlice, Endpoint, Interner, LABEL_SERVICE_NAME, Slice, SlicePort, convert_slice};
+pub use slice::{
+    ConvertedSlice, Endpoint, Interner, LABEL_SERVICE_NAME, Slice, SlicePort, convert_slice,
+};
 
 use crate::types::ServiceKey;
 
@@ -87,7 +91,11 @@ impl ClusterIndex {
     /// Adds or replaces a Service.
     pub fn apply_service(&mut self, svc: &core::Service) -> Affected {
         let m = &svc.metadata;
-        let oref = obj(ObjectKind::Service, m.namespace.as_deref(), m.name.as_deref());
+        let oref = obj(
+            ObjectKind::Service,
+            m.namespace.as_deref(),
+            m.name.as_deref(),
+        );
         let key = ServiceKey::new(&oref.namespace, &oref.name);
         match convert_service(svc) {
             Ok(Converted::Service(s)) => {
@@ -121,7 +129,10 @@ impl ClusterIndex {
     }
 
     /// Replaces all Services (after a re-list).
-    pub fn reset_services<'a>(&mut self, svcs: impl IntoIterator<Item = &'a core::Service>) -> Affected {
+    pub fn reset_services<'a>(
+        &mut self,
+        svcs: impl IntoIterator<Item = &'a core::Service>,
+    ) -> Affected {
         self.services.clear();
         self.rejected.retain(|o, _| o.kind != ObjectKind::Service);
         self.skipped.retain(|o, _| o.kind != ObjectKind::Service);
@@ -134,7 +145,11 @@ impl ClusterIndex {
     /// Adds or replaces an EndpointSlice.
     pub fn apply_slice(&mut self, s: &discovery::EndpointSlice) -> Affected {
         let m = &s.metadata;
-        let oref = obj(ObjectKind::EndpointSlice, m.namespace.as_deref(), m.name.as_deref());
+        let oref = obj(
+            ObjectKind::EndpointSlice,
+            m.namespace.as_deref(),
+            m.name.as_deref(),
+        );
         let key = SliceKey::new(&oref.namespace, &oref.name);
         match convert_slice(s, &self.node_name, &mut self.zones) {
             Ok(ConvertedSlice::Slice(slice)) => {
@@ -179,11 +194,16 @@ impl ClusterIndex {
     }
 
     /// Replaces all EndpointSlices (after a re-list).
-    pub fn reset_slices<'a>(&mut self, slices: impl IntoIterator<Item = &'a discovery::EndpointSlice>) -> Affected {
+    pub fn reset_slices<'a>(
+        &mut self,
+        slices: impl IntoIterator<Item = &'a discovery::EndpointSlice>,
+    ) -> Affected {
         self.slices.clear();
         self.by_service.clear();
-        self.rejected.retain(|o, _| o.kind != ObjectKind::EndpointSlice);
-        self.skipped.retain(|o, _| o.kind != ObjectKind::EndpointSlice);
+        self.rejected
+            .retain(|o, _| o.kind != ObjectKind::EndpointSlice);
+        self.skipped
+            .retain(|o, _| o.kind != ObjectKind::EndpointSlice);
         for s in slices {
             self.apply_slice(s);
         }
@@ -246,7 +266,8 @@ impl ClusterIndex {
 
     /// Removes a ServiceCIDR.
     pub fn delete_service_cidr(&mut self, name: &str) -> Affected {
-        self.rejected.remove(&obj(ObjectKind::ServiceCidr, None, Some(name)));
+        self.rejected
+            .remove(&obj(ObjectKind::ServiceCidr, None, Some(name)));
         match self.service_cidrs.remove(name) {
             Some(_) => Affected::All,
             None => Affected::Services(Vec::new()),
@@ -265,11 +286,17 @@ impl ClusterIndex {
 
     /// Number of Services and of Service ports.
     pub fn counts(&self) -> (usize, usize) {
-        (self.services.len(), self.services.values().map(|s| s.ports.len()).sum())
+        (
+            self.services.len(),
+            self.services.values().map(|s| s.ports.len()).sum(),
+        )
     }
 
     /// The slices of a Service, in slice-name order.
-    pub fn slices_of<'a>(&'a self, key: &ServiceKey) -> impl Iterator<Item = &'a Slice> + Clone + 'a {
+    pub fn slices_of<'a>(
+        &'a self,
+        key: &ServiceKey,
+    ) -> impl Iterator<Item = &'a Slice> + Clone + 'a {
         self.by_service
             .get(key)
             .into_iter()
@@ -297,8 +324,14 @@ impl ClusterIndex {
             }
             for k in slices {
                 out.insert(
-                    obj(ObjectKind::EndpointSlice, Some(k.namespace()), Some(k.name())),
-                    Rejection::SliceWithoutService { service: svc.to_string() },
+                    obj(
+                        ObjectKind::EndpointSlice,
+                        Some(k.namespace()),
+                        Some(k.name()),
+                    ),
+                    Rejection::SliceWithoutService {
+                        service: svc.to_string(),
+                    },
                 );
             }
         }

@@ -32,10 +32,15 @@ pub fn convert_node(node: &core::Node) -> NodeInfo {
         .and_then(|l| l.get(LABEL_ZONE))
         .filter(|z| !z.is_empty())
         .map(|z| Arc::from(z.as_str()));
-    let mut info = NodeInfo { zone, ..NodeInfo::default() };
+    let mut info = NodeInfo {
+        zone,
+        ..NodeInfo::default()
+    };
     let addrs = node.status.as_ref().and_then(|s| s.addresses.as_ref());
     for a in addrs.into_iter().flatten() {
-        let Ok(ip) = a.address.parse::<IpAddr>() else { continue };
+        let Ok(ip) = a.address.parse::<IpAddr>() else {
+            continue;
+        };
         match a.type_.as_str() {
             "InternalIP" => info.internal_ips.push(ip),
             "ExternalIP" => info.external_ips.push(ip),
@@ -58,7 +63,10 @@ pub fn convert_service_cidr(c: &networking::ServiceCIDR) -> Result<Vec<IpNet>, R
         .map(|(i, s)| {
             s.parse::<IpNet>()
                 .map(|n| n.trunc())
-                .map_err(|_| Rejection::InvalidCidr { field: format!("spec.cidrs[{i}]"), value: s.clone() })
+                .map_err(|_| Rejection::InvalidCidr {
+                    field: format!("spec.cidrs[{i}]"),
+                    value: s.clone(),
+                })
         })
         .collect()
 }

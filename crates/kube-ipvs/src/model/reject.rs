@@ -91,7 +91,9 @@ pub enum Rejection {
         value: String,
     },
     /// A scheduler flag that does not exist or does not apply to the scheduler.
-    #[error("annotation kube-ipvs.io/scheduler-flags: {value:?} is not a flag of scheduler {scheduler}")]
+    #[error(
+        "annotation kube-ipvs.io/scheduler-flags: {value:?} is not a flag of scheduler {scheduler}"
+    )]
     InvalidSchedulerFlag {
         /// The offending flag.
         value: String,

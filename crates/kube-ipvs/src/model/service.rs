@@ -71,7 +71,10 @@ pub struct Service {
 impl Service {
     /// The ClusterIP of a family.
     pub fn cluster_ip(&self, family: Family) -> Option<IpAddr> {
-        self.cluster_ips.iter().copied().find(|ip| Family::of(ip) == family)
+        self.cluster_ips
+            .iter()
+            .copied()
+            .find(|ip| Family::of(ip) == family)
     }
 
     /// Whether the Service uses its cluster-wide endpoint list anywhere (pkg/proxy
@@ -103,7 +106,10 @@ fn field(path: &str, i: usize) -> String {
 }
 
 fn parse_ip(field: String, value: &str) -> Result<IpAddr, Rejection> {
-    value.trim().parse().map_err(|_| Rejection::InvalidIp { field, value: value.to_owned() })
+    value.trim().parse().map_err(|_| Rejection::InvalidIp {
+        field,
+        value: value.to_owned(),
+    })
 }
 
 fn parse_port(field: String, value: i32) -> Result<u16, Rejection> {
@@ -115,7 +121,10 @@ fn parse_port(field: String, value: i32) -> Result<u16, Rejection> {
 
 fn parse_proto(field: String, value: Option<&str>) -> Result<Proto, Rejection> {
     let value = value.unwrap_or("TCP");
-    Proto::from_k8s(value).ok_or_else(|| Rejection::UnsupportedProtocol { field, value: value.to_owned() })
+    Proto::from_k8s(value).ok_or_else(|| Rejection::UnsupportedProtocol {
+        field,
+        value: value.to_owned(),
+    })
 }
 
 /// Converts a Service; `Err` names the first invalid field.
@@ -141,7 +150,10 @@ pub fn convert_service(svc: &core::Service) -> Result<Converted, Rejection> {
         Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
         _ => spec.cluster_ip.as_deref().into_iter().collect(),
     };
-    if raw_ips.first().is_none_or(|ip| ip.is_empty() || *ip == "None") {
+    if raw_ips
+        .first()
+        .is_none_or(|ip| ip.is_empty() || *ip == "None")
+    {
         return Ok(Converted::Skip(SkipReason::Headless));
     }
     let mut cluster_ips: Vec<IpAddr> = Vec::with_capacity(raw_ips.len());
@@ -165,10 +177,13 @@ pub fn convert_service(svc: &core::Service) -> Result<Converted, Rejection> {
         .flatten()
         .enumerate()
         .map(|(i, c)| {
-            c.trim().parse::<IpNet>().map(|n| n.trunc()).map_err(|_| Rejection::InvalidCidr {
-                field: field("spec.loadBalancerSourceRanges", i),
-                value: c.clone(),
-            })
+            c.trim()
+                .parse::<IpNet>()
+                .map(|n| n.trunc())
+                .map_err(|_| Rejection::InvalidCidr {
+                    field: field("spec.loadBalancerSourceRanges", i),
+                    value: c.clone(),
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let ports = convert_ports(spec)?;
@@ -226,7 +241,9 @@ fn convert_ports(spec: &core::ServiceSpec) -> Result<Vec<ServicePort>, Rejection
     for (i, p) in spec.ports.iter().flatten().enumerate() {
         let name: Arc<str> = Arc::from(p.name.as_deref().unwrap_or(""));
         if ports.iter().any(|q| q.name == name) {
-            return Err(Rejection::DuplicatePortName { value: name.to_string() });
+            return Err(Rejection::DuplicatePortName {
+                value: name.to_string(),
+            });
         }
         let port = parse_port(format!("spec.ports[{i}].port"), p.port)?;
         let proto = parse_proto(format!("spec.ports[{i}].protocol"), p.protocol.as_deref())?;
@@ -234,7 +251,12 @@ fn convert_ports(spec: &core::ServiceSpec) -> Result<Vec<ServicePort>, Rejection
             None | Some(0) => None,
             Some(np) => Some(parse_port(format!("spec.ports[{i}].nodePort"), np)?),
         };
-        ports.push(ServicePort { name, proto, port, node_port });
+        ports.push(ServicePort {
+            name,
+            proto,
+            port,
+            node_port,
+        });
     }
     Ok(ports)
 }
@@ -260,9 +282,18 @@ fn affinity(spec: &core::ServiceSpec) -> Result<Option<u32>, Rejection> {
 fn scheduler_override(
     annotations: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Result<SchedulerOverride, Rejection> {
-    let get = |k: &str| annotations.and_then(|a| a.get(k)).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let get = |k: &str| {
+        annotations
+            .and_then(|a| a.get(k))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
     let scheduler = get(SCHEDULER_ANNOTATION)
-        .map(|s| Scheduler::parse(s).ok_or_else(|| Rejection::UnknownScheduler { value: s.to_owned() }))
+        .map(|s| {
+            Scheduler::parse(s).ok_or_else(|| Rejection::UnknownScheduler {
+                value: s.to_owned(),
+            })
+        })
         .transpose()?;
     let flags = match get(SCHEDULER_FLAGS_ANNOTATION) {
         None => None,
@@ -277,7 +308,10 @@ fn scheduler_override(
             let mut bits = 0;
             for flag in list.split(',').map(str::trim).filter(|f| !f.is_empty()) {
                 bits |= VsFlags::parse_sched_flag(flag, target).ok_or_else(|| {
-                    Rejection::InvalidSchedulerFlag { value: flag.to_owned(), scheduler: target.to_string() }
+                    Rejection::InvalidSchedulerFlag {
+                        value: flag.to_owned(),
+                        scheduler: target.to_string(),
+                    }
                 })?;
             }
             Some((target, VsFlags(bits)))

@@ -118,31 +118,50 @@ pub fn convert_slice(
     for (i, p) in s.ports.iter().flatten().enumerate() {
         // A port without a number is ignored, as stock does.
         let Some(raw) = p.port else { continue };
-        let port = u16::try_from(raw).ok().filter(|p| *p != 0).ok_or_else(|| Rejection::InvalidPort {
-            field: format!("ports[{i}].port"),
-            value: raw,
-        })?;
+        let port =
+            u16::try_from(raw)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| Rejection::InvalidPort {
+                    field: format!("ports[{i}].port"),
+                    value: raw,
+                })?;
         let value = p.protocol.as_deref().unwrap_or("TCP");
         let proto = Proto::from_k8s(value).ok_or_else(|| Rejection::UnsupportedProtocol {
             field: format!("ports[{i}].protocol"),
             value: value.to_owned(),
         })?;
-        ports.push(SlicePort { name: Arc::from(p.name.as_deref().unwrap_or("")), proto, port });
+        ports.push(SlicePort {
+            name: Arc::from(p.name.as_deref().unwrap_or("")),
+            proto,
+            port,
+        });
     }
     let mut endpoints = Vec::with_capacity(s.endpoints.len());
     for (i, ep) in s.endpoints.iter().enumerate() {
-        let Some(raw) = ep.addresses.first() else { continue };
+        let Some(raw) = ep.addresses.first() else {
+            continue;
+        };
         let addr: IpAddr = raw
             .parse()
             .ok()
             .filter(|a| Family::of(a) == family)
-            .ok_or_else(|| Rejection::InvalidIp { field: format!("endpoints[{i}].addresses[0]"), value: raw.clone() })?;
+            .ok_or_else(|| Rejection::InvalidIp {
+                field: format!("endpoints[{i}].addresses[0]"),
+                value: raw.clone(),
+            })?;
         let cond = ep.conditions.clone().unwrap_or_default();
         let ready = cond.ready.unwrap_or(true);
         let hints = ep.hints.as_ref();
-        let zone_hints: Vec<Arc<str>> =
-            hints.and_then(|h| h.for_zones.as_ref()).into_iter().flatten().map(|z| zones.get(&z.name)).collect();
-        let node_hints = hints.and_then(|h| h.for_nodes.as_ref()).filter(|n| !n.is_empty());
+        let zone_hints: Vec<Arc<str>> = hints
+            .and_then(|h| h.for_zones.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|z| zones.get(&z.name))
+            .collect();
+        let node_hints = hints
+            .and_then(|h| h.for_nodes.as_ref())
+            .filter(|n| !n.is_empty());
         endpoints.push(Endpoint {
             addr,
             local: ep.node_name.as_deref() == Some(node),

@@ -59,16 +59,35 @@ impl Planner {
     }
 
     /// The full plan: every virtual server, address, route and ipset member.
-    pub fn plan(&mut self, cfg: &PlannerConfig, desired: &NodeState, observed: &ObservedState, now: Duration) -> Vec<Op> {
-        let ctx = Ctx { cfg, desired, observed, now };
+    pub fn plan(
+        &mut self,
+        cfg: &PlannerConfig,
+        desired: &NodeState,
+        observed: &ObservedState,
+        now: Duration,
+    ) -> Vec<Op> {
+        let ctx = Ctx {
+            cfg,
+            desired,
+            observed,
+            now,
+        };
         let mut ops = Ops::default();
-        let keys: BTreeSet<VsKey> =
-            desired.virtual_servers().keys().chain(observed.virtual_servers().keys()).copied().collect();
+        let keys: BTreeSet<VsKey> = desired
+            .virtual_servers()
+            .keys()
+            .chain(observed.virtual_servers().keys())
+            .copied()
+            .collect();
         for key in &keys {
             self.plan_vs(&ctx, key, &mut ops);
         }
         self.drains.retain(|(vs, _), _| keys.contains(vs));
-        let addrs: BTreeSet<IpAddr> = desired.bound().chain(observed.bound().iter()).copied().collect();
+        let addrs: BTreeSet<IpAddr> = desired
+            .bound()
+            .chain(observed.bound().iter())
+            .copied()
+            .collect();
         for a in &addrs {
             self.plan_addr(&ctx, a, &mut ops);
         }
@@ -81,14 +100,20 @@ impl Planner {
         for (set, members) in desired.ipsets() {
             for e in members {
                 if !observed.has_member(set, e) {
-                    ops.push(Op::IpsetAdd { set: *set, entry: *e });
+                    ops.push(Op::IpsetAdd {
+                        set: *set,
+                        entry: *e,
+                    });
                 }
             }
         }
         for (set, members) in observed.ipsets() {
             for e in members {
                 if !desired.has_member(set, e) {
-                    ops.push(Op::IpsetDel { set: *set, entry: *e });
+                    ops.push(Op::IpsetDel {
+                        set: *set,
+                        entry: *e,
+                    });
                 }
             }
         }
@@ -104,9 +129,19 @@ impl Planner {
         touched: &Touched,
         now: Duration,
     ) -> Vec<Op> {
-        let ctx = Ctx { cfg, desired, observed, now };
+        let ctx = Ctx {
+            cfg,
+            desired,
+            observed,
+            now,
+        };
         let mut ops = Ops::default();
-        for key in &touched.vs {
+        // A virtual server on an address that just became ours is ours too, as in a full plan.
+        let mut keys = touched.vs.clone();
+        for a in &touched.addrs {
+            keys.extend(observed.vs_on(a).copied());
+        }
+        for key in &keys {
             self.plan_vs(&ctx, key, &mut ops);
         }
         let mut addrs = touched.addrs.clone();
@@ -116,8 +151,14 @@ impl Planner {
         }
         for (set, e) in &touched.ipset {
             match (desired.has_member(set, e), observed.has_member(set, e)) {
-                (true, false) => ops.push(Op::IpsetAdd { set: *set, entry: *e }),
-                (false, true) => ops.push(Op::IpsetDel { set: *set, entry: *e }),
+                (true, false) => ops.push(Op::IpsetAdd {
+                    set: *set,
+                    entry: *e,
+                }),
+                (false, true) => ops.push(Op::IpsetDel {
+                    set: *set,
+                    entry: *e,
+                }),
                 _ => {}
             }
         }

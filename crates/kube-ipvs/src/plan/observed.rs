@@ -22,7 +22,10 @@ pub struct ObservedVs {
 impl ObservedVs {
     /// One real server.
     pub fn real(&self, key: &RsKey) -> Option<&RealServer> {
-        self.reals.binary_search_by_key(key, |r| r.key).ok().and_then(|i| self.reals.get(i))
+        self.reals
+            .binary_search_by_key(key, |r| r.key)
+            .ok()
+            .and_then(|i| self.reals.get(i))
     }
 }
 
@@ -50,7 +53,7 @@ pub struct ObservedState {
     bound: BTreeSet<IpAddr>,
     routes: BTreeSet<IpNet>,
     ipsets: BTreeMap<IpsetName, BTreeSet<IpsetEntry>>,
-    addr_use: HashMap<IpAddr, u32>,
+    by_addr: HashMap<IpAddr, BTreeSet<VsKey>>,
 }
 
 impl ObservedState {
@@ -63,10 +66,10 @@ impl ObservedState {
     pub fn insert_vs(&mut self, key: VsKey, spec: VsSpec, mut reals: Vec<RealServer>) {
         reals.sort_unstable_by_key(|r| r.key);
         reals.dedup_by_key(|r| r.key);
-        if self.vs.insert(key, ObservedVs { spec, reals }).is_none() {
-            if let Some(a) = key.addr() {
-                *self.addr_use.entry(a).or_default() += 1;
-            }
+        if self.vs.insert(key, ObservedVs { spec, reals }).is_none()
+            && let Some(a) = key.addr()
+        {
+            self.by_addr.entry(a).or_default().insert(key);
         }
     }
 
@@ -87,7 +90,11 @@ impl ObservedState {
 
     /// Sets the connection counters of a real server (from a dump; used by drain ticks and tests).
     pub fn set_connections(&mut self, vs: &VsKey, rs: &RsKey, active: u32, inactive: u32) {
-        if let Some(r) = self.vs.get_mut(vs).and_then(|v| v.reals.iter_mut().find(|r| r.key == *rs)) {
+        if let Some(r) = self
+            .vs
+            .get_mut(vs)
+            .and_then(|v| v.reals.iter_mut().find(|r| r.key == *rs))
+        {
             r.active = active;
             r.inactive = inactive;
         }
@@ -123,9 +130,9 @@ impl ObservedState {
         self.ipsets.get(set).is_some_and(|m| m.contains(e))
     }
 
-    /// Number of virtual servers on an address.
-    pub fn vs_on(&self, addr: &IpAddr) -> u32 {
-        self.addr_use.get(addr).copied().unwrap_or(0)
+    /// The virtual servers on an address.
+    pub fn vs_on(&self, addr: &IpAddr) -> impl Iterator<Item = &VsKey> {
+        self.by_addr.get(addr).into_iter().flatten()
     }
 
     /// Applies one op with the kernel's semantics (EEXIST / ENOENT on mismatches).
@@ -177,19 +184,35 @@ impl ObservedState {
                 if self.vs.remove(key).is_none() {
                     return missing(format!("virtual server {key}"));
                 }
-                if let Some(n) = key.addr().and_then(|a| self.addr_use.get_mut(&a)) {
-                    *n = n.saturating_sub(1);
+                if let Some(a) = key.addr()
+                    && let Some(set) = self.by_addr.get_mut(&a)
+                {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.by_addr.remove(&a);
+                    }
                 }
             }
             Op::AddRs { vs, rs } => {
-                let Some(v) = self.vs.get_mut(vs) else { return missing(format!("virtual server {vs}")) };
+                let Some(v) = self.vs.get_mut(vs) else {
+                    return missing(format!("virtual server {vs}"));
+                };
                 match v.reals.binary_search_by_key(&rs.key, |r| r.key) {
                     Ok(_) => return exists(format!("real server {} of {vs}", rs.key)),
-                    Err(i) => v.reals.insert(i, RealServer { active: 0, inactive: 0, ..*rs }),
+                    Err(i) => v.reals.insert(
+                        i,
+                        RealServer {
+                            active: 0,
+                            inactive: 0,
+                            ..*rs
+                        },
+                    ),
                 }
             }
             Op::UpdateRs { vs, rs } => {
-                let Some(v) = self.vs.get_mut(vs) else { return missing(format!("virtual server {vs}")) };
+                let Some(v) = self.vs.get_mut(vs) else {
+                    return missing(format!("virtual server {vs}"));
+                };
                 match v.reals.iter_mut().find(|r| r.key == rs.key) {
                     Some(r) => {
                         r.weight = rs.weight;
@@ -199,7 +222,9 @@ impl ObservedState {
                 }
             }
             Op::DelRs { vs, rs } => {
-                let Some(v) = self.vs.get_mut(vs) else { return missing(format!("virtual server {vs}")) };
+                let Some(v) = self.vs.get_mut(vs) else {
+                    return missing(format!("virtual server {vs}"));
+                };
                 match v.reals.binary_search_by_key(rs, |r| r.key) {
                     Ok(i) => {
                         v.reals.remove(i);
@@ -213,7 +238,10 @@ impl ObservedState {
     }
 
     /// Applies a whole plan, stopping at the first error.
-    pub fn apply_all<'a>(&mut self, ops: impl IntoIterator<Item = &'a Op>) -> Result<(), ApplyError> {
+    pub fn apply_all<'a>(
+        &mut self,
+        ops: impl IntoIterator<Item = &'a Op>,
+    ) -> Result<(), ApplyError> {
         ops.into_iter().try_for_each(|op| self.apply(op))
     }
 }

@@ -125,10 +125,18 @@ impl fmt::Display for Op {
             Self::BindAddr { addr } => write!(f, "addr add {addr}"),
             Self::IpsetAdd { set, entry } => write!(f, "ipset add {set} {entry}"),
             Self::AddVs { key, spec, owner } => {
-                write!(f, "vs add {key} {} flags {:#x} timeout {}  # {owner}", spec.scheduler, spec.flags.0, spec.timeout)
+                write!(
+                    f,
+                    "vs add {key} {} flags {:#x} timeout {}  # {owner}",
+                    spec.scheduler, spec.flags.0, spec.timeout
+                )
             }
             Self::UpdateVs { key, spec } => {
-                write!(f, "vs edit {key} {} flags {:#x} timeout {}", spec.scheduler, spec.flags.0, spec.timeout)
+                write!(
+                    f,
+                    "vs edit {key} {} flags {:#x} timeout {}",
+                    spec.scheduler, spec.flags.0, spec.timeout
+                )
             }
             Self::AddRs { vs, rs } => write!(f, "rs add {vs} -> {} w {}", rs.key, rs.weight),
             Self::UpdateRs { vs, rs } => write!(f, "rs edit {vs} -> {} w {}", rs.key, rs.weight),
@@ -137,8 +145,14 @@ impl fmt::Display for Op {
             Self::IpsetDel { set, entry } => write!(f, "ipset del {set} {entry}"),
             Self::UnbindAddr { addr } => write!(f, "addr del {addr}"),
             Self::DelRoute { cidr } => write!(f, "route del local {cidr}"),
-            Self::ClearConntrack { vs, reply_src: None } => write!(f, "conntrack clear {vs}"),
-            Self::ClearConntrack { vs, reply_src: Some(ep) } => write!(f, "conntrack clear {vs} reply-src {ep}"),
+            Self::ClearConntrack {
+                vs,
+                reply_src: None,
+            } => write!(f, "conntrack clear {vs}"),
+            Self::ClearConntrack {
+                vs,
+                reply_src: Some(ep),
+            } => write!(f, "conntrack clear {vs} reply-src {ep}"),
         }
     }
 }

@@ -9,7 +9,9 @@ use super::Ctx;
 use crate::types::VsKey;
 
 pub(super) fn owned(ctx: &Ctx<'_>, key: &VsKey) -> bool {
-    let VsKey::Service { addr, port, .. } = key else { return false };
+    let VsKey::Service { addr, port, .. } = key else {
+        return false;
+    };
     if ctx.cfg.excluded(addr) {
         return false;
     }
@@ -18,5 +20,6 @@ pub(super) fn owned(ctx: &Ctx<'_>, key: &VsKey) -> bool {
         || ctx.desired.routed(addr)
         || ctx.observed.routes().iter().any(|r| r.contains(addr))
         || (ctx.cfg.node_port_range.contains(port)
-            && (ctx.cfg.node_addresses.contains(addr) || ctx.desired.node_port_ips().contains(addr)))
+            && (ctx.cfg.node_addresses.contains(addr)
+                || ctx.desired.node_port_ips().contains(addr)))
 }

@@ -32,7 +32,10 @@ impl Planner {
 
     fn update(&mut self, ctx: &Ctx<'_>, d: &DesiredVs, o: &ObservedVs, ops: &mut Ops) {
         if !d.spec.matches(&o.spec) {
-            ops.push(Op::UpdateVs { key: d.key, spec: d.spec });
+            ops.push(Op::UpdateVs {
+                key: d.key,
+                spec: d.spec,
+            });
         }
         for rs in d.reals.iter() {
             match o.real(&rs.key) {
@@ -55,7 +58,10 @@ impl Planner {
         }
         // UDP 0 -> N: flows recorded while the Service had no endpoint would black-hole.
         if d.key.proto() == Some(Proto::Udp) && serving == 0 && !d.reals.is_empty() {
-            ops.push(Op::ClearConntrack { vs: d.key, reply_src: None });
+            ops.push(Op::ClearConntrack {
+                vs: d.key,
+                reply_src: None,
+            });
         }
     }
 
@@ -68,11 +74,18 @@ impl Planner {
                 self.drains.remove(&(*key, rs.key));
             }
             if key.proto() == Some(Proto::Udp) {
-                ops.push(Op::ClearConntrack { vs: *key, reply_src: None });
+                ops.push(Op::ClearConntrack {
+                    vs: *key,
+                    reply_src: None,
+                });
             }
             return false;
         }
-        let remaining = o.reals.iter().filter(|rs| !self.remove_rs(ctx, key, rs, ops)).count();
+        let remaining = o
+            .reals
+            .iter()
+            .filter(|rs| !self.remove_rs(ctx, key, rs, ops))
+            .count();
         if remaining == 0 {
             ops.push(Op::DelVs { key: *key });
             return false;
@@ -88,18 +101,29 @@ impl Planner {
         let udp = vs.proto() == Some(Proto::Udp);
         let expired = || {
             let since = self.drains.get(&id).copied().unwrap_or(ctx.now);
-            ctx.cfg.drain_limit.is_some_and(|limit| ctx.now.saturating_sub(since) >= limit)
+            ctx.cfg
+                .drain_limit
+                .is_some_and(|limit| ctx.now.saturating_sub(since) >= limit)
         };
         if udp || rs.connections() == 0 || expired() {
-            ops.push(Op::DelRs { vs: *vs, rs: rs.key });
+            ops.push(Op::DelRs {
+                vs: *vs,
+                rs: rs.key,
+            });
             if udp {
-                ops.push(Op::ClearConntrack { vs: *vs, reply_src: Some(rs.key.addr) });
+                ops.push(Op::ClearConntrack {
+                    vs: *vs,
+                    reply_src: Some(rs.key.addr),
+                });
             }
             self.drains.remove(&id);
             return true;
         }
         if rs.weight != 0 {
-            ops.push(Op::UpdateRs { vs: *vs, rs: RealServer { weight: 0, ..*rs } });
+            ops.push(Op::UpdateRs {
+                vs: *vs,
+                rs: RealServer { weight: 0, ..*rs },
+            });
         }
         self.drains.entry(id).or_insert(ctx.now);
         false
@@ -107,11 +131,18 @@ impl Planner {
 }
 
 fn create(d: &DesiredVs, ops: &mut Ops) {
-    ops.push(Op::AddVs { key: d.key, spec: d.spec, owner: d.owner.clone() });
+    ops.push(Op::AddVs {
+        key: d.key,
+        spec: d.spec,
+        owner: d.owner.clone(),
+    });
     for rs in d.reals.iter() {
         ops.push(Op::AddRs { vs: d.key, rs: *rs });
     }
     if d.key.proto() == Some(Proto::Udp) && !d.reals.is_empty() {
-        ops.push(Op::ClearConntrack { vs: d.key, reply_src: None });
+        ops.push(Op::ClearConntrack {
+            vs: d.key,
+            reply_src: None,
+        });
     }
 }

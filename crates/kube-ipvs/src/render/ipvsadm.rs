@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use super::order;
 use crate::types::{Family, RealServer, ServicePortName, VsFlags, VsKey, VsSpec};
 
 /// The three header lines of `ipvsadm -Ln` (version and connection table size of a stock kernel).
@@ -17,14 +18,16 @@ pub struct TableRow<'a> {
     pub key: &'a VsKey,
     /// Properties.
     pub spec: &'a VsSpec,
-    /// Real servers, already sorted by address and port.
+    /// Real servers, in any order.
     pub reals: &'a [RealServer],
     /// Owner to annotate (`  # ns/name:port`), if any.
     pub owner: Option<&'a ServicePortName>,
 }
 
 fn v4_mask(prefix: u8) -> IpAddr {
-    let bits = u32::MAX.checked_shl(32u32.saturating_sub(u32::from(prefix))).unwrap_or(0);
+    let bits = u32::MAX
+        .checked_shl(32u32.saturating_sub(u32::from(prefix)))
+        .unwrap_or(0);
     IpAddr::from(bits.to_be_bytes())
 }
 
@@ -55,12 +58,21 @@ fn service_line(out: &mut String, row: &TableRow<'_>) {
     out.push('\n');
 }
 
-/// Prints the table: header, then each virtual server and its real servers.
+/// Prints the table: header, then each virtual server and its real servers, in the order
+/// `ipvsadm -Ln` prints them (see [`super::order`]).
 pub fn ipvsadm_table<'a>(out: &mut String, rows: impl IntoIterator<Item = TableRow<'a>>) {
     out.push_str(HEADER);
+    let mut rows: Vec<TableRow<'a>> = rows.into_iter().collect();
+    order::glibc_sort(&mut rows, &|a: &TableRow<'_>, b: &TableRow<'_>| {
+        order::cmp_services(a.key, b.key)
+    });
     for row in rows {
         service_line(out, &row);
-        for rs in row.reals {
+        let mut reals: Vec<&RealServer> = row.reals.iter().collect();
+        order::glibc_sort(&mut reals, &|a: &&RealServer, b: &&RealServer| {
+            order::cmp_dests(&a.key, &b.key)
+        });
+        for rs in reals {
             let _ = writeln!(
                 out,
                 "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",

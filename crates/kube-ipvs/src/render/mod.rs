@@ -2,6 +2,7 @@
 //! and the plan report.
 
 mod ipvsadm;
+mod order;
 mod report;
 
 pub use ipvsadm::{HEADER, TableRow, ipvsadm_table};

@@ -42,9 +42,16 @@ pub struct PlanReport<'a> {
 impl<'a> PlanReport<'a> {
     /// Collects the report; `extra_rejected` adds objects that never reached the index
     /// (undecodable objects of a dump).
-    pub fn new(st: &'a NodeState, index: &'a ClusterIndex, extra_rejected: BTreeMap<String, String>) -> Self {
-        let mut rejected: BTreeMap<String, String> =
-            index.rejections().into_iter().map(|(o, r)| (o.to_string(), r.to_string())).collect();
+    pub fn new(
+        st: &'a NodeState,
+        index: &'a ClusterIndex,
+        extra_rejected: BTreeMap<String, String>,
+    ) -> Self {
+        let mut rejected: BTreeMap<String, String> = index
+            .rejections()
+            .into_iter()
+            .map(|(o, r)| (o.to_string(), r.to_string()))
+            .collect();
         for (owner, r) in st.conflicts() {
             rejected.insert(format!("Service port {owner}"), r.to_string());
         }
@@ -55,11 +62,18 @@ impl<'a> PlanReport<'a> {
             local_routes: st.routes().iter().copied().collect(),
             bound_addresses: st.bound().copied().collect(),
             node_port_addresses: st.node_port_ips().to_vec(),
-            ipsets: st.ipsets().map(|(n, m)| (*n, m.copied().collect())).collect(),
+            ipsets: st
+                .ipsets()
+                .map(|(n, m)| (*n, m.copied().collect()))
+                .collect(),
             health_checks: st.health_checks().clone(),
             iptables: st.iptables_inputs(),
             rejected,
-            skipped: index.skipped().iter().map(|(o, r)| (o.to_string(), r.to_string())).collect(),
+            skipped: index
+                .skipped()
+                .iter()
+                .map(|(o, r)| (o.to_string(), r.to_string()))
+                .collect(),
         }
     }
 }
@@ -72,7 +86,12 @@ pub fn plan_json(r: &PlanReport<'_>) -> Result<String, serde_json::Error> {
     })
 }
 
-fn section<T>(out: &mut String, title: &str, items: impl IntoIterator<Item = T>, line: impl Fn(&mut String, T)) {
+fn section<T>(
+    out: &mut String,
+    title: &str,
+    items: impl IntoIterator<Item = T>,
+    line: impl Fn(&mut String, T),
+) {
     let _ = writeln!(out, "\n{title}:");
     let mut any = false;
     for it in items {
@@ -95,33 +114,75 @@ pub fn plan_text(r: &PlanReport<'_>, annotate: bool) -> String {
         owner: annotate.then_some(&v.owner),
     });
     ipvsadm_table(&mut out, rows);
-    section(&mut out, "Local routes (ip route add local CIDR dev kube-ipvs0 table local)", &r.local_routes, |o, c| {
-        let _ = writeln!(o, "  local {c}");
-    });
-    section(&mut out, "Addresses bound to kube-ipvs0", &r.bound_addresses, |o, a| {
-        let _ = writeln!(o, "  {a}/{}", Family::of(a).host_prefix());
-    });
-    section(&mut out, "NodePort addresses", &r.node_port_addresses, |o, a| {
-        let _ = writeln!(o, "  {a}");
-    });
+    section(
+        &mut out,
+        "Local routes (ip route add local CIDR dev kube-ipvs0 table local)",
+        &r.local_routes,
+        |o, c| {
+            let _ = writeln!(o, "  local {c}");
+        },
+    );
+    section(
+        &mut out,
+        "Addresses bound to kube-ipvs0",
+        &r.bound_addresses,
+        |o, a| {
+            let _ = writeln!(o, "  {a}/{}", Family::of(a).host_prefix());
+        },
+    );
+    section(
+        &mut out,
+        "NodePort addresses",
+        &r.node_port_addresses,
+        |o, a| {
+            let _ = writeln!(o, "  {a}");
+        },
+    );
     section(&mut out, "IP sets", &r.ipsets, |o, (name, members)| {
-        let _ = writeln!(o, "  {name} ({}, {} members)", name.kind.set_type().name(), members.len());
+        let _ = writeln!(
+            o,
+            "  {name} ({}, {} members)",
+            name.kind.set_type().name(),
+            members.len()
+        );
         for m in members {
             let _ = writeln!(o, "    {m}");
         }
     });
-    section(&mut out, "Health-check node ports", &r.health_checks, |o, (svc, hc)| {
-        let _ = writeln!(o, "  {} {svc} (local endpoints: {})", hc.port, hc.local_endpoints);
-    });
+    section(
+        &mut out,
+        "Health-check node ports",
+        &r.health_checks,
+        |o, (svc, hc)| {
+            let _ = writeln!(
+                o,
+                "  {} {svc} (local endpoints: {})",
+                hc.port, hc.local_endpoints
+            );
+        },
+    );
     section(&mut out, "iptables inputs", &r.iptables, |o, (fam, i)| {
         let sets: Vec<String> = i.non_empty_sets.iter().map(ToString::to_string).collect();
         let cidrs: Vec<String> = i.filter_cidrs.iter().map(ToString::to_string).collect();
         let _ = writeln!(o, "  {fam}: sets in use: {}", sets.join(" "));
-        let _ = writeln!(o, "  {fam}: host-port filter CIDRs: {}", if cidrs.is_empty() { "-".into() } else { cidrs.join(" ") });
+        let _ = writeln!(
+            o,
+            "  {fam}: host-port filter CIDRs: {}",
+            if cidrs.is_empty() {
+                "-".into()
+            } else {
+                cidrs.join(" ")
+            }
+        );
     });
-    section(&mut out, "Rejected objects", &r.rejected, |o, (obj, why)| {
-        let _ = writeln!(o, "  {obj}: {why}");
-    });
+    section(
+        &mut out,
+        "Rejected objects",
+        &r.rejected,
+        |o, (obj, why)| {
+            let _ = writeln!(o, "  {obj}: {why}");
+        },
+    );
     section(&mut out, "Skipped objects", &r.skipped, |o, (obj, why)| {
         let _ = writeln!(o, "  {obj}: {why}");
     });

@@ -145,21 +145,43 @@ impl SetKind {
     /// kube-proxy's comment on the set (shown by `ipset list` as the set's purpose).
     pub fn comment(self) -> &'static str {
         match self {
-            Self::LoopBack => "Kubernetes endpoints dst ip:port, source ip for solving hairpin purpose",
+            Self::LoopBack => {
+                "Kubernetes endpoints dst ip:port, source ip for solving hairpin purpose"
+            }
             Self::ClusterIp => "Kubernetes service cluster ip + port for masquerade purpose",
-            Self::ExternalIp => "Kubernetes service external ip + port for masquerade and filter purpose",
-            Self::ExternalIpLocal => "Kubernetes service external ip + port with externalTrafficPolicy=local",
+            Self::ExternalIp => {
+                "Kubernetes service external ip + port for masquerade and filter purpose"
+            }
+            Self::ExternalIpLocal => {
+                "Kubernetes service external ip + port with externalTrafficPolicy=local"
+            }
             Self::LoadBalancer => "Kubernetes service lb portal",
-            Self::LoadBalancerLocal => "Kubernetes service load balancer ip + port with externalTrafficPolicy=local",
-            Self::LoadBalancerFw => "Kubernetes service load balancer ip + port for load balancer with sourceRange",
-            Self::LoadBalancerSourceCidr => "Kubernetes service load balancer ip + port + source cidr for packet filter purpose",
-            Self::LoadBalancerSourceIp => "Kubernetes service load balancer ip + port + source IP for packet filter purpose",
+            Self::LoadBalancerLocal => {
+                "Kubernetes service load balancer ip + port with externalTrafficPolicy=local"
+            }
+            Self::LoadBalancerFw => {
+                "Kubernetes service load balancer ip + port for load balancer with sourceRange"
+            }
+            Self::LoadBalancerSourceCidr => {
+                "Kubernetes service load balancer ip + port + source cidr for packet filter purpose"
+            }
+            Self::LoadBalancerSourceIp => {
+                "Kubernetes service load balancer ip + port + source IP for packet filter purpose"
+            }
             Self::NodePortTcp => "Kubernetes nodeport TCP port for masquerade purpose",
-            Self::NodePortLocalTcp => "Kubernetes nodeport TCP port with externalTrafficPolicy=local",
+            Self::NodePortLocalTcp => {
+                "Kubernetes nodeport TCP port with externalTrafficPolicy=local"
+            }
             Self::NodePortUdp => "Kubernetes nodeport UDP port for masquerade purpose",
-            Self::NodePortLocalUdp => "Kubernetes nodeport UDP port with externalTrafficPolicy=local",
-            Self::NodePortSctpHash => "Kubernetes nodeport SCTP port for masquerade purpose with type 'hash ip:port'",
-            Self::NodePortLocalSctpHash => "Kubernetes nodeport SCTP port with externalTrafficPolicy=local with type 'hash ip:port'",
+            Self::NodePortLocalUdp => {
+                "Kubernetes nodeport UDP port with externalTrafficPolicy=local"
+            }
+            Self::NodePortSctpHash => {
+                "Kubernetes nodeport SCTP port for masquerade purpose with type 'hash ip:port'"
+            }
+            Self::NodePortLocalSctpHash => {
+                "Kubernetes nodeport SCTP port with externalTrafficPolicy=local with type 'hash ip:port'"
+            }
             Self::HealthCheckNodePort => "Kubernetes health check node port",
             Self::IpvsIps => "Kubernetes service IP on kube-ipvs0 for filter purpose",
         }

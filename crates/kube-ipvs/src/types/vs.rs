@@ -62,18 +62,41 @@ impl VsKey {
             Self::Fwmark { .. } => None,
         }
     }
-
-    fn sort_key(&self) -> (u32, Family, u8, IpAddr, u16) {
-        match *self {
-            Self::Service { proto, addr, port } => (0, Family::of(&addr), proto.number(), addr, port),
-            Self::Fwmark { family, mark } => (mark, family, 0, IpAddr::from([0u8; 4]), 0),
-        }
-    }
 }
 
 impl Ord for VsKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.sort_key().cmp(&other.sort_key())
+        match (self, other) {
+            (
+                Self::Service {
+                    proto: p1,
+                    addr: a1,
+                    port: o1,
+                },
+                Self::Service {
+                    proto: p2,
+                    addr: a2,
+                    port: o2,
+                },
+            ) => a1
+                .is_ipv6()
+                .cmp(&a2.is_ipv6())
+                .then(p1.cmp(p2))
+                .then_with(|| a1.cmp(a2))
+                .then(o1.cmp(o2)),
+            (Self::Service { .. }, Self::Fwmark { .. }) => Ordering::Less,
+            (Self::Fwmark { .. }, Self::Service { .. }) => Ordering::Greater,
+            (
+                Self::Fwmark {
+                    family: f1,
+                    mark: m1,
+                },
+                Self::Fwmark {
+                    family: f2,
+                    mark: m2,
+                },
+            ) => m1.cmp(m2).then(f1.cmp(f2)),
+        }
     }
 }
 
@@ -90,8 +113,14 @@ impl fmt::Display for VsKey {
             Self::Service { proto, addr, port } => {
                 write!(f, "{}  {}", proto.upper(), SockAddr(*addr, *port))
             }
-            Self::Fwmark { family: Family::V4, mark } => write!(f, "FWM  {mark}"),
-            Self::Fwmark { family: Family::V6, mark } => write!(f, "FWM  {mark} IPv6"),
+            Self::Fwmark {
+                family: Family::V4,
+                mark,
+            } => write!(f, "FWM  {mark}"),
+            Self::Fwmark {
+                family: Family::V6,
+                mark,
+            } => write!(f, "FWM  {mark} IPv6"),
         }
     }
 }
@@ -125,7 +154,12 @@ pub struct VsSpec {
 impl VsSpec {
     /// A plain, non-persistent virtual server of a family.
     pub fn plain(scheduler: Scheduler, family: Family) -> Self {
-        Self { scheduler, flags: VsFlags::default(), timeout: 0, netmask: family.host_prefix() }
+        Self {
+            scheduler,
+            flags: VsFlags::default(),
+            timeout: 0,
+            netmask: family.host_prefix(),
+        }
     }
 
     /// Whether `other` (typically read from the kernel) already matches this spec in every
@@ -199,7 +233,13 @@ pub struct RealServer {
 impl RealServer {
     /// A desired masquerading real server with weight 1.
     pub fn masq(addr: IpAddr, port: u16) -> Self {
-        Self { key: RsKey { addr, port }, weight: 1, forward: Forward::Masq, active: 0, inactive: 0 }
+        Self {
+            key: RsKey { addr, port },
+            weight: 1,
+            forward: Forward::Masq,
+            active: 0,
+            inactive: 0,
+        }
     }
 
     /// Active plus inactive connections.

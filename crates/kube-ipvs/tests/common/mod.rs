@@ -1,5 +1,10 @@
 //! Helpers shared by the integration tests: clusters from inline YAML, compact table views.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::time::Duration;
 
@@ -13,8 +18,15 @@ pub const NODE: &str = "node-a";
 /// A config for node-a with service CIDR 10.96.0.0/16 + fd00:96::/112 and node addresses.
 pub fn cfg() -> PlannerConfig {
     let mut c = PlannerConfig::new(NODE);
-    c.service_cidrs = vec!["10.96.0.0/16".parse().unwrap(), "fd00:96::/112".parse().unwrap()];
-    c.node_addresses = vec!["192.168.1.10".parse().unwrap(), "fd00:1::10".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+    c.service_cidrs = vec![
+        "10.96.0.0/16".parse().unwrap(),
+        "fd00:96::/112".parse().unwrap(),
+    ];
+    c.node_addresses = vec![
+        "192.168.1.10".parse().unwrap(),
+        "fd00:1::10".parse().unwrap(),
+        "127.0.0.1".parse().unwrap(),
+    ];
     c
 }
 
@@ -22,7 +34,11 @@ pub fn cfg() -> PlannerConfig {
 pub fn engine(cfg: PlannerConfig, yaml: &str) -> Engine {
     let mut dump = ClusterDump::default();
     dump.parse(yaml, "test").unwrap();
-    assert!(dump.bad.is_empty(), "undecodable test objects: {:?}", dump.bad);
+    assert!(
+        dump.bad.is_empty(),
+        "undecodable test objects: {:?}",
+        dump.bad
+    );
     let mut e = Engine::new(cfg);
     for n in &dump.nodes {
         e.apply_node(n);
@@ -79,13 +95,18 @@ pub fn members(e: &Engine, set: &str) -> Vec<String> {
 
 /// Rejection reasons as `object: reason` strings.
 pub fn rejected(e: &Engine) -> Vec<String> {
-    e.index().rejections().iter().map(|(o, r)| format!("{o}: {r}")).collect()
+    e.index()
+        .rejections()
+        .iter()
+        .map(|(o, r)| format!("{o}: {r}"))
+        .collect()
 }
 
 /// Plans fully against `observed`, applies to it (must succeed), returns the ops.
 pub fn converge(e: &mut Engine, now: Duration) -> Vec<Op> {
     let ops = e.plan_full(now);
-    e.commit(&ops).unwrap_or_else(|err| panic!("plan does not apply: {err}\n{ops:#?}"));
+    e.commit(&ops)
+        .unwrap_or_else(|err| panic!("plan does not apply: {err}\n{ops:#?}"));
     ops
 }
 

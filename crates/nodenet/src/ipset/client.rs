@@ -49,6 +49,16 @@ pub fn diff<'a>(
     (add, del)
 }
 
+/// One entry of a batch, with its comment.
+type Item<'a> = (&'a Entry, Option<&'a str>);
+/// A batch operation over entries.
+type Job<'a, 'b> = (AdtOp, &'b [Item<'a>]);
+
+/// Most bytes packed into one `sendmsg` (three 64 KiB ADT messages). Netlink refuses a
+/// datagram larger than the socket's send buffer minus 32, so the limit is lowered to fit
+/// (the default buffer, 212992, holds three).
+const SEND_LIMIT: usize = 200 << 10;
+
 /// Receive buffer: a dump part is at most 32 KiB, an echoed failed batch about 64 KiB.
 const RECV_BUF: usize = 256 << 10;
 
@@ -61,6 +71,8 @@ pub struct IpsetClient {
     timeout: Duration,
     send_buf: Vec<u8>,
     recv_buf: Vec<u8>,
+    /// Bytes per `sendmsg` (at least one message always goes alone).
+    send_limit: usize,
     revisions: BTreeMap<(SetType, Family), u8>,
 }
 
@@ -83,6 +95,10 @@ impl IpsetClient {
             .map_err(io)?;
         // A small buffer only slows dumps down; not fatal.
         let _ = socket.socket_ref().set_rx_buf_sz(config.socket_rcvbuf);
+        let sndbuf =
+            nix::sys::socket::getsockopt(socket.socket_ref(), nix::sys::socket::sockopt::SndBuf)
+                .unwrap_or(SEND_LIMIT);
+        let send_limit = SEND_LIMIT.min(sndbuf.saturating_sub(1024));
         let mut client = IpsetClient {
             socket,
             seq: std::process::id().wrapping_mul(0x9E37_79B9),
@@ -90,6 +106,7 @@ impl IpsetClient {
             timeout: config.timeout,
             send_buf: Vec::with_capacity(70 << 10),
             recv_buf: Vec::with_capacity(RECV_BUF),
+            send_limit,
             revisions: BTreeMap::new(),
         };
         match client
@@ -367,7 +384,8 @@ impl IpsetClient {
         entries: impl IntoIterator<Item = &'a Entry>,
     ) -> Result<usize, IpsetError> {
         let items: Vec<(&Entry, Option<&str>)> = entries.into_iter().map(|e| (e, None)).collect();
-        self.batch(AdtOp::Add, set, &items).await
+        self.batch(set, &[(AdtOp::Add, &items)]).await?;
+        Ok(items.len())
     }
 
     /// Adds members with comments (the set must have been created with `comment`).
@@ -380,7 +398,8 @@ impl IpsetClient {
             .iter()
             .map(|m| (&m.entry, m.comment.as_deref()))
             .collect();
-        self.batch(AdtOp::Add, set, &items).await
+        self.batch(set, &[(AdtOp::Add, &items)]).await?;
+        Ok(items.len())
     }
 
     /// Deletes all entries, many per message; absent entries are fine.
@@ -390,58 +409,160 @@ impl IpsetClient {
         entries: impl IntoIterator<Item = &'a Entry>,
     ) -> Result<usize, IpsetError> {
         let items: Vec<(&Entry, Option<&str>)> = entries.into_iter().map(|e| (e, None)).collect();
-        self.batch(AdtOp::Del, set, &items).await
+        self.batch(set, &[(AdtOp::Del, &items)]).await?;
+        Ok(items.len())
     }
 
-    async fn batch(
+    /// Applies a known change: deletes `remove`, then adds `add`, idempotently, in as few
+    /// `sendmsg` calls as the socket allows (one for a small change).
+    pub async fn update<'a>(
         &mut self,
-        op: AdtOp,
         set: &str,
-        items: &[(&Entry, Option<&str>)],
-    ) -> Result<usize, IpsetError> {
-        let mut pos = 0usize;
-        while pos < items.len() {
-            let rest = items.get(pos..).unwrap_or_default();
-            let mut iter = rest.iter().copied().peekable();
-            let seq = self.next_seq();
-            let first_lineno = u32::try_from(pos + 1).unwrap_or(u32::MAX);
-            let mut buf = std::mem::take(&mut self.send_buf);
-            let header = BatchHeader {
-                seq,
-                protocol: self.protocol,
-                op,
-                name: set,
-                exist_ok: true,
-                first_lineno,
-            };
-            let encoded = request::encode_batch(&mut buf, header, &mut iter);
-            self.send_buf = buf;
-            let count = encoded.map_err(|source| encode_error(adt_op(op), set, source))?;
-            self.send(adt_op(op), set).await?;
-            let timeout = self.timeout;
-            let waited = tokio::time::timeout(timeout, self.wait_ack(adt_op(op), set, seq)).await;
-            let waited = waited.unwrap_or_else(|_| {
-                Err(WaitError::Other(IpsetError::Timeout {
-                    op: adt_op(op),
+        remove: impl IntoIterator<Item = &'a Entry>,
+        add: impl IntoIterator<Item = &'a Entry>,
+    ) -> Result<SyncStats, IpsetError> {
+        let del: Vec<(&Entry, Option<&str>)> = remove.into_iter().map(|e| (e, None)).collect();
+        let add: Vec<(&Entry, Option<&str>)> = add.into_iter().map(|e| (e, None)).collect();
+        self.batch(set, &[(AdtOp::Del, &del), (AdtOp::Add, &add)])
+            .await?;
+        Ok(SyncStats {
+            added: add.len(),
+            removed: del.len(),
+        })
+    }
+
+    /// Encodes every job (op + entries) as ADT messages of up to 64 KiB, packs several
+    /// messages per `sendmsg` (the kernel handles them in order within the call), and checks
+    /// every acknowledgement. A failed entry is named from the LINENO the kernel echoes.
+    async fn batch(&mut self, set: &str, jobs: &[Job<'_, '_>]) -> Result<(), IpsetError> {
+        let mut chunk: Vec<u8> = Vec::new();
+        let mut pending: Vec<(u32, usize)> = Vec::new();
+        for (job, (op, items)) in jobs.iter().enumerate() {
+            let mut pos = 0usize;
+            while pos < items.len() {
+                let rest = items.get(pos..).unwrap_or_default();
+                let mut iter = rest.iter().copied().peekable();
+                let seq = self.next_seq();
+                let header = BatchHeader {
+                    seq,
+                    protocol: self.protocol,
+                    op: *op,
+                    name: set,
+                    exist_ok: true,
+                    first_lineno: u32::try_from(pos + 1).unwrap_or(u32::MAX),
+                };
+                let mut buf = std::mem::take(&mut self.send_buf);
+                let encoded = request::encode_batch(&mut buf, header, &mut iter);
+                let count = match encoded {
+                    Ok(count) => count,
+                    Err(source) => {
+                        self.send_buf = buf;
+                        return Err(encode_error(adt_op(*op), set, source));
+                    }
+                };
+                if !chunk.is_empty() && chunk.len() + buf.len() > self.send_limit {
+                    self.flush_batches(set, &mut chunk, &mut pending, jobs)
+                        .await?;
+                }
+                chunk.extend_from_slice(&buf);
+                self.send_buf = buf;
+                pending.push((seq, job));
+                pos += count;
+            }
+        }
+        if !chunk.is_empty() {
+            self.flush_batches(set, &mut chunk, &mut pending, jobs)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the packed messages and waits for all their acks (bounded by the timeout);
+    /// reports the first failure in message order.
+    async fn flush_batches(
+        &mut self,
+        set: &str,
+        chunk: &mut Vec<u8>,
+        pending: &mut Vec<(u32, usize)>,
+        jobs: &[Job<'_, '_>],
+    ) -> Result<(), IpsetError> {
+        let first_op = pending
+            .first()
+            .and_then(|(_, job)| jobs.get(*job))
+            .map_or(Op::Add, |(op, _)| adt_op(*op));
+        std::mem::swap(&mut self.send_buf, chunk);
+        let sent = self.send(first_op, set).await;
+        std::mem::swap(&mut self.send_buf, chunk);
+        chunk.clear();
+        sent?;
+        let seqs: Vec<u32> = pending.iter().map(|(seq, _)| *seq).collect();
+        let timeout = self.timeout;
+        let waited = tokio::time::timeout(timeout, self.wait_acks(first_op, set, &seqs)).await;
+        let failure = match waited {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(IpsetError::Timeout {
+                    op: first_op,
                     set: set.to_string(),
                     after: timeout,
-                }))
-            });
-            match waited {
-                Ok(()) => {}
-                Err(WaitError::Kernel { errno, lineno }) => {
-                    let entry = lineno
-                        .and_then(|l| usize::try_from(l).ok())
-                        .and_then(|l| l.checked_sub(1))
-                        .and_then(|i| items.get(i))
-                        .map(|(e, _)| e.to_string());
-                    return Err(IpsetError::from_errno(adt_op(op), set, errno, entry));
-                }
-                Err(WaitError::Other(e)) => return Err(e),
+                });
             }
-            pos += count;
+        };
+        let jobs_of: Vec<usize> = pending.iter().map(|(_, job)| *job).collect();
+        pending.clear();
+        if let Some((index, errno, lineno)) = failure {
+            let (op, items) = jobs_of
+                .get(index)
+                .and_then(|job| jobs.get(*job))
+                .copied()
+                .unwrap_or((AdtOp::Add, &[]));
+            let entry = lineno
+                .and_then(|l| usize::try_from(l).ok())
+                .and_then(|l| l.checked_sub(1))
+                .and_then(|i| items.get(i))
+                .map(|(e, _)| e.to_string());
+            return Err(IpsetError::from_errno(adt_op(op), set, errno, entry));
         }
-        Ok(items.len())
+        Ok(())
+    }
+
+    /// Waits until every message in `seqs` is acknowledged; returns the first failure
+    /// (index into `seqs`, errno, lineno).
+    async fn wait_acks(
+        &mut self,
+        op: Op,
+        set: &str,
+        seqs: &[u32],
+    ) -> Result<Option<(usize, i32, Option<u32>)>, IpsetError> {
+        let mut answered = vec![false; seqs.len()];
+        let mut left = seqs.len();
+        let mut failure: Option<(usize, i32, Option<u32>)> = None;
+        while left > 0 {
+            self.recv(op, set).await?;
+            for msg in Messages::new(&self.recv_buf) {
+                let (hdr, msg) = msg.map_err(|source| decode_error(op, set, source))?;
+                let Some(index) = seqs.iter().position(|s| *s == hdr.seq) else {
+                    continue; // a late answer to an earlier, timed-out request
+                };
+                let reply =
+                    reply::parse_reply(msg).map_err(|source| decode_error(op, set, source))?;
+                let result = match reply.1 {
+                    Reply::Ack => None,
+                    Reply::Error { errno, lineno } => Some((index, errno, lineno)),
+                    _ => continue,
+                };
+                if let Some(slot) = answered.get_mut(index).filter(|a| !**a) {
+                    *slot = true;
+                    left -= 1;
+                    if let Some(fail) = result
+                        && failure.is_none_or(|(i, _, _)| fail.0 < i)
+                    {
+                        failure = Some(fail);
+                    }
+                }
+            }
+        }
+        Ok(failure)
     }
 
     /// Brings `set` to exactly `wanted`: lists the kernel's members, then deletes and adds
@@ -486,16 +607,7 @@ impl IpsetClient {
             wanted
         };
         let (add, del) = diff(observed, wanted);
-        let stats = SyncStats {
-            added: add.len(),
-            removed: del.len(),
-        };
-        if !del.is_empty() {
-            self.del_batch(set, del).await?;
-        }
-        if !add.is_empty() {
-            self.add_batch(set, add).await?;
-        }
+        let stats = self.update(set, del, add).await?;
         tracing::debug!(
             set,
             added = stats.added,
@@ -619,8 +731,8 @@ impl IpsetClient {
                 }
                 match reply::parse_reply(msg).map_err(|source| decode_error(op, set, source))? {
                     (_, Reply::Ack) => return Ok(()),
-                    (_, Reply::Error { errno, lineno }) => {
-                        return Err(WaitError::Kernel { errno, lineno });
+                    (_, Reply::Error { errno, .. }) => {
+                        return Err(WaitError::Kernel { errno });
                     }
                     _ => {}
                 }
@@ -722,7 +834,7 @@ impl std::fmt::Debug for IpsetClient {
 }
 
 enum WaitError {
-    Kernel { errno: i32, lineno: Option<u32> },
+    Kernel { errno: i32 },
     Other(IpsetError),
 }
 

@@ -80,16 +80,9 @@ impl TrackedSet {
     /// Programs the pending changes in batches (deletes first). On error nothing is marked
     /// applied: batches are idempotent, so the next apply retries them safely.
     pub async fn apply(&mut self, client: &mut IpsetClient) -> Result<SyncStats, IpsetError> {
-        let stats = SyncStats {
-            added: self.to_add.len(),
-            removed: self.to_del.len(),
-        };
-        if !self.to_del.is_empty() {
-            client.del_batch(&self.name, &self.to_del).await?;
-        }
-        if !self.to_add.is_empty() {
-            client.add_batch(&self.name, &self.to_add).await?;
-        }
+        let stats = client
+            .update(&self.name, &self.to_del, &self.to_add)
+            .await?;
         for entry in std::mem::take(&mut self.to_del) {
             self.applied.remove(&entry);
         }

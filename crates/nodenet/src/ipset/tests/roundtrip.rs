@@ -186,10 +186,10 @@ proptest! {
             bytes[at % len] = value;
         }
         // Whatever still parses must survive emit -> parse unchanged.
-        if let Ok((seq, parsed)) = Request::parse(&bytes) {
-            if let Ok(again) = parsed.emit(seq, 7) {
-                prop_assert_eq!(Request::parse(&again).unwrap(), (seq, parsed));
-            }
+        if let Ok((seq, parsed)) = Request::parse(&bytes)
+            && let Ok(again) = parsed.emit(seq, 7)
+        {
+            prop_assert_eq!(Request::parse(&again).unwrap(), (seq, parsed));
         }
         let _ = decode_all(&bytes);
         let mut decoder = ListDecoder::new();
