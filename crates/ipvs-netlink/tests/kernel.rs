@@ -16,6 +16,13 @@ use nix::sched::{CloneFlags, unshare};
 const NEEDS: &str = "needs IPVS: cargo xtask test";
 
 /// Move the test thread into a new network namespace and bring `lo` up.
+/// The kernel's `/proc/net/ip_vs` walks IPVS's global service hash without filtering by network
+/// namespace in `seq_next` (only `seq_start`, re-run on every ~4 KiB read, filters), so while
+/// another namespace holds IPVS services it skips ours and shows theirs. Tests here read it
+/// ([`Client::snapshot`]), so they run one at a time: parallel test threads would be exactly such
+/// other namespaces.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn fresh_netns() {
     unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
     sh("ip link set lo up");
@@ -105,6 +112,7 @@ fn services() -> Vec<Service> {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn every_service_field_round_trips() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let _ = NEEDS;
     fresh_netns();
     let mut c = Client::connect().await.expect("connect: is ip_vs loaded?");
@@ -159,6 +167,7 @@ async fn every_service_field_round_trips() {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn every_lab_scheduler_is_accepted() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
     // ip_vs_twos (Linux 6.8) is not in the lab's 6.1 kernel.
@@ -218,6 +227,7 @@ fn destinations() -> Vec<Destination> {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn every_destination_field_round_trips() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
     let svc = Service::new(ServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::wrr());
@@ -282,6 +292,7 @@ async fn every_destination_field_round_trips() {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn kernel_errors_are_typed() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
     let s = Service::new(ServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
@@ -329,6 +340,7 @@ async fn kernel_errors_are_typed() {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn info_timeouts_zero_flush() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
     let info = c.info().await.unwrap();
@@ -370,6 +382,7 @@ async fn info_timeouts_zero_flush() {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn ipvsadm_shows_exactly_what_we_add() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
     let mut s = Service::new(ServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::sh()).persistent(300);
@@ -447,6 +460,7 @@ async fn ipvsadm_shows_exactly_what_we_add() {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn we_decode_exactly_what_ipvsadm_adds() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     sh("ipvsadm -A -t 10.1.0.1:80 -s wrr -p 600 -M 255.255.255.0 \
         && ipvsadm -a -t 10.1.0.1:80 -r 10.1.0.2:80 -m -w 3 -x 50 -y 5 \
@@ -614,18 +628,21 @@ async fn apply_batch(ack_every_op: bool) {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn apply_pipelines_and_reports_each_op_ack_every_op() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     apply_batch(true).await;
 }
 
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn apply_pipelines_and_reports_each_op_errors_only() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     apply_batch(false).await;
 }
 
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn client_in_another_namespace_by_path() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     // A thread that owns a second fresh namespace until told to exit.
     let (tx, rx) = std::sync::mpsc::channel::<String>();

@@ -261,8 +261,35 @@ fn apply_legacy_v6() {
     apply_roundtrip(Backend::Legacy, Family::V6);
 }
 
+/// Adds (or removes) the server's ip,tcp:port in KUBE-CLUSTER-IP with our own ipset client,
+/// opened on this thread and so in this test's namespace.
+fn cluster_ip_member(present: bool) {
+    use nodenet::ipset::{Config, Entry, IpsetClient, Protocol};
+    let entry = Entry::IpPort {
+        ip: "192.168.88.2".parse().unwrap(),
+        proto: Protocol::Tcp,
+        port: 8080,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = Config {
+            timeout: Duration::from_secs(120),
+            ..Config::default()
+        };
+        let mut client = IpsetClient::connect_with(config).await.unwrap();
+        if present {
+            client.add("KUBE-CLUSTER-IP", &entry).await.unwrap();
+        } else {
+            client.del("KUBE-CLUSTER-IP", &entry).await.unwrap();
+        }
+    });
+}
+
 /// MASQUERADE through the mark: a client namespace reaches a server namespace through this
-/// one. While the server's ip:port is in KUBE-CLUSTER-IP (filled with the `ipset` CLI), the
+/// one. While the server's ip:port is in KUBE-CLUSTER-IP (filled by our own ipset client), the
 /// rendered rules mark the off-cluster client's packets and KUBE-POSTROUTING masquerades
 /// them: the server sees this node's address. Without the entry it sees the client's.
 #[test]
@@ -316,7 +343,7 @@ fn masquerade_through_the_mark() {
     common::sh("ip addr add 192.168.88.1/24 dev mq-n && ip link set mq-n up");
     common::sh("ip addr add 192.168.99.1/24 dev mq-m && ip link set mq-m up");
     create_sets(Family::V4);
-    common::sh("ipset add KUBE-CLUSTER-IP 192.168.88.2,tcp:8080");
+    cluster_ip_member(true);
 
     let backend = Backend::detect(Family::V4, T).unwrap();
     let ipt = Iptables::new(backend, Family::V4, T);
@@ -337,7 +364,7 @@ fn masquerade_through_the_mark() {
         "masqueraded to the node's address"
     );
 
-    common::sh("ipset del KUBE-CLUSTER-IP 192.168.88.2,tcp:8080");
+    cluster_ip_member(false);
     ask_tx.send(()).unwrap();
     let seen: IpAddr = seen_rx.recv().unwrap().parse().unwrap();
     assert_eq!(
