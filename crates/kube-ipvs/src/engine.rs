@@ -26,6 +26,8 @@ pub struct Engine {
     observed: ObservedState,
     planner: Planner,
     dirty: BTreeSet<ServiceKey>,
+    /// Keys of ops the kernel refused: planned again on the next incremental plan.
+    retry: Touched,
     rebuild: bool,
 }
 
@@ -40,6 +42,7 @@ impl Engine {
             observed: ObservedState::new(),
             planner: Planner::new(),
             dirty: BTreeSet::new(),
+            retry: Touched::default(),
             rebuild: true,
         }
     }
@@ -108,6 +111,7 @@ impl Engine {
     pub fn plan_full(&mut self, now: Duration) -> Vec<Op> {
         self.desired = NodeState::build(&self.index, &self.cfg);
         self.dirty.clear();
+        self.retry = Touched::default();
         self.rebuild = false;
         self.planner
             .plan(&self.cfg, &self.desired, &self.observed, now)
@@ -119,7 +123,7 @@ impl Engine {
         if self.rebuild {
             return self.plan_full(now);
         }
-        let mut touched = Touched::default();
+        let mut touched = std::mem::take(&mut self.retry);
         for key in std::mem::take(&mut self.dirty) {
             touched.extend(self.desired.update_service(&self.index, &self.cfg, &key));
         }
@@ -136,6 +140,31 @@ impl Engine {
         let touched = self.planner.draining();
         self.planner
             .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+    }
+
+    /// Records ops the kernel refused: their keys are planned again by the next incremental plan
+    /// (a refused route change needs the full plan, which also re-plans routes).
+    pub fn retry<'a>(&mut self, failed: impl IntoIterator<Item = &'a Op>) {
+        for op in failed {
+            match op {
+                Op::AddVs { key, .. } | Op::UpdateVs { key, .. } | Op::DelVs { key } => {
+                    self.retry.vs.insert(*key);
+                }
+                Op::AddRs { vs, .. }
+                | Op::UpdateRs { vs, .. }
+                | Op::DelRs { vs, .. }
+                | Op::ClearConntrack { vs, .. } => {
+                    self.retry.vs.insert(*vs);
+                }
+                Op::BindAddr { addr } | Op::UnbindAddr { addr } => {
+                    self.retry.addrs.insert(*addr);
+                }
+                Op::IpsetAdd { set, entry } | Op::IpsetDel { set, entry } => {
+                    self.retry.ipset.insert((*set, *entry));
+                }
+                Op::AddRoute { .. } | Op::DelRoute { .. } => self.rebuild = true,
+            }
+        }
     }
 
     /// Records ops the kernel accepted into the cached observed state.

@@ -1,6 +1,6 @@
 //! kube-ipvs: cluster state -> desired node state -> plan -> apply.
 //!
-//! The library is the pure core of the proxier; nothing here opens a socket.
+//! The library is the core of the proxier; only [`kernel`] (and the `source` watchers) do I/O.
 //!
 //! | module | what | replaces |
 //! |---|---|---|
@@ -11,6 +11,7 @@
 //! | [`render`] | `ipvsadm -Ln` layout annotated with owners; plan report | `ipvsadm -Ln` (`kube-ipvs plan`) |
 //! | [`dump`] | reading `kubectl get -o yaml/json` dumps | - (`kube-ipvs plan -f`) |
 //! | [`planner_config`] | the plain configuration the planner needs | KubeProxyConfiguration fields |
+//! | [`kernel`] | the apply layer: the only module that touches the kernel (and its fake) | kube-proxy's `ipvs`/`ipset`/`netlink`/`iptables` utils |
 //! | `config` | KubeProxyConfiguration loader | `kube-proxy --config` |
 //! | `source` | Kubernetes watchers (kube-rs) and file sources feeding the model | kube-proxy's informers |
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod config;
 pub mod desired;
 pub mod dump;
 pub mod engine;
+pub mod kernel;
 pub mod model;
 pub mod plan;
 pub mod planner_config;

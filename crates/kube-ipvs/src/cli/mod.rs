@@ -1,6 +1,9 @@
 //! Command-line dispatch: one module per subcommand.
 
+mod cleanup;
+mod list;
 mod plan;
+mod run;
 
 use std::process::ExitCode;
 
@@ -15,16 +18,29 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at startup; the size of the run variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
+    /// Run the node agent: watch Services, EndpointSlices and this Node, program IPVS, addresses,
+    /// ipsets and iptables (the kube-proxy replacement; takes kube-proxy's flags and ConfigMap).
+    Run(run::RunCmd),
     /// Print the IPVS table, addresses, ipsets and rejected objects a node would get from a
     /// cluster dump (no kernel access, works on any machine).
     Plan(plan::PlanArgs),
+    /// Print the kernel's IPVS table in `ipvsadm -Ln` layout, optionally naming each virtual
+    /// server's Service (safe on a live node: read-only).
+    List(list::ListArgs),
+    /// Remove what kube-ipvs (or kube-proxy in IPVS mode) created on this node.
+    Cleanup(cleanup::CleanupArgs),
 }
 
 /// Runs the command; errors are printed with their causes.
 pub fn run(cli: Cli) -> ExitCode {
     let res = match cli.command {
+        Command::Run(cmd) => run::run(&cmd),
         Command::Plan(args) => plan::run(&args),
+        Command::List(args) => list::run(&args),
+        Command::Cleanup(args) => cleanup::run(&args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
