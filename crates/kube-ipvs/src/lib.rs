@@ -4,6 +4,7 @@
 //!
 //! | module | what | replaces |
 //! |---|---|---|
+//! | [`agent`] | the sync loop of `kube-ipvs run` and its observer hooks | kube-proxy's proxier loop |
 //! | [`model`] | index of Services, EndpointSlices, Node, ServiceCIDRs as validated values | kube-proxy's change trackers |
 //! | [`desired`] | desired virtual servers, addresses/routes, ipset members, health checks | the body of `syncProxyRules` |
 //! | [`plan`] | ordered ops from desired vs observed; drains; ownership; fake kernel | `ipvsadm -A/-E/-D/-a/-e/-d`, `ip addr`, `ip route`, `ipset add/del`, `conntrack -D` decisions |
@@ -16,6 +17,7 @@
 //! | `source` | Kubernetes watchers (kube-rs) and file sources feeding the model | kube-proxy's informers |
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod config;
 pub mod desired;
 pub mod dump;

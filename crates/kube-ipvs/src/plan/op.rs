@@ -99,6 +99,25 @@ pub enum Op {
 }
 
 impl Op {
+    /// Short name of the kind of change, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::AddRoute { .. } => "add_route",
+            Self::BindAddr { .. } => "bind_addr",
+            Self::IpsetAdd { .. } => "ipset_add",
+            Self::AddVs { .. } => "add_vs",
+            Self::UpdateVs { .. } => "update_vs",
+            Self::AddRs { .. } => "add_rs",
+            Self::UpdateRs { .. } => "update_rs",
+            Self::DelRs { .. } => "del_rs",
+            Self::DelVs { .. } => "del_vs",
+            Self::IpsetDel { .. } => "ipset_del",
+            Self::UnbindAddr { .. } => "unbind_addr",
+            Self::DelRoute { .. } => "del_route",
+            Self::ClearConntrack { .. } => "clear_conntrack",
+        }
+    }
+
     /// Position in a plan: addresses before the virtual servers that use them, virtual servers
     /// before their destinations, destinations removed before their virtual server, addresses
     /// removed last, conntrack cleaned once the destinations are gone.

@@ -1,0 +1,101 @@
+//! What the sync loop tells the rest of the agent: the [`Observer`] hooks (metrics, health,
+//! Events, health-check servers implement them) and the [`SyncReport`] of each sync.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use crate::desired::HealthCheck;
+use crate::model::{ObjectRef, Rejection};
+use crate::types::ServiceKey;
+
+/// Which kind of object changed (kube-proxy counts Service and endpoint changes apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChangeKind {
+    /// A Service (or a ServiceCIDR / the Node: node-wide inputs count here too).
+    Service,
+    /// An EndpointSlice.
+    Endpoints,
+}
+
+/// Which path a sync took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SyncKind {
+    /// Fresh kernel dump + full plan (start-up and every `syncPeriod`).
+    Full,
+    /// Only the Services changed since the last sync, against the cached kernel view.
+    Incremental,
+    /// The graceful-termination drain timer: only virtual servers with draining real servers.
+    Drain,
+}
+
+impl SyncKind {
+    /// Label value for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Incremental => "incremental",
+            Self::Drain => "drain",
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Clone, Debug)]
+pub struct SyncReport {
+    /// The path taken.
+    pub kind: SyncKind,
+    /// When the sync started (wall clock, for `*_last_timestamp_seconds`).
+    pub started: SystemTime,
+    /// How long planning + applying took.
+    pub duration: Duration,
+    /// Ops the kernel accepted, by [`crate::plan::Op::kind`].
+    pub applied: BTreeMap<&'static str, u64>,
+    /// Ops the kernel refused (retried next sync), by kind.
+    pub failed: BTreeMap<&'static str, u64>,
+    /// The iptables rules were rewritten by this sync.
+    pub rules_written: bool,
+    /// Writing the iptables rules failed (`kubeproxy_sync_proxy_rules_iptables_restore_failures_total`).
+    pub rules_failed: bool,
+    /// Service changes this sync included.
+    pub service_changes: u64,
+    /// Endpoint changes this sync included.
+    pub endpoint_changes: u64,
+    /// For each included change: time from receiving it (or from the EndpointSlice's
+    /// `endpoints.kubernetes.io/last-change-trigger-time`) to the kernel being updated
+    /// (`kubeproxy_network_programming_duration_seconds`).
+    pub programming_latencies: Vec<Duration>,
+    /// Services with desired state after the sync.
+    pub services: usize,
+    /// Real servers draining after the sync.
+    pub drain_backlog: usize,
+    /// Services with traffic policy Local and no local endpoint, by policy:
+    /// (`internal`, `external`) (`kubeproxy_sync_proxy_rules_no_local_endpoints_total`).
+    pub no_local_endpoints: (u64, u64),
+}
+
+/// Hooks the sync loop calls; implementations must not block (hand work to their own tasks).
+pub trait Observer: Send + Sync {
+    /// A change was received and is waiting for a sync (`*_changes_pending`, `last_queued`, health).
+    fn queued(&self, kind: ChangeKind, at: SystemTime);
+
+    /// A sync finished (successfully or with failed ops: see the report).
+    fn synced(&self, report: &SyncReport);
+
+    /// Every object currently rejected, after each sync (an Event is due for new entries only).
+    fn rejections(&self, current: &BTreeMap<ObjectRef, Rejection>);
+
+    /// The health-check servers wanted now (externalTrafficPolicy Local), after each sync that
+    /// changed them.
+    fn health_checks(&self, wanted: &BTreeMap<ServiceKey, HealthCheck>);
+}
+
+/// An observer that ignores everything (tests, `plan`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopObserver;
+
+impl Observer for NoopObserver {
+    fn queued(&self, _: ChangeKind, _: SystemTime) {}
+    fn synced(&self, _: &SyncReport) {}
+    fn rejections(&self, _: &BTreeMap<ObjectRef, Rejection>) {}
+    fn health_checks(&self, _: &BTreeMap<ServiceKey, HealthCheck>) {}
+}
