@@ -17,6 +17,9 @@ enum Suite {
     Nodenet,
     /// Criterion benchmarks of the pure planner.
     Core,
+    /// `kube-ipvs run` at 50,000 Services in the lab: initial programming vs `ipvsadm -R` +
+    /// `ipset restore`, network-programming latency, RSS, CPU of a no-op repair.
+    Agent,
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +58,31 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Suite::Agent => {
+            let status = Command::new("cargo")
+                .args(["build", "--release", "-p", "kube-ipvs", "--bin", "kube-ipvs"])
+                .current_dir(workspace_root())
+                .status()?;
+            if !status.success() {
+                bail!("building kube-ipvs (release) failed");
+            }
+            let agent = crate::util::target_dir().join("release").join("kube-ipvs");
+            let exe = build_bench("kube-ipvs-e2e", "agent")?;
+            let mut argv = vec![
+                "env".to_owned(),
+                format!("KUBE_IPVS_BIN={}", agent.display()),
+                exe,
+            ];
+            argv.extend(args.args.iter().cloned());
+            let vm = VmArgs {
+                mem: args.mem,
+                smp: 2,
+                timeout: 3600,
+                local: false,
+                argv,
+            };
+            Ok(ExitCode::from(lab::run(&vm)?))
         }
         Suite::Core => {
             let status = Command::new("cargo")

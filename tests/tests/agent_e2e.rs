@@ -1,0 +1,429 @@
+//! The agent end to end, in the lab: `kube-ipvs run` (the real binary) against the fake API server,
+//! programming the real kernel of a fresh network namespace (the "node"). Backends live in their
+//! own namespaces behind veths; clients in another namespace reach the ClusterIP through the node,
+//! as a pod on another node would.
+//!
+//! - a Service created in the API server becomes reachable through its ClusterIP;
+//! - scaling its EndpointSlice changes the real servers (and the traffic);
+//! - restarting the agent under continuous client traffic fails no connection and keeps held ones.
+// Test code: helpers outside #[test] fns may panic too (clippy.toml only covers the fns).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_apiserver::FakeApiServer;
+use ipvs_netlink::{Client, ServiceKey};
+use nix::sched::{CloneFlags, unshare};
+
+const SERVER: &str = r#"
+import socket, sys, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080))
+s.listen(512)
+def serve(c):
+    try:
+        c.sendall(sys.argv[1].encode() + b"\n")
+        while c.recv(100):
+            pass
+    finally:
+        c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// The client: one held connection, then new connections back to back until stdin closes;
+/// prints `ok N fail M held OK|LOST` at the end (and each failure as it happens).
+const CLIENT: &str = r#"
+import socket, sys, threading, time
+vip = (sys.argv[1], int(sys.argv[2]))
+def ask(c):
+    c.settimeout(5)
+    data = b""
+    while not data.endswith(b"\n"):
+        d = c.recv(100)
+        if not d:
+            raise IOError("closed")
+        data += d
+    return data.decode().strip()
+held = socket.create_connection(vip, timeout=5)
+ask(held)
+stop = []
+threading.Thread(target=lambda: (sys.stdin.read(), stop.append(1)), daemon=True).start()
+ok = fail = 0
+print("ready", flush=True)
+while not stop:
+    try:
+        c = socket.create_connection(vip, timeout=5)
+        ask(c)
+        c.close()
+        ok += 1
+    except Exception as e:
+        fail += 1
+        print("failure", repr(e), flush=True)
+    time.sleep(0.01)
+try:
+    held.sendall(b"x")
+    held.settimeout(1)
+    try:
+        held.recv(1)
+        state = "OK"
+    except socket.timeout:
+        state = "OK"
+except Exception:
+    state = "LOST"
+print("ok", ok, "fail", fail, "held", state, flush=True)
+"#;
+
+const NODE: &str = "node-a";
+const VIP: &str = "10.96.0.10";
+
+fn sh(cmd: &str) {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("spawn sh");
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn netns_of(path: &str) -> PathBuf {
+    std::fs::read_link(path).unwrap_or_default()
+}
+
+/// Processes killed on drop.
+#[derive(Default)]
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `argv` in a new network namespace wired to ours by a veth: theirs 10.0.`i`.1/24, ours
+/// 10.0.`i`.254/24, default route through us.
+fn spawn_in_netns(procs: &mut Procs, i: u8, argv: &[&str], stdin: Stdio) -> u32 {
+    let ours = netns_of("/proc/thread-self/ns/net");
+    let child = Command::new("unshare")
+        .arg("-n")
+        .args(argv)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    procs.0.push(child);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while netns_of(&format!("/proc/{pid}/ns/net")) == ours {
+        assert!(
+            Instant::now() < deadline,
+            "{argv:?} never entered its namespace"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sh(&format!(
+        "ip link add vh{i} type veth peer name eth0 netns {pid} \
+         && ip addr add 10.0.{i}.254/24 dev vh{i} && ip link set vh{i} up \
+         && nsenter -t {pid} -n sh -c 'ip link set lo up && ip addr add 10.0.{i}.1/24 dev eth0 \
+            && ip link set eth0 up && ip route add default via 10.0.{i}.254'"
+    ));
+    pid
+}
+
+fn backend_ip(i: u8) -> IpAddr {
+    IpAddr::from([10, 0, i, 1])
+}
+
+fn cluster_yaml() -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Node
+metadata: {{name: {NODE}}}
+status:
+  addresses: [{{type: InternalIP, address: 10.0.200.1}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  type: ClusterIP
+  clusterIP: {VIP}
+  clusterIPs: [{VIP}]
+  ipFamilies: [IPv4]
+  ports: [{{name: http, port: 80, protocol: TCP, targetPort: 8080}}]
+"#
+    )
+}
+
+fn slice_yaml(backends: &[u8]) -> String {
+    let eps: Vec<String> = backends
+        .iter()
+        .map(|i| {
+            format!(
+                "  - addresses: [{}]\n    conditions: {{ready: true, serving: true, terminating: false}}\n    nodeName: node-b\n",
+                backend_ip(*i)
+            )
+        })
+        .collect();
+    format!(
+        r#"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc
+  namespace: default
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+{}"#,
+        eps.concat()
+    )
+}
+
+/// The agent binary, built next to this test binary by `cargo xtask test`.
+fn agent_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("kube-ipvs"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p kube-ipvs` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+fn start_agent(kubeconfig: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(agent_binary())
+        .args(["run", "--kubeconfig"])
+        .arg(kubeconfig)
+        .args([
+            "--hostname-override",
+            NODE,
+            "--service-cluster-ip-range",
+            "10.96.0.0/16",
+            "--healthz-bind-address",
+            "127.0.0.1:10256",
+            "--metrics-bind-address",
+            "127.0.0.1:10249",
+            "--ipvs-sync-period",
+            "5s",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn kube-ipvs run")
+}
+
+/// The IPVS client with its own runtime (the test thread is synchronous: it runs processes).
+struct Ipvs {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Ipvs {
+    fn connect() -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(Client::connect()).unwrap();
+        Self { rt, client }
+    }
+
+    /// Real servers of the web Service with a non-zero weight.
+    fn real_servers(&mut self) -> BTreeSet<IpAddr> {
+        let key = ServiceKey::tcp(VIP.parse().unwrap(), 80);
+        match self.rt.block_on(self.client.list_destinations(&key)) {
+            Ok(d) => d.iter().filter(|d| d.weight > 0).map(|d| d.addr).collect(),
+            Err(_) => BTreeSet::new(),
+        }
+    }
+}
+
+/// Starts the fake API server on a thread of its own (in this network namespace) and returns it.
+fn start_api_server() -> FakeApiServer {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tx.send(FakeApiServer::start().await.unwrap()).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn wait_real_servers(c: &mut Ipvs, want: &[u8], log: &Path) {
+    let want: BTreeSet<IpAddr> = want.iter().map(|i| backend_ip(*i)).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let have = c.real_servers();
+        if have == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "real servers {have:?}, want {want:?}; agent log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Asks the VIP `n` times from the client namespace; the backends' names.
+fn ask_from_client(client_pid: u32, n: usize) -> Vec<String> {
+    let script = format!(
+        "import socket\nfor _ in range({n}):\n    c = socket.create_connection(('{VIP}', 80), timeout=5)\n    print(c.makefile().readline().strip(), flush=True)\n    c.close()\n"
+    );
+    let out = Command::new("nsenter")
+        .args([
+            "-t",
+            &client_pid.to_string(),
+            "-n",
+            "python3",
+            "-c",
+            &script,
+        ])
+        .output()
+        .expect("nsenter");
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn agent_programs_scales_and_restarts_without_dropping_connections() {
+    unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
+    sh("ip link set lo up && sysctl -qw net.ipv4.ip_forward=1");
+    let dir = std::env::temp_dir().join(format!("kube-ipvs-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (kubeconfig, log) = (dir.join("kubeconfig"), dir.join("agent.log"));
+
+    let mut procs = Procs::default();
+    for i in 1..=3u8 {
+        spawn_in_netns(
+            &mut procs,
+            i,
+            &["python3", "-c", SERVER, &format!("b{i}")],
+            Stdio::null(),
+        );
+    }
+    // The client namespace: 10.0.100.1, reaching the service CIDR through the node.
+    let client_pid = spawn_in_netns(&mut procs, 100, &["sleep", "3600"], Stdio::null());
+
+    let api = start_api_server();
+    api.apply_bytes(cluster_yaml().as_bytes()).unwrap();
+    api.apply_bytes(slice_yaml(&[1, 2]).as_bytes()).unwrap();
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml()).unwrap();
+
+    let mut agent = start_agent(&kubeconfig, &log);
+    let mut ipvs = Ipvs::connect();
+
+    // 1. The ClusterIP answers from the client namespace, served by both endpoints.
+    wait_real_servers(&mut ipvs, &[1, 2], &log);
+    let names: BTreeSet<String> = ask_from_client(client_pid, 6).into_iter().collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["b1".into(), "b2".into()]),
+        "log: {}",
+        log.display()
+    );
+
+    // 2. Scaling the EndpointSlice changes the real servers and the traffic.
+    api.apply_bytes(slice_yaml(&[1, 2, 3]).as_bytes()).unwrap();
+    wait_real_servers(&mut ipvs, &[1, 2, 3], &log);
+    let names: BTreeSet<String> = ask_from_client(client_pid, 9).into_iter().collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    api.apply_bytes(slice_yaml(&[3]).as_bytes()).unwrap();
+    // Removed TCP endpoints drain (weight 0) before they go; new connections reach only b3.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let names: BTreeSet<String> = ask_from_client(client_pid, 4).into_iter().collect();
+        if names == BTreeSet::from(["b3".into()]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still reaching {names:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    api.apply_bytes(slice_yaml(&[1, 2, 3]).as_bytes()).unwrap();
+    wait_real_servers(&mut ipvs, &[1, 2, 3], &log);
+
+    // 3. Restart under continuous traffic: no connection fails, the held one survives.
+    let mut traffic = Command::new("nsenter")
+        .args([
+            "-t",
+            &client_pid.to_string(),
+            "-n",
+            "python3",
+            "-c",
+            CLIENT,
+            VIP,
+            "80",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client");
+    let mut out = BufReader::new(traffic.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..2 {
+        sh(&format!("kill -TERM {}", agent.id()));
+        let _ = agent.wait();
+        std::thread::sleep(Duration::from_secs(1));
+        agent = start_agent(&kubeconfig, &dir.join("agent-restarted.log"));
+        // Let it list, adopt and run its start-up sync.
+        std::thread::sleep(Duration::from_secs(8));
+    }
+    drop(traffic.stdin.take());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let _ = traffic.wait();
+    let summary = rest.lines().last().unwrap_or_default().to_owned();
+    let fields: Vec<&str> = summary.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"ok"), "client output:\n{rest}");
+    let ok: u64 = fields[1].parse().unwrap();
+    assert!(ok > 10, "too little traffic to prove anything: {summary}");
+    assert_eq!(
+        fields[3], "0",
+        "connections failed across restarts:\n{rest}"
+    );
+    assert_eq!(fields[5], "OK", "the held connection was lost:\n{rest}");
+    wait_real_servers(&mut ipvs, &[1, 2, 3], &log);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = std::io::stderr().flush();
+}
