@@ -132,3 +132,29 @@ fn build_bench(package: &str, bench: &str) -> Result<String> {
     }
     exe.with_context(|| format!("cargo built no executable for bench {package}/{bench}"))
 }
+
+/// `cargo xtask demo`: examples/demo.sh with a freshly built `kube-ipvs`, in the lab.
+pub fn demo() -> Result<ExitCode> {
+    let status = Command::new("cargo")
+        .args(["build", "-p", "kube-ipvs", "--bin", "kube-ipvs"])
+        .current_dir(workspace_root())
+        .status()?;
+    if !status.success() {
+        bail!("building kube-ipvs failed");
+    }
+    let bin = crate::util::target_dir().join("debug").join("kube-ipvs");
+    let script = workspace_root().join("examples").join("demo.sh");
+    let vm = VmArgs {
+        mem: 1024,
+        smp: 2,
+        timeout: 600,
+        local: false,
+        argv: vec![
+            "env".to_owned(),
+            format!("KUBE_IPVS_BIN={}", bin.display()),
+            "sh".to_owned(),
+            script.display().to_string(),
+        ],
+    };
+    Ok(ExitCode::from(lab::run(&vm)?))
+}

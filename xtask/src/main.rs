@@ -3,6 +3,7 @@
 //! - `vm`: run a command as root inside the kernel lab (a stock Debian kernel under qemu with IPVS).
 //! - `test`: fmt, clippy, host tests, then every ignored kernel test inside the lab.
 //! - `bench`: the benchmarks that need a real kernel, each where its kernel lives.
+//! - `demo`: `kube-ipvs run --source file:examples/cluster.yaml` on a real kernel, next to `plan`.
 //! - `runner`: (internal) cargo's target runner used by `test`.
 #![forbid(unsafe_code)]
 
@@ -42,6 +43,10 @@ enum Command {
     /// Run a benchmark where its kernel lives: `ipvs` (in the lab), `nodenet` (host, fresh netns),
     /// `core` (criterion, host).
     Bench(bench::BenchArgs),
+    /// The demo, in the lab: `kube-ipvs plan` on examples/cluster.yaml, then `kube-ipvs run --source
+    /// file:examples/cluster.yaml` programs the kernel, `kube-ipvs list --services` shows it, and the
+    /// kernel's table is compared with the plan's (examples/demo.sh).
+    Demo,
     /// Cargo target runner used by `xtask test`: runs a test binary in the lab when it has ignored
     /// tests selected, on the host otherwise.
     #[command(hide = true)]
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         Command::Vm(args) => lab::vm_command(&args),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Demo => bench::demo(),
         Command::Runner { argv } => test::runner(&argv),
     };
     match result {
