@@ -9,6 +9,8 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use ipnet::IpNet;
 use kube_ipvs::dump::ClusterDump;
+use kube_ipvs::kernel::{Kernel as _, KernelConfig, KernelError, NetlinkKernel};
+use kube_ipvs::plan::{ObservedState, Op};
 use kube_ipvs::render::{PlanReport, plan_json, plan_text};
 use kube_ipvs::types::Scheduler;
 use kube_ipvs::{Engine, PlannerConfig};
@@ -22,7 +24,12 @@ Examples:
 Output: the desired IPVS table in `ipvsadm -Ln` layout, each virtual server annotated with
 `# namespace/name:port` (--no-owners prints ipvsadm's exact bytes), then the local routes that make
 service CIDRs local, the addresses bound to kube-ipvs0, NodePort addresses, ipset members,
-health-check ports, iptables inputs, and every rejected or skipped object with its reason.";
+health-check ports, iptables inputs, and every rejected or skipped object with its reason.
+
+With --against-kernel: the ops that would turn this node's kernel (IPVS table, kube-ipvs0
+addresses, local routes, ipset members) into that state, one per line (or a JSON array with
+--json). Read-only: nothing is created or changed. Needs root (CAP_NET_ADMIN) and the ip_vs module.
+Node addresses come from the kernel unless --node-address is given.";
 
 /// Arguments of `kube-ipvs plan`.
 #[derive(Debug, Args)]
@@ -80,12 +87,21 @@ pub struct PlanArgs {
     #[arg(long)]
     no_owners: bool,
 
-    /// Print the ops that would be applied to this node's kernel (needs the kernel clients).
+    /// Print the ops that would be applied to this node's kernel (read-only; needs root and the
+    /// ip_vs module).
     #[arg(long)]
     against_kernel: bool,
+
+    /// The dummy device kube-ipvs binds addresses to (with --against-kernel).
+    #[arg(long, value_name = "NAME", default_value = "kube-ipvs0")]
+    dummy_device: String,
 }
 
-fn config(args: &PlanArgs, dump: &ClusterDump) -> anyhow::Result<PlannerConfig> {
+fn config(
+    args: &PlanArgs,
+    dump: &ClusterDump,
+    kernel_addresses: Option<Vec<IpAddr>>,
+) -> anyhow::Result<PlannerConfig> {
     let Some(scheduler) = Scheduler::parse(&args.ipvs_scheduler) else {
         bail!(
             "--ipvs-scheduler: unknown scheduler {:?}",
@@ -107,14 +123,16 @@ fn config(args: &PlanArgs, dump: &ClusterDump) -> anyhow::Result<PlannerConfig> 
     }
     let node = dump.node(&args.node);
     let info = node.map(kube_ipvs::model::convert_node).unwrap_or_default();
-    cfg.node_addresses = if args.node_address.is_empty() {
+    cfg.node_addresses = if !args.node_address.is_empty() {
+        args.node_address.clone()
+    } else if let Some(addrs) = kernel_addresses {
+        addrs
+    } else {
         info.internal_ips
             .iter()
             .chain(&info.external_ips)
             .copied()
             .collect()
-    } else {
-        args.node_address.clone()
     };
     cfg.bind_cluster_ips = args.bind_cluster_ips;
     cfg.strict_local = args.strict_local;
@@ -138,16 +156,76 @@ fn load(files: &[PathBuf]) -> anyhow::Result<ClusterDump> {
     Ok(dump)
 }
 
+/// A kernel error in the words an operator needs: missing module, missing privilege. (The
+/// error's own text already holds its causes, so they are not chained again.)
+fn explain(e: KernelError) -> anyhow::Error {
+    use ipvs_netlink::Error as Ipvs;
+    match &e {
+        KernelError::Ipvs {
+            source: Ipvs::ModuleNotLoaded,
+            ..
+        } => anyhow::anyhow!(
+            "the ip_vs module is not loaded: load it with `modprobe ip_vs` (--against-kernel reads \
+             the IPVS table)"
+        ),
+        KernelError::Ipvs {
+            source: Ipvs::PermissionDenied { .. },
+            ..
+        } => anyhow::anyhow!(
+            "permission denied: --against-kernel needs CAP_NET_ADMIN (run as root): {e}"
+        ),
+        _ if matches!(e.errno(), Some(1 | 13)) => anyhow::anyhow!(
+            "permission denied: --against-kernel needs CAP_NET_ADMIN (run as root): {e}"
+        ),
+        _ => anyhow::anyhow!("reading the kernel: {e}"),
+    }
+}
+
+/// Reads the node's kernel (no `prepare`: nothing is created): its addresses and one full dump.
+fn read_kernel(device: &str) -> anyhow::Result<(Vec<IpAddr>, ObservedState)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let cfg = KernelConfig::new(device, &kube_ipvs::types::Family::ALL);
+        let mut kernel = NetlinkKernel::connect(cfg).await.map_err(explain)?;
+        let addrs = kernel.node_addresses().await.map_err(explain)?;
+        let observed = kernel.observe().await.map_err(explain)?;
+        Ok((addrs, observed))
+    })
+}
+
+fn print_ops(ops: &[Op], json: bool) -> anyhow::Result<()> {
+    let mut text = String::new();
+    if json {
+        text = serde_json::to_string_pretty(ops)?;
+        text.push('\n');
+    } else {
+        for op in ops {
+            text.push_str(&op.to_string());
+            text.push('\n');
+        }
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .context("writing output")
+}
+
 /// Runs `kube-ipvs plan`.
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
-    if args.against_kernel {
-        bail!(
-            "--against-kernel is not available yet: it needs the kernel clients (ipvs-netlink, nodenet) \
-             that are being written; run without it to see the desired state"
-        );
-    }
     let dump = load(&args.files)?;
-    let cfg = config(args, &dump)?;
+    let kernel = if args.against_kernel {
+        Some(read_kernel(&args.dummy_device)?)
+    } else {
+        None
+    };
+    let (kernel_addresses, observed) = match kernel {
+        Some((a, o)) => (Some(a), Some(o)),
+        None => (None, None),
+    };
+    let cfg = config(args, &dump, kernel_addresses)?;
     let mut engine = Engine::new(cfg);
     match dump.node(&args.node) {
         Some(n) => engine.apply_node(n),
@@ -164,6 +242,11 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
     }
     for s in &dump.slices {
         engine.apply_slice(s);
+    }
+    if let Some(observed) = observed {
+        engine.set_observed(observed);
+        let ops = engine.plan_full(std::time::Duration::ZERO);
+        return print_ops(&ops, args.json);
     }
     engine.plan_full(std::time::Duration::ZERO);
     let bad: BTreeMap<String, String> = dump

@@ -57,10 +57,84 @@ pub enum KernelError {
         #[source]
         source: nodenet::conntrack::ConntrackError,
     },
+    /// A batch request failed as a whole (timeout, socket error), so every op in it failed.
+    #[error("{op}: the batch it was sent in failed: {cause}")]
+    Batch {
+        /// The op.
+        op: String,
+        /// The batch's error.
+        cause: String,
+        /// Its errno, when it had one.
+        errno: Option<i32>,
+    },
+    /// The dummy device does not exist (`prepare` creates it).
+    #[error("{op}: device {device} does not exist (not prepared?)")]
+    NoDevice {
+        /// The op.
+        op: String,
+        /// The device.
+        device: String,
+    },
+    /// A value the kernel cannot take (e.g. the Bypass forwarding method).
+    #[error("{op}: unsupported: {reason}")]
+    Unsupported {
+        /// The op.
+        op: String,
+        /// Why.
+        reason: String,
+    },
+    /// A sysctl file outside nodenet's set (the conntrack ones).
+    #[error("sysctl {path}: cannot {op}: {source}")]
+    SysctlFile {
+        /// Path below /proc/sys (or /sys).
+        path: String,
+        /// `read` / `write`.
+        op: &'static str,
+        /// The error (carries the errno).
+        #[source]
+        source: std::io::Error,
+    },
+    /// Entering the configured network namespace, or a helper thread, failed.
+    #[error("{op}: {source}")]
+    Namespace {
+        /// What was attempted.
+        op: String,
+        /// The error (carries the errno).
+        #[source]
+        source: std::io::Error,
+    },
     /// The fake kernel refused an op (EEXIST / ENOENT), as the real one would.
     #[error("fake kernel: {0}")]
     Fake(#[from] ApplyError),
     /// The fake kernel was told to fail this call (tests of retries and outages).
     #[error("fake kernel: injected failure: {0}")]
     Injected(String),
+}
+
+impl KernelError {
+    /// The errno behind the error, when the kernel (or a socket) gave one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::Ipvs { source, .. } => source.errno().map(|e| e as i32),
+            Self::Link { source, .. } => source.errno(),
+            Self::Ipset { source, .. } => source.errno(),
+            Self::Conntrack { source, .. } => match source {
+                nodenet::conntrack::ConntrackError::Netlink { source, .. } => source.errno(),
+                nodenet::conntrack::ConntrackError::Delete { failed } => {
+                    failed.first().map(|(_, e)| *e)
+                }
+                _ => None,
+            },
+            Self::Batch { errno, .. } => *errno,
+            Self::SysctlFile { source, .. } | Self::Namespace { source, .. } => {
+                source.raw_os_error()
+            }
+            Self::Sysctl { .. }
+            | Self::Iptables { .. }
+            | Self::NoDevice { .. }
+            | Self::Unsupported { .. }
+            | Self::Fake(_)
+            | Self::Injected(_) => None,
+        }
+    }
 }

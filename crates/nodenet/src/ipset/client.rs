@@ -441,7 +441,6 @@ impl IpsetClient {
             let mut pos = 0usize;
             while pos < items.len() {
                 let rest = items.get(pos..).unwrap_or_default();
-                let mut iter = rest.iter().copied().peekable();
                 let seq = self.next_seq();
                 let header = BatchHeader {
                     seq,
@@ -452,7 +451,12 @@ impl IpsetClient {
                     first_lineno: u32::try_from(pos + 1).unwrap_or(u32::MAX),
                 };
                 let mut buf = std::mem::take(&mut self.send_buf);
-                let encoded = request::encode_batch(&mut buf, header, &mut iter);
+                // The iterator must not live across an await: the future would not be
+                // provably Send (rustc's higher-ranked lifetime limits on `Copied`).
+                let encoded = {
+                    let mut iter = rest.iter().copied().peekable();
+                    request::encode_batch(&mut buf, header, &mut iter)
+                };
                 let count = match encoded {
                     Ok(count) => count,
                     Err(source) => {

@@ -272,9 +272,12 @@ impl Links {
     /// Binds each address as a host prefix (/32, /128) to `ifindex`. Addresses already there
     /// count as success; the others that fail are reported together, after all were tried.
     pub async fn add_addresses(&mut self, ifindex: u32, addrs: &[IpAddr]) -> Result<(), LinkError> {
-        let msgs = addrs
+        // Collected: a closure-mapped iterator held across awaits makes the future not
+        // provably Send to callers (rustc's higher-ranked lifetime limits).
+        let msgs: Vec<RouteNetlinkMessage> = addrs
             .iter()
-            .map(|a| RouteNetlinkMessage::NewAddress(address_message(ifindex, host_net(*a))));
+            .map(|a| RouteNetlinkMessage::NewAddress(address_message(ifindex, host_net(*a))))
+            .collect();
         let failures = self
             .sock
             .batch(msgs, NLM_F_CREATE | NLM_F_EXCL)
@@ -301,9 +304,10 @@ impl Links {
         ifindex: u32,
         nets: &[IpNet],
     ) -> Result<(), LinkError> {
-        let msgs = nets
+        let msgs: Vec<RouteNetlinkMessage> = nets
             .iter()
-            .map(|n| RouteNetlinkMessage::DelAddress(address_message(ifindex, *n)));
+            .map(|n| RouteNetlinkMessage::DelAddress(address_message(ifindex, *n)))
+            .collect();
         let failures = self
             .sock
             .batch(msgs, 0)

@@ -1,0 +1,202 @@
+//! The real kernel: IPVS over generic netlink (ipvs-netlink), the dummy device, its addresses and
+//! the `local` routes over rtnetlink, ipsets over nfnetlink, conntrack cleanup (nodenet), the
+//! iptables rule set through iptables-restore, the sysctls.
+//!
+//! | file | what |
+//! |---|---|
+//! | `config` | [`KernelConfig`] and its mapping from the agent's configuration |
+//! | `convert` | domain values <-> ipvs-netlink / nodenet values |
+//! | `prepare` | dummy device, empty sets, sysctls, IPVS timeouts |
+//! | `observe` | one dump per object kind -> [`ObservedState`]; counters; node addresses |
+//! | `apply` | plan ops through the batch paths, failures mapped back to op indices |
+//! | `rules` | the iptables rule set per family, written when it changed |
+//! | `netns` | blocking work in the configured network namespace |
+
+mod apply;
+mod config;
+mod convert;
+mod netns;
+mod observe;
+mod prepare;
+mod rules;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nodenet::conntrack::Conntrack;
+use nodenet::ipset::IpsetClient;
+use nodenet::iptables::{Iptables, RuleSet};
+use nodenet::link::Links;
+
+pub use config::KernelConfig;
+
+use super::{ApplyOutcome, Counters, Kernel, KernelError};
+use crate::desired::IptablesInputs;
+use crate::plan::{ObservedState, Op};
+use crate::types::Family;
+
+/// The node's kernel over netlink. Holds one socket per protocol (IPVS, rtnetlink, ipset;
+/// conntrack opened on first use) and the rule sets it last wrote.
+pub struct NetlinkKernel {
+    cfg: KernelConfig,
+    ipvs: ipvs_netlink::Client,
+    links: Links,
+    ipset: IpsetClient,
+    conntrack: Option<Conntrack>,
+    /// iptables back end per family, detected on the first rule write.
+    iptables: BTreeMap<Family, Iptables>,
+    /// Whether `MASQUERADE --random-fully` works, per family (detected with the back end).
+    random_fully: BTreeMap<Family, bool>,
+    /// The rule sets last written, per family.
+    written: BTreeMap<Family, RuleSet>,
+    /// Addresses of the dummy device that are not host prefixes (`/24` added by hand), as last
+    /// observed: removing one needs its real prefix.
+    odd_prefixes: HashMap<IpAddr, IpNet>,
+}
+
+impl std::fmt::Debug for NetlinkKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetlinkKernel")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetlinkKernel {
+    /// Connects every socket (in `cfg.netns` when set). Fails when IPVS is missing (the
+    /// `ip_vs` module is not loaded) or the caller lacks CAP_NET_ADMIN for ipsets.
+    pub async fn connect(cfg: KernelConfig) -> Result<Self, KernelError> {
+        let ipvs = ipvs_netlink::Client::with_options(ipvs_netlink::ClientOptions {
+            netns: cfg.netns.clone(),
+            timeout: cfg.request_timeout,
+            ..ipvs_netlink::ClientOptions::default()
+        })
+        .await
+        .map_err(|source| KernelError::Ipvs {
+            op: "connect".into(),
+            source,
+        })?;
+        let timeout = cfg.request_timeout;
+        let (links, ipset) = match cfg.netns.as_deref() {
+            None => (
+                Links::connect(timeout).await,
+                IpsetClient::connect_with(ipset_config(timeout)).await,
+            ),
+            Some(path) => {
+                netns::blocking(Some(path), "connect", move || {
+                    let rt = tokio::runtime::Handle::current();
+                    (
+                        rt.block_on(Links::connect(timeout)),
+                        rt.block_on(IpsetClient::connect_with(ipset_config(timeout))),
+                    )
+                })
+                .await?
+            }
+        };
+        let links = links.map_err(|source| KernelError::Link {
+            op: "connect".into(),
+            source,
+        })?;
+        let ipset = ipset.map_err(|source| KernelError::Ipset {
+            op: "connect".into(),
+            source,
+        })?;
+        Ok(Self {
+            cfg,
+            ipvs,
+            links,
+            ipset,
+            conntrack: None,
+            iptables: BTreeMap::new(),
+            random_fully: BTreeMap::new(),
+            written: BTreeMap::new(),
+            odd_prefixes: HashMap::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KernelConfig {
+        &self.cfg
+    }
+
+    /// Changes the Node's pod CIDRs (for `detectLocalMode: NodeCIDR`); the next `sync_rules`
+    /// writes rules using them.
+    pub fn set_node_pod_cidrs(&mut self, cidrs: Vec<IpNet>) {
+        self.cfg.node_pod_cidrs = cidrs;
+    }
+
+    /// The dummy device's index, if it exists.
+    async fn dummy_index(&mut self) -> Result<Option<u32>, KernelError> {
+        self.links
+            .link_index(&self.cfg.dummy_device)
+            .await
+            .map_err(|source| KernelError::Link {
+                op: format!("look up {}", self.cfg.dummy_device),
+                source,
+            })
+    }
+
+    /// The conntrack socket, opened on first use.
+    async fn conntrack(&mut self) -> Result<&mut Conntrack, KernelError> {
+        if self.conntrack.is_none() {
+            let timeout = self.cfg.request_timeout;
+            let ct = match self.cfg.netns.as_deref() {
+                None => Conntrack::connect(timeout).await,
+                Some(path) => {
+                    netns::blocking(Some(path), "connect conntrack", move || {
+                        tokio::runtime::Handle::current().block_on(Conntrack::connect(timeout))
+                    })
+                    .await?
+                }
+            };
+            let ct = ct.map_err(|source| KernelError::Conntrack {
+                op: "connect".into(),
+                source,
+            })?;
+            self.conntrack = Some(ct);
+        }
+        self.conntrack
+            .as_mut()
+            .ok_or_else(|| KernelError::Namespace {
+                op: "connect conntrack".into(),
+                source: std::io::Error::other("no conntrack socket"),
+            })
+    }
+}
+
+fn ipset_config(timeout: std::time::Duration) -> nodenet::ipset::Config {
+    nodenet::ipset::Config {
+        timeout,
+        ..nodenet::ipset::Config::default()
+    }
+}
+
+impl Kernel for NetlinkKernel {
+    async fn prepare(&mut self) -> Result<(), KernelError> {
+        prepare::prepare(self).await
+    }
+
+    async fn node_addresses(&mut self) -> Result<Vec<IpAddr>, KernelError> {
+        observe::node_addresses(self).await
+    }
+
+    async fn observe(&mut self) -> Result<ObservedState, KernelError> {
+        observe::observe(self).await
+    }
+
+    async fn apply(&mut self, ops: &[Op]) -> ApplyOutcome {
+        apply::apply(self, ops).await
+    }
+
+    async fn sync_rules(
+        &mut self,
+        inputs: &BTreeMap<Family, IptablesInputs>,
+    ) -> Result<bool, KernelError> {
+        rules::sync_rules(self, inputs).await
+    }
+
+    async fn counters(&mut self) -> Result<Vec<Counters>, KernelError> {
+        observe::counters(self).await
+    }
+}
