@@ -5,6 +5,7 @@
 //! succeeded so the cached observed state matches the kernel without another dump.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1 as core;
@@ -29,6 +30,8 @@ pub struct Engine {
     /// Keys of ops the kernel refused: planned again on the next incremental plan.
     retry: Touched,
     rebuild: bool,
+    /// Calls that affected the desired state ([`Engine::change_count`]).
+    changes: u64,
 }
 
 impl Engine {
@@ -44,14 +47,24 @@ impl Engine {
             dirty: BTreeSet::new(),
             retry: Touched::default(),
             rebuild: true,
+            changes: 0,
         }
     }
 
     fn note(&mut self, a: Affected) {
         match a {
             Affected::All => self.rebuild = true,
+            Affected::Services(keys) if keys.is_empty() => return,
             Affected::Services(keys) => self.dirty.extend(keys),
         }
+        self.changes += 1;
+    }
+
+    /// How many `apply_*`/`delete_*` calls so far affected the desired state (an unchanged or
+    /// rejected object does not): compare before and after a call to know whether it changed
+    /// anything.
+    pub fn change_count(&self) -> u64 {
+        self.changes
     }
 
     /// Adds or replaces a Service.
@@ -82,6 +95,35 @@ impl Engine {
     pub fn apply_node(&mut self, n: &core::Node) {
         let a = self.index.apply_node(n);
         self.note(a);
+    }
+
+    /// Forgets the node's Node object.
+    pub fn delete_node(&mut self) {
+        let a = self.index.delete_node();
+        self.note(a);
+    }
+
+    /// Sets the node's own addresses (NodePorts listen on them); a change rebuilds everything.
+    /// Returns whether they changed.
+    pub fn set_node_addresses(&mut self, mut addrs: Vec<IpAddr>) -> bool {
+        addrs.sort_unstable();
+        addrs.dedup();
+        if addrs == self.cfg.node_addresses {
+            return false;
+        }
+        self.cfg.node_addresses = addrs;
+        self.rebuild = true;
+        true
+    }
+
+    /// Whether cluster changes are waiting for a plan (a node-wide change or changed Services).
+    pub fn has_changes(&self) -> bool {
+        self.rebuild || !self.dirty.is_empty()
+    }
+
+    /// Whether ops the kernel refused are waiting to be planned again.
+    pub fn has_retries(&self) -> bool {
+        !self.retry.is_empty()
     }
 
     /// Adds or replaces a ServiceCIDR.

@@ -3,8 +3,28 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`settings`] | configuration -> planner configuration, families, loop timings |
+//! | [`feed`] | [`EventFeed`]: the running sources, or a channel in tests |
+//! | [`intake`] | cluster events -> engine calls; re-lists as diffs; change counts and times |
+//! | `sync` | one full / incremental / drain sync against the kernel, reported to the observer |
+//! | `run_loop` | [`run_agent`]: when which sync runs (gate on `Synced`, coalescing, periods, retries, drains) |
+//! | `start` | [`run`]: real sources and kernel, SIGTERM/SIGINT |
+//! | `local` | Services with a Local policy and no local endpoint (for the report) |
 //! | [`report`] | [`SyncReport`], [`ChangeKind`], the [`Observer`] hooks telemetry implements |
 
+mod error;
+pub mod feed;
+pub mod intake;
+mod local;
 pub mod report;
+mod run_loop;
+pub mod settings;
+mod start;
+mod sync;
 
+pub use error::AgentError;
+pub use feed::EventFeed;
 pub use report::{ChangeKind, NoopObserver, Observer, SyncKind, SyncReport};
+pub use run_loop::run_agent;
+pub use settings::{Settings, SettingsError, Timing};
+pub use start::run;

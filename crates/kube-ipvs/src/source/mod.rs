@@ -16,8 +16,9 @@
 //!   agent must program nothing before it; [`Sources::ready`] flips at the same moment for health.
 //!
 //! Objects are stripped ([`strip`]) before they are sent: no managedFields, no annotations other
-//! than `kube-ipvs.io/*`, no pod references. Services and EndpointSlices are selected with kube-proxy's
-//! label selector ([`selector::STOCK_LABEL_SELECTOR`]); the Node with `metadata.name=NODE`.
+//! than `kube-ipvs.io/*` (and the slices' `endpoints.kubernetes.io/last-change-trigger-time`), no
+//! pod references. Services and EndpointSlices are selected with kube-proxy's label selector
+//! ([`selector::STOCK_LABEL_SELECTOR`]); the Node with `metadata.name=NODE`.
 //! ServiceCIDRs are optional: an API server that does not serve them (404, or 403 without RBAC) counts
 //! as an empty, listed set. Watch errors are logged and retried with kube-runtime's default backoff.
 //!

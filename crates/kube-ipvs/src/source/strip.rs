@@ -9,6 +9,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 /// Annotations with this prefix are ours (scheduler overrides) and are kept; all others go.
 pub const OUR_ANNOTATION_PREFIX: &str = "kube-ipvs.io/";
 
+/// The EndpointSlice controller's `last-change-trigger-time`: kept on slices so the agent can
+/// measure network-programming latency from the change that caused it, as kube-proxy does.
+pub const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
 /// Removes fields the model does not need.
 pub trait Strip {
     /// Strips in place.
@@ -45,9 +49,21 @@ impl Strip for Service {
 }
 
 impl Strip for EndpointSlice {
-    /// Also each endpoint's pod reference, hostname and deprecated topology map.
+    /// Also each endpoint's pod reference, hostname and deprecated topology map. Keeps
+    /// [`LAST_CHANGE_TRIGGER_TIME`].
     fn strip(&mut self) {
+        let trigger = self
+            .metadata
+            .annotations
+            .as_mut()
+            .and_then(|a| a.remove_entry(LAST_CHANGE_TRIGGER_TIME));
         strip_meta(&mut self.metadata);
+        if let Some((k, v)) = trigger {
+            self.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(k, v);
+        }
         for ep in &mut self.endpoints {
             ep.target_ref = None;
             ep.hostname = None;
@@ -137,7 +153,8 @@ mod tests {
     #[test]
     fn slice_drops_pod_references() {
         let mut s: EndpointSlice = serde_json::from_value(json!({
-            "metadata": {"name": "web-1", "namespace": "d", "labels": {"kubernetes.io/service-name": "web"}},
+            "metadata": {"name": "web-1", "namespace": "d", "labels": {"kubernetes.io/service-name": "web"},
+                         "annotations": {LAST_CHANGE_TRIGGER_TIME: "2025-01-02T03:04:05Z", "foo": "bar"}},
             "addressType": "IPv4",
             "endpoints": [{"addresses": ["10.1.0.1"], "nodeName": "n1", "zone": "z", "hostname": "h",
                            "targetRef": {"kind": "Pod", "name": "p", "namespace": "d"}}],
@@ -148,5 +165,13 @@ mod tests {
         assert!(ep.target_ref.is_none() && ep.hostname.is_none());
         assert_eq!(ep.node_name.as_deref(), Some("n1"));
         assert_eq!(ep.zone.as_deref(), Some("z"));
+        let a = s.metadata.annotations.unwrap();
+        assert_eq!(
+            a.into_iter().collect::<Vec<_>>(),
+            [(
+                LAST_CHANGE_TRIGGER_TIME.to_owned(),
+                "2025-01-02T03:04:05Z".to_owned()
+            )]
+        );
     }
 }

@@ -1,0 +1,245 @@
+//! The sync loop: when which sync runs.
+//!
+//! - Nothing touches the kernel before the sources deliver `Synced`.
+//! - Start-up is a full sync (prepare, one dump, full plan): against an unchanged cluster it
+//!   issues no op. Until one succeeds it is retried with backoff; events keep being ingested.
+//! - Changes are coalesced: every queued event is ingested before a sync, and at most one sync
+//!   runs per `minSyncPeriod`. A full repair runs at least every `syncPeriod`; incremental syncs
+//!   in between plan only what changed.
+//! - Refused ops are retried by the next sync, or after a backoff (1 s doubling up to
+//!   `syncPeriod`) if nothing else changes; a failing kernel never ends the loop.
+//! - The drain timer runs while real servers drain.
+//! - On shutdown the loop returns and leaves the kernel programmed (as kube-proxy does).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep_until};
+
+use super::error::AgentError;
+use super::feed::EventFeed;
+use super::intake::{Ingested, Intake};
+use super::report::Observer;
+use super::settings::{Settings, Timing};
+use super::sync::Syncer;
+use crate::engine::Engine;
+use crate::kernel::Kernel;
+
+/// Events ingested per batch before the loop checks its deadlines again.
+const MAX_BATCH: usize = 4096;
+
+/// Exponential backoff between `min` and `max`.
+#[derive(Debug)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max: max.max(min),
+            next: min,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(self.max);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// The loop's deadlines.
+#[derive(Debug)]
+struct Clock {
+    timing: Timing,
+    /// Start of the last full or incremental sync (for `minSyncPeriod`).
+    last_sync: Option<Instant>,
+    /// The next full repair.
+    full_due: Instant,
+    /// Retry of refused ops when nothing else changes.
+    retry_at: Option<Instant>,
+    /// The next drain tick, while real servers drain.
+    drain_at: Option<Instant>,
+    kernel_backoff: Backoff,
+    retry_backoff: Backoff,
+}
+
+impl Clock {
+    fn new(timing: Timing, now: Instant) -> Self {
+        Self {
+            timing,
+            last_sync: None,
+            full_due: now,
+            retry_at: None,
+            drain_at: None,
+            kernel_backoff: Backoff::new(timing.retry_min, timing.sync_period),
+            retry_backoff: Backoff::new(timing.retry_min, timing.sync_period),
+        }
+    }
+
+    /// The earliest time `minSyncPeriod` allows a sync.
+    fn gate(&self, now: Instant) -> Instant {
+        self.last_sync
+            .map_or(now, |t| t + self.timing.min_sync_period)
+    }
+
+    fn full_at(&self, now: Instant) -> Instant {
+        self.full_due.max(self.gate(now))
+    }
+
+    fn incremental_at<K: Kernel>(
+        &self,
+        s: &Syncer<K>,
+        intake: &Intake,
+        now: Instant,
+    ) -> Option<Instant> {
+        if s.needs_full() {
+            return None;
+        }
+        if s.engine().has_changes() || intake.has_pending() {
+            Some(self.gate(now))
+        } else if s.wants_retry() {
+            Some(self.gate(now).max(self.retry_at.unwrap_or(now)))
+        } else {
+            None
+        }
+    }
+
+    /// After a full or incremental sync that started at `t`.
+    fn synced<K: Kernel>(&mut self, s: &Syncer<K>, t: Instant, now: Instant) {
+        self.last_sync = Some(t);
+        if s.wants_retry() {
+            self.retry_at = Some(now + self.retry_backoff.next());
+        } else {
+            self.retry_backoff.reset();
+            self.retry_at = None;
+        }
+        if s.needs_full() {
+            // The cached view is suspect: repair now (still bounded by minSyncPeriod).
+            self.full_due = now;
+        }
+        self.drains(s, now);
+    }
+
+    fn drains<K: Kernel>(&mut self, s: &Syncer<K>, now: Instant) {
+        if !s.adopted() || !s.draining() {
+            self.drain_at = None;
+        } else if self.drain_at.is_none() {
+            self.drain_at = Some(now + self.timing.drain_interval);
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` completes: sources -> engine -> kernel.
+///
+/// Returns `Ok` on shutdown (the kernel stays programmed) and an error only if the event feed
+/// ends; kernel failures are logged, reported and retried.
+pub async fn run_agent<K, F>(
+    kernel: K,
+    mut feed: F,
+    settings: Settings,
+    observer: Arc<dyn Observer>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError>
+where
+    K: Kernel,
+    F: EventFeed,
+{
+    let mut shutdown = std::pin::pin!(shutdown);
+    let timing = settings.timing;
+    let mut engine = Engine::new(settings.planner);
+    let mut intake = Intake::new();
+
+    tracing::info!("waiting for the initial lists before programming anything");
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(()),
+            ev = feed.recv() => {
+                let ev = ev.ok_or(AgentError::SourcesEnded)?;
+                if intake.ingest(&mut engine, ev, &*observer) == Ingested::Synced {
+                    break;
+                }
+            }
+        }
+    }
+    let (services, ports) = engine.index().counts();
+    tracing::info!(services, ports, "initial lists complete");
+
+    let mut s = Syncer::new(kernel, engine, observer.clone());
+    let mut clock = Clock::new(timing, Instant::now());
+    loop {
+        let now = Instant::now();
+        let full_at = clock.full_at(now);
+        let mut wake = full_at;
+        if let Some(t) = clock.incremental_at(&s, &intake, now) {
+            wake = wake.min(t);
+        }
+        if let Some(t) = clock.drain_at {
+            wake = wake.min(t);
+        }
+        if wake > now {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                ev = feed.recv() => {
+                    let ev = ev.ok_or(AgentError::SourcesEnded)?;
+                    intake.ingest(s.engine_mut(), ev, &*observer);
+                    // Coalesce: everything already queued joins the same sync.
+                    for _ in 1..MAX_BATCH {
+                        let Some(ev) = feed.try_recv() else { break };
+                        intake.ingest(s.engine_mut(), ev, &*observer);
+                    }
+                    continue;
+                }
+                () = sleep_until(wake) => {}
+            }
+        }
+        let now = Instant::now();
+        if now >= clock.full_at(now) {
+            match s.full(&mut intake).await {
+                Ok(()) => {
+                    clock.kernel_backoff.reset();
+                    clock.full_due = now + timing.sync_period;
+                    clock.synced(&s, now, Instant::now());
+                }
+                Err(e) => {
+                    let wait = clock.kernel_backoff.next();
+                    tracing::warn!(error = %e, retry_in = ?wait, "full sync failed; keeping the kernel as it is");
+                    clock.full_due = Instant::now() + wait;
+                }
+            }
+            continue;
+        }
+        if clock
+            .incremental_at(&s, &intake, now)
+            .is_some_and(|t| now >= t)
+        {
+            s.incremental(&mut intake).await;
+            clock.synced(&s, now, Instant::now());
+            continue;
+        }
+        if clock.drain_at.is_some_and(|t| now >= t) {
+            if let Err(e) = s.drain().await {
+                tracing::warn!(error = %e, "drain tick: reading connection counters failed");
+            }
+            let after = Instant::now();
+            clock.drain_at = None;
+            clock.drains(&s, after);
+            if s.needs_full() {
+                clock.full_due = after;
+            }
+        }
+    }
+    tracing::info!("shutting down; the kernel stays programmed");
+    Ok(())
+}

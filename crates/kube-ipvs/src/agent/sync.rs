@@ -1,0 +1,314 @@
+//! One sync of each kind, against the kernel: full repair (fresh dump + full plan), incremental
+//! (changed Services against the cached kernel view) and drain (fresh connection counters, the
+//! draining virtual servers only). Each applies its plan, commits what the kernel accepted,
+//! queues what it refused for the next sync, and reports to the [`Observer`].
+//!
+//! The timing (when which sync runs) is the loop's business (`run_loop`), not this module's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+
+use super::intake::{Intake, Pending};
+use super::local::no_local_endpoints;
+use super::report::{Observer, SyncKind, SyncReport};
+use crate::desired::HealthCheck;
+use crate::engine::Engine;
+use crate::kernel::{Kernel, KernelError};
+use crate::plan::Op;
+use crate::types::ServiceKey;
+
+/// Refused ops logged one by one per sync; the rest are counted in one line.
+const LOGGED_FAILURES: usize = 10;
+
+/// The engine and the kernel it programs.
+pub struct Syncer<K> {
+    kernel: K,
+    engine: Engine,
+    observer: Arc<dyn Observer>,
+    /// Origin of the planner's clock (drain limits).
+    epoch: Instant,
+    /// Health-check servers last reported.
+    health: Option<BTreeMap<ServiceKey, HealthCheck>>,
+    /// A full sync succeeded: the cached kernel view is valid.
+    adopted: bool,
+    /// The cached view may be wrong (a commit diverged): the next sync must be full.
+    stale: bool,
+    /// Writing the iptables rules failed: retried on the next sync.
+    rules_failed: bool,
+}
+
+impl<K: Kernel> Syncer<K> {
+    /// A syncer over an engine already fed with the initial lists.
+    pub fn new(kernel: K, engine: Engine, observer: Arc<dyn Observer>) -> Self {
+        Self {
+            kernel,
+            engine,
+            observer,
+            epoch: Instant::now(),
+            health: None,
+            adopted: false,
+            stale: false,
+            rules_failed: false,
+        }
+    }
+
+    /// The engine (the intake feeds it between syncs).
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether a full sync succeeded (incremental and drain syncs need its kernel view).
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Whether the next sync must be full (the cached kernel view may be wrong).
+    pub fn needs_full(&self) -> bool {
+        !self.adopted || self.stale
+    }
+
+    /// Whether refused ops or rules wait for a retry.
+    pub fn wants_retry(&self) -> bool {
+        self.engine.has_retries() || self.rules_failed
+    }
+
+    /// Whether real servers are draining.
+    pub fn draining(&self) -> bool {
+        self.engine.drain_backlog() > 0
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// The full repair sync: prepare, one dump, full plan, apply. A kernel error before the plan
+    /// leaves everything as it was (pending changes stay pending) and is returned.
+    pub async fn full(&mut self, intake: &mut Intake) -> Result<(), KernelError> {
+        let span = sync_span(SyncKind::Full);
+        self.full_inner(intake).instrument(span).await
+    }
+
+    async fn full_inner(&mut self, intake: &mut Intake) -> Result<(), KernelError> {
+        let started = (SystemTime::now(), Instant::now());
+        self.kernel.prepare().await?;
+        let addrs = self.kernel.node_addresses().await?;
+        let observed = self.kernel.observe().await?;
+        if self.engine.set_node_addresses(addrs) {
+            tracing::info!(addresses = ?self.engine.config().node_addresses, "node addresses");
+        }
+        self.engine.set_observed(observed);
+        self.stale = false;
+        let pending = intake.take_pending();
+        let mut ops = self.engine.plan_full(self.now());
+        if !self.adopted {
+            self.hold_deletions_if_empty(&mut ops);
+        }
+        self.adopted = true;
+        self.finish(SyncKind::Full, started, pending, &ops, true)
+            .await;
+        Ok(())
+    }
+
+    /// On start-up, an empty Services list against a kernel full of our virtual servers is more
+    /// likely a broken API server than an empty cluster: keep what is programmed until the next
+    /// full sync confirms it.
+    fn hold_deletions_if_empty(&mut self, ops: &mut Vec<Op>) {
+        if self.engine.index().counts().0 > 0 {
+            return;
+        }
+        let before = ops.len();
+        ops.retain(|op| !destructive(op));
+        if ops.len() < before {
+            tracing::warn!(
+                held = before - ops.len(),
+                "the initial Services list is empty but the kernel holds programmed services: \
+                 keeping them until the next full sync"
+            );
+        }
+    }
+
+    /// The incremental sync: changed Services and retries only, against the cached view.
+    pub async fn incremental(&mut self, intake: &mut Intake) {
+        let span = sync_span(SyncKind::Incremental);
+        async {
+            let started = (SystemTime::now(), Instant::now());
+            let pending = intake.take_pending();
+            let ops = self.engine.plan_incremental(self.now());
+            let rules = !ops.is_empty() || self.rules_failed;
+            self.finish(SyncKind::Incremental, started, pending, &ops, rules)
+                .await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// The drain tick: fresh connection counters (one dump), then only the draining virtual
+    /// servers are planned.
+    pub async fn drain(&mut self) -> Result<(), KernelError> {
+        let span = sync_span(SyncKind::Drain);
+        async {
+            let started = (SystemTime::now(), Instant::now());
+            let counters = self.kernel.counters().await?;
+            let observed = self.engine.observed_mut();
+            for c in &counters {
+                observed.set_connections(&c.vs, &c.rs, c.active, c.inactive);
+            }
+            let ops = self.engine.plan_drains(self.now());
+            self.finish(SyncKind::Drain, started, Pending::default(), &ops, false)
+                .await;
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Applies, commits, queues retries, writes the rules, reports.
+    async fn finish(
+        &mut self,
+        kind: SyncKind,
+        (wall, t0): (SystemTime, Instant),
+        pending: Pending,
+        ops: &[Op],
+        rules: bool,
+    ) {
+        let mut report = SyncReport {
+            kind,
+            started: wall,
+            duration: Duration::ZERO,
+            applied: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            rules_written: false,
+            rules_failed: false,
+            service_changes: pending.service_changes,
+            endpoint_changes: pending.endpoint_changes,
+            programming_latencies: Vec::new(),
+            services: 0,
+            drain_backlog: 0,
+            no_local_endpoints: (0, 0),
+        };
+        self.apply(ops, &mut report).await;
+        if rules {
+            let inputs = self.engine.desired().iptables_inputs();
+            match self.kernel.sync_rules(&inputs).await {
+                Ok(written) => {
+                    report.rules_written = written;
+                    self.rules_failed = false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing the iptables rules failed; retrying next sync");
+                    report.rules_failed = true;
+                    self.rules_failed = true;
+                }
+            }
+        }
+        let done = SystemTime::now();
+        report.programming_latencies = pending
+            .since
+            .iter()
+            .map(|t| done.duration_since(*t).unwrap_or_default())
+            .collect();
+        report.duration = t0.elapsed();
+        report.services = self.engine.desired().service_count();
+        report.drain_backlog = self.engine.drain_backlog();
+        report.no_local_endpoints = no_local_endpoints(self.engine.index());
+        self.report(&report);
+    }
+
+    async fn apply(&mut self, ops: &[Op], report: &mut SyncReport) {
+        if ops.is_empty() {
+            return;
+        }
+        let outcome = self.kernel.apply(ops).await;
+        for op in outcome.succeeded(ops) {
+            *report.applied.entry(op.kind()).or_default() += 1;
+        }
+        if let Err(e) = self.engine.commit(outcome.succeeded(ops)) {
+            // The kernel accepted what the cache says cannot apply: trust neither, re-read.
+            tracing::warn!(error = %e, "cached kernel view diverged; next sync is a full repair");
+            self.stale = true;
+        }
+        let mut refused = Vec::new();
+        for (op, err) in outcome.failures(ops) {
+            *report.failed.entry(op.kind()).or_default() += 1;
+            if refused.len() < LOGGED_FAILURES {
+                tracing::warn!(op = %op, error = %err, "kernel refused op; retrying next sync");
+            }
+            refused.push(op);
+        }
+        if refused.len() > LOGGED_FAILURES {
+            tracing::warn!(
+                refused = refused.len(),
+                "kernel refused more ops (only the first {LOGGED_FAILURES} logged)"
+            );
+        }
+        self.engine.retry(refused);
+    }
+
+    fn report(&mut self, report: &SyncReport) {
+        let applied: u64 = report.applied.values().sum();
+        let failed: u64 = report.failed.values().sum();
+        let span = tracing::Span::current();
+        span.record("applied", applied);
+        span.record("failed", failed);
+        span.record("services", report.services);
+        span.record("service_changes", report.service_changes);
+        span.record("endpoint_changes", report.endpoint_changes);
+        span.record("drain_backlog", report.drain_backlog);
+        span.record("duration_ms", report.duration.as_secs_f64() * 1e3);
+        if applied > 0 || failed > 0 || report.kind == SyncKind::Full {
+            tracing::info!(rules_written = report.rules_written, "synced");
+        } else {
+            tracing::debug!("synced");
+        }
+        self.observer.synced(report);
+        self.observer.rejections(&self.engine.index().rejections());
+        let health = self.engine.desired().health_checks();
+        if self.health.as_ref() != Some(health) {
+            self.observer.health_checks(health);
+            self.health = Some(health.clone());
+        }
+    }
+}
+
+fn sync_span(kind: SyncKind) -> tracing::Span {
+    tracing::info_span!(
+        "sync",
+        kind = kind.as_str(),
+        applied = Empty,
+        failed = Empty,
+        services = Empty,
+        service_changes = Empty,
+        endpoint_changes = Empty,
+        drain_backlog = Empty,
+        duration_ms = Empty,
+    )
+}
+
+/// Ops that remove or weaken something programmed.
+fn destructive(op: &Op) -> bool {
+    match op {
+        Op::DelVs { .. }
+        | Op::DelRs { .. }
+        | Op::IpsetDel { .. }
+        | Op::UnbindAddr { .. }
+        | Op::DelRoute { .. }
+        | Op::ClearConntrack { .. } => true,
+        Op::UpdateRs { rs, .. } => rs.weight == 0,
+        Op::AddRoute { .. }
+        | Op::BindAddr { .. }
+        | Op::IpsetAdd { .. }
+        | Op::AddVs { .. }
+        | Op::UpdateVs { .. }
+        | Op::AddRs { .. } => false,
+    }
+}
