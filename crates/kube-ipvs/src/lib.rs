@@ -14,6 +14,7 @@
 //! | [`planner_config`] | the plain configuration the planner needs | KubeProxyConfiguration fields |
 //! | [`kernel`] | the apply layer: the only module that touches the kernel (and its fake) | kube-proxy's `ipvs`/`ipset`/`netlink`/`iptables` utils |
 //! | `config` | KubeProxyConfiguration loader | `kube-proxy --config` |
+//! | [`telemetry`] | `/healthz`, `/livez`, `/metrics`, health-check node ports, Events, logging | kube-proxy's `healthcheck` and `metrics` packages |
 //! | `source` | Kubernetes watchers (kube-rs) and file sources feeding the model | kube-proxy's informers |
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod plan;
 pub mod planner_config;
 pub mod render;
 pub mod source;
+pub mod telemetry;
 pub mod types;
 
 pub use engine::Engine;

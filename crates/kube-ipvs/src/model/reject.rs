@@ -125,6 +125,48 @@ pub enum Rejection {
     },
 }
 
+impl Rejection {
+    /// A CamelCase reason, stable across releases: the `reason` of the Kubernetes Event and the
+    /// `reason` label of `kube_ipvs_rejected_objects`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingName => "MissingName",
+            Self::InvalidIp { .. } => "InvalidIP",
+            Self::InvalidCidr { .. } => "InvalidCIDR",
+            Self::InvalidPort { .. } => "InvalidPort",
+            Self::UnsupportedProtocol { .. } => "UnsupportedProtocol",
+            Self::DuplicatePortName { .. } => "DuplicatePortName",
+            Self::UnknownScheduler { .. } => "UnknownScheduler",
+            Self::InvalidSchedulerFlag { .. } => "InvalidSchedulerFlag",
+            Self::InvalidAffinityTimeout { .. } => "InvalidAffinityTimeout",
+            Self::MissingServiceLabel => "MissingServiceLabel",
+            Self::SliceWithoutService { .. } => "SliceWithoutService",
+            Self::VirtualServerConflict { .. } => "VirtualServerConflict",
+        }
+    }
+}
+
+impl ObjectKind {
+    /// `apiVersion` of the kind (for object references in Events).
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::Service | Self::Node => "v1",
+            Self::EndpointSlice => "discovery.k8s.io/v1",
+            Self::ServiceCidr => "networking.k8s.io/v1",
+        }
+    }
+
+    /// The Kubernetes `kind` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Service => "Service",
+            Self::EndpointSlice => "EndpointSlice",
+            Self::Node => "Node",
+            Self::ServiceCidr => "ServiceCIDR",
+        }
+    }
+}
+
 /// Why an object is deliberately not programmed (stock behaviour, not an error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
