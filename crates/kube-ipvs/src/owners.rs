@@ -349,6 +349,9 @@ ports: [{name: http, port: 8080, protocol: TCP}]
             assert!(e.contains("/x/owners.json") && e.contains(want), "{e}");
         }
         let e = Owners::read(Path::new("/nonexistent/owners.json")).unwrap_err();
-        assert!(e.to_string().starts_with("read /nonexistent/owners.json"), "{e}");
+        assert!(
+            e.to_string().starts_with("read /nonexistent/owners.json"),
+            "{e}"
+        );
     }
 }

@@ -15,6 +15,8 @@ use ipvs_netlink::{
     TableService, TunnelType,
 };
 
+use serde::Serialize;
+
 use super::order;
 use crate::types::{Family, Proto, RsKey, VsKey};
 
@@ -430,6 +432,184 @@ pub fn kernel_table<'a>(
         }
     }
     out
+}
+
+/// Counters of `--json` with `--stats`/`--rate`.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonStats {
+    conns: u64,
+    in_pkts: u64,
+    out_pkts: u64,
+    in_bytes: u64,
+    out_bytes: u64,
+    cps: u64,
+    in_pps: u64,
+    out_pps: u64,
+    in_bps: u64,
+    out_bps: u64,
+}
+
+impl From<Stats> for JsonStats {
+    fn from(s: Stats) -> Self {
+        Self {
+            conns: s.conns,
+            in_pkts: s.inpkts,
+            out_pkts: s.outpkts,
+            in_bytes: s.inbytes,
+            out_bytes: s.outbytes,
+            cps: s.cps,
+            in_pps: s.inpps,
+            out_pps: s.outpps,
+            in_bps: s.inbps,
+            out_bps: s.outbps,
+        }
+    }
+}
+
+/// One real server in `--json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonDestination {
+    address: IpAddr,
+    port: u16,
+    forward: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tunnel: Option<String>,
+    weight: u32,
+    upper_threshold: u32,
+    lower_threshold: u32,
+    active_conns: u32,
+    inactive_conns: u32,
+    persistent_conns: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<JsonStats>,
+}
+
+/// One virtual server in `--json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonService {
+    /// `TCP  10.0.0.1:80` / `FWM  5 IPv6`, as the text layout names it.
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fwmark: Option<u32>,
+    family: &'static str,
+    scheduler: String,
+    /// `persistent`, `ops` and the scheduler flags (`sh-port`, ...).
+    flags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    persistence_timeout: Option<u32>,
+    netmask: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    persistence_engine: Option<String>,
+    /// `namespace/name:port` with `--services`, when ours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    /// With `--services`: not created by kube-ipvs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    foreign: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<JsonStats>,
+    destinations: Vec<JsonDestination>,
+}
+
+/// `kube-ipvs list --json`: the same services, order, owners (and counters when `stats`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonTable {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conn_table_size: Option<u32>,
+    services: Vec<JsonService>,
+}
+
+/// Builds the `--json` view.
+pub fn json_table<'a>(
+    info: Option<&Info>,
+    services: impl IntoIterator<Item = &'a TableService>,
+    stats: bool,
+    annotate: &dyn Fn(&ServiceKey) -> Annotation,
+) -> JsonTable {
+    let svc = |ts: &TableService| {
+        let s = &ts.service;
+        let (protocol, address, port, fwmark) = match s.key {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => (Some(protocol.to_string()), Some(addr), Some(port), None),
+            ServiceKey::Fwmark { mark, .. } => (None, None, None, Some(mark)),
+        };
+        let mut flags = Vec::new();
+        if s.flags.contains(ServiceFlags::PERSISTENT) {
+            flags.push("persistent".to_string());
+        }
+        if s.flags.contains(ServiceFlags::ONEPACKET) {
+            flags.push("ops".to_string());
+        }
+        let sched = sched_flags(s.scheduler.as_str(), s.flags);
+        flags.extend(sched.split(',').filter(|f| !f.is_empty()).map(String::from));
+        let (owner, foreign) = match annotate(&s.key) {
+            Annotation::None => (None, None),
+            Annotation::Owner(o) => (Some(o), Some(false)),
+            Annotation::Foreign => (None, Some(true)),
+        };
+        JsonService {
+            name: service_name(&s.key),
+            protocol,
+            address,
+            port,
+            fwmark,
+            family: match s.key.family() {
+                AddressFamily::Inet => "IPv4",
+                AddressFamily::Inet6 => "IPv6",
+            },
+            scheduler: s.scheduler.to_string(),
+            flags,
+            persistence_timeout: s
+                .flags
+                .contains(ServiceFlags::PERSISTENT)
+                .then_some(s.timeout),
+            netmask: s.netmask,
+            persistence_engine: s.pe_name.clone().filter(|p| !p.is_empty()),
+            owner,
+            foreign,
+            stats: stats.then(|| s.stats.unwrap_or_default().into()),
+            destinations: sorted_dests(&ts.destinations)
+                .into_iter()
+                .map(|d| JsonDestination {
+                    address: d.addr,
+                    port: d.port,
+                    forward: d.forward.ipvsadm_name(),
+                    tunnel: matches!(d.forward, ForwardMethod::Tunnel { .. })
+                        .then(|| tun_info(&d.forward)),
+                    weight: d.weight,
+                    upper_threshold: d.upper_threshold,
+                    lower_threshold: d.lower_threshold,
+                    active_conns: d.active_conns,
+                    inactive_conns: d.inactive_conns,
+                    persistent_conns: d.persistent_conns,
+                    stats: stats.then(|| d.stats.unwrap_or_default().into()),
+                })
+                .collect(),
+        }
+    };
+    JsonTable {
+        version: info.map(|i| {
+            let (a, b, c) = i.version_triple();
+            format!("{a}.{b}.{c}")
+        }),
+        conn_table_size: info.map(|i| i.conn_tab_size),
+        services: sorted(services).into_iter().map(svc).collect(),
+    }
 }
 
 #[cfg(test)]

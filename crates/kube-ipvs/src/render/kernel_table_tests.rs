@@ -353,3 +353,40 @@ fn column_precedence_is_ipvsadms() {
         Columns::Default
     );
 }
+
+#[test]
+fn json_has_the_same_services_owners_and_counters() {
+    let table = fixture_table();
+    let annotate = |k: &ServiceKey| match k {
+        ServiceKey::Inet { port: 443, .. } => Annotation::Owner("default/kubernetes:https".into()),
+        _ => Annotation::Foreign,
+    };
+    let v = serde_json::to_value(json_table(Some(&INFO), &table, true, &annotate)).unwrap();
+    assert_eq!(v["version"], "1.2.1");
+    assert_eq!(v["connTableSize"], 4096);
+    let services = v["services"].as_array().unwrap();
+    assert_eq!(services.len(), 10);
+    // ipvsadm's order, as in the text.
+    assert_eq!(services[0]["name"], "TCP  203.0.113.254:65535");
+    assert_eq!(services[0]["foreign"], true);
+    let k = &services[1];
+    assert_eq!(k["name"], "TCP  10.96.0.1:443");
+    assert_eq!(k["owner"], "default/kubernetes:https");
+    assert_eq!(k["foreign"], false);
+    assert_eq!(k["destinations"][0]["address"], "10.0.0.1");
+    assert_eq!(k["destinations"][1]["forward"], "Route");
+    assert_eq!(k["stats"]["conns"], 0);
+    let sh = &services[2];
+    assert_eq!(
+        sh["flags"],
+        serde_json::json!(["persistent", "sh-fallback", "sh-port"])
+    );
+    assert_eq!(sh["persistenceTimeout"], 60);
+    assert_eq!(sh["destinations"][0]["tunnel"], "ipip");
+    assert_eq!(services[9]["fwmark"], 43);
+    assert_eq!(services[9]["family"], "IPv6");
+    let plain = serde_json::to_value(json_table(None, &table, false, &none)).unwrap();
+    assert!(plain.get("version").is_none());
+    assert!(plain["services"][1].get("stats").is_none());
+    assert!(plain["services"][1].get("owner").is_none());
+}

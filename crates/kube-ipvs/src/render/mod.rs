@@ -7,5 +7,5 @@ mod order;
 mod report;
 
 pub use ipvsadm::{HEADER, TableRow, ipvsadm_table};
-pub use kernel_table::{Annotation, Columns, ListFormat, kernel_table};
+pub use kernel_table::{Annotation, Columns, JsonTable, ListFormat, json_table, kernel_table};
 pub use report::{PlanReport, plan_json, plan_text};
