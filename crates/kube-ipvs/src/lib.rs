@@ -10,6 +10,7 @@
 //! | [`plan`] | ordered ops from desired vs observed; drains; ownership; fake kernel | `ipvsadm -A/-E/-D/-a/-e/-d`, `ip addr`, `ip route`, `ipset add/del`, `conntrack -D` decisions |
 //! | [`engine`] | incremental (per-Service) and full planning over a cached kernel view | kube-proxy's full resync loop |
 //! | [`render`] | `ipvsadm -Ln` layout annotated with owners; plan report | `ipvsadm -Ln` (`kube-ipvs plan`) |
+//! | [`owners`] | which Service port owns each virtual server (published by the agent, read by `list --services`) | - |
 //! | [`dump`] | reading `kubectl get -o yaml/json` dumps | - (`kube-ipvs plan -f`) |
 //! | [`planner_config`] | the plain configuration the planner needs | KubeProxyConfiguration fields |
 //! | [`kernel`] | the apply layer: the only module that touches the kernel (and its fake) | kube-proxy's `ipvs`/`ipset`/`netlink`/`iptables` utils |
@@ -25,6 +26,7 @@ pub mod dump;
 pub mod engine;
 pub mod kernel;
 pub mod model;
+pub mod owners;
 pub mod plan;
 pub mod planner_config;
 pub mod render;

@@ -1,9 +1,11 @@
-//! Text and JSON views: the `ipvsadm -Ln` layout (`kube-ipvs plan`, and `kube-ipvs list` later)
-//! and the plan report.
+//! Text and JSON views: the `ipvsadm -Ln` layout of the planner's desired table (`kube-ipvs
+//! plan`) and of the kernel's table (`kube-ipvs list`), and the plan report.
 
 mod ipvsadm;
+pub mod kernel_table;
 mod order;
 mod report;
 
 pub use ipvsadm::{HEADER, TableRow, ipvsadm_table};
+pub use kernel_table::{Annotation, Columns, JsonTable, ListFormat, json_table, kernel_table};
 pub use report::{PlanReport, plan_json, plan_text};
