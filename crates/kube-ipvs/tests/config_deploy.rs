@@ -179,15 +179,22 @@ fn clusterrole_grants_exactly_the_declared_api_access() {
     let declared: Grants = API_ACCESS
         .iter()
         .flat_map(|a| {
-            a.verbs
-                .iter()
-                .map(|v| (a.group.to_owned(), a.resource.to_owned(), v.as_str().to_owned()))
+            a.verbs.iter().map(|v| {
+                (
+                    a.group.to_owned(),
+                    a.resource.to_owned(),
+                    v.as_str().to_owned(),
+                )
+            })
         })
         .collect();
     let missing: Vec<_> = declared.difference(&granted).collect();
     let extra: Vec<_> = granted.difference(&declared).collect();
     assert!(missing.is_empty(), "the ClusterRole lacks {missing:?}");
-    assert!(extra.is_empty(), "the ClusterRole grants more than the agent uses: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "the ClusterRole grants more than the agent uses: {extra:?}"
+    );
 }
 
 #[test]
@@ -219,7 +226,10 @@ fn image_installs_the_binary_where_the_daemonsets_run_it() {
         .collect();
     for (rel, name) in [
         ("daemonset.yaml", "kube-ipvs"),
-        ("overlays/replace-kube-proxy/kube-proxy-daemonset.yaml", "kube-proxy"),
+        (
+            "overlays/replace-kube-proxy/kube-proxy-daemonset.yaml",
+            "kube-proxy",
+        ),
     ] {
         let ds: DaemonSet = parse(rel);
         let command = container(&ds, name).command.clone().unwrap_or_default();

@@ -157,8 +157,18 @@ mod tests {
     #[test]
     fn classifies_requests_as_rbac_does() {
         let cases = [
-            ("GET", "/api/v1/services", false, ("", "services", Verb::List)),
-            ("GET", "/api/v1/services", true, ("", "services", Verb::Watch)),
+            (
+                "GET",
+                "/api/v1/services",
+                false,
+                ("", "services", Verb::List),
+            ),
+            (
+                "GET",
+                "/api/v1/services",
+                true,
+                ("", "services", Verb::Watch),
+            ),
             ("GET", "/api/v1/nodes/n1", false, ("", "nodes", Verb::Get)),
             (
                 "GET",
@@ -184,8 +194,18 @@ mod tests {
                 false,
                 ("", "services/status", Verb::Update),
             ),
-            ("GET", "/api/v1/namespaces/d", false, ("", "namespaces", Verb::Get)),
-            ("DELETE", "/api/v1/namespaces/d/pods", false, ("", "pods", Verb::DeleteCollection)),
+            (
+                "GET",
+                "/api/v1/namespaces/d",
+                false,
+                ("", "namespaces", Verb::Get),
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/d/pods",
+                false,
+                ("", "pods", Verb::DeleteCollection),
+            ),
         ];
         for (method, path, watch, (g, r, v)) in cases {
             assert_eq!(
