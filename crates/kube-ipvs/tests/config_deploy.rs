@@ -240,3 +240,33 @@ fn image_installs_the_binary_where_the_daemonsets_run_it() {
         );
     }
 }
+
+/// Bytes of a memory quantity in the binary units the manifests use (`64Mi`, `1Gi`).
+fn mebibytes(q: &str) -> u64 {
+    let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
+    let n: u64 = n.parse().unwrap_or_else(|e| panic!("{q}: {e}"));
+    match unit {
+        "Mi" => n,
+        "Gi" => n * 1024,
+        _ => panic!("{q}: use Mi or Gi"),
+    }
+}
+
+#[test]
+fn resources_request_cpu_and_memory_and_limit_only_memory() {
+    let ds: DaemonSet = parse("daemonset.yaml");
+    let res = container(&ds, "kube-ipvs")
+        .resources
+        .clone()
+        .expect("resources");
+    let requests = res.requests.expect("requests");
+    let limits = res.limits.expect("limits");
+    assert!(requests.contains_key("cpu"), "{requests:?}");
+    // No CPU limit: throttling a proxier delays every node's Service updates.
+    assert!(!limits.contains_key("cpu"), "{limits:?}");
+    let request = mebibytes(&requests["memory"].0);
+    let limit = mebibytes(&limits["memory"].0);
+    // Stock kube-proxy requests 50Mi; the issue 8 target RSS at 50,000 Services is 150 MiB.
+    assert!(request >= 50, "memory request {request}Mi");
+    assert!(limit >= 150 && limit >= request, "memory limit {limit}Mi");
+}
