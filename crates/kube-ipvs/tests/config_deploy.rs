@@ -1,9 +1,12 @@
-//! deploy/ checks on the configuration side (issue 4): every manifest parses into its k8s-openapi
-//! type, the shipped ConfigMap loads with the agent's own loader without warnings, and the
-//! DaemonSets' probes and ports match the health and metrics addresses that configuration yields.
-//! (The RBAC-versus-code and args-versus-CLI checks are wired by the lead.)
+//! deploy/ checks (issue 4): every manifest parses into its k8s-openapi type; the ClusterRole grants
+//! exactly the agent's declared API calls (`source::access::API_ACCESS`, itself checked against the
+//! requests the code sends); the binding, ServiceAccount and image path agree; the shipped ConfigMap
+//! loads with the agent's own loader without warnings; and the DaemonSets' probes and ports match
+//! the health and metrics addresses that configuration yields. The DaemonSets' command lines are
+//! parsed with the binary's own CLI in `src/cli/deploy_check.rs` (a unit test of the binary).
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -11,6 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube_ipvs::config;
+use kube_ipvs::source::access::API_ACCESS;
 use serde::de::DeserializeOwned;
 
 fn deploy() -> PathBuf {
@@ -149,4 +153,120 @@ fn overlay_probes_match_the_kubeadm_configmap() {
         container_port(ct, "metrics"),
         c.metrics_bind_address.unwrap().port()
     );
+}
+
+/// (apiGroup, resource, verb) triples.
+type Grants = BTreeSet<(String, String, String)>;
+
+#[test]
+fn clusterrole_grants_exactly_the_declared_api_access() {
+    let role: ClusterRole = parse("clusterrole.yaml");
+    assert!(role.aggregation_rule.is_none());
+    let mut granted = Grants::new();
+    for rule in role.rules.iter().flatten() {
+        // Narrowing by name or granting URLs is not something the agent's calls need.
+        assert!(rule.resource_names.is_none(), "{rule:?}");
+        assert!(rule.non_resource_urls.is_none(), "{rule:?}");
+        for g in rule.api_groups.iter().flatten() {
+            for r in rule.resources.iter().flatten() {
+                for v in &rule.verbs {
+                    // A wildcard ("*") is a string no declared access matches: it fails below.
+                    granted.insert((g.clone(), r.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    let declared: Grants = API_ACCESS
+        .iter()
+        .flat_map(|a| {
+            a.verbs.iter().map(|v| {
+                (
+                    a.group.to_owned(),
+                    a.resource.to_owned(),
+                    v.as_str().to_owned(),
+                )
+            })
+        })
+        .collect();
+    let missing: Vec<_> = declared.difference(&granted).collect();
+    let extra: Vec<_> = granted.difference(&declared).collect();
+    assert!(missing.is_empty(), "the ClusterRole lacks {missing:?}");
+    assert!(
+        extra.is_empty(),
+        "the ClusterRole grants more than the agent uses: {extra:?}"
+    );
+}
+
+#[test]
+fn binding_serviceaccount_and_daemonset_agree() {
+    let role: ClusterRole = parse("clusterrole.yaml");
+    let sa: ServiceAccount = parse("serviceaccount.yaml");
+    let binding: ClusterRoleBinding = parse("clusterrolebinding.yaml");
+    let ds: DaemonSet = parse("daemonset.yaml");
+    assert_eq!(binding.role_ref.kind, "ClusterRole");
+    assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
+    let subjects = binding.subjects.unwrap_or_default();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    let subject = subjects.first().unwrap();
+    assert_eq!(subject.kind, "ServiceAccount");
+    assert_eq!(Some(&subject.name), sa.metadata.name.as_ref());
+    assert_eq!(subject.namespace, sa.metadata.namespace);
+    assert_eq!(ds.metadata.namespace, sa.metadata.namespace);
+    let pod = ds.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name, sa.metadata.name);
+}
+
+#[test]
+fn image_installs_the_binary_where_the_daemonsets_run_it() {
+    let containerfile = read("Containerfile");
+    let installed: Vec<&str> = containerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY --from=build "))
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    for (rel, name) in [
+        ("daemonset.yaml", "kube-ipvs"),
+        (
+            "overlays/replace-kube-proxy/kube-proxy-daemonset.yaml",
+            "kube-proxy",
+        ),
+    ] {
+        let ds: DaemonSet = parse(rel);
+        let command = container(&ds, name).command.clone().unwrap_or_default();
+        let binary = command.first().map(String::as_str);
+        assert!(
+            binary.is_some_and(|b| installed.contains(&b)),
+            "{rel}: runs {binary:?}, the image installs {installed:?}"
+        );
+    }
+}
+
+/// Bytes of a memory quantity in the binary units the manifests use (`64Mi`, `1Gi`).
+fn mebibytes(q: &str) -> u64 {
+    let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
+    let n: u64 = n.parse().unwrap_or_else(|e| panic!("{q}: {e}"));
+    match unit {
+        "Mi" => n,
+        "Gi" => n * 1024,
+        _ => panic!("{q}: use Mi or Gi"),
+    }
+}
+
+#[test]
+fn resources_request_cpu_and_memory_and_limit_only_memory() {
+    let ds: DaemonSet = parse("daemonset.yaml");
+    let res = container(&ds, "kube-ipvs")
+        .resources
+        .clone()
+        .expect("resources");
+    let requests = res.requests.expect("requests");
+    let limits = res.limits.expect("limits");
+    assert!(requests.contains_key("cpu"), "{requests:?}");
+    // No CPU limit: throttling a proxier delays every node's Service updates.
+    assert!(!limits.contains_key("cpu"), "{limits:?}");
+    let request = mebibytes(&requests["memory"].0);
+    let limit = mebibytes(&limits["memory"].0);
+    // Stock kube-proxy requests 50Mi; the issue 8 target RSS at 50,000 Services is 150 MiB.
+    assert!(request >= 50, "memory request {request}Mi");
+    assert!(limit >= 150 && limit >= request, "memory limit {limit}Mi");
 }

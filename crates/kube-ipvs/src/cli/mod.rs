@@ -1,6 +1,8 @@
 //! Command-line dispatch: one module per subcommand.
 
 mod cleanup;
+#[cfg(test)]
+mod deploy_check;
 mod list;
 mod plan;
 mod run;

@@ -30,6 +30,7 @@
 //! | [`selector`] | the stock label/field selectors | kube-proxy's `labelSelector` |
 //! | `readiness` | the initial-list gate | `Not syncing ipvs rules until ...` |
 
+pub mod access;
 mod error;
 pub mod file;
 pub mod kubernetes;
