@@ -209,7 +209,7 @@ mod tests {
     use super::*;
     use crate::agent::{ChangeKind, SyncKind};
     use crate::telemetry::health::tests::{ManualClock, report};
-    use crate::telemetry::http::test_client::get;
+    use crate::telemetry::http::test_client::{closes, get};
     use crate::telemetry::metrics::{IpFamily, Metrics};
 
     fn health(clock: &ManualClock) -> ProxyHealth {
@@ -243,16 +243,6 @@ mod tests {
                 })
                 .collect(),
         )
-    }
-
-    async fn closed(addr: SocketAddr) -> bool {
-        for _ in 0..50 {
-            if get(addr, "/").await.is_err() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
     }
 
     #[tokio::test]
@@ -305,8 +295,8 @@ mod tests {
         let out = s.sync(wanted(&[("b", pb2, 1)])).await;
         assert_eq!(out.closed, vec![a.clone(), b.clone()]);
         assert_eq!(out.opened, vec![b.clone()]);
-        assert!(closed(addr_a).await, "a's port still open");
-        assert!(closed(addr_b).await, "b's old port still open");
+        assert!(closes(addr_a).await, "a's port still open");
+        assert!(closes(addr_b).await, "b's old port still open");
         assert_eq!(
             get(SocketAddr::from(([127, 0, 0, 1], pb2)), "/")
                 .await

@@ -393,8 +393,8 @@ impl Metrics {
     /// Objects currently rejected, counted by [`crate::model::Rejection::reason`].
     pub fn rejections(&self, by_reason: &BTreeMap<&'static str, u64>) {
         // Reasons no longer present drop to zero rather than vanish (no stale last value).
-        let known: Vec<&'static str> = crate::telemetry::events::ALL_REASONS.to_vec();
-        for reason in known.iter().chain(by_reason.keys()) {
+        let known = crate::telemetry::events::ALL_REASONS.iter().copied();
+        for reason in known.chain(by_reason.keys().copied()) {
             let n = by_reason.get(reason).copied().unwrap_or(0);
             self.rejected
                 .get_or_create(&ReasonLabels { reason })
