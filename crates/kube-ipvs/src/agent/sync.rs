@@ -3,6 +3,9 @@
 //! draining virtual servers only). Each applies its plan, commits what the kernel accepted,
 //! queues what it refused for the next sync, and reports to the [`Observer`].
 //!
+//! Connection counters are fresh only right after a dump; in between, the cached view assumes
+//! every real server may be busy, so an incremental plan drains rather than deletes.
+//!
 //! The timing (when which sync runs) is the loop's business (`run_loop`), not this module's.
 
 use std::collections::BTreeMap;
@@ -20,7 +23,7 @@ use crate::desired::HealthCheck;
 use crate::engine::Engine;
 use crate::kernel::{Kernel, KernelError};
 use crate::plan::Op;
-use crate::types::ServiceKey;
+use crate::types::{RsKey, ServiceKey, VsKey};
 
 /// Refused ops logged one by one per sync; the rest are counted in one line.
 const LOGGED_FAILURES: usize = 10;
@@ -116,6 +119,7 @@ impl<K: Kernel> Syncer<K> {
         self.adopted = true;
         self.finish(SyncKind::Full, started, pending, &ops, true)
             .await;
+        assume_busy(&mut self.engine);
         Ok(())
     }
 
@@ -166,6 +170,7 @@ impl<K: Kernel> Syncer<K> {
             let ops = self.engine.plan_drains(self.now());
             self.finish(SyncKind::Drain, started, Pending::default(), &ops, false)
                 .await;
+            assume_busy(&mut self.engine);
             Ok(())
         }
         .instrument(span)
@@ -237,6 +242,18 @@ impl<K: Kernel> Syncer<K> {
             tracing::warn!(error = %e, "cached kernel view diverged; next sync is a full repair");
             self.stale = true;
         }
+        // Real servers added now have no counters yet: assume they carry connections.
+        let added: Vec<(VsKey, RsKey)> = outcome
+            .succeeded(ops)
+            .filter_map(|op| match op {
+                Op::AddRs { vs, rs } => Some((*vs, rs.key)),
+                _ => None,
+            })
+            .collect();
+        let observed = self.engine.observed_mut();
+        for (vs, rs) in &added {
+            observed.set_connections(vs, rs, 0, 1);
+        }
         let mut refused = Vec::new();
         for (op, err) in outcome.failures(ops) {
             *report.failed.entry(op.kind()).or_default() += 1;
@@ -277,6 +294,28 @@ impl<K: Kernel> Syncer<K> {
             self.observer.health_checks(health);
             self.health = Some(health.clone());
         }
+    }
+}
+
+/// Between dumps the cached connection counters are stale: a real server that looked idle at
+/// the last dump may carry connections now. Marking every idle one as busy makes an incremental
+/// plan drain a removed endpoint (weight 0) instead of deleting it; the drain tick deletes it
+/// with fresh counters once it really is idle.
+fn assume_busy(engine: &mut Engine) {
+    let idle: Vec<(VsKey, RsKey)> = engine
+        .observed()
+        .virtual_servers()
+        .iter()
+        .flat_map(|(vs, v)| {
+            v.reals
+                .iter()
+                .filter(|r| r.connections() == 0)
+                .map(move |r| (*vs, r.key))
+        })
+        .collect();
+    let observed = engine.observed_mut();
+    for (vs, rs) in &idle {
+        observed.set_connections(vs, rs, 0, 1);
     }
 }
 
