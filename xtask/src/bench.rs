@@ -61,7 +61,14 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         }
         Suite::Agent => {
             let status = Command::new("cargo")
-                .args(["build", "--release", "-p", "kube-ipvs", "--bin", "kube-ipvs"])
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "kube-ipvs",
+                    "--bin",
+                    "kube-ipvs",
+                ])
                 .current_dir(workspace_root())
                 .status()?;
             if !status.success() {

@@ -16,6 +16,7 @@ use super::report::{ChangeKind, Observer};
 use crate::engine::Engine;
 use crate::source::strip::LAST_CHANGE_TRIGGER_TIME;
 use crate::source::{ClusterEvent, SourceEvent};
+use crate::telemetry::health::node_eligible;
 use crate::types::ServiceKey;
 
 /// Changes received since the last sync.
@@ -135,6 +136,14 @@ impl Intake {
                 }
             }
             ClusterEvent::Node(ev) => {
+                let eligible = match &ev {
+                    SourceEvent::Applied(n) => Some(node_eligible(n)),
+                    SourceEvent::Replaced(all) => all.last().map(node_eligible),
+                    SourceEvent::Deleted(_) => None,
+                };
+                if let Some(e) = eligible {
+                    observer.node_eligible(e);
+                }
                 if self.node(engine, ev) {
                     note(ChangeKind::Service, now, &mut self.pending);
                 }

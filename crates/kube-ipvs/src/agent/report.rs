@@ -87,6 +87,10 @@ pub trait Observer: Send + Sync {
     /// The health-check servers wanted now (externalTrafficPolicy Local), after each sync that
     /// changed them.
     fn health_checks(&self, wanted: &BTreeMap<ServiceKey, HealthCheck>);
+
+    /// The node's own Node changed: whether it is eligible for traffic (not being deleted, not
+    /// tainted `ToBeDeletedByClusterAutoscaler`), for `/healthz`.
+    fn node_eligible(&self, _eligible: bool) {}
 }
 
 /// An observer that ignores everything (tests, `plan`).

@@ -175,7 +175,7 @@ where
     let (services, ports) = engine.index().counts();
     tracing::info!(services, ports, "initial lists complete");
 
-    let mut s = Syncer::new(kernel, engine, observer.clone());
+    let mut s = Syncer::new(kernel, engine, observer.clone()).publish_owners(settings.owners_path);
     let mut clock = Clock::new(timing, Instant::now());
     loop {
         let now = Instant::now();

@@ -47,6 +47,9 @@ pub struct Settings {
     pub planner: PlannerConfig,
     /// Loop timings.
     pub timing: Timing,
+    /// Where the owner of each virtual server is published for `kube-ipvs list --services`
+    /// (`None`: not published).
+    pub owners_path: Option<std::path::PathBuf>,
 }
 
 /// Why a configuration cannot be turned into settings.
@@ -86,6 +89,7 @@ impl Settings {
         Ok(Self {
             planner: p,
             timing: Timing::from_config(cfg),
+            owners_path: None,
         })
     }
 }

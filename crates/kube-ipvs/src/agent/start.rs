@@ -1,24 +1,29 @@
 //! `kube-ipvs run` as a library call: the real sources and kernel, SIGTERM/SIGINT shutdown.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::error::AgentError;
-use super::report::Observer;
 use super::run_loop::run_agent;
 use super::settings::{Settings, families};
 use crate::config::{Config, Loaded, Source};
 use crate::kernel::{KernelConfig, NetlinkKernel};
-use crate::source::{FileOptions, KubernetesOptions, Sources, file, kubernetes};
+use crate::owners;
+use crate::source::{FileOptions, KubernetesOptions, file, kubernetes};
+use crate::telemetry::metrics::IpFamily;
+use crate::telemetry::{Telemetry, TelemetryOptions};
+use crate::types::Family;
+use kube::runtime::events::Reporter;
 
 /// Timeout of the start-up address listing.
 const NETLINK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the agent with the real sources and kernel until SIGTERM or SIGINT.
-pub async fn run(loaded: Loaded, observer: Arc<dyn Observer>) -> Result<(), AgentError> {
+pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
     let cfg = &loaded.config;
     let node = cfg.node_name()?;
     let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
@@ -35,23 +40,54 @@ pub async fn run(loaded: Loaded, observer: Arc<dyn Observer>) -> Result<(), Agen
         families = ?families, sync_period = ?cfg.sync.period, min_sync_period = ?cfg.sync.min,
         "starting"
     );
-    let settings = Settings::from_config(cfg, &node.name, families.clone(), host)?;
+    let mut settings = Settings::from_config(cfg, &node.name, families.clone(), host)?;
+    settings.owners_path = Some(PathBuf::from(owners::DEFAULT_PATH));
     let kernel = NetlinkKernel::connect(KernelConfig::from_config(cfg, &families))
         .await
         .map_err(AgentError::Kernel)?;
-    let sources = sources(cfg, &node.name).await?;
-    run_agent(kernel, sources, settings, observer, shutdown).await
-}
-
-/// The configured cluster source, started.
-async fn sources(cfg: &Config, node: &str) -> Result<Sources, AgentError> {
-    Ok(match &cfg.source {
-        Source::Kubernetes => {
-            let client = kubernetes::client(cfg.kubeconfig.as_deref()).await?;
-            kubernetes::start(client, &KubernetesOptions::new(node))
+    let client = match &cfg.source {
+        Source::Kubernetes => Some(kubernetes::client(cfg.kubeconfig.as_deref()).await?),
+        Source::File(_) => None,
+    };
+    let sources = match (&cfg.source, &client) {
+        (Source::File(path), _) => file::start(FileOptions::new(path, &node.name)),
+        (Source::Kubernetes, Some(c)) => {
+            kubernetes::start(c.clone(), &KubernetesOptions::new(&node.name))
         }
-        Source::File(path) => file::start(FileOptions::new(path, node)),
-    })
+        (Source::Kubernetes, None) => return Err(AgentError::SourcesEnded),
+    };
+    let health_check_ips =
+        if settings.planner.node_port_addresses.is_empty() && !settings.planner.node_port_primary {
+            Vec::new()
+        } else {
+            settings.planner.node_port_ips()
+        };
+    let telemetry = Arc::new(Telemetry::new(
+        cfg,
+        TelemetryOptions {
+            ip_families: families
+                .iter()
+                .map(|f| match f {
+                    Family::V4 => IpFamily::V4,
+                    Family::V6 => IpFamily::V6,
+                })
+                .collect(),
+            health_check_ips,
+            events: client.map(|c| {
+                (
+                    c,
+                    Reporter {
+                        controller: "kube-ipvs".into(),
+                        instance: Some(node.name.clone()),
+                    },
+                )
+            }),
+            ..TelemetryOptions::default()
+        },
+    ));
+    // Dropping the handles stops the servers: keep them for the agent's lifetime.
+    let _servers = telemetry.start().await?;
+    run_agent(kernel, sources, settings, telemetry, shutdown).await
 }
 
 /// The node's addresses (all links but the dummy device), to choose the families.

@@ -43,6 +43,8 @@ pub struct Syncer<K> {
     stale: bool,
     /// Writing the iptables rules failed: retried on the next sync.
     rules_failed: bool,
+    /// Where the owners of the virtual servers are published.
+    owners_path: Option<std::path::PathBuf>,
 }
 
 impl<K: Kernel> Syncer<K> {
@@ -57,6 +59,35 @@ impl<K: Kernel> Syncer<K> {
             adopted: false,
             stale: false,
             rules_failed: false,
+            owners_path: None,
+        }
+    }
+
+    /// Publishes the owner of each virtual server to `path` after every sync that added or
+    /// removed virtual servers (for `kube-ipvs list --services`).
+    pub fn publish_owners(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.owners_path = path;
+        self
+    }
+
+    fn write_owners(&self, report: &SyncReport) {
+        let Some(path) = &self.owners_path else {
+            return;
+        };
+        let changed = report.kind == SyncKind::Full
+            || ["add_vs", "del_vs"]
+                .iter()
+                .any(|k| report.applied.contains_key(k));
+        if !changed {
+            return;
+        }
+        let owners = crate::owners::Owners::from_desired(self.engine.desired())
+            .with_node(self.engine.config().node_name.as_ref());
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = owners.write_atomic(path) {
+            tracing::warn!(error = %e, "cannot publish virtual-server owners for `kube-ipvs list --services`");
         }
     }
 
@@ -288,6 +319,7 @@ impl<K: Kernel> Syncer<K> {
             tracing::debug!("synced");
         }
         self.observer.synced(report);
+        self.write_owners(report);
         self.observer.rejections(&self.engine.index().rejections());
         let health = self.engine.desired().health_checks();
         if self.health.as_ref() != Some(health) {

@@ -334,6 +334,10 @@ async fn retry_bind(name: &'static str, addr: SocketAddr, handler: Handler) {
 }
 
 impl Observer for Telemetry {
+    fn node_eligible(&self, eligible: bool) {
+        self.set_node_eligible(eligible);
+    }
+
     fn queued(&self, kind: ChangeKind, at: SystemTime) {
         let pending = self.health.queued(kind, at);
         self.metrics.queued(kind, at, pending);
