@@ -94,7 +94,8 @@ fn against_kernel_fails_with_the_reason_or_prints_ops() {
         assert!(stderr.is_empty(), "{stderr}");
     } else {
         assert!(
-            stderr.contains("the ip_vs module is not loaded") || stderr.contains("permission denied"),
+            stderr.contains("the ip_vs module is not loaded")
+                || stderr.contains("permission denied"),
             "{stderr}"
         );
     }
