@@ -345,11 +345,8 @@ async fn ipset_run(k: &mut NetlinkKernel, run: &[Op], add: bool) -> Failures {
 }
 
 async fn route_run(k: &mut NetlinkKernel, run: &[Op]) -> Failures {
-    let adds = run.iter().any(|o| matches!(o, Op::AddRoute { .. }));
-    let index = match k.dummy_index().await {
-        Ok(Some(i)) => i,
-        Ok(None) if !adds => return Vec::new(), // no device: no route through it
-        Ok(None) => return no_device(run, &k.cfg.dummy_device),
+    let index = match k.loopback_index().await {
+        Ok(i) => i,
         Err(e) => return all_failed(run, &e, e.errno()),
     };
     let mut fails = Vec::new();

@@ -1,5 +1,5 @@
 //! The real kernel: IPVS over generic netlink (ipvs-netlink), the dummy device, its addresses and
-//! the `local` routes over rtnetlink, ipsets over nfnetlink, conntrack cleanup (nodenet), the
+//! the `local` prefix routes (on `lo`) over rtnetlink, ipsets over nfnetlink, conntrack cleanup (nodenet), the
 //! iptables rule set through iptables-restore, the sysctls.
 //!
 //! | file | what |
@@ -134,6 +134,24 @@ impl NetlinkKernel {
             .map_err(|source| KernelError::Link {
                 op: format!("look up {}", self.cfg.dummy_device),
                 source,
+            })
+    }
+
+    /// The index of `lo`, which carries our `local` prefix routes: it is always up, while the
+    /// dummy device stays down and the kernel refuses IPv6 routes through a down device
+    /// (ENETDOWN).
+    async fn loopback_index(&mut self) -> Result<u32, KernelError> {
+        let op = "look up lo";
+        self.links
+            .link_index("lo")
+            .await
+            .map_err(|source| KernelError::Link {
+                op: op.into(),
+                source,
+            })?
+            .ok_or_else(|| KernelError::NoDevice {
+                op: op.into(),
+                device: "lo".into(),
             })
     }
 

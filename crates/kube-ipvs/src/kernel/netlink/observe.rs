@@ -53,7 +53,8 @@ async fn ipvs_table(
         .collect())
 }
 
-/// One full dump: IPVS table, dummy-device addresses, our local routes, members of our sets.
+/// One full dump: IPVS table, dummy-device addresses, our local routes (`local` prefix routes
+/// of the local table on `lo` with `proto static`), members of our sets.
 pub async fn observe(k: &mut NetlinkKernel) -> Result<ObservedState, KernelError> {
     let mut st = ObservedState::new();
     for (key, spec, reals) in ipvs_table(k).await? {
@@ -78,15 +79,16 @@ pub async fn observe(k: &mut NetlinkKernel) -> Result<ObservedState, KernelError
             }
             st.insert_bound(net.addr());
         }
-        let routes = k
-            .links
-            .local_prefix_routes()
-            .await
-            .map_err(link_err("list local routes"))?;
-        for r in routes {
-            if r.ifindex == index && r.protocol == u8::from(OUR_PROTOCOL) {
-                st.insert_route(r.prefix);
-            }
+    }
+    let lo = k.loopback_index().await?;
+    let routes = k
+        .links
+        .local_prefix_routes()
+        .await
+        .map_err(link_err("list local routes"))?;
+    for r in routes {
+        if r.ifindex == lo && r.protocol == u8::from(OUR_PROTOCOL) {
+            st.insert_route(r.prefix);
         }
     }
     let ours: BTreeMap<String, IpsetName> =
