@@ -5,6 +5,7 @@
 //! | module | what | replaces |
 //! |---|---|---|
 //! | [`agent`] | the sync loop of `kube-ipvs run` and its observer hooks | kube-proxy's proxier loop |
+//! | [`cleanup`] | removing what kube-ipvs or kube-proxy created: pure plan from observed state, thin execution | `kube-proxy --cleanup` |
 //! | [`model`] | index of Services, EndpointSlices, Node, ServiceCIDRs as validated values | kube-proxy's change trackers |
 //! | [`desired`] | desired virtual servers, addresses/routes, ipset members, health checks | the body of `syncProxyRules` |
 //! | [`plan`] | ordered ops from desired vs observed; drains; ownership; fake kernel | `ipvsadm -A/-E/-D/-a/-e/-d`, `ip addr`, `ip route`, `ipset add/del`, `conntrack -D` decisions |
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod cleanup;
 pub mod config;
 pub mod desired;
 pub mod dump;

@@ -1,12 +1,169 @@
 //! `kube-ipvs cleanup`: removes what kube-ipvs (or kube-proxy in IPVS mode) created.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
 use clap::Args;
+use kube_ipvs::cleanup::{CleanupError, CleanupOptions, Outcome, Plan, cleanup};
+use kube_ipvs::render::kernel_table::vs_key;
+
+const AFTER_HELP: &str = "\
+Removes, in this order: virtual servers on addresses kube-ipvs owns (addresses of the dummy
+device, service CIDRs it routes locally, node addresses with a NodePort-range port, and those the
+agent published in its owners file); then the iptables jumps and KUBE-* chains (both families,
+nft and legacy); then the KUBE-* ipsets; then the local routes and the dummy device.
+Other IPVS entries (keepalived, kube-vip, fwmark services) are left alone unless --all, which
+flushes the whole IPVS table like stock `kube-proxy --cleanup`.
+
+Examples:
+  kube-ipvs cleanup --dry-run     # print each step, change nothing
+  kube-ipvs cleanup
+  kube-ipvs cleanup --all         # also foreign IPVS entries";
 
 /// Arguments of `kube-ipvs cleanup`.
 #[derive(Debug, Args)]
-pub struct CleanupArgs {}
+#[command(after_help = AFTER_HELP)]
+pub struct CleanupArgs {
+    /// Print each step that would be taken and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Flush the whole IPVS table, foreign entries included (stock kube-proxy behaviour).
+    #[arg(long)]
+    all: bool,
+    /// The dummy device holding service addresses.
+    #[arg(long, value_name = "NAME", default_value = nodenet::link::DEFAULT_DUMMY_NAME)]
+    dummy_device: String,
+    /// Virtual servers on node addresses with a port in this range are NodePorts.
+    #[arg(long, value_name = "FROM-TO", default_value = "30000-32767", value_parser = parse_range)]
+    nodeport_range: RangeInclusive<u16>,
+    /// The owners file the agent publishes: its virtual servers are ours; it is removed too.
+    #[arg(long, value_name = "PATH", default_value = kube_ipvs::owners::DEFAULT_PATH)]
+    owners: PathBuf,
+    /// Bound on each kernel request and iptables command, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    request_timeout: u64,
+}
+
+fn parse_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let bad = || format!("{s:?}: expected FROM-TO, e.g. 30000-32767");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a > b {
+        return Err(bad());
+    }
+    Ok(a..=b)
+}
+
+/// The options the library takes.
+fn options(args: &CleanupArgs) -> CleanupOptions {
+    CleanupOptions {
+        all: args.all,
+        dummy_device: args.dummy_device.clone(),
+        node_port_range: args.nodeport_range.clone(),
+        owners_file: Some(args.owners.clone()),
+        timeout: Duration::from_secs(args.request_timeout.max(1)),
+    }
+}
+
+/// The report printed on stdout: steps (done or to do), then what was kept.
+fn report(plan: &Plan, outcome: Option<&Outcome>) -> String {
+    let mut out = String::new();
+    match outcome {
+        None => {
+            for s in &plan.steps {
+                let _ = writeln!(out, "would {s}");
+            }
+        }
+        Some(o) => {
+            for s in &o.done {
+                let _ = writeln!(out, "done: {s}");
+            }
+        }
+    }
+    for k in &plan.kept {
+        let _ = writeln!(out, "kept: virtual server {} (not ours)", vs_key(k));
+    }
+    if plan.steps.is_empty() {
+        out.push_str("nothing to clean up\n");
+    }
+    out
+}
+
+fn error(e: CleanupError) -> anyhow::Error {
+    match e {
+        CleanupError::Ipvs(e) => super::list::ipvs_error(e),
+        e => anyhow::Error::new(e),
+    }
+}
 
 /// Removes our kernel state.
-pub fn run(_args: &CleanupArgs) -> anyhow::Result<()> {
-    anyhow::bail!("kube-ipvs cleanup: not implemented yet")
+pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
+    let opts = options(args);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (plan, outcome) = rt.block_on(cleanup(&opts, args.dry_run)).map_err(error)?;
+    for w in &plan.warnings {
+        eprintln!("kube-ipvs: warning: {w}");
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(report(&plan, outcome.as_ref()).as_bytes())
+        .context("writing output")?;
+    let failed = outcome.map(|o| o.failed).unwrap_or_default();
+    for (step, e) in &failed {
+        eprintln!("kube-ipvs: failed: {step}: {}", error_text(e));
+    }
+    if !failed.is_empty() {
+        bail!("cleanup: {} step(s) failed", failed.len());
+    }
+    Ok(())
+}
+
+fn error_text(e: &CleanupError) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        let _ = write!(s, ": {c}");
+        src = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodeport_range_parses_like_kube_proxy() {
+        assert_eq!(parse_range("30000-32767"), Ok(30000..=32767));
+        assert_eq!(parse_range(" 80 - 90"), Ok(80..=90));
+        for bad in ["30000", "a-b", "9-1", "1-70000"] {
+            assert!(parse_range(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dry_run_report_says_would_and_lists_kept_entries() {
+        let plan = Plan {
+            steps: vec![kube_ipvs::cleanup::Step::DestroyIpset {
+                name: "KUBE-CLUSTER-IP".into(),
+            }],
+            kept: vec![ipvs_netlink::ServiceKey::tcp("203.0.113.5".parse().unwrap(), 80)],
+            warnings: vec![],
+        };
+        assert_eq!(
+            report(&plan, None),
+            "would destroy ipset KUBE-CLUSTER-IP\nkept: virtual server TCP  203.0.113.5:80 (not ours)\n"
+        );
+        assert_eq!(report(&Plan::default(), None), "nothing to clean up\n");
+    }
 }
