@@ -11,8 +11,8 @@ use nodenet::iptables::save::normalize;
 use nodenet::iptables::{Backend, Family as IptFamily, Iptables, IptablesError, Table};
 use nodenet::link::{LinkError, Links};
 
-use super::plan::{Observed, ObservedDummy, ObservedIptables, ObservedRoute, Plan, Step, plan};
 use super::CleanupOptions;
+use super::plan::{Observed, ObservedDummy, ObservedIptables, ObservedRoute, Plan, Step, plan};
 use crate::owners::Owners;
 
 /// A cleanup operation failed; each variant keeps the operation and the errno of its source.
@@ -85,7 +85,8 @@ fn observe_iptables(
             for j in jumps_in_order(table, from) {
                 let want = normalize(&j.rule());
                 if saved.rules(from).iter().any(|r| normalize(r) == want) {
-                    out.jumps.push(format!("{}/{from} -> {}", table.name(), j.to));
+                    out.jumps
+                        .push(format!("{}/{from} -> {}", table.name(), j.to));
                 }
             }
         }
@@ -243,10 +244,12 @@ impl Clients {
 
 async fn run_step(step: &Step, c: &mut Clients, timeout: Duration) -> Result<(), CleanupError> {
     match step {
-        Step::DeleteVirtualServer { key, .. } => match c.ipvs(timeout).await?.delete_service(key).await {
-            Ok(()) | Err(ipvs_netlink::Error::NoSuchService { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        },
+        Step::DeleteVirtualServer { key, .. } => {
+            match c.ipvs(timeout).await?.delete_service(key).await {
+                Ok(()) | Err(ipvs_netlink::Error::NoSuchService { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
         Step::FlushIpvs { .. } => Ok(c.ipvs(timeout).await?.flush().await?),
         Step::RemoveIptables {
             family, backend, ..

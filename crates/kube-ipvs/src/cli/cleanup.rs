@@ -128,6 +128,19 @@ pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `kube-ipvs run --cleanup` (the stock flag): the same as `kube-ipvs cleanup` with the agent's
+/// dummy device and default options.
+pub fn run_for_agent(dummy_device: &str) -> anyhow::Result<()> {
+    run(&CleanupArgs {
+        dry_run: false,
+        all: false,
+        dummy_device: dummy_device.to_owned(),
+        nodeport_range: 30000..=32767,
+        owners: PathBuf::from(kube_ipvs::owners::DEFAULT_PATH),
+        request_timeout: 10,
+    })
+}
+
 fn error_text(e: &CleanupError) -> String {
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
@@ -157,7 +170,10 @@ mod tests {
             steps: vec![kube_ipvs::cleanup::Step::DestroyIpset {
                 name: "KUBE-CLUSTER-IP".into(),
             }],
-            kept: vec![ipvs_netlink::ServiceKey::tcp("203.0.113.5".parse().unwrap(), 80)],
+            kept: vec![ipvs_netlink::ServiceKey::tcp(
+                "203.0.113.5".parse().unwrap(),
+                80,
+            )],
             warnings: vec![],
         };
         assert_eq!(

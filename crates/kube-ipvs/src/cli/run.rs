@@ -1,6 +1,6 @@
 //! `kube-ipvs run`: the node agent (see `kube_ipvs::agent`).
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
 use kube_ipvs::agent;
 use kube_ipvs::config::{self, RunArgs};
@@ -20,10 +20,7 @@ pub fn run(cmd: &RunCmd) -> anyhow::Result<()> {
     let _ = telemetry::logging::init(loaded.config.log_format, "info");
     loaded.log_warnings();
     if loaded.config.cleanup {
-        bail!(
-            "--cleanup is not available in this build yet: run `kube-ipvs cleanup` to remove \
-             what kube-ipvs (or kube-proxy in IPVS mode) created"
-        );
+        return super::cleanup::run_for_agent(loaded.config.dummy_device.as_str());
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
