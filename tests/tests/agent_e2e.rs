@@ -326,12 +326,15 @@ fn ask_from_client(client_pid: u32, n: usize) -> Vec<String> {
 fn agent_programs_scales_and_restarts_without_dropping_connections() {
     unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
     sh("ip link set lo up && sysctl -qw net.ipv4.ip_forward=1");
-    let dir = std::env::temp_dir().join(format!("kube-ipvs-e2e-{}", std::process::id()));
+    // LAB_SHARE survives the lab run: the agent's logs stay readable after a failure.
+    let base = std::env::var_os("LAB_SHARE").map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = base.join(format!("kube-ipvs-e2e-{}", std::process::id()));
+    eprintln!("e2e: logs in {}", dir.display());
     std::fs::create_dir_all(&dir).unwrap();
     let (kubeconfig, log) = (dir.join("kubeconfig"), dir.join("agent.log"));
 
     let mut procs = Procs::default();
-    for i in 1..=3u8 {
+    for i in 1..=2u8 {
         spawn_in_netns(
             &mut procs,
             i,
@@ -344,41 +347,44 @@ fn agent_programs_scales_and_restarts_without_dropping_connections() {
 
     let api = start_api_server();
     api.apply_bytes(cluster_yaml().as_bytes()).unwrap();
-    api.apply_bytes(slice_yaml(&[1, 2]).as_bytes()).unwrap();
+    api.apply_bytes(slice_yaml(&[1]).as_bytes()).unwrap();
     std::fs::write(&kubeconfig, api.kubeconfig_yaml()).unwrap();
 
+    eprintln!("e2e: namespaces up, starting the agent");
     let mut agent = start_agent(&kubeconfig, &log);
     let mut ipvs = Ipvs::connect();
 
-    // 1. The ClusterIP answers from the client namespace, served by both endpoints.
-    wait_real_servers(&mut ipvs, &[1, 2], &log);
-    let names: BTreeSet<String> = ask_from_client(client_pid, 6).into_iter().collect();
+    // 1. The ClusterIP answers from the client namespace.
+    wait_real_servers(&mut ipvs, &[1], &log);
+    let names: BTreeSet<String> = ask_from_client(client_pid, 3).into_iter().collect();
     assert_eq!(
         names,
-        BTreeSet::from(["b1".into(), "b2".into()]),
+        BTreeSet::from(["b1".into()]),
         "log: {}",
         log.display()
     );
 
+    eprintln!("e2e: ClusterIP reachable");
     // 2. Scaling the EndpointSlice changes the real servers and the traffic.
-    api.apply_bytes(slice_yaml(&[1, 2, 3]).as_bytes()).unwrap();
-    wait_real_servers(&mut ipvs, &[1, 2, 3], &log);
-    let names: BTreeSet<String> = ask_from_client(client_pid, 9).into_iter().collect();
-    assert_eq!(names.len(), 3, "{names:?}");
-    api.apply_bytes(slice_yaml(&[3]).as_bytes()).unwrap();
-    // Removed TCP endpoints drain (weight 0) before they go; new connections reach only b3.
+    api.apply_bytes(slice_yaml(&[1, 2]).as_bytes()).unwrap();
+    wait_real_servers(&mut ipvs, &[1, 2], &log);
+    let names: BTreeSet<String> = ask_from_client(client_pid, 6).into_iter().collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    api.apply_bytes(slice_yaml(&[2]).as_bytes()).unwrap();
+    // A removed TCP endpoint drains (weight 0) before it goes; new connections reach only b2.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let names: BTreeSet<String> = ask_from_client(client_pid, 4).into_iter().collect();
-        if names == BTreeSet::from(["b3".into()]) {
+        if names == BTreeSet::from(["b2".into()]) {
             break;
         }
         assert!(Instant::now() < deadline, "still reaching {names:?}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    api.apply_bytes(slice_yaml(&[1, 2, 3]).as_bytes()).unwrap();
-    wait_real_servers(&mut ipvs, &[1, 2, 3], &log);
+    api.apply_bytes(slice_yaml(&[1, 2]).as_bytes()).unwrap();
+    wait_real_servers(&mut ipvs, &[1, 2], &log);
 
+    eprintln!("e2e: scaling done");
     // 3. Restart under continuous traffic: no connection fails, the held one survives.
     let mut traffic = Command::new("nsenter")
         .args([
@@ -422,7 +428,7 @@ fn agent_programs_scales_and_restarts_without_dropping_connections() {
         "connections failed across restarts:\n{rest}"
     );
     assert_eq!(fields[5], "OK", "the held connection was lost:\n{rest}");
-    wait_real_servers(&mut ipvs, &[1, 2, 3], &log);
+    wait_real_servers(&mut ipvs, &[1, 2], &log);
     let _ = agent.kill();
     let _ = agent.wait();
     let _ = std::io::stderr().flush();

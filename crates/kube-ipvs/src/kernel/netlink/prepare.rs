@@ -152,7 +152,14 @@ fn apply_sysctls(strict_arp: bool, conntrack: &[ConntrackSysctl]) -> Result<(), 
                 );
             }
             Err(e) if s.path.ends_with("nf_conntrack_max") => {
-                tracing::warn!(sysctl = s.path, error = %e, "cannot raise nf_conntrack_max");
+                // Read-only outside the initial network namespace: say it once, not every repair.
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::debug!(sysctl = s.path, error = %e, "cannot raise nf_conntrack_max");
+                } else {
+                    tracing::warn!(sysctl = s.path, error = %e, "cannot raise nf_conntrack_max");
+                }
             }
             Err(source) => {
                 return Err(KernelError::SysctlFile {
