@@ -107,14 +107,17 @@ mod tests {
 
     #[test]
     fn from_config_takes_every_kernel_setting() {
-        let mut cfg = Config {
+        let cfg = Config {
             strict_arp: true,
             masquerade_all: true,
             masquerade_bit: crate::config::MasqueradeBit::new(15).unwrap(),
+            ipvs_timeouts: IpvsTimeouts {
+                tcp: Some(Duration::from_secs(900)),
+                ..IpvsTimeouts::default()
+            },
+            local_detection: LocalDetection::ClusterCidr(vec!["10.244.0.0/16".parse().unwrap()]),
             ..Config::default()
         };
-        cfg.ipvs_timeouts.tcp = Some(Duration::from_secs(900));
-        cfg.local_detection = LocalDetection::ClusterCidr(vec!["10.244.0.0/16".parse().unwrap()]);
         let k = KernelConfig::from_config(&cfg, &[Family::V4]);
         assert_eq!(k.dummy_device, "kube-ipvs0");
         assert_eq!(k.families, vec![Family::V4]);
