@@ -167,7 +167,10 @@ impl fmt::Display for Step {
                 write!(f, "delete virtual server {} ({why})", vs_key(key))
             }
             Step::FlushIpvs { services } => {
-                write!(f, "flush the IPVS table: {services} virtual server(s), --all")
+                write!(
+                    f,
+                    "flush the IPVS table: {services} virtual server(s), --all"
+                )
             }
             Step::RemoveIptables {
                 family,
@@ -190,7 +193,10 @@ impl fmt::Display for Step {
             }
             Step::DestroyIpset { name } => write!(f, "destroy ipset {name}"),
             Step::DeleteLocalRoute { prefix, ifindex } => {
-                write!(f, "delete route local {prefix} (ifindex {ifindex}) table local")
+                write!(
+                    f,
+                    "delete route local {prefix} (ifindex {ifindex}) table local"
+                )
             }
             Step::DeleteLink { name, addresses } => {
                 write!(f, "delete link {name} and its {addresses} address(es)")
@@ -215,7 +221,11 @@ pub struct Plan {
 
 /// Why a virtual server is ours, or `None` if it is foreign.
 fn owned(key: &ServiceKey, obs: &Observed, routes: &[IpNet], opts: &CleanupOptions) -> Option<Why> {
-    if obs.owners.as_ref().is_some_and(|o| o.get(&vs_key(key)).is_some()) {
+    if obs
+        .owners
+        .as_ref()
+        .is_some_and(|o| o.get(&vs_key(key)).is_some())
+    {
         return Some(Why::Published);
     }
     // Fwmark services are never created by kube-ipvs or kube-proxy.
@@ -254,7 +264,8 @@ pub fn plan(obs: &Observed, opts: &CleanupOptions) -> Plan {
         .local_routes
         .iter()
         .filter(|r| {
-            r.protocol == RTPROT_STATIC && obs.dummy.as_ref().is_some_and(|d| d.ifindex == r.ifindex)
+            r.protocol == RTPROT_STATIC
+                && obs.dummy.as_ref().is_some_and(|d| d.ifindex == r.ifindex)
         })
         .map(|r| r.prefix)
         .collect();
@@ -308,7 +319,8 @@ pub fn plan(obs: &Observed, opts: &CleanupOptions) -> Plan {
         });
     }
     if let Some(path) = &obs.owners_file {
-        out.steps.push(Step::RemoveOwnersFile { path: path.clone() });
+        out.steps
+            .push(Step::RemoveOwnersFile { path: path.clone() });
     }
     out
 }
@@ -435,7 +447,11 @@ mod tests {
         let p = plan(&observed(), &opts);
         assert_eq!(p.steps.first(), Some(&Step::FlushIpvs { services: 8 }));
         assert!(p.kept.is_empty());
-        assert!(!p.steps.iter().any(|s| matches!(s, Step::DeleteVirtualServer { .. })));
+        assert!(
+            !p.steps
+                .iter()
+                .any(|s| matches!(s, Step::DeleteVirtualServer { .. }))
+        );
     }
 
     #[test]
@@ -464,7 +480,14 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(deleted, vec![tcp("192.168.1.10", 30080), tcp("198.51.100.1", 80)]);
-        assert!(!p.steps.iter().any(|s| matches!(s, Step::DeleteLocalRoute { .. } | Step::DeleteLink { .. })));
+        assert_eq!(
+            deleted,
+            vec![tcp("192.168.1.10", 30080), tcp("198.51.100.1", 80)]
+        );
+        assert!(
+            !p.steps
+                .iter()
+                .any(|s| matches!(s, Step::DeleteLocalRoute { .. } | Step::DeleteLink { .. }))
+        );
     }
 }

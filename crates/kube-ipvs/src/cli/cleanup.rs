@@ -157,7 +157,10 @@ mod tests {
             steps: vec![kube_ipvs::cleanup::Step::DestroyIpset {
                 name: "KUBE-CLUSTER-IP".into(),
             }],
-            kept: vec![ipvs_netlink::ServiceKey::tcp("203.0.113.5".parse().unwrap(), 80)],
+            kept: vec![ipvs_netlink::ServiceKey::tcp(
+                "203.0.113.5".parse().unwrap(),
+                80,
+            )],
             warnings: vec![],
         };
         assert_eq!(
