@@ -74,9 +74,9 @@ fn build_table() {
 -a -t 130.0.0.1:80 -r 200.1.0.1:80 -m
 -a -t 130.0.0.1:80 -r 100.1.0.1:81 -m
 -a -t 130.0.0.1:80 -r 100.1.0.1:80 -m
--A -t [2001:db8::1]:80 -s lblc -p 20 -M 48 -o
--a -t [2001:db8::1]:80 -r [2001:db8:1::2]:80 -m -w 7
--a -t [2001:db8::1]:80 -r [2001:db8:1::1]:8080 -m -w 0
+-A -u [2001:db8::1]:80 -s lblc -p 20 -M 48 -o
+-a -u [2001:db8::1]:80 -r [2001:db8:1::2]:80 -m -w 7
+-a -u [2001:db8::1]:80 -r [2001:db8:1::1]:8080 -m -w 0
 -A --sctp-service [fd00::2]:3868 -s rr
 -a -f 43 -6 -r [fd00::5]:0 -g
 -A -f 7 -s sh -b sh-port
@@ -92,9 +92,14 @@ fn build_table() {
 
 /// `ipvsadm -R` (one process: the lab's emulated CPU makes each process start costly).
 fn restore(rules: &str) {
+    pipe("ipvsadm -R", rules);
+}
+
+/// Runs `cmd` with `input` on its stdin; it must succeed.
+fn pipe(cmd: &str, input: &str) {
     use std::io::Write as _;
-    let mut child = Command::new("ipvsadm")
-        .arg("-R")
+    let mut child = Command::new("sh")
+        .args(["-c", cmd])
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -103,12 +108,12 @@ fn restore(rules: &str) {
         .stdin
         .take()
         .unwrap()
-        .write_all(rules.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "ipvsadm -R: {}\n{rules}",
+        "{cmd}: {}\n{input}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -173,7 +178,7 @@ fn list_is_byte_identical_to_ipvsadm() {
         "--timeout",
         "-t 10.96.0.1:443",
         "-t 10.96.0.1:443 --tun-info",
-        "-t [2001:db8::1]:80 --stats",
+        "-u [2001:db8::1]:80 --stats",
         "-u 10.96.0.60:9 --stats --exact",
         "--sctp-service 10.96.0.13:9000",
         "--sctp-service [fd00::2]:3868",
@@ -365,6 +370,31 @@ fn build_node() {
         'create KUBE-6-CLUSTER-IP hash:ip,port family inet6' \
         'create KUBE-NODE-PORT-TCP bitmap:port range 0-65535' 'create my-blocklist hash:ip' | ipset restore",
     );
+    // Every set the rules reference, as kube-proxy creates them.
+    use nodenet::iptables::{Family, KubeSet};
+    let mut sets = String::new();
+    for family in [Family::V4, Family::V6] {
+        let inet = match family {
+            Family::V4 => "inet",
+            Family::V6 => "inet6",
+        };
+        for (set, kind) in [
+            (KubeSet::LoadBalancer, "hash:ip,port"),
+            (KubeSet::ExternalIp, "hash:ip,port"),
+            (KubeSet::ExternalIpLocal, "hash:ip,port"),
+            (KubeSet::IpvsIps, "hash:ip"),
+        ] {
+            sets.push_str(&format!(
+                "create {} {kind} family {inet}\n",
+                set.name(family)
+            ));
+        }
+        sets.push_str(&format!(
+            "create {} bitmap:port range 0-65535\n",
+            KubeSet::HealthCheckNodePort.name(family)
+        ));
+    }
+    pipe("ipset restore", &sets);
     let timeout = std::time::Duration::from_secs(120);
     for family in [nodenet::iptables::Family::V4, nodenet::iptables::Family::V6] {
         let ipt = nodenet::iptables::Iptables::detect(family, timeout).unwrap();
