@@ -99,6 +99,16 @@ fn observe_iptables(
     Ok(out)
 }
 
+/// Whether this network namespace has legacy (x_tables) tables: the kernel lists them in
+/// `/proc/net/ip_tables_names` (`ip6_tables_names`) once the module is loaded and used.
+fn legacy_tables_in_use(family: IptFamily) -> bool {
+    let file = match family {
+        IptFamily::V4 => "/proc/net/ip_tables_names",
+        IptFamily::V6 => "/proc/net/ip6_tables_names",
+    };
+    std::fs::read_to_string(file).is_ok_and(|t| !t.trim().is_empty())
+}
+
 async fn observe_all_iptables(timeout: Duration) -> (Vec<ObservedIptables>, Vec<String>) {
     let res = tokio::task::spawn_blocking(move || {
         let mut found = Vec::new();
@@ -106,17 +116,19 @@ async fn observe_all_iptables(timeout: Duration) -> (Vec<ObservedIptables>, Vec<
         for family in [IptFamily::V4, IptFamily::V6] {
             let mut errors = Vec::new();
             for backend in [Backend::Nft, Backend::Legacy] {
+                if backend == Backend::Legacy && !legacy_tables_in_use(family) {
+                    // Nothing there; and running iptables-legacy-save would load x_tables.
+                    continue;
+                }
                 match observe_iptables(family, backend, timeout) {
                     Ok(o) => found.push(o),
                     Err(e) => errors.push(e.to_string()),
                 }
             }
-            // One working back end is enough; rules cannot hide in one whose tools do not run.
-            if errors.len() == 2 {
+            for e in errors {
                 warnings.push(format!(
-                    "iptables ({}): not checked: {}",
-                    family_name(family),
-                    errors.join("; ")
+                    "iptables ({}): not checked: {e}",
+                    family_name(family)
                 ));
             }
         }

@@ -326,7 +326,7 @@ fn render(
                 .filter(|t| t.service.key == key)
                 .collect();
             if one.is_empty() {
-                bail!("no such service: {key}");
+                bail!("no such service: {}", vs_key(&key));
             }
             (None, one)
         }

@@ -1,0 +1,517 @@
+//! Lab tests of `kube-ipvs list` and `kube-ipvs cleanup` against real IPVS, each in a fresh
+//! network namespace: the built binary is compared live with `ipvsadm` in the same run, and
+//! cleanup is checked against node state built with the stock tools. They need the lab
+//! (`cargo xtask test -p kube-ipvs`) and fail loudly without IPVS.
+// Test code: helpers outside #[test] fns may panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::UdpSocket;
+use std::process::{Command, Output};
+
+use kube_ipvs::PlannerConfig;
+use kube_ipvs::dump::ClusterDump;
+use kube_ipvs::owners::Owners;
+use kube_ipvs::types::{Proto, VsKey};
+use nix::sched::{CloneFlags, unshare};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kube-ipvs");
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// Moves this test's thread (and the processes it starts) into a new network namespace.
+fn fresh_netns() {
+    unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    sh("ip link set lo up");
+}
+
+fn run(cmd: &str) -> Output {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .current_dir(ROOT)
+        .output()
+        .expect("spawn sh")
+}
+
+fn sh(cmd: &str) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn kube_ipvs(args: &str) -> String {
+    sh(&format!("{BIN} {args}"))
+}
+
+/// The table of `tests/fixtures/ipvsadm-1.31/cases.sh` (its build commands, not its listings),
+/// plus more: every forwarding method and tunnel type, services whose addresses make
+/// libipvs's comparator cyclic (so the kernel's dump order matters), fwmark real servers,
+/// IPv6 throughout.
+fn build_table() {
+    let cases =
+        std::fs::read_to_string(format!("{ROOT}/tests/fixtures/ipvsadm-1.31/cases.sh")).unwrap();
+    let fixture: Vec<&str> = cases
+        .lines()
+        .filter_map(|l| l.strip_prefix("ipvsadm "))
+        .filter(|l| l.starts_with("-A") || l.starts_with("-a"))
+        .collect();
+    assert!(fixture.len() >= 18, "{cases}");
+    let more = "\
+-a -t 10.96.0.1:443 -r 10.0.0.3:443 -i --tun-type gue --tun-port 6080 --tun-csum -w 2
+-a -t 10.96.0.1:443 -r 10.0.0.4:443 -i --tun-type gre --tun-nocsum -w 3
+-a -t 10.96.0.1:443 -r 10.0.0.5:443 -i --tun-type gue --tun-port 5555 --tun-remcsum
+-a -t 10.96.0.1:443 -r 127.0.0.1:443 -g
+-A -t 100.64.0.1:80 -s rr
+-A -t 172.16.0.1:80 -s wrr -p 5
+-A -t 192.0.2.1:80 -s dh
+-A -u 192.0.2.1:5353 -s lblc
+-A -t 1.2.3.4:1 -s lblcr
+-A -t 250.0.0.1:8080 -s fo
+-A -t 130.0.0.1:80 -s ovf
+-a -t 130.0.0.1:80 -r 10.1.0.1:80 -m -x 5 -y 2
+-a -t 130.0.0.1:80 -r 200.1.0.1:80 -m
+-a -t 130.0.0.1:80 -r 100.1.0.1:81 -m
+-a -t 130.0.0.1:80 -r 100.1.0.1:80 -m
+-A -u [2001:db8::1]:80 -s lblc -p 20 -M 48 -o
+-a -u [2001:db8::1]:80 -r [2001:db8:1::2]:80 -m -w 7
+-a -u [2001:db8::1]:80 -r [2001:db8:1::1]:8080 -m -w 0
+-A --sctp-service [fd00::2]:3868 -s rr
+-a -f 43 -6 -r [fd00::5]:0 -g
+-A -f 7 -s sh -b sh-port
+-a -f 7 -r 10.244.7.1:0 -i
+-A -t 10.96.0.99:80 -s rr -b flag-1,flag-3
+-A -u 10.96.0.60:9 -s rr
+-a -u 10.96.0.60:9 -r 10.244.60.1:9 -m
+";
+    let rules = format!("{}\n{more}", fixture.join("\n"));
+    restore(&rules);
+    sh("ip addr add 10.96.0.60/32 dev lo");
+}
+
+/// `ipvsadm -R` (one process: the lab's emulated CPU makes each process start costly).
+fn restore(rules: &str) {
+    pipe("ipvsadm -R", rules);
+}
+
+/// Runs `cmd` with `input` on its stdin; it must succeed.
+fn pipe(cmd: &str, input: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}\n{input}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Datagrams through a virtual server, so counters and rates are not all zero.
+fn traffic() {
+    let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let payload = [7u8; 1000];
+    for _ in 0..300 {
+        // Local output to a local address passes IPVS's LOCAL_IN hook; the real server does
+        // not exist, which does not matter for the in-counters.
+        let _ = sock.send_to(&payload, "10.96.0.60:9");
+    }
+}
+
+/// `ipvsadm -Ln ARGS` and `kube-ipvs list ARGS`, read back to back; retried when ipvsadm's
+/// own output changed meanwhile (rate estimators update every 2 s), so a difference is ours.
+fn compare(args: &str) {
+    let mut before = sh(&format!("ipvsadm -Ln {args}"));
+    for _ in 0..5 {
+        let ours = kube_ipvs(&format!("list {args}"));
+        if ours == before {
+            return;
+        }
+        let after = sh(&format!("ipvsadm -Ln {args}"));
+        assert_ne!(
+            after, before,
+            "kube-ipvs list {args} differs from ipvsadm -Ln {args}:\n{ours}"
+        );
+        before = after;
+    }
+    panic!("ipvsadm -Ln {args} never gave the same output twice in a row");
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn list_is_byte_identical_to_ipvsadm() {
+    fresh_netns();
+    build_table();
+    traffic();
+    let n = sh("ipvsadm -Ln | grep -c -E '^(TCP|UDP|SCTP|FWM)'");
+    assert!(n.trim().parse::<usize>().unwrap() >= 25, "{n}");
+    // Counters are really non-zero, so --stats compares numbers, not only zeros.
+    let counted = sh("ipvsadm -Ln --stats --exact -u 10.96.0.60:9");
+    let line = counted.lines().find(|l| l.starts_with("UDP")).unwrap();
+    assert!(
+        line.split_whitespace().skip(2).any(|c| c != "0"),
+        "{counted}"
+    );
+    for args in [
+        "",
+        "-n",
+        "--stats",
+        "--rate",
+        "--exact",
+        "--stats --exact",
+        "--rate --exact",
+        "--persistent-conn",
+        "--thresholds",
+        "--tun-info",
+        "--sort",
+        "--timeout",
+        "-t 10.96.0.1:443",
+        "-t 10.96.0.1:443 --tun-info",
+        "-u [2001:db8::1]:80 --stats",
+        "-u 10.96.0.60:9 --stats --exact",
+        "--sctp-service 10.96.0.13:9000",
+        "--sctp-service [fd00::2]:3868",
+        "-f 42",
+        "-f 43 -6",
+        "-f 7 --persistent-conn",
+    ] {
+        compare(args);
+    }
+    // After a timeout change, too.
+    sh("ipvsadm --set 7200 60 120");
+    compare("--timeout");
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn a_missing_service_is_an_error_and_json_lists_the_same_table() {
+    fresh_netns();
+    restore(
+        "-A -t 203.0.113.254:65535 -s sed\n-A -t 10.96.0.1:443 -s rr\n-a -t 10.96.0.1:443 -r 10.0.0.1:6443 -m\n-A -f 43 -6 -s rr\n-A -u [fd00::1]:53 -s rr\n",
+    );
+    let out = run(&format!("{BIN} list -t 10.9.9.9:1"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such service: TCP  10.9.9.9:1"));
+    let json: serde_json::Value = serde_json::from_str(&kube_ipvs("list --json --stats")).unwrap();
+    let names: Vec<String> = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    let text_names: Vec<String> = sh("ipvsadm -Ln --stats")
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with("IP ") && !l.starts_with("Prot"))
+        .map(|l| l.get(..33).unwrap_or(l).trim_end().to_string())
+        .collect();
+    let json_names: Vec<String> = names.iter().map(|n| n.trim_end().to_string()).collect();
+    assert_eq!(json_names, text_names);
+    assert!(json["services"][0]["stats"].is_object());
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn without_cap_net_admin_the_error_names_the_capability() {
+    fresh_netns();
+    let out = run(&format!(
+        "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all {BIN} list"
+    ));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+}
+
+/// The virtual servers a node gets from `examples/cluster.yaml`, with their owners.
+fn example_owners() -> Owners {
+    let mut dump = ClusterDump::default();
+    dump.read_file(std::path::Path::new(&format!(
+        "{ROOT}/examples/cluster.yaml"
+    )))
+    .unwrap();
+    let mut cfg = PlannerConfig::new("node-a");
+    let info = kube_ipvs::model::convert_node(dump.node("node-a").unwrap());
+    cfg.node_addresses = info
+        .internal_ips
+        .iter()
+        .chain(&info.external_ips)
+        .copied()
+        .collect();
+    Owners::from_dump(&dump, cfg)
+}
+
+fn ipvsadm_add(key: &VsKey) -> String {
+    match key {
+        VsKey::Service { proto, addr, port } => {
+            let sa = match addr {
+                std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+                std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+            };
+            let flag = match proto {
+                Proto::Tcp => "-t",
+                Proto::Udp => "-u",
+                Proto::Sctp => "--sctp-service",
+            };
+            format!("-A {flag} {sa} -s rr\n")
+        }
+        VsKey::Fwmark { .. } => unreachable!("the planner makes no fwmark services"),
+    }
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn services_names_every_virtual_server_of_the_cluster_and_marks_foreign_ones() {
+    fresh_netns();
+    let owners = example_owners();
+    assert!(owners.len() >= 15, "{}", owners.len());
+    let rules: String = owners.iter().map(|(k, _)| ipvsadm_add(k)).collect();
+    let foreign = "-A -t 203.0.113.99:80 -s wlc\n-A -f 9 -s rr\n";
+    restore(&format!("{rules}{foreign}"));
+
+    let check = |text: &str| {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("TCP")
+                    || l.starts_with("UDP")
+                    || l.starts_with("SCTP")
+                    || l.starts_with("FWM")
+            })
+            .collect();
+        assert_eq!(lines.len(), owners.len() + 2, "{text}");
+        for l in &lines {
+            if l.starts_with("TCP  203.0.113.99:80") || l.starts_with("FWM  9") {
+                assert!(l.ends_with("  # foreign"), "{l}");
+            } else {
+                let (_, owner) = l
+                    .split_once("  # ")
+                    .unwrap_or_else(|| panic!("no owner: {l}"));
+                assert!(owner.contains('/') && owner.contains(':'), "{l}");
+            }
+        }
+        let kubernetes = lines
+            .iter()
+            .find(|l| l.starts_with("TCP  10.96.0.1:443 "))
+            .unwrap();
+        assert!(
+            kubernetes.ends_with("  # default/kubernetes:https"),
+            "{kubernetes}"
+        );
+    };
+    // From the dump (as `kube-ipvs plan -f`), and from the file the agent publishes.
+    check(&kube_ipvs(&format!(
+        "list --services -f {ROOT}/examples/cluster.yaml --node node-a"
+    )));
+    let path = std::env::temp_dir().join(format!("owners-lab-{}.json", std::process::id()));
+    owners.write_atomic(&path).unwrap();
+    check(&kube_ipvs(&format!(
+        "list --services --owners {}",
+        path.display()
+    )));
+    let json: serde_json::Value = serde_json::from_str(&kube_ipvs(&format!(
+        "list --services --json --owners {}",
+        path.display()
+    )))
+    .unwrap();
+    let foreign: Vec<&str> = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["foreign"] == true)
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(foreign, ["TCP  203.0.113.99:80", "FWM  9"]);
+    // Without an owner source, --services says where to get one.
+    let out = run(&format!(
+        "{BIN} list --services --owners /nonexistent/owners.json"
+    ));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-f FILE"));
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// What kube-proxy (IPVS mode) or kube-ipvs leaves on a node, next to other tools' state.
+fn build_node() {
+    sh("set -e
+        ip link add kube-ipvs0 type dummy
+        ip addr add 10.96.0.10/32 dev kube-ipvs0
+        ip addr add fd00:10:96::10/128 dev kube-ipvs0
+        ip route add local 10.100.0.0/16 dev kube-ipvs0 table local proto static
+        ip link add veth0 type veth peer name veth1
+        ip addr add 192.168.50.2/24 dev veth0
+        ip link set veth0 up
+        iptables -N MY-CHAIN
+        iptables -A INPUT -j MY-CHAIN
+    ");
+    restore(
+        "-A -t 10.96.0.10:80 -s rr
+-a -t 10.96.0.10:80 -r 10.244.0.5:8080 -m
+-A -u [fd00:10:96::10]:53 -s rr
+-A -t 10.100.0.5:443 -s rr
+-A -t 192.168.50.2:30080 -s rr
+-A -t 203.0.113.5:80 -s wlc
+-a -t 203.0.113.5:80 -r 10.9.0.1:80 -g
+-A -t 192.168.50.2:22 -s rr
+-A -f 5 -s rr
+",
+    );
+    sh(
+        "printf '%s\\n' 'create KUBE-CLUSTER-IP hash:ip,port' 'add KUBE-CLUSTER-IP 10.96.0.10,tcp:80' \
+        'create KUBE-6-CLUSTER-IP hash:ip,port family inet6' \
+        'create KUBE-NODE-PORT-TCP bitmap:port range 0-65535' 'create my-blocklist hash:ip' | ipset restore",
+    );
+    // Every set the rules reference, as kube-proxy creates them.
+    use nodenet::iptables::{Family, KubeSet};
+    let mut sets = String::new();
+    for family in [Family::V4, Family::V6] {
+        let inet = match family {
+            Family::V4 => "inet",
+            Family::V6 => "inet6",
+        };
+        for (set, kind) in [
+            (KubeSet::LoadBalancer, "hash:ip,port"),
+            (KubeSet::ExternalIp, "hash:ip,port"),
+            (KubeSet::ExternalIpLocal, "hash:ip,port"),
+            (KubeSet::IpvsIps, "hash:ip"),
+        ] {
+            sets.push_str(&format!(
+                "create {} {kind} family {inet}\n",
+                set.name(family)
+            ));
+        }
+        sets.push_str(&format!(
+            "create {} bitmap:port range 0-65535\n",
+            KubeSet::HealthCheckNodePort.name(family)
+        ));
+    }
+    pipe("ipset restore", &sets);
+    let timeout = std::time::Duration::from_secs(120);
+    for family in [nodenet::iptables::Family::V4, nodenet::iptables::Family::V6] {
+        let ipt = nodenet::iptables::Iptables::detect(family, timeout).unwrap();
+        let mut rules = nodenet::iptables::RuleSet::new(family);
+        rules.nonempty_sets = [nodenet::iptables::KubeSet::ClusterIp].into();
+        ipt.apply(&rules).unwrap();
+    }
+    assert!(sh("iptables-save").contains("KUBE-CLUSTER-IP"));
+}
+
+/// Everything cleanup may touch, as text.
+fn node_state() -> String {
+    sh(
+        "ipvsadm -Sn; ipset list -n | sort; iptables-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; \
+        ip6tables-save | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ip -o link; ip -o addr; \
+        ip route show table local; ip -6 route show table local",
+    )
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn cleanup_removes_ours_in_order_and_leaves_foreign_state() {
+    fresh_netns();
+    build_node();
+    let before = node_state();
+    let owners = "--owners /nonexistent/owners.json --request-timeout 120";
+
+    let dry = kube_ipvs(&format!("cleanup --dry-run {owners}"));
+    assert_eq!(node_state(), before, "--dry-run changed the node:\n{dry}");
+    let expected_order = [
+        "would delete virtual server TCP  10.96.0.10:80 (address on the dummy device)",
+        "would delete virtual server UDP  [fd00:10:96::10]:53 (address on the dummy device)",
+        "would delete virtual server TCP  10.100.0.5:443 (address in a service CIDR routed locally)",
+        "would delete virtual server TCP  192.168.50.2:30080 (node address, NodePort range)",
+        "would remove iptables rules (IPv4",
+        "would remove iptables rules (IPv6",
+        "would destroy ipset KUBE-CLUSTER-IP",
+        "would destroy ipset KUBE-6-CLUSTER-IP",
+        "would destroy ipset KUBE-NODE-PORT-TCP",
+        "would delete route local 10.100.0.0/16",
+        "would delete link kube-ipvs0 and its 2 address(es)",
+    ];
+    let pos = |needle: &str| {
+        dry.lines()
+            .position(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not in:\n{dry}"))
+    };
+    let p: Vec<usize> = expected_order.iter().map(|n| pos(n)).collect();
+    // Virtual servers (in kernel order) first; then iptables v4, v6; then the sets (in
+    // kernel order); then the route; then the link.
+    let last_vs = p[..4].iter().max().unwrap();
+    let (first_set, last_set) = (p[6..9].iter().min().unwrap(), p[6..9].iter().max().unwrap());
+    assert!(*last_vs < p[4] && p[4] < p[5] && p[5] < *first_set, "{dry}");
+    assert!(*last_set < p[9] && p[9] < p[10], "{dry}");
+    for kept in ["TCP  203.0.113.5:80", "TCP  192.168.50.2:22", "FWM  5"] {
+        assert!(
+            dry.contains(&format!("kept: virtual server {kept} (not ours)")),
+            "{dry}"
+        );
+    }
+    assert!(!dry.contains("my-blocklist"), "{dry}");
+
+    let done = kube_ipvs(&format!("cleanup {owners}"));
+    assert!(!done.contains("would "), "{done}");
+    let after = node_state();
+    assert_eq!(
+        sh("ipvsadm -Sn"),
+        "-A -t 203.0.113.5:80 -s wlc\n-a -t 203.0.113.5:80 -r 10.9.0.1:80 -g -w 1\n-A -t 192.168.50.2:22 -s rr\n-A -f 5 -s rr\n",
+        "{done}"
+    );
+    assert_eq!(sh("ipset list -n"), "my-blocklist\n");
+    assert!(!after.contains("KUBE-"), "{after}");
+    assert!(!after.contains("kube-ipvs0"), "{after}");
+    assert!(!after.contains("10.100.0.0/16"), "{after}");
+    assert!(after.contains("-A INPUT -j MY-CHAIN"), "{after}");
+    assert!(after.contains("192.168.50.2/24"), "{after}");
+
+    // Idempotent: a second run has nothing left but the foreign entries.
+    let again = kube_ipvs(&format!("cleanup {owners}"));
+    assert!(!again.contains("done:"), "{again}");
+    assert_eq!(node_state(), after);
+
+    // --all flushes foreign entries too, like stock kube-proxy --cleanup.
+    kube_ipvs(&format!("cleanup --all {owners}"));
+    assert_eq!(sh("ipvsadm -Sn"), "");
+    assert_eq!(sh("ipset list -n"), "my-blocklist\n");
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn cleanup_library_entry_removes_what_the_agent_published() {
+    fresh_netns();
+    sh("ipvsadm -A -t 198.51.100.7:8443 -s rr; ipvsadm -A -t 198.51.100.8:80 -s rr");
+    let path = std::env::temp_dir().join(format!("owners-cleanup-{}.json", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"{"version":1,"virtualServers":[{"protocol":"TCP","address":"198.51.100.7","port":8443,"owner":"a/b:c"}]}"#,
+    )
+    .unwrap();
+    let opts = kube_ipvs::cleanup::CleanupOptions {
+        owners_file: Some(path.clone()),
+        timeout: std::time::Duration::from_secs(120),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (plan, outcome) = rt
+        .block_on(kube_ipvs::cleanup::cleanup(&opts, false))
+        .unwrap();
+    let outcome = outcome.unwrap();
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert_eq!(plan.kept.len(), 1);
+    assert_eq!(sh("ipvsadm -Sn"), "-A -t 198.51.100.8:80 -s rr\n");
+    assert!(
+        !path.exists(),
+        "the owners file is removed with the state it describes"
+    );
+}
