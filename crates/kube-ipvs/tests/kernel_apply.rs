@@ -108,10 +108,18 @@ async fn sync(kernel: &mut NetlinkKernel, engine: &mut Engine) -> Vec<Op> {
 /// A fresh namespace, prepared, with the example cluster applied.
 async fn programmed() -> (NetlinkKernel, Engine, Vec<Op>) {
     fresh_netns();
+    let t = std::time::Instant::now();
     let mut kernel = connect().await;
     kernel.prepare().await.expect("prepare");
+    let prepared = t.elapsed();
     let mut engine = cluster_engine();
+    let t = std::time::Instant::now();
     let ops = sync(&mut kernel, &mut engine).await;
+    eprintln!(
+        "prepare {prepared:?}; observe + plan + apply of {} ops {:?}",
+        ops.len(),
+        t.elapsed()
+    );
     (kernel, engine, ops)
 }
 
@@ -424,6 +432,15 @@ async fn rules_are_written_when_their_inputs_change() {
     // A restarted agent finds its rules in place: nothing restored.
     let mut restarted = connect().await;
     assert!(!restarted.sync_rules(&fewer).await.unwrap());
+    // Someone flushes a chain: the full repair (prepare, then rules) puts it back.
+    sh("iptables -t nat -F KUBE-SERVICES");
+    assert!(
+        !restarted.sync_rules(&fewer).await.unwrap(),
+        "inputs unchanged"
+    );
+    restarted.prepare().await.unwrap();
+    assert!(restarted.sync_rules(&fewer).await.unwrap(), "repaired");
+    assert!(sh("iptables-save -t nat").contains("-A KUBE-SERVICES"));
 }
 
 #[tokio::test]

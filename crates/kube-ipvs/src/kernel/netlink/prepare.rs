@@ -1,6 +1,7 @@
 //! What every sync relies on and no plan changes: the dummy device, kube-proxy's ipsets (empty),
 //! the sysctls of IPVS mode, the IPVS timeouts. Idempotent: existing objects and set members are
-//! kept.
+//! kept. It also forgets the rule sets last written, so the next `sync_rules` after a full repair
+//! verifies the installed rules.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,9 @@ pub async fn prepare(k: &mut NetlinkKernel) -> Result<(), KernelError> {
             source,
         })?;
     ensure_sets(k).await?;
+    // A full repair re-checks the rules too: the next `sync_rules` compares with what is
+    // installed (someone may have flushed the chains) instead of with what we last wrote.
+    k.written.clear();
     let strict_arp = k.cfg.strict_arp;
     let conntrack = conntrack_settings(&k.cfg.conntrack);
     netns::blocking(k.cfg.netns.as_deref(), "sysctls", move || {
