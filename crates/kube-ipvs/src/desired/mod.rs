@@ -106,11 +106,8 @@ impl NodeState {
         // (virtual servers by key then owner, members by value), so the result does not depend
         // on it.
         let frags: Vec<(&ServiceKey, ServiceDesired)> = index
-            .services()
-            .map(|svc| {
-                let d = service_desired(svc, index.slices_of(&svc.key), &ctx, cfg);
-                (&svc.key, d)
-            })
+            .services_with_slices()
+            .map(|(svc, slices)| (&svc.key, service_desired(svc, slices, &ctx, cfg)))
             .collect();
         let mut st = NodeState {
             ctx,
@@ -118,12 +115,17 @@ impl NodeState {
             ..NodeState::default()
         };
 
-        let mut all: Vec<&Arc<DesiredVs>> =
+        // Keys inline, so comparisons do not chase pointers (owners only break rare ties).
+        let mut all: Vec<(VsKey, &Arc<DesiredVs>)> =
             Vec::with_capacity(frags.iter().map(|(_, d)| d.vs.len()).sum());
-        all.extend(frags.iter().flat_map(|(_, d)| d.vs.iter()));
-        all.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| a.owner.cmp(&b.owner)));
+        all.extend(
+            frags
+                .iter()
+                .flat_map(|(_, d)| d.vs.iter().map(|v| (v.key, v))),
+        );
+        all.sort_unstable_by(|(a, va), (b, vb)| a.cmp(b).then_with(|| va.owner.cmp(&vb.owner)));
         let mut winners: Vec<(VsKey, Arc<DesiredVs>)> = Vec::with_capacity(all.len());
-        for v in all {
+        for (_, v) in all {
             if winners.last().is_some_and(|(k, _)| *k == v.key) {
                 st.losers.entry(v.key).or_default().push(v.clone());
             } else {
@@ -277,6 +279,11 @@ impl NodeState {
             .iter()
             .filter(|(_, m)| !m.is_empty())
             .map(|(n, m)| (n, m.keys()))
+    }
+
+    /// Number of desired ipset members, over all sets.
+    pub fn member_count(&self) -> usize {
+        self.ipsets.values().map(BTreeMap::len).sum()
     }
 
     /// Whether a member is desired.

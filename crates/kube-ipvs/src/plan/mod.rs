@@ -33,6 +33,19 @@ impl Ops {
         }
     }
 
+    /// Room for a full plan against an empty kernel (the largest one): one AddVs per desired
+    /// virtual server, at least as many AddRs, one IpsetAdd per member. Growing these vectors
+    /// by doubling costs more than the rest of planning them.
+    fn reserve_full(&mut self, desired: &NodeState) {
+        let vs = desired.virtual_servers().len();
+        let phases = [(1, desired.member_count()), (2, vs), (3, vs)];
+        for (phase, n) in phases {
+            if let Some(v) = self.0.get_mut(phase) {
+                v.reserve(n);
+            }
+        }
+    }
+
     fn into_vec(self) -> Vec<Op> {
         let mut out = Vec::with_capacity(self.0.iter().map(Vec::len).sum());
         for phase in self.0 {
@@ -79,6 +92,7 @@ impl Planner {
             now,
         };
         let mut ops = Ops::default();
+        ops.reserve_full(desired);
         // Both sides are ordered maps: walk them in step instead of building their union and
         // looking each key up on both sides.
         let desired_vs = desired.virtual_servers().iter().map(|(k, v)| (k, &**v));
