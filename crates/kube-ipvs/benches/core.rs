@@ -3,21 +3,30 @@
 //! - full desired + plan (against an empty kernel, and the no-op repair against a converged one)
 //! - one endpoint change on the incremental path, at 1,000 / 10,000 / 50,000 Services (must be flat)
 //! - memory of the index per Service port (resident-set growth while building it)
+//! - the full path split into its stages (build, plan, drop, building a kernel view)
+//!
+//! Every full-path figure is measured twice: wall time (criterion's default) and the CPU time of
+//! the benchmark thread (`/proc/thread-self/schedstat`), which stays meaningful when other jobs
+//! share the machine (wall time then also counts waiting for a CPU).
 //!
 //! Run: `cargo bench -p kube-ipvs --bench core`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_ipvs::desired::NodeState;
 use kube_ipvs::model::ClusterIndex;
 use kube_ipvs::plan::{ObservedState, Planner};
+use kube_ipvs::types::{IpsetEntry, IpsetName, RealServer, VsKey, VsSpec};
 use kube_ipvs::{Engine, PlannerConfig};
 
 /// Resident memory of this process in bytes (`/proc/self/statm`, 4 KiB pages). The workspace
@@ -31,6 +40,71 @@ fn rss() -> usize {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// CPU time this thread has run, in ns (the scheduler's `sum_exec_runtime`, updated at least
+/// every tick: exact enough for samples of hundreds of milliseconds).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Criterion measurement: CPU time of the benchmark thread.
+struct CpuTime;
+
+impl Measurement for CpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
+        let (div, unit) = if typical < 1e3 {
+            (1.0, "ns cpu")
+        } else if typical < 1e6 {
+            (1e3, "us cpu")
+        } else if typical < 1e9 {
+            (1e6, "ms cpu")
+        } else {
+            (1e9, "s cpu")
+        };
+        values.iter_mut().for_each(|v| *v /= div);
+        unit
+    }
+    fn scale_throughputs(&self, _: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let n = match t {
+            Throughput::Elements(n) | Throughput::Bytes(n) | Throughput::BytesDecimal(n) => *n,
+            Throughput::Bits(n) => *n,
+            _ => 1,
+        };
+        values.iter_mut().for_each(|v| *v = n as f64 * 1e9 / *v);
+        "/s cpu"
+    }
+    fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
+        "ns"
+    }
 }
 
 const NODE: &str = "node-0";
@@ -145,52 +219,154 @@ fn memory_report() {
         per(after_index - before),
         per(after_desired - after_index),
     );
-    let t = std::time::Instant::now();
-    let d2 = NodeState::build(&idx, &cfg);
-    let t_build = t.elapsed();
-    let t = std::time::Instant::now();
-    let ops = Planner::new().plan(&cfg, &d2, &ObservedState::new(), Duration::ZERO);
-    let t_plan = t.elapsed();
-    let t = std::time::Instant::now();
-    drop(d2);
+    let observed = converged(&cfg, &desired);
     println!(
-        "single run: build {t_build:?}, plan {t_plan:?} ({} ops), drop {:?}",
-        ops.len(),
-        t.elapsed()
+        "stages (one run each; wall / thread CPU): {}",
+        stages(&idx, &cfg, &observed)
     );
     black_box((idx, desired));
 }
 
-fn full(c: &mut Criterion) {
-    memory_report();
-    let n = 50_000;
-    let idx = index(n);
-    let cfg = config();
-    let mut g = c.benchmark_group("full");
+/// Times `f` in wall time and thread CPU time.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let (w, c) = (std::time::Instant::now(), thread_cpu_ns());
+    let out = f();
+    let cpu = Duration::from_nanos(thread_cpu_ns().saturating_sub(c));
+    (out, format!("{:.1?} / {cpu:.1?}", w.elapsed()))
+}
+
+fn stages(idx: &ClusterIndex, cfg: &PlannerConfig, observed: &ObservedState) -> String {
+    let (d, build) = timed(|| NodeState::build(idx, cfg));
+    let (ops, plan) = timed(|| Planner::new().plan(cfg, &d, &ObservedState::new(), Duration::ZERO));
+    let (noop, plan_conv) = timed(|| Planner::new().plan(cfg, &d, observed, Duration::ZERO));
+    assert!(noop.is_empty());
+    let d2 = dump(observed);
+    let (_, view) = timed(|| kernel_view(d2));
+    let (_, drop_ops) = timed(|| drop(ops));
+    let (_, drop_d) = timed(|| drop(d));
+    format!(
+        "build {build}; plan empty {plan}; plan converged {plan_conv}; \
+         kernel view from dump {view}; drop ops {drop_ops}; drop desired {drop_d}"
+    )
+}
+
+/// The kernel after applying a full plan.
+fn converged(cfg: &PlannerConfig, desired: &NodeState) -> ObservedState {
+    let mut observed = ObservedState::new();
+    let ops = Planner::new().plan(cfg, desired, &observed, Duration::ZERO);
+    observed.apply_all(&ops).unwrap();
+    observed
+}
+
+/// What a kernel dump yields: virtual servers with their real servers, ipset members, routes.
+#[derive(Clone)]
+struct Dump {
+    vs: Vec<(VsKey, VsSpec, Vec<RealServer>)>,
+    members: Vec<(IpsetName, IpsetEntry)>,
+    routes: Vec<IpNet>,
+}
+
+fn dump(observed: &ObservedState) -> Dump {
+    Dump {
+        vs: observed
+            .virtual_servers()
+            .iter()
+            .map(|(k, v)| (*k, v.spec, v.reals.clone()))
+            .collect(),
+        members: observed
+            .ipsets()
+            .iter()
+            .flat_map(|(set, m)| m.iter().map(|e| (*set, *e)))
+            .collect(),
+        routes: observed.routes().iter().copied().collect(),
+    }
+}
+
+/// Converts a dump into the planner's kernel view, as the agent does after a full read.
+fn kernel_view(dump: Dump) -> ObservedState {
+    let mut o = ObservedState::new();
+    for (key, spec, reals) in dump.vs {
+        o.insert_vs(key, spec, reals);
+    }
+    for (set, e) in dump.members {
+        o.insert_member(set, e);
+    }
+    for r in dump.routes {
+        o.insert_route(r);
+    }
+    o
+}
+
+/// The 50k-Service index, its configuration and the kernel a full plan converges to.
+struct Setup {
+    idx: ClusterIndex,
+    cfg: PlannerConfig,
+    observed: ObservedState,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let idx = index(50_000);
+        let cfg = config();
+        let observed = converged(&cfg, &NodeState::build(&idx, &cfg));
+        Setup { idx, cfg, observed }
+    })
+}
+
+/// Full desired + plan, as the agent's periodic repair runs it: the previous desired state and
+/// the op list are dropped inside the measurement, as the agent drops them.
+fn full_group<M: Measurement>(c: &mut Criterion<M>, name: &str) {
+    let Setup { idx, cfg, observed } = setup();
+    let mut g = c.benchmark_group(name);
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.bench_function("desired+plan 50k svc x2 ports x2 eps, empty kernel", |b| {
         b.iter(|| {
-            let d = NodeState::build(&idx, &cfg);
-            let ops = Planner::new().plan(&cfg, &d, &ObservedState::new(), Duration::ZERO);
+            let d = NodeState::build(idx, cfg);
+            let ops = Planner::new().plan(cfg, &d, &ObservedState::new(), Duration::ZERO);
             black_box((d, ops.len()))
         })
     });
-    let d = NodeState::build(&idx, &cfg);
-    let mut observed = ObservedState::new();
-    observed
-        .apply_all(&Planner::new().plan(&cfg, &d, &observed.clone(), Duration::ZERO))
-        .unwrap();
     g.bench_function(
         "desired+plan 50k svc, converged kernel (no-op repair)",
         |b| {
             b.iter(|| {
-                let d = NodeState::build(&idx, &cfg);
-                let ops = Planner::new().plan(&cfg, &d, &observed, Duration::ZERO);
+                let d = NodeState::build(idx, cfg);
+                let ops = Planner::new().plan(cfg, &d, observed, Duration::ZERO);
                 assert!(ops.is_empty());
                 black_box(d)
             })
         },
     );
+    g.finish();
+}
+
+fn full(c: &mut Criterion) {
+    memory_report();
+    full_group(c, "full");
+}
+
+fn full_cpu(c: &mut Criterion<CpuTime>) {
+    full_group(c, "full (thread CPU time)");
+    let Setup { idx, cfg, observed } = setup();
+    let d = NodeState::build(idx, cfg);
+    let mut g = c.benchmark_group("stages (thread CPU time)");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function("NodeState::build", |b| {
+        b.iter_with_large_drop(|| NodeState::build(idx, cfg))
+    });
+    g.bench_function("Planner::plan, empty kernel", |b| {
+        b.iter_with_large_drop(|| {
+            Planner::new().plan(cfg, &d, &ObservedState::new(), Duration::ZERO)
+        })
+    });
+    g.bench_function("Planner::plan, converged kernel", |b| {
+        b.iter_with_large_drop(|| Planner::new().plan(cfg, &d, observed, Duration::ZERO))
+    });
+    let dumped = dump(observed);
+    g.bench_function("kernel view from a dump (ObservedState::insert_*)", |b| {
+        b.iter_batched(|| dumped.clone(), kernel_view, BatchSize::PerIteration)
+    });
     g.finish();
 }
 
@@ -220,4 +396,9 @@ fn incremental(c: &mut Criterion) {
 }
 
 criterion_group!(benches, full, incremental);
-criterion_main!(benches);
+criterion_group! {
+    name = cpu;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = full_cpu
+}
+criterion_main!(benches, cpu);

@@ -397,3 +397,55 @@ fn incremental_matches_full() {
         "the incremental path left the kernel where the full path would"
     );
 }
+
+/// The full path builds in the index's hash order; the plan must not depend on it (nor on the
+/// order objects arrived in), including who wins a virtual-server conflict.
+#[test]
+fn full_plan_is_independent_of_index_order() {
+    let docs: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "apiVersion: v1
+kind: Service
+metadata: {{namespace: n{}, name: s{i}}}
+spec: {{clusterIP: 10.96.1.{i}, externalIPs: [198.51.100.{}], ports: [{{name: p, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{namespace: n{}, name: s{i}-1, labels: {{kubernetes.io/service-name: s{i}}}}}
+addressType: IPv4
+ports: [{{name: p, port: 8080}}]
+endpoints: [{{addresses: [10.244.0.{i}]}}]
+",
+                i % 3,
+                i % 7,
+                i % 3
+            )
+        })
+        .collect();
+    let forward = docs.join("---\n");
+    let backward = docs.iter().rev().cloned().collect::<Vec<_>>().join("---\n");
+    let plan = |y: &str| {
+        let mut e = engine(cfg(), "");
+        let mut dump = kube_ipvs::dump::ClusterDump::default();
+        dump.parse(y, "test").unwrap();
+        for s in &dump.services {
+            e.apply_service(s);
+        }
+        for s in &dump.slices {
+            e.apply_slice(s);
+        }
+        let ops = e.plan_full(T0);
+        (ops, e.desired().conflicts())
+    };
+    let (a, conflicts) = plan(&forward);
+    assert_eq!(
+        conflicts.len(),
+        40 - 7,
+        "each externalIP:80 is won by one Service"
+    );
+    for _ in 0..3 {
+        assert_eq!(plan(&backward), (a.clone(), conflicts.clone()));
+        assert_eq!(plan(&forward).0, a);
+    }
+}

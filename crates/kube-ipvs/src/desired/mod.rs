@@ -102,27 +102,30 @@ impl NodeState {
     /// from sorted vectors: O(n log n) with cache-friendly sorts instead of n tree insertions.
     pub fn build(index: &ClusterIndex, cfg: &PlannerConfig) -> Self {
         let (ctx, routes) = node_context(index, cfg);
+        // Services in the index's (hash) order: everything below is sorted by a total order
+        // (virtual servers by key then owner, members by value), so the result does not depend
+        // on it.
+        let frags: Vec<(&ServiceKey, ServiceDesired)> = index
+            .services_with_slices()
+            .map(|(svc, slices)| (&svc.key, service_desired(svc, slices, &ctx, cfg)))
+            .collect();
         let mut st = NodeState {
             ctx,
             routes,
             ..NodeState::default()
         };
-        let mut keys: Vec<&ServiceKey> = index.services().map(|s| &s.key).collect();
-        keys.sort_unstable();
-        let frags: Vec<(ServiceKey, ServiceDesired)> = keys
-            .into_iter()
-            .filter_map(|key| {
-                let svc = index.service(key)?;
-                Some((
-                    key.clone(),
-                    service_desired(svc, index.slices_of(key), &st.ctx, cfg),
-                ))
-            })
-            .collect();
-        let mut all: Vec<&Arc<DesiredVs>> = frags.iter().flat_map(|(_, d)| d.vs.iter()).collect();
-        all.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| a.owner.cmp(&b.owner)));
+
+        // Keys inline, so comparisons do not chase pointers (owners only break rare ties).
+        let mut all: Vec<(VsKey, &Arc<DesiredVs>)> =
+            Vec::with_capacity(frags.iter().map(|(_, d)| d.vs.len()).sum());
+        all.extend(
+            frags
+                .iter()
+                .flat_map(|(_, d)| d.vs.iter().map(|v| (v.key, v))),
+        );
+        all.sort_unstable_by(|(a, va), (b, vb)| a.cmp(b).then_with(|| va.owner.cmp(&vb.owner)));
         let mut winners: Vec<(VsKey, Arc<DesiredVs>)> = Vec::with_capacity(all.len());
-        for v in all {
+        for (_, v) in all {
             if winners.last().is_some_and(|(k, _)| *k == v.key) {
                 st.losers.entry(v.key).or_default().push(v.clone());
             } else {
@@ -130,38 +133,31 @@ impl NodeState {
             }
         }
         st.vs = winners.into_iter().collect();
-        let mut bound: Vec<IpAddr> = frags
-            .iter()
-            .flat_map(|(_, d)| d.bound.iter().copied())
-            .collect();
+
+        let mut bound: Vec<IpAddr> =
+            Vec::with_capacity(frags.iter().map(|(_, d)| d.bound.len()).sum());
+        bound.extend(frags.iter().flat_map(|(_, d)| d.bound.iter().copied()));
         bound.sort_unstable();
         st.bound = counted(bound);
-        let mut members: Vec<(IpsetName, IpsetEntry)> = frags
-            .iter()
-            .flat_map(|(_, d)| d.ipset.iter().copied())
-            .collect();
+
+        let mut members: Vec<(IpsetName, IpsetEntry)> =
+            Vec::with_capacity(frags.iter().map(|(_, d)| d.ipset.len()).sum());
+        members.extend(frags.iter().flat_map(|(_, d)| d.ipset.iter().copied()));
         members.sort_unstable();
-        let mut start = 0;
-        while let Some((set, _)) = members.get(start).copied() {
-            let end = members.get(start..).map_or(start, |rest| {
-                start + rest.partition_point(|(s, _)| *s == set)
-            });
-            let entries = members
-                .get(start..end)
-                .unwrap_or_default()
-                .iter()
-                .map(|(_, e)| *e)
-                .collect();
-            st.ipsets.insert(set, counted(entries));
-            start = end.max(start + 1);
-        }
-        st.services.reserve(frags.len());
-        for (key, d) in frags {
-            if let Some(hc) = d.health_check {
-                st.health.insert(key.clone(), hc);
+        for run in members.chunk_by(|a, b| a.0 == b.0) {
+            if let Some((set, _)) = run.first() {
+                st.ipsets
+                    .insert(*set, counted(run.iter().map(|(_, e)| *e).collect()));
             }
-            st.services.insert(key, d);
         }
+
+        st.health = frags
+            .iter()
+            .filter_map(|(key, d)| Some(((*key).clone(), d.health_check?)))
+            .collect();
+        st.services.reserve(frags.len());
+        st.services
+            .extend(frags.into_iter().map(|(key, d)| (key.clone(), d)));
         st
     }
 
@@ -283,6 +279,11 @@ impl NodeState {
             .iter()
             .filter(|(_, m)| !m.is_empty())
             .map(|(n, m)| (n, m.keys()))
+    }
+
+    /// Number of desired ipset members, over all sets.
+    pub fn member_count(&self) -> usize {
+        self.ipsets.values().map(BTreeMap::len).sum()
     }
 
     /// Whether a member is desired.

@@ -151,8 +151,8 @@ impl Builder<'_> {
         };
         let cat: Categorized = categorize(svc, eps, topo);
         let strict = self.cfg.strict_local;
-        let internal = pick(&cat, svc.internal_local, strict).to_vec();
-        let external = pick(&cat, svc.external_local, strict).to_vec();
+        let internal = pick(&cat, svc.internal_local, strict);
+        let external = pick(&cat, svc.external_local, strict);
         let spec = resolve_spec(svc, self.cfg, self.family);
         let (proto, p) = (port.proto, port.port);
 
@@ -162,7 +162,7 @@ impl Builder<'_> {
                 IpsetEntry::IpPortIp(addr, proto, ep_port, addr),
             );
         }
-        self.vs(VsKey::new(proto, cluster_ip, p), spec, &owner, &internal);
+        self.vs(VsKey::new(proto, cluster_ip, p), spec, &owner, internal);
         self.set(SetKind::ClusterIp, IpsetEntry::IpPort(cluster_ip, proto, p));
         if self.cfg.bind_cluster_ips || !self.ctx.covered(&cluster_ip) {
             self.bind(cluster_ip);
@@ -174,7 +174,7 @@ impl Builder<'_> {
             .copied()
             .filter(|ip| Family::of(ip) == family)
         {
-            self.vs(VsKey::new(proto, ip, p), spec, &owner, &external);
+            self.vs(VsKey::new(proto, ip, p), spec, &owner, external);
             self.set(SetKind::ExternalIp, IpsetEntry::IpPort(ip, proto, p));
             if svc.external_local {
                 self.set(SetKind::ExternalIpLocal, IpsetEntry::IpPort(ip, proto, p));
@@ -187,7 +187,7 @@ impl Builder<'_> {
             .copied()
             .filter(|ip| Family::of(ip) == family)
         {
-            self.vs(VsKey::new(proto, ip, p), spec, &owner, &external);
+            self.vs(VsKey::new(proto, ip, p), spec, &owner, external);
             self.set(SetKind::LoadBalancer, IpsetEntry::IpPort(ip, proto, p));
             if svc.external_local {
                 self.set(SetKind::LoadBalancerLocal, IpsetEntry::IpPort(ip, proto, p));
@@ -196,7 +196,7 @@ impl Builder<'_> {
             self.bind(ip);
         }
         if let Some(np) = port.node_port {
-            self.node_port(svc, proto, np, spec, &owner, &external);
+            self.node_port(svc, proto, np, spec, &owner, external);
         }
         cat.local.len()
     }
@@ -298,13 +298,15 @@ pub fn service_desired<'a>(
         family: Family::V4,
     };
     let mut local_endpoints: u32 = 0;
+    // Resolved once: each lookup hashes the slice's name, and every port and family walks them.
+    let slices: Vec<&Slice> = slices.collect();
     for family in Family::ALL {
         let Some(cluster_ip) = svc.cluster_ip(family).filter(|_| cfg.has_family(family)) else {
             continue;
         };
         b.family = family;
         for port in svc.ports.iter() {
-            let eps = port_endpoints(slices.clone(), port, family);
+            let eps = port_endpoints(slices.iter().copied(), port, family);
             let local = b.port(svc, port, &eps, cluster_ip);
             local_endpoints = local_endpoints.max(u32::try_from(local).unwrap_or(u32::MAX));
         }

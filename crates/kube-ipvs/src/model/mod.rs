@@ -45,13 +45,27 @@ pub enum Affected {
     All,
 }
 
+/// A Service and the slices that name it, kept together so the full rebuild reaches a Service's
+/// slices without a lookup per slice. Either may be absent (a slice can arrive before its Service).
+#[derive(Debug, Default)]
+struct Entry {
+    service: Option<Arc<Service>>,
+    /// Linked slices, sorted by slice key (the order slices are joined in).
+    slices: Vec<(SliceKey, Arc<Slice>)>,
+}
+
+impl Entry {
+    fn is_empty(&self) -> bool {
+        self.service.is_none() && self.slices.is_empty()
+    }
+}
+
 /// The index of everything the proxier reads from the cluster.
 #[derive(Debug)]
 pub struct ClusterIndex {
     node_name: Arc<str>,
-    services: HashMap<ServiceKey, Arc<Service>>,
+    services: HashMap<ServiceKey, Entry>,
     slices: HashMap<SliceKey, Arc<Slice>>,
-    by_service: HashMap<ServiceKey, Vec<SliceKey>>,
     node: NodeInfo,
     service_cidrs: BTreeMap<String, Vec<IpNet>>,
     rejected: BTreeMap<ObjectRef, Rejection>,
@@ -74,7 +88,6 @@ impl ClusterIndex {
             node_name: Arc::from(node_name),
             services: HashMap::new(),
             slices: HashMap::new(),
-            by_service: HashMap::new(),
             node: NodeInfo::default(),
             service_cidrs: BTreeMap::new(),
             rejected: BTreeMap::new(),
@@ -101,14 +114,15 @@ impl ClusterIndex {
             Ok(Converted::Service(s)) => {
                 self.rejected.remove(&oref);
                 self.skipped.remove(&oref);
-                let changed = self.services.get(&key).is_none_or(|old| **old != s);
-                self.services.insert(key.clone(), Arc::new(s));
+                let entry = self.services.entry(key.clone()).or_default();
+                let changed = entry.service.as_ref().is_none_or(|old| **old != s);
+                entry.service = Some(Arc::new(s));
                 Affected::Services(if changed { vec![key] } else { Vec::new() })
             }
             Ok(Converted::Skip(reason)) => {
                 self.rejected.remove(&oref);
                 self.skipped.insert(oref, reason);
-                let was = self.services.remove(&key).is_some();
+                let was = self.remove_service(&key);
                 Affected::Services(if was { vec![key] } else { Vec::new() })
             }
             Err(r) => {
@@ -124,8 +138,20 @@ impl ClusterIndex {
         self.rejected.remove(&oref);
         self.skipped.remove(&oref);
         let key = ServiceKey::new(namespace, name);
-        let was = self.services.remove(&key).is_some();
+        let was = self.remove_service(&key);
         Affected::Services(if was { vec![key] } else { Vec::new() })
+    }
+
+    /// Forgets a Service (keeping its slices linked); returns whether it was there.
+    fn remove_service(&mut self, key: &ServiceKey) -> bool {
+        let Some(entry) = self.services.get_mut(key) else {
+            return false;
+        };
+        let was = entry.service.take().is_some();
+        if entry.is_empty() {
+            self.services.remove(key);
+        }
+        was
     }
 
     /// Replaces all Services (after a re-list).
@@ -133,7 +159,10 @@ impl ClusterIndex {
         &mut self,
         svcs: impl IntoIterator<Item = &'a core::Service>,
     ) -> Affected {
-        self.services.clear();
+        self.services.retain(|_, e| {
+            e.service = None;
+            !e.is_empty()
+        });
         self.rejected.retain(|o, _| o.kind != ObjectKind::Service);
         self.skipped.retain(|o, _| o.kind != ObjectKind::Service);
         for s in svcs {
@@ -166,11 +195,21 @@ impl ClusterIndex {
                         affected.push(old_svc);
                     }
                 }
-                let links = self.by_service.entry(slice.service.clone()).or_default();
-                if let Err(pos) = links.binary_search(&key) {
-                    links.insert(pos, key.clone());
+                let slice = Arc::new(slice);
+                let links = &mut self
+                    .services
+                    .entry(slice.service.clone())
+                    .or_default()
+                    .slices;
+                match links.binary_search_by(|(k, _)| k.cmp(&key)) {
+                    Ok(pos) => {
+                        if let Some(link) = links.get_mut(pos) {
+                            link.1 = slice.clone();
+                        }
+                    }
+                    Err(pos) => links.insert(pos, (key.clone(), slice.clone())),
                 }
-                self.slices.insert(key, Arc::new(slice));
+                self.slices.insert(key, slice);
                 Affected::Services(affected)
             }
             Ok(ConvertedSlice::Skip(reason)) => {
@@ -199,7 +238,10 @@ impl ClusterIndex {
         slices: impl IntoIterator<Item = &'a discovery::EndpointSlice>,
     ) -> Affected {
         self.slices.clear();
-        self.by_service.clear();
+        self.services.retain(|_, e| {
+            e.slices.clear();
+            !e.is_empty()
+        });
         self.rejected
             .retain(|o, _| o.kind != ObjectKind::EndpointSlice);
         self.skipped
@@ -221,10 +263,10 @@ impl ClusterIndex {
     }
 
     fn unlink(&mut self, svc: &ServiceKey, slice: &SliceKey) {
-        if let Some(links) = self.by_service.get_mut(svc) {
-            links.retain(|k| k != slice);
-            if links.is_empty() {
-                self.by_service.remove(svc);
+        if let Some(entry) = self.services.get_mut(svc) {
+            entry.slices.retain(|(k, _)| k != slice);
+            if entry.is_empty() {
+                self.services.remove(svc);
             }
         }
     }
@@ -276,20 +318,29 @@ impl ClusterIndex {
 
     /// A Service.
     pub fn service(&self, key: &ServiceKey) -> Option<&Service> {
-        self.services.get(key).map(|s| &**s)
+        self.services.get(key)?.service.as_deref()
     }
 
     /// All Services (unordered).
     pub fn services(&self) -> impl Iterator<Item = &Service> {
-        self.services.values().map(|s| &**s)
+        self.services.values().filter_map(|e| e.service.as_deref())
+    }
+
+    /// All Services with their slices (unordered; slices in slice-name order, as
+    /// [`Self::slices_of`]): the full rebuild's walk, without a lookup per Service or slice.
+    pub fn services_with_slices(
+        &self,
+    ) -> impl Iterator<Item = (&Service, impl Iterator<Item = &Slice> + Clone)> {
+        self.services.values().filter_map(|e| {
+            let svc = e.service.as_deref()?;
+            Some((svc, e.slices.iter().map(|(_, s)| &**s)))
+        })
     }
 
     /// Number of Services and of Service ports.
     pub fn counts(&self) -> (usize, usize) {
-        (
-            self.services.len(),
-            self.services.values().map(|s| s.ports.len()).sum(),
-        )
+        self.services()
+            .fold((0, 0), |(n, p), s| (n + 1, p + s.ports.len()))
     }
 
     /// The slices of a Service, in slice-name order.
@@ -297,11 +348,10 @@ impl ClusterIndex {
         &'a self,
         key: &ServiceKey,
     ) -> impl Iterator<Item = &'a Slice> + Clone + 'a {
-        self.by_service
+        self.services
             .get(key)
             .into_iter()
-            .flatten()
-            .filter_map(|k| self.slices.get(k).map(|s| &**s))
+            .flat_map(|e| e.slices.iter().map(|(_, s)| &**s))
     }
 
     /// The node's zone and addresses.
@@ -317,12 +367,15 @@ impl ClusterIndex {
     /// Objects rejected, with the reason, including slices whose Service is unknown.
     pub fn rejections(&self) -> BTreeMap<ObjectRef, Rejection> {
         let mut out = self.rejected.clone();
-        for (svc, slices) in &self.by_service {
-            let svc_ref = obj(ObjectKind::Service, Some(svc.namespace()), Some(svc.name()));
-            if self.services.contains_key(svc) || self.skipped.contains_key(&svc_ref) {
+        for (svc, entry) in &self.services {
+            if entry.service.is_some() || entry.slices.is_empty() {
                 continue;
             }
-            for k in slices {
+            let svc_ref = obj(ObjectKind::Service, Some(svc.namespace()), Some(svc.name()));
+            if self.skipped.contains_key(&svc_ref) {
+                continue;
+            }
+            for (k, _) in &entry.slices {
                 out.insert(
                     obj(
                         ObjectKind::EndpointSlice,
@@ -341,5 +394,113 @@ impl ClusterIndex {
     /// Objects deliberately skipped.
     pub fn skipped(&self) -> &BTreeMap<ObjectRef, SkipReason> {
         &self.skipped
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::{ServicePort as K8sPort, ServiceSpec};
+    use k8s_openapi::api::discovery::v1::Endpoint as K8sEndpoint;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn meta(name: &str, labels: Option<BTreeMap<String, String>>) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some("ns".into()),
+            name: Some(name.into()),
+            labels,
+            ..Default::default()
+        }
+    }
+
+    fn svc(name: &str) -> core::Service {
+        core::Service {
+            metadata: meta(name, None),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("10.96.0.1".into()),
+                ports: Some(vec![K8sPort {
+                    port: 80,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn slice(name: &str, svc: &str, ip: &str) -> discovery::EndpointSlice {
+        let label = BTreeMap::from([(LABEL_SERVICE_NAME.to_owned(), svc.to_owned())]);
+        discovery::EndpointSlice {
+            metadata: meta(name, Some(label)),
+            address_type: "IPv4".into(),
+            endpoints: vec![K8sEndpoint {
+                addresses: vec![ip.into()],
+                ..Default::default()
+            }],
+            ports: None,
+        }
+    }
+
+    fn eps(idx: &ClusterIndex, svc: &str) -> Vec<String> {
+        idx.slices_of(&ServiceKey::new("ns", svc))
+            .flat_map(|s| s.endpoints.iter().map(|e| e.addr.to_string()))
+            .collect()
+    }
+
+    fn walk(idx: &ClusterIndex) -> Vec<(String, usize)> {
+        let mut out: Vec<_> = idx
+            .services_with_slices()
+            .map(|(s, slices)| (s.key.to_string(), slices.count()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Services and their slices share one entry; every change keeps the two views in step.
+    #[test]
+    fn slices_follow_their_service_through_every_change() {
+        let mut idx = ClusterIndex::new("node-a");
+        idx.apply_slice(&slice("a-2", "a", "10.0.0.2"));
+        idx.apply_slice(&slice("a-1", "a", "10.0.0.1"));
+        assert!(idx.service(&ServiceKey::new("ns", "a")).is_none());
+        assert_eq!(idx.rejections().len(), 2, "slices without their Service");
+        assert!(walk(&idx).is_empty());
+
+        idx.apply_service(&svc("a"));
+        assert_eq!(eps(&idx, "a"), ["10.0.0.1", "10.0.0.2"], "slice-name order");
+        assert!(idx.rejections().is_empty());
+        assert_eq!(walk(&idx), [("ns/a".to_owned(), 2)]);
+
+        idx.apply_slice(&slice("a-1", "a", "10.0.0.9"));
+        assert_eq!(
+            eps(&idx, "a"),
+            ["10.0.0.9", "10.0.0.2"],
+            "replaced in place"
+        );
+        idx.apply_slice(&slice("a-2", "b", "10.0.0.2"));
+        assert_eq!(eps(&idx, "a"), ["10.0.0.9"]);
+        assert_eq!(eps(&idx, "b"), ["10.0.0.2"], "moved to its new Service");
+
+        idx.delete_service("ns", "a");
+        assert_eq!(idx.counts(), (0, 0));
+        assert_eq!(eps(&idx, "a"), ["10.0.0.9"], "slices outlive their Service");
+        idx.apply_service(&svc("a"));
+        assert_eq!(walk(&idx), [("ns/a".to_owned(), 1)]);
+
+        idx.reset_slices([&slice("a-3", "a", "10.0.0.3")]);
+        assert_eq!(eps(&idx, "a"), ["10.0.0.3"]);
+        assert!(eps(&idx, "b").is_empty());
+        idx.reset_services([]);
+        assert_eq!(idx.counts(), (0, 0));
+        assert_eq!(eps(&idx, "a"), ["10.0.0.3"]);
+        idx.delete_slice("ns", "a-3");
+        assert!(
+            idx.services.is_empty() && idx.slices.is_empty(),
+            "nothing left behind"
+        );
     }
 }

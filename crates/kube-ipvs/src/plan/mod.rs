@@ -4,6 +4,7 @@
 //! only the keys a change touched (the incremental path). Both call the same per-key functions,
 //! so they agree. Ownership: only virtual servers on addresses we own are changed or removed.
 
+mod merge;
 mod observed;
 mod op;
 mod ownership;
@@ -19,6 +20,7 @@ pub use op::Op;
 use crate::desired::{NodeState, Touched};
 use crate::planner_config::PlannerConfig;
 use crate::types::{RsKey, VsKey};
+use merge::merge_join;
 
 /// Ops collected per phase, concatenated in phase order.
 #[derive(Debug, Default)]
@@ -31,8 +33,25 @@ impl Ops {
         }
     }
 
+    /// Room for a full plan against an empty kernel (the largest one): one AddVs per desired
+    /// virtual server, at least as many AddRs, one IpsetAdd per member. Growing these vectors
+    /// by doubling costs more than the rest of planning them.
+    fn reserve_full(&mut self, desired: &NodeState) {
+        let vs = desired.virtual_servers().len();
+        let phases = [(1, desired.member_count()), (2, vs), (3, vs)];
+        for (phase, n) in phases {
+            if let Some(v) = self.0.get_mut(phase) {
+                v.reserve(n);
+            }
+        }
+    }
+
     fn into_vec(self) -> Vec<Op> {
-        self.0.into_iter().flatten().collect()
+        let mut out = Vec::with_capacity(self.0.iter().map(Vec::len).sum());
+        for phase in self.0 {
+            out.extend(phase);
+        }
+        out
     }
 }
 
@@ -73,23 +92,22 @@ impl Planner {
             now,
         };
         let mut ops = Ops::default();
-        let keys: BTreeSet<VsKey> = desired
-            .virtual_servers()
-            .keys()
-            .chain(observed.virtual_servers().keys())
-            .copied()
-            .collect();
-        for key in &keys {
-            self.plan_vs(&ctx, key, &mut ops);
+        ops.reserve_full(desired);
+        // Both sides are ordered maps: walk them in step instead of building their union and
+        // looking each key up on both sides.
+        let desired_vs = desired.virtual_servers().iter().map(|(k, v)| (k, &**v));
+        for (key, d, o) in merge_join(desired_vs, observed.virtual_servers()) {
+            self.plan_vs(&ctx, key, d, o, &mut ops);
         }
-        self.drains.retain(|(vs, _), _| keys.contains(vs));
-        let addrs: BTreeSet<IpAddr> = desired
-            .bound()
-            .chain(observed.bound().iter())
-            .copied()
-            .collect();
-        for a in &addrs {
-            self.plan_addr(&ctx, a, &mut ops);
+        if !self.drains.is_empty() {
+            self.drains.retain(|(vs, _), _| {
+                desired.virtual_server(vs).is_some() || observed.virtual_server(vs).is_some()
+            });
+        }
+        let want = desired.bound().map(|a| (a, ()));
+        let have = observed.bound().iter().map(|a| (a, ()));
+        for (a, want, have) in merge_join(want, have) {
+            self.addr_op(a, want.is_some(), have.is_some(), &mut ops);
         }
         for r in desired.routes().difference(observed.routes()) {
             ops.push(Op::AddRoute { cidr: *r });
@@ -97,23 +115,20 @@ impl Planner {
         for r in observed.routes().difference(desired.routes()) {
             ops.push(Op::DelRoute { cidr: *r });
         }
-        for (set, members) in desired.ipsets() {
-            for e in members {
-                if !observed.has_member(set, e) {
-                    ops.push(Op::IpsetAdd {
+        for (set, want, have) in merge_join(desired.ipsets(), observed.ipsets()) {
+            let want = want.into_iter().flatten().map(|e| (e, ()));
+            let have = have.into_iter().flatten().map(|e| (e, ()));
+            for (e, want, have) in merge_join(want, have) {
+                match (want, have) {
+                    (Some(()), None) => ops.push(Op::IpsetAdd {
                         set: *set,
                         entry: *e,
-                    });
-                }
-            }
-        }
-        for (set, members) in observed.ipsets() {
-            for e in members {
-                if !desired.has_member(set, e) {
-                    ops.push(Op::IpsetDel {
+                    }),
+                    (None, Some(())) => ops.push(Op::IpsetDel {
                         set: *set,
                         entry: *e,
-                    });
+                    }),
+                    _ => {}
                 }
             }
         }
@@ -142,7 +157,9 @@ impl Planner {
             keys.extend(observed.vs_on(a).copied());
         }
         for key in &keys {
-            self.plan_vs(&ctx, key, &mut ops);
+            let d = desired.virtual_server(key);
+            let o = observed.virtual_server(key);
+            self.plan_vs(&ctx, key, d, o, &mut ops);
         }
         let mut addrs = touched.addrs.clone();
         addrs.extend(touched.vs.iter().filter_map(VsKey::addr));
@@ -185,6 +202,10 @@ impl Planner {
     fn plan_addr(&self, ctx: &Ctx<'_>, a: &IpAddr, ops: &mut Ops) {
         let want = ctx.desired.is_bound(a);
         let have = ctx.observed.bound().contains(a);
+        self.addr_op(a, want, have, ops);
+    }
+
+    fn addr_op(&self, a: &IpAddr, want: bool, have: bool, ops: &mut Ops) {
         if want && !have {
             ops.push(Op::BindAddr { addr: *a });
         } else if !want && have && !self.holds(a) {

@@ -8,9 +8,16 @@ use crate::plan::ownership::owned;
 use crate::types::{Proto, RealServer, VsKey};
 
 impl Planner {
-    pub(super) fn plan_vs(&mut self, ctx: &Ctx<'_>, key: &VsKey, ops: &mut Ops) {
-        let desired = ctx.desired.virtual_server(key);
-        let observed = ctx.observed.virtual_server(key);
+    /// Plans one virtual server given its desired and observed versions (looked up by the caller:
+    /// the full plan walks both tables in step).
+    pub(super) fn plan_vs(
+        &mut self,
+        ctx: &Ctx<'_>,
+        key: &VsKey,
+        desired: Option<&DesiredVs>,
+        observed: Option<&ObservedVs>,
+        ops: &mut Ops,
+    ) {
         let mut retained = false;
         match (desired, observed) {
             (Some(d), None) => create(d, ops),
@@ -21,7 +28,9 @@ impl Planner {
         if let Some(a) = key.addr() {
             if retained {
                 self.draining_vs.entry(a).or_default().insert(*key);
-            } else if let Some(set) = self.draining_vs.get_mut(&a) {
+            } else if !self.draining_vs.is_empty()
+                && let Some(set) = self.draining_vs.get_mut(&a)
+            {
                 set.remove(key);
                 if set.is_empty() {
                     self.draining_vs.remove(&a);
@@ -46,7 +55,10 @@ impl Planner {
                 }
                 Some(_) => {}
             }
-            self.drains.remove(&(d.key, rs.key));
+            // Hashing every real server's key costs more than the rest of a no-op repair.
+            if !self.drains.is_empty() {
+                self.drains.remove(&(d.key, rs.key));
+            }
         }
         let mut serving = 0usize;
         for cur in &o.reals {
