@@ -20,11 +20,12 @@ step "kube-ipvs run --source file:examples/cluster.yaml (in the background)"
     --healthz-bind-address 127.0.0.1:10256 --metrics-bind-address 127.0.0.1:10249 \
     > /tmp/agent.log 2>&1 &
 AGENT=$!
-for _ in $(seq 1 100); do
-    if wget -q -O /dev/null http://127.0.0.1:10256/healthz 2>/dev/null; then break; fi
-    sleep 0.2
+# Wait for the first sync (IPVS, addresses, routes, ipsets, then the iptables rules) to finish.
+for _ in $(seq 1 300); do
+    if wget -q -O - http://127.0.0.1:10249/metrics 2>/dev/null \
+        | grep -Eq '^kubeproxy_sync_proxy_rules_duration_seconds_count\{[^}]*\} [1-9]'; then break; fi
+    sleep 0.5
 done
-sleep 1
 wget -q -O - http://127.0.0.1:10256/healthz || true; echo
 
 step "kube-ipvs list --services -f examples/cluster.yaml --node node-a"
@@ -37,10 +38,10 @@ ipvsadm -Ln > /tmp/kernel.txt
 if diff -u /tmp/plan.txt /tmp/kernel.txt; then echo "identical: the agent programmed exactly the planned table"; else echo "DIFFERENT"; fi
 
 step "local routes, dummy device, ipsets, iptables"
-ip route show table local type local dev kube-ipvs0 || true
+ip route show table local proto static   # one route per service CIDR (on lo)
 ip -br addr show dev kube-ipvs0
 ipset list -n | sort
-iptables -t nat -S | grep -c KUBE | sed 's/^/nat rules mentioning KUBE: /'
+iptables-save -t nat | grep -c KUBE | sed 's/^/nat rules mentioning KUBE: /' || true
 
 step "metrics (excerpt)"
 wget -q -O - http://127.0.0.1:10249/metrics | grep -E '^kubeproxy_sync_proxy_rules_(last_timestamp|duration_seconds_count)|^kube_ipvs_ops_total' | head -20 || true

@@ -12,7 +12,8 @@ use crate::types::{IpsetEntry, IpsetName, RealServer, RsKey, ServicePortName, Vs
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
 pub enum Op {
-    /// `ip route add local CIDR dev kube-ipvs0 table local`: makes a whole service CIDR local.
+    /// `ip route add local CIDR dev lo table local proto static`: makes a whole service CIDR local
+    /// (on `lo`: the kernel refuses IPv6 routes through the dummy device, which stays down).
     AddRoute {
         /// The CIDR.
         cidr: IpNet,

@@ -116,7 +116,7 @@ pub fn plan_text(r: &PlanReport<'_>, annotate: bool) -> String {
     ipvsadm_table(&mut out, rows);
     section(
         &mut out,
-        "Local routes (ip route add local CIDR dev kube-ipvs0 table local)",
+        "Local routes (ip route add local CIDR dev lo table local)",
         &r.local_routes,
         |o, c| {
             let _ = writeln!(o, "  local {c}");
