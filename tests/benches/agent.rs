@@ -74,21 +74,6 @@ fn slice(i: u32, eps: [u32; 2]) -> serde_json::Value {
     })
 }
 
-fn start_api_server() -> FakeApiServer {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            tx.send(FakeApiServer::start().await.unwrap()).unwrap();
-            std::future::pending::<()>().await;
-        });
-    });
-    rx.recv().unwrap()
-}
-
 fn sh(cmd: &str) -> String {
     let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
     assert!(
@@ -166,7 +151,7 @@ fn main() {
     sh("ip link set lo up");
 
     println!("== agent bench: {SERVICES} Services x 2 ports x 2 endpoints");
-    let api = start_api_server();
+    let api = FakeApiServer::start_on_own_thread().unwrap();
     api.apply_value(json!({"apiVersion": "v1", "kind": "Node",
         "metadata": {"name": "node-a"},
         "status": {"addresses": [{"type": "InternalIP", "address": "10.0.200.1"}]}}))

@@ -261,22 +261,6 @@ impl Ipvs {
     }
 }
 
-/// Starts the fake API server on a thread of its own (in this network namespace) and returns it.
-fn start_api_server() -> FakeApiServer {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            tx.send(FakeApiServer::start().await.unwrap()).unwrap();
-            std::future::pending::<()>().await;
-        });
-    });
-    rx.recv().unwrap()
-}
-
 fn wait_real_servers(c: &mut Ipvs, want: &[u8], log: &Path) {
     let want: BTreeSet<IpAddr> = want.iter().map(|i| backend_ip(*i)).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -345,7 +329,7 @@ fn agent_programs_scales_and_restarts_without_dropping_connections() {
     // The client namespace: 10.0.100.1, reaching the service CIDR through the node.
     let client_pid = spawn_in_netns(&mut procs, 100, &["sleep", "3600"], Stdio::null());
 
-    let api = start_api_server();
+    let api = FakeApiServer::start_on_own_thread().unwrap();
     api.apply_bytes(cluster_yaml().as_bytes()).unwrap();
     api.apply_bytes(slice_yaml(&[1]).as_bytes()).unwrap();
     std::fs::write(&kubeconfig, api.kubeconfig_yaml()).unwrap();

@@ -56,6 +56,9 @@ pub enum Error {
     /// Binding 127.0.0.1:0 failed.
     #[error("binding the fake API server: {0}")]
     Bind(#[source] std::io::Error),
+    /// The server's own thread or runtime could not be started.
+    #[error("starting the fake API server's thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// Building a kube client for it failed.
     #[error("building a kube client for {url}: {source}")]
     Client {
@@ -127,6 +130,35 @@ impl FakeApiServer {
             shared,
             tasks,
         })
+    }
+
+    /// Starts on `127.0.0.1:0` on a thread and runtime of its own, for synchronous callers (lab
+    /// tests and benches that block on processes): the server keeps answering while they block.
+    /// The thread inherits the caller's network namespace.
+    pub fn start_on_own_thread() -> Result<Self, Error> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(Error::Thread(e)));
+                    return;
+                }
+            };
+            rt.block_on(async {
+                let started = Self::start().await;
+                let ok = started.is_ok();
+                let _ = tx.send(started);
+                if ok {
+                    std::future::pending::<()>().await;
+                }
+            });
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(Error::Thread(std::io::Error::other("server thread ended"))))
     }
 
     /// `http://127.0.0.1:PORT`.

@@ -45,6 +45,8 @@ pub struct Syncer<K> {
     rules_failed: bool,
     /// Where the owners of the virtual servers are published.
     owners_path: Option<std::path::PathBuf>,
+    /// The owners file holds the current set of virtual servers.
+    owners_written: bool,
 }
 
 impl<K: Kernel> Syncer<K> {
@@ -60,6 +62,7 @@ impl<K: Kernel> Syncer<K> {
             stale: false,
             rules_failed: false,
             owners_path: None,
+            owners_written: false,
         }
     }
 
@@ -70,11 +73,13 @@ impl<K: Kernel> Syncer<K> {
         self
     }
 
-    fn write_owners(&self, report: &SyncReport) {
+    fn write_owners(&mut self, report: &SyncReport) {
         let Some(path) = &self.owners_path else {
             return;
         };
-        let changed = report.kind == SyncKind::Full
+        // The owners follow the set of virtual servers: write once after start-up, then only when
+        // a sync added or removed one (a no-op repair at 50k Services must not rewrite the file).
+        let changed = !self.owners_written
             || ["add_vs", "del_vs"]
                 .iter()
                 .any(|k| report.applied.contains_key(k));
@@ -86,8 +91,11 @@ impl<K: Kernel> Syncer<K> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        if let Err(e) = owners.write_atomic(path) {
-            tracing::warn!(error = %e, "cannot publish virtual-server owners for `kube-ipvs list --services`");
+        match owners.write_atomic(path) {
+            Ok(()) => self.owners_written = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot publish virtual-server owners for `kube-ipvs list --services`")
+            }
         }
     }
 
