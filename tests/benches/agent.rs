@@ -228,7 +228,7 @@ fn main() {
         let key = ServiceKey::tcp(IpAddr::V4(vip(i)), 80);
         let t = Instant::now();
         api.apply_value(slice(i, [0, k])).unwrap();
-        let deadline = t + Duration::from_secs(30);
+        let deadline = t + Duration::from_secs(120);
         while !ipvs.dests(&key).contains(&want) {
             assert!(
                 Instant::now() < deadline,

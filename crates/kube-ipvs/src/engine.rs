@@ -16,7 +16,7 @@ use crate::desired::{NodeState, Touched};
 use crate::model::{Affected, ClusterIndex};
 use crate::plan::{ApplyError, ObservedState, Op, Planner};
 use crate::planner_config::PlannerConfig;
-use crate::types::ServiceKey;
+use crate::types::{ServiceKey, VsKey};
 
 /// Index, desired state, cached kernel state and planner of one node.
 #[derive(Debug)]
@@ -237,6 +237,11 @@ impl Engine {
     /// The cached kernel state, for refreshing counters.
     pub fn observed_mut(&mut self) -> &mut ObservedState {
         &mut self.observed
+    }
+
+    /// The virtual servers the drain tick re-plans (their counters are what it reads).
+    pub fn draining_vs(&self) -> Vec<VsKey> {
+        self.planner.draining().vs.into_iter().collect()
     }
 
     /// Real servers draining now.

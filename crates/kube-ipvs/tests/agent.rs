@@ -650,6 +650,60 @@ async fn a_full_repair_runs_every_sync_period_and_fixes_drift() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn changes_are_synced_while_a_repair_reads_a_large_table() {
+    let (script, rx) = Script::new();
+    let k = kernel();
+    let agent = Agent::spawn(&k, rx, settings(Duration::from_secs(30), Duration::ZERO));
+    script
+        .initial(
+            vec![svc("web", "10.96.0.10")],
+            vec![slice("web-1", "web", &["10.1.0.1"])],
+        )
+        .await;
+    eventually("start-up sync", || agent.obs.count() == 1).await;
+    // The next repair's dump takes a snapshot at once and needs 10 s to come back.
+    k.handle().dump_delay = Duration::from_secs(10);
+    sleep(Duration::from_secs(31)).await;
+    assert_eq!(k.handle().observes, 2, "the repair's dump is running");
+
+    // A change during the dump reaches the kernel at once, not after the dump.
+    let t = Instant::now();
+    script
+        .slice(slice("web-1", "web", &["10.1.0.1", "10.1.0.2"]))
+        .await;
+    eventually("programmed during the dump", || {
+        table(&k) == ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1 10.1.0.2:8080/1"]
+    })
+    .await;
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let kinds: Vec<SyncKind> = agent.obs.reports().iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [SyncKind::Full, SyncKind::Incremental]);
+
+    // The dump missed the new real server; the repair replays what was applied meanwhile, so it
+    // neither adds it again nor reports drift.
+    eventually("repair done", || agent.obs.count() == 3).await;
+    let repair = agent.obs.reports()[2].clone();
+    assert_eq!(repair.kind, SyncKind::Full);
+    assert!(
+        repair.applied.is_empty() && repair.failed.is_empty(),
+        "{repair:?}"
+    );
+    assert_eq!(
+        table(&k),
+        ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1 10.1.0.2:8080/1"]
+    );
+    // The next repair is due syncPeriod after this one ended, not after it started.
+    sleep(Duration::from_secs(29)).await;
+    assert_eq!(
+        k.handle().observes,
+        2,
+        "no repair before syncPeriod after the last ended"
+    );
+    eventually("next repair", || k.handle().observes == 3).await;
+    agent.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn refused_ops_are_counted_and_retried_without_blocking_other_services() {
     let (script, rx) = Script::new();
     let k = kernel();

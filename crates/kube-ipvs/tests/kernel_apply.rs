@@ -176,16 +176,20 @@ async fn full_plan_applies_and_a_second_plan_is_empty() {
     assert_eq!(sh("sysctl -n net.ipv4.vs.conntrack").trim(), "1");
     assert_eq!(sh("sysctl -n net.ipv4.vs.expire_nodest_conn").trim(), "1");
 
-    // Counters: one per real server, all idle.
-    let counters = kernel.counters().await.unwrap();
-    let reals: usize = kernel
-        .observe()
-        .await
-        .unwrap()
+    // Counters of the virtual servers asked for (every one, and one that does not exist): one
+    // per real server, all idle.
+    let observed = kernel.observe().await.unwrap();
+    let mut of: Vec<_> = observed.virtual_servers().keys().copied().collect();
+    let reals: usize = observed
         .virtual_servers()
         .values()
         .map(|v| v.reals.len())
         .sum();
+    of.push(kube_ipvs::types::VsKey::Fwmark {
+        family: kube_ipvs::types::Family::V4,
+        mark: 0x7777,
+    });
+    let counters = kernel.counters(&of).await.unwrap();
     assert_eq!(counters.len(), reals);
     assert!(counters.iter().all(|c| c.active == 0 && c.inactive == 0));
 }

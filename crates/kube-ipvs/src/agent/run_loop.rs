@@ -3,6 +3,9 @@
 //! - Nothing touches the kernel before the sources deliver `Synced`.
 //! - Start-up is a full sync (prepare, one dump, full plan): against an unchanged cluster it
 //!   issues no op. Until one succeeds it is retried with backoff; events keep being ingested.
+//! - A full repair's dump runs in its own task (seconds for a large table): changes keep being
+//!   synced incrementally meanwhile, and the ops they apply are replayed over the dump before
+//!   the full plan. The next repair is due `syncPeriod` after the previous one ended.
 //! - Changes are coalesced: every queued event is ingested before a sync, and at most one sync
 //!   runs per `minSyncPeriod`. A full repair runs at least every `syncPeriod`; incremental syncs
 //!   in between plan only what changed.
@@ -15,6 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use super::error::AgentError;
@@ -28,6 +32,17 @@ use crate::kernel::Kernel;
 
 /// Events ingested per batch before the loop checks its deadlines again.
 const MAX_BATCH: usize = 4096;
+
+/// How long the loop sleeps when nothing is due (it wakes for events and the dump anyway).
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// The running dump's result; pending forever when none runs.
+async fn join<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match h {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Exponential backoff between `min` and `max`.
 #[derive(Debug)]
@@ -177,10 +192,14 @@ where
 
     let mut s = Syncer::new(kernel, engine, observer.clone()).publish_owners(settings.owners_path);
     let mut clock = Clock::new(timing, Instant::now());
+    // The running repair's dump: its own task, so syncs of changes go on while it reads.
+    let mut repair: Option<JoinHandle<K::Dump>> = None;
     loop {
         let now = Instant::now();
-        let full_at = clock.full_at(now);
-        let mut wake = full_at;
+        let mut wake = match repair {
+            Some(_) => now + IDLE,
+            None => clock.full_at(now),
+        };
         if let Some(t) = clock.incremental_at(&s, &intake, now) {
             wake = wake.min(t);
         }
@@ -191,6 +210,33 @@ where
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                dump = join(&mut repair) => {
+                    repair = None;
+                    let result = match dump {
+                        Ok(dump) => s.finish_full(dump, &mut intake).await,
+                        Err(e) => {
+                            s.abandon_repair();
+                            tracing::error!(error = %e, "the kernel dump's task failed");
+                            Ok(())
+                        }
+                    };
+                    let after = Instant::now();
+                    match result {
+                        Ok(()) if s.adopted() => {
+                            clock.kernel_backoff.reset();
+                            // From the end: a repair longer than syncPeriod does not run back to back.
+                            clock.full_due = after + timing.sync_period;
+                            clock.synced(&s, after, after);
+                        }
+                        Ok(()) => clock.full_due = after + clock.kernel_backoff.next(),
+                        Err(e) => {
+                            let wait = clock.kernel_backoff.next();
+                            tracing::warn!(error = %e, retry_in = ?wait, "full sync failed; keeping the kernel as it is");
+                            clock.full_due = after + wait;
+                        }
+                    }
+                    continue;
+                }
                 ev = feed.recv() => {
                     let ev = ev.ok_or(AgentError::SourcesEnded)?;
                     intake.ingest(s.engine_mut(), ev, &*observer);
@@ -205,13 +251,9 @@ where
             }
         }
         let now = Instant::now();
-        if now >= clock.full_at(now) {
-            match s.full(&mut intake).await {
-                Ok(()) => {
-                    clock.kernel_backoff.reset();
-                    clock.full_due = now + timing.sync_period;
-                    clock.synced(&s, now, Instant::now());
-                }
+        if repair.is_none() && now >= clock.full_at(now) {
+            match s.start_full().await {
+                Ok(dump) => repair = Some(tokio::spawn(dump)),
                 Err(e) => {
                     let wait = clock.kernel_backoff.next();
                     tracing::warn!(error = %e, retry_in = ?wait, "full sync failed; keeping the kernel as it is");

@@ -9,6 +9,7 @@
 //! The timing (when which sync runs) is the loop's business (`run_loop`), not this module's.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -47,6 +48,15 @@ pub struct Syncer<K> {
     owners_path: Option<std::path::PathBuf>,
     /// The owners file holds the current set of virtual servers.
     owners_written: bool,
+    /// The full repair whose dump is running.
+    repair: Option<Repair>,
+}
+
+/// A full repair between its start and its dump's end.
+struct Repair {
+    started: (SystemTime, Instant),
+    /// Ops the kernel accepted since the dump started: the dump may or may not show them.
+    replay: Vec<Op>,
 }
 
 impl<K: Kernel> Syncer<K> {
@@ -63,6 +73,7 @@ impl<K: Kernel> Syncer<K> {
             rules_failed: false,
             owners_path: None,
             owners_written: false,
+            repair: None,
         }
     }
 
@@ -133,33 +144,71 @@ impl<K: Kernel> Syncer<K> {
         self.epoch.elapsed()
     }
 
-    /// The full repair sync: prepare, one dump, full plan, apply. A kernel error before the plan
-    /// leaves everything as it was (pending changes stay pending) and is returned.
-    pub async fn full(&mut self, intake: &mut Intake) -> Result<(), KernelError> {
-        let span = sync_span(SyncKind::Full);
-        self.full_inner(intake).instrument(span).await
+    /// Starts a full repair: prepare, the node's addresses, then a dump that runs on its own
+    /// (the returned future borrows nothing): incremental and drain syncs go on while it reads
+    /// a large table, and [`Syncer::finish_full`] plans against it. A kernel error here leaves
+    /// everything as it was and is returned.
+    pub async fn start_full(
+        &mut self,
+    ) -> Result<impl Future<Output = K::Dump> + Send + 'static, KernelError> {
+        let started = (SystemTime::now(), Instant::now());
+        async {
+            self.kernel.prepare().await?;
+            let addrs = self.kernel.node_addresses().await?;
+            if self.engine.set_node_addresses(addrs) {
+                tracing::info!(addresses = ?self.engine.config().node_addresses, "node addresses");
+            }
+            Ok::<(), KernelError>(())
+        }
+        .instrument(sync_span(SyncKind::Full))
+        .await?;
+        self.repair = Some(Repair {
+            started,
+            replay: Vec::new(),
+        });
+        Ok(self.kernel.dump())
     }
 
-    async fn full_inner(&mut self, intake: &mut Intake) -> Result<(), KernelError> {
-        let started = (SystemTime::now(), Instant::now());
-        self.kernel.prepare().await?;
-        let addrs = self.kernel.node_addresses().await?;
-        let observed = self.kernel.observe().await?;
-        if self.engine.set_node_addresses(addrs) {
-            tracing::info!(addresses = ?self.engine.config().node_addresses, "node addresses");
+    /// Ends the full repair [`Syncer::start_full`] began: the dump, with every op applied since
+    /// it started replayed over it (the dump may have missed them), becomes the cached kernel
+    /// view; the full plan against it is applied. A failed dump leaves everything as it was and
+    /// is returned.
+    pub async fn finish_full(
+        &mut self,
+        dump: K::Dump,
+        intake: &mut Intake,
+    ) -> Result<(), KernelError> {
+        let span = sync_span(SyncKind::Full);
+        async {
+            let repair = self.repair.take();
+            let mut observed = self.kernel.adopt(dump)?;
+            let (started, replay) = repair.map_or_else(
+                || ((SystemTime::now(), Instant::now()), Vec::new()),
+                |r| (r.started, r.replay),
+            );
+            for op in &replay {
+                observed.replay(op);
+            }
+            self.engine.set_observed(observed);
+            self.stale = false;
+            let pending = intake.take_pending();
+            let mut ops = self.engine.plan_full(self.now());
+            if !self.adopted {
+                self.hold_deletions_if_empty(&mut ops);
+            }
+            self.adopted = true;
+            self.finish(SyncKind::Full, started, pending, &ops, true)
+                .await;
+            assume_busy(&mut self.engine, None);
+            Ok(())
         }
-        self.engine.set_observed(observed);
-        self.stale = false;
-        let pending = intake.take_pending();
-        let mut ops = self.engine.plan_full(self.now());
-        if !self.adopted {
-            self.hold_deletions_if_empty(&mut ops);
-        }
-        self.adopted = true;
-        self.finish(SyncKind::Full, started, pending, &ops, true)
-            .await;
-        assume_busy(&mut self.engine);
-        Ok(())
+        .instrument(span)
+        .await
+    }
+
+    /// Forgets a repair whose dump never came back (its task failed).
+    pub fn abandon_repair(&mut self) {
+        self.repair = None;
     }
 
     /// On start-up, an empty Services list against a kernel full of our virtual servers is more
@@ -201,7 +250,8 @@ impl<K: Kernel> Syncer<K> {
         let span = sync_span(SyncKind::Drain);
         async {
             let started = (SystemTime::now(), Instant::now());
-            let counters = self.kernel.counters().await?;
+            let draining = self.engine.draining_vs();
+            let counters = self.kernel.counters(&draining).await?;
             let observed = self.engine.observed_mut();
             for c in &counters {
                 observed.set_connections(&c.vs, &c.rs, c.active, c.inactive);
@@ -209,7 +259,7 @@ impl<K: Kernel> Syncer<K> {
             let ops = self.engine.plan_drains(self.now());
             self.finish(SyncKind::Drain, started, Pending::default(), &ops, false)
                 .await;
-            assume_busy(&mut self.engine);
+            assume_busy(&mut self.engine, Some(&draining));
             Ok(())
         }
         .instrument(span)
@@ -273,6 +323,9 @@ impl<K: Kernel> Syncer<K> {
             return;
         }
         let outcome = self.kernel.apply(ops).await;
+        if let Some(r) = &mut self.repair {
+            r.replay.extend(outcome.succeeded(ops).cloned());
+        }
         for op in outcome.succeeded(ops) {
             *report.applied.entry(op.kind()).or_default() += 1;
         }
@@ -340,19 +393,26 @@ impl<K: Kernel> Syncer<K> {
 /// Between dumps the cached connection counters are stale: a real server that looked idle at
 /// the last dump may carry connections now. Marking every idle one as busy makes an incremental
 /// plan drain a removed endpoint (weight 0) instead of deleting it; the drain tick deletes it
-/// with fresh counters once it really is idle.
-fn assume_busy(engine: &mut Engine) {
-    let idle: Vec<(VsKey, RsKey)> = engine
-        .observed()
-        .virtual_servers()
-        .iter()
-        .flat_map(|(vs, v)| {
+/// with fresh counters once it really is idle. `only`: the virtual servers whose counters were
+/// just read (the others are still marked from before).
+fn assume_busy(engine: &mut Engine, only: Option<&[VsKey]>) {
+    let observed = engine.observed().virtual_servers();
+    let mut idle: Vec<(VsKey, RsKey)> = Vec::new();
+    let mut add = |vs: &VsKey, v: &crate::plan::ObservedVs| {
+        idle.extend(
             v.reals
                 .iter()
                 .filter(|r| r.connections() == 0)
-                .map(move |r| (*vs, r.key))
-        })
-        .collect();
+                .map(|r| (*vs, r.key)),
+        );
+    };
+    match only {
+        None => observed.iter().for_each(|(vs, v)| add(vs, v)),
+        Some(keys) => keys
+            .iter()
+            .filter_map(|k| observed.get_key_value(k))
+            .for_each(|(vs, v)| add(vs, v)),
+    }
     let observed = engine.observed_mut();
     for (vs, rs) in &idle {
         observed.set_connections(vs, rs, 0, 1);

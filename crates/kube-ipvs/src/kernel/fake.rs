@@ -3,13 +3,14 @@
 //! stage foreign entries, inject failures and "restart" the agent against the same kernel.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{ApplyOutcome, Counters, Kernel, KernelError};
 use crate::desired::IptablesInputs;
 use crate::plan::{ObservedState, Op};
-use crate::types::Family;
+use crate::types::{Family, VsKey};
 
 /// What the fake kernel holds and records.
 #[derive(Default)]
@@ -33,6 +34,9 @@ pub struct FakeState {
     pub fail_op: Option<Arc<dyn Fn(&Op) -> bool + Send + Sync>>,
     /// Every call fails while set (a kernel that refuses everything).
     pub fail_all: bool,
+    /// A full dump takes its snapshot at once but finishes only after this long (a large
+    /// table): ops applied meanwhile are missing from it, as they can be from a real dump.
+    pub dump_delay: std::time::Duration,
 }
 
 impl std::fmt::Debug for FakeState {
@@ -99,11 +103,25 @@ impl Kernel for FakeKernel {
         Ok(self.handle().node_addresses.clone())
     }
 
-    async fn observe(&mut self) -> Result<ObservedState, KernelError> {
-        self.check("observe")?;
-        let mut h = self.handle();
-        h.observes += 1;
-        Ok(h.state.clone())
+    type Dump = Result<ObservedState, KernelError>;
+
+    fn dump(&mut self) -> impl Future<Output = Self::Dump> + Send + 'static {
+        let snapshot = self.check("observe").map(|()| {
+            let mut h = self.handle();
+            h.observes += 1;
+            (h.state.clone(), h.dump_delay)
+        });
+        async move {
+            let (state, delay) = snapshot?;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(state)
+        }
+    }
+
+    fn adopt(&mut self, dump: Self::Dump) -> Result<ObservedState, KernelError> {
+        dump
     }
 
     async fn apply(&mut self, ops: &[Op]) -> ApplyOutcome {
@@ -138,12 +156,13 @@ impl Kernel for FakeKernel {
         Ok(true)
     }
 
-    async fn counters(&mut self) -> Result<Vec<Counters>, KernelError> {
+    async fn counters(&mut self, of: &[VsKey]) -> Result<Vec<Counters>, KernelError> {
         self.check("counters")?;
         let h = self.handle();
-        Ok(h.state
-            .virtual_servers()
+        let vss = h.state.virtual_servers();
+        Ok(of
             .iter()
+            .filter_map(|vs| vss.get(vs).map(|v| (vs, v)))
             .flat_map(|(vs, v)| {
                 v.reals.iter().map(|r| Counters {
                     vs: *vs,

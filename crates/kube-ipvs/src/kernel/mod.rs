@@ -92,9 +92,26 @@ pub trait Kernel: Send {
     /// The node's own addresses (every link but the dummy device), for NodePorts.
     fn node_addresses(&mut self) -> impl Future<Output = Result<Vec<IpAddr>, KernelError>> + Send;
 
-    /// One full dump of what the planner diffs: the whole IPVS table (with connection counters),
-    /// the dummy device's addresses, our `local` routes, the members of our ipsets.
-    fn observe(&mut self) -> impl Future<Output = Result<ObservedState, KernelError>> + Send;
+    /// What a detached dump hands back to [`Kernel::adopt`].
+    type Dump: Send + 'static;
+
+    /// Starts one full dump of what the planner diffs: the whole IPVS table (with connection
+    /// counters), the dummy device's addresses, our `local` routes, the members of our ipsets.
+    /// The future does not borrow the kernel, so ops can be applied while it runs (a dump of
+    /// 100,000 virtual servers takes seconds; incremental syncs must not wait for it). Objects
+    /// changed while it runs may be seen before or after the change.
+    fn dump(&mut self) -> impl Future<Output = Self::Dump> + Send + 'static;
+
+    /// Takes back a finished [`Kernel::dump`]: its observed state, or why it failed.
+    fn adopt(&mut self, dump: Self::Dump) -> Result<ObservedState, KernelError>;
+
+    /// One full dump, waited for.
+    fn observe(&mut self) -> impl Future<Output = Result<ObservedState, KernelError>> + Send {
+        async move {
+            let d = self.dump().await;
+            self.adopt(d)
+        }
+    }
 
     /// Applies ops in plan order through the batch paths; a failed op does not stop the others.
     fn apply(&mut self, ops: &[Op]) -> impl Future<Output = ApplyOutcome> + Send;
@@ -106,6 +123,11 @@ pub trait Kernel: Send {
         inputs: &BTreeMap<Family, IptablesInputs>,
     ) -> impl Future<Output = Result<bool, KernelError>> + Send;
 
-    /// Connection counters of every real server (one IPVS dump), for the drain tick.
-    fn counters(&mut self) -> impl Future<Output = Result<Vec<Counters>, KernelError>> + Send;
+    /// Connection counters of the real servers of these virtual servers (one destination dump
+    /// each: the drain tick's cost follows the drain backlog, not the table), for the drain
+    /// tick. A virtual server that no longer exists is left out.
+    fn counters(
+        &mut self,
+        of: &[VsKey],
+    ) -> impl Future<Output = Result<Vec<Counters>, KernelError>> + Send;
 }

@@ -237,11 +237,188 @@ impl ObservedState {
         Ok(())
     }
 
+    /// Applies an op the kernel accepted to a dump that may or may not show it yet (the dump
+    /// ran while the op was applied): the op's result holds afterwards, whatever the dump saw.
+    pub fn replay(&mut self, op: &Op) {
+        if self.apply(op).is_ok() {
+            return;
+        }
+        match op {
+            // Already there: take the op's values.
+            Op::AddVs { key, spec, .. } => {
+                let _ = self.apply(&Op::UpdateVs {
+                    key: *key,
+                    spec: *spec,
+                });
+            }
+            Op::AddRs { vs, rs } => {
+                let _ = self.apply(&Op::UpdateRs { vs: *vs, rs: *rs });
+            }
+            // Not there yet: create it with the op's values.
+            Op::UpdateVs { key, spec } => self.insert_vs(*key, *spec, Vec::new()),
+            Op::UpdateRs { vs, rs } => {
+                let _ = self.apply(&Op::AddRs { vs: *vs, rs: *rs });
+            }
+            // Present already, or gone already: the op's result holds.
+            Op::AddRoute { .. }
+            | Op::DelRoute { .. }
+            | Op::BindAddr { .. }
+            | Op::UnbindAddr { .. }
+            | Op::IpsetAdd { .. }
+            | Op::IpsetDel { .. }
+            | Op::DelVs { .. }
+            | Op::DelRs { .. }
+            | Op::ClearConntrack { .. } => {}
+        }
+    }
+
     /// Applies a whole plan, stopping at the first error.
     pub fn apply_all<'a>(
         &mut self,
         ops: impl IntoIterator<Item = &'a Op>,
     ) -> Result<(), ApplyError> {
         ops.into_iter().try_for_each(|op| self.apply(op))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Family, Proto, Scheduler, ServiceKey, ServicePortName};
+
+    fn vs() -> VsKey {
+        VsKey::Service {
+            proto: Proto::Tcp,
+            addr: "10.96.0.10".parse().unwrap(),
+            port: 80,
+        }
+    }
+
+    fn rs(last: u8, weight: u32) -> RealServer {
+        RealServer {
+            weight,
+            ..RealServer::masq(std::net::IpAddr::from([10, 1, 0, last]), 8080)
+        }
+    }
+
+    fn spec(scheduler: Scheduler) -> VsSpec {
+        VsSpec::plain(scheduler, Family::V4)
+    }
+
+    /// The dump: one virtual server with real servers 1 (weight 1) and 2 (weight 1).
+    fn dump() -> ObservedState {
+        let mut st = ObservedState::new();
+        st.insert_vs(vs(), spec(Scheduler::Rr), vec![rs(1, 1), rs(2, 1)]);
+        st
+    }
+
+    /// (last octet, weight) of each real server.
+    type Reals = Vec<(u8, u32)>;
+
+    fn reals(st: &ObservedState) -> Reals {
+        st.virtual_servers()
+            .get(&vs())
+            .map(|v| {
+                v.reals
+                    .iter()
+                    .map(|r| match r.key.addr {
+                        std::net::IpAddr::V4(a) => (a.octets()[3], r.weight),
+                        std::net::IpAddr::V6(_) => (0, r.weight),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn replay_makes_each_ops_result_hold_whatever_the_dump_saw() {
+        let owner = ServicePortName {
+            service: ServiceKey::new("default", "web"),
+            port: "http".into(),
+        };
+        // (op, real servers afterwards); `None`: the virtual server is gone.
+        let cases: Vec<(Op, Option<Reals>)> = vec![
+            // The dump saw the op already.
+            (
+                Op::AddRs {
+                    vs: vs(),
+                    rs: rs(2, 1),
+                },
+                Some(vec![(1, 1), (2, 1)]),
+            ),
+            (
+                Op::DelRs {
+                    vs: vs(),
+                    rs: rs(3, 1).key,
+                },
+                Some(vec![(1, 1), (2, 1)]),
+            ),
+            (
+                Op::UpdateRs {
+                    vs: vs(),
+                    rs: rs(2, 1),
+                },
+                Some(vec![(1, 1), (2, 1)]),
+            ),
+            // The dump missed it.
+            (
+                Op::AddRs {
+                    vs: vs(),
+                    rs: rs(3, 1),
+                },
+                Some(vec![(1, 1), (2, 1), (3, 1)]),
+            ),
+            (
+                Op::DelRs {
+                    vs: vs(),
+                    rs: rs(2, 1).key,
+                },
+                Some(vec![(1, 1)]),
+            ),
+            (
+                Op::UpdateRs {
+                    vs: vs(),
+                    rs: rs(2, 0),
+                },
+                Some(vec![(1, 1), (2, 0)]),
+            ),
+            (Op::DelVs { key: vs() }, None),
+            // Added, then updated to weight 0 before the dump read it: the op's values win.
+            (
+                Op::AddRs {
+                    vs: vs(),
+                    rs: rs(2, 0),
+                },
+                Some(vec![(1, 1), (2, 0)]),
+            ),
+            (
+                Op::AddVs {
+                    key: vs(),
+                    spec: spec(Scheduler::Lc),
+                    owner,
+                },
+                Some(vec![(1, 1), (2, 1)]),
+            ),
+        ];
+        for (op, want) in cases {
+            let mut st = dump();
+            st.replay(&op);
+            let got = st.virtual_servers().contains_key(&vs()).then(|| reals(&st));
+            assert_eq!(got, want, "{op}");
+            if let Op::AddVs { spec: s, .. } = op {
+                assert_eq!(st.virtual_servers()[&vs()].spec, s);
+            }
+        }
+        // An update of a real server whose virtual server the dump did not see yet.
+        let mut st = ObservedState::new();
+        st.replay(&Op::UpdateVs {
+            key: vs(),
+            spec: spec(Scheduler::Rr),
+        });
+        st.replay(&Op::UpdateRs {
+            vs: vs(),
+            rs: rs(4, 1),
+        });
+        assert_eq!(reals(&st), [(4, 1)]);
     }
 }

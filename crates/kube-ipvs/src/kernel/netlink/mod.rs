@@ -21,6 +21,7 @@ mod prepare;
 mod rules;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -34,15 +35,18 @@ pub use config::KernelConfig;
 use super::{ApplyOutcome, Counters, Kernel, KernelError};
 use crate::desired::IptablesInputs;
 use crate::plan::{ObservedState, Op};
-use crate::types::Family;
+use crate::types::{Family, VsKey};
 
 /// The node's kernel over netlink. Holds one socket per protocol (IPVS, rtnetlink, ipset;
-/// conntrack opened on first use) and the rule sets it last wrote.
+/// conntrack opened on first use), a second set for full dumps ([`Reader`]), and the rule sets
+/// it last wrote.
 pub struct NetlinkKernel {
     cfg: KernelConfig,
     ipvs: ipvs_netlink::Client,
     links: Links,
     ipset: IpsetClient,
+    /// The dump's own sockets; lent to a running dump, `None` until it is adopted.
+    reader: Option<Reader>,
     conntrack: Option<Conntrack>,
     /// iptables back end per family, detected on the first rule write.
     iptables: BTreeMap<Family, Iptables>,
@@ -53,6 +57,43 @@ pub struct NetlinkKernel {
     /// Addresses of the dummy device that are not host prefixes (`/24` added by hand), as last
     /// observed: removing one needs its real prefix.
     odd_prefixes: HashMap<IpAddr, IpNet>,
+}
+
+/// The sockets and settings a full dump reads through. Its own sockets (the clients serve one
+/// request at a time) let a long dump run while the agent applies changes through the others.
+struct Reader {
+    ipvs: ipvs_netlink::Client,
+    links: Links,
+    ipset: IpsetClient,
+    dummy_device: String,
+    families: Vec<Family>,
+}
+
+impl Reader {
+    async fn connect(cfg: &KernelConfig) -> Result<Self, KernelError> {
+        let (ipvs, links, ipset) = sockets(cfg).await?;
+        Ok(Self {
+            ipvs,
+            links,
+            ipset,
+            dummy_device: cfg.dummy_device.clone(),
+            families: cfg.families.clone(),
+        })
+    }
+}
+
+/// A finished dump: the reader back, and what it saw.
+pub struct Dump {
+    reader: Option<Reader>,
+    result: Result<observe::Observation, KernelError>,
+}
+
+impl std::fmt::Debug for Dump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dump")
+            .field("ok", &self.result.is_ok())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for NetlinkKernel {
@@ -67,46 +108,14 @@ impl NetlinkKernel {
     /// Connects every socket (in `cfg.netns` when set). Fails when IPVS is missing (the
     /// `ip_vs` module is not loaded) or the caller lacks CAP_NET_ADMIN for ipsets.
     pub async fn connect(cfg: KernelConfig) -> Result<Self, KernelError> {
-        let ipvs = ipvs_netlink::Client::with_options(ipvs_netlink::ClientOptions {
-            netns: cfg.netns.clone(),
-            timeout: cfg.request_timeout,
-            ..ipvs_netlink::ClientOptions::default()
-        })
-        .await
-        .map_err(|source| KernelError::Ipvs {
-            op: "connect".into(),
-            source,
-        })?;
-        let timeout = cfg.request_timeout;
-        let (links, ipset) = match cfg.netns.as_deref() {
-            None => (
-                Links::connect(timeout).await,
-                IpsetClient::connect_with(ipset_config(timeout)).await,
-            ),
-            Some(path) => {
-                netns::blocking(Some(path), "connect", move || {
-                    let rt = tokio::runtime::Handle::current();
-                    (
-                        rt.block_on(Links::connect(timeout)),
-                        rt.block_on(IpsetClient::connect_with(ipset_config(timeout))),
-                    )
-                })
-                .await?
-            }
-        };
-        let links = links.map_err(|source| KernelError::Link {
-            op: "connect".into(),
-            source,
-        })?;
-        let ipset = ipset.map_err(|source| KernelError::Ipset {
-            op: "connect".into(),
-            source,
-        })?;
+        let (ipvs, links, ipset) = sockets(&cfg).await?;
+        let reader = Reader::connect(&cfg).await?;
         Ok(Self {
             cfg,
             ipvs,
             links,
             ipset,
+            reader: Some(reader),
             conntrack: None,
             iptables: BTreeMap::new(),
             random_fully: BTreeMap::new(),
@@ -128,31 +137,12 @@ impl NetlinkKernel {
 
     /// The dummy device's index, if it exists.
     async fn dummy_index(&mut self) -> Result<Option<u32>, KernelError> {
-        self.links
-            .link_index(&self.cfg.dummy_device)
-            .await
-            .map_err(|source| KernelError::Link {
-                op: format!("look up {}", self.cfg.dummy_device),
-                source,
-            })
+        dummy_index(&mut self.links, &self.cfg.dummy_device).await
     }
 
-    /// The index of `lo`, which carries our `local` prefix routes: it is always up, while the
-    /// dummy device stays down and the kernel refuses IPv6 routes through a down device
-    /// (ENETDOWN).
+    /// The index of `lo`, which carries our `local` prefix routes.
     async fn loopback_index(&mut self) -> Result<u32, KernelError> {
-        let op = "look up lo";
-        self.links
-            .link_index("lo")
-            .await
-            .map_err(|source| KernelError::Link {
-                op: op.into(),
-                source,
-            })?
-            .ok_or_else(|| KernelError::NoDevice {
-                op: op.into(),
-                device: "lo".into(),
-            })
+        loopback_index(&mut self.links).await
     }
 
     /// The conntrack socket, opened on first use.
@@ -183,6 +173,77 @@ impl NetlinkKernel {
     }
 }
 
+/// One IPVS, rtnetlink and ipset socket, in `cfg.netns` when set. Fails when IPVS is missing or
+/// the caller lacks CAP_NET_ADMIN for ipsets.
+async fn sockets(
+    cfg: &KernelConfig,
+) -> Result<(ipvs_netlink::Client, Links, IpsetClient), KernelError> {
+    let ipvs = ipvs_netlink::Client::with_options(ipvs_netlink::ClientOptions {
+        netns: cfg.netns.clone(),
+        timeout: cfg.request_timeout,
+        ..ipvs_netlink::ClientOptions::default()
+    })
+    .await
+    .map_err(|source| KernelError::Ipvs {
+        op: "connect".into(),
+        source,
+    })?;
+    let timeout = cfg.request_timeout;
+    let (links, ipset) = match cfg.netns.as_deref() {
+        None => (
+            Links::connect(timeout).await,
+            IpsetClient::connect_with(ipset_config(timeout)).await,
+        ),
+        Some(path) => {
+            netns::blocking(Some(path), "connect", move || {
+                let rt = tokio::runtime::Handle::current();
+                (
+                    rt.block_on(Links::connect(timeout)),
+                    rt.block_on(IpsetClient::connect_with(ipset_config(timeout))),
+                )
+            })
+            .await?
+        }
+    };
+    let links = links.map_err(|source| KernelError::Link {
+        op: "connect".into(),
+        source,
+    })?;
+    let ipset = ipset.map_err(|source| KernelError::Ipset {
+        op: "connect".into(),
+        source,
+    })?;
+    Ok((ipvs, links, ipset))
+}
+
+/// The index of the dummy device, if it exists.
+async fn dummy_index(links: &mut Links, device: &str) -> Result<Option<u32>, KernelError> {
+    links
+        .link_index(device)
+        .await
+        .map_err(|source| KernelError::Link {
+            op: format!("look up {device}"),
+            source,
+        })
+}
+
+/// The index of `lo`, which carries our `local` prefix routes: it is always up, while the
+/// dummy device stays down and the kernel refuses IPv6 routes through a down device (ENETDOWN).
+async fn loopback_index(links: &mut Links) -> Result<u32, KernelError> {
+    let op = "look up lo";
+    links
+        .link_index("lo")
+        .await
+        .map_err(|source| KernelError::Link {
+            op: op.into(),
+            source,
+        })?
+        .ok_or_else(|| KernelError::NoDevice {
+            op: op.into(),
+            device: "lo".into(),
+        })
+}
+
 fn ipset_config(timeout: std::time::Duration) -> nodenet::ipset::Config {
     nodenet::ipset::Config {
         timeout,
@@ -199,8 +260,40 @@ impl Kernel for NetlinkKernel {
         observe::node_addresses(self).await
     }
 
-    async fn observe(&mut self) -> Result<ObservedState, KernelError> {
-        observe::observe(self).await
+    type Dump = Dump;
+
+    fn dump(&mut self) -> impl Future<Output = Dump> + Send + 'static {
+        // A dump lost with its task (it never came back) is replaced by new sockets.
+        let reader = self.reader.take();
+        let cfg = self.cfg.clone();
+        async move {
+            let mut r = match reader {
+                Some(r) => r,
+                None => match Reader::connect(&cfg).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Dump {
+                            reader: None,
+                            result: Err(e),
+                        };
+                    }
+                },
+            };
+            let result = observe::observe(&mut r).await;
+            Dump {
+                reader: Some(r),
+                result,
+            }
+        }
+    }
+
+    fn adopt(&mut self, dump: Dump) -> Result<ObservedState, KernelError> {
+        if let Some(r) = dump.reader {
+            self.reader = Some(r);
+        }
+        let seen = dump.result?;
+        self.odd_prefixes = seen.odd_prefixes;
+        Ok(seen.state)
     }
 
     async fn apply(&mut self, ops: &[Op]) -> ApplyOutcome {
@@ -214,7 +307,7 @@ impl Kernel for NetlinkKernel {
         rules::sync_rules(self, inputs).await
     }
 
-    async fn counters(&mut self) -> Result<Vec<Counters>, KernelError> {
-        observe::counters(self).await
+    async fn counters(&mut self, of: &[VsKey]) -> Result<Vec<Counters>, KernelError> {
+        observe::counters(self, of).await
     }
 }

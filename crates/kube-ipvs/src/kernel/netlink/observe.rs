@@ -1,16 +1,19 @@
 //! Reading the kernel: one dump per object kind into an [`ObservedState`], the drain tick's
 //! counters, the node's addresses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nix::errno::Errno;
 
 use nodenet::route::OUR_PROTOCOL;
 
 use super::convert;
-use super::{KernelError, NetlinkKernel};
+use super::{KernelError, NetlinkKernel, Reader, dummy_index, loopback_index};
 use crate::kernel::Counters;
 use crate::plan::ObservedState;
-use crate::types::{IpsetName, RealServer};
+use crate::types::{IpsetName, RealServer, VsKey, VsSpec};
 
 fn ipvs_err(op: &str) -> impl FnOnce(ipvs_netlink::Error) -> KernelError + '_ {
     move |source| KernelError::Ipvs {
@@ -30,16 +33,9 @@ fn link_err(op: &str) -> impl FnOnce(nodenet::link::LinkError) -> KernelError + 
 /// Services with a scheduler the domain does not know are left out (and logged): planning
 /// cannot compare them, and an AddVs over one becomes an update (see `apply`).
 async fn ipvs_table(
-    k: &mut NetlinkKernel,
-) -> Result<
-    Vec<(
-        crate::types::VsKey,
-        Option<crate::types::VsSpec>,
-        Vec<RealServer>,
-    )>,
-    KernelError,
-> {
-    let table = k.ipvs.table().await.map_err(ipvs_err("dump IPVS table"))?;
+    ipvs: &mut ipvs_netlink::Client,
+) -> Result<Vec<(VsKey, Option<VsSpec>, Vec<RealServer>)>, KernelError> {
+    let table = ipvs.table().await.map_err(ipvs_err("dump IPVS table"))?;
     Ok(table
         .services
         .values()
@@ -53,11 +49,19 @@ async fn ipvs_table(
         .collect())
 }
 
+/// What one full dump saw.
+pub struct Observation {
+    /// The planner's view.
+    pub state: ObservedState,
+    /// Dummy-device addresses that are not host prefixes (see `NetlinkKernel::odd_prefixes`).
+    pub odd_prefixes: HashMap<IpAddr, IpNet>,
+}
+
 /// One full dump: IPVS table, dummy-device addresses, our local routes (`local` prefix routes
 /// of the local table on `lo` with `proto static`), members of our sets.
-pub async fn observe(k: &mut NetlinkKernel) -> Result<ObservedState, KernelError> {
+pub(super) async fn observe(r: &mut Reader) -> Result<Observation, KernelError> {
     let mut st = ObservedState::new();
-    for (key, spec, reals) in ipvs_table(k).await? {
+    for (key, spec, reals) in ipvs_table(&mut r.ipvs).await? {
         match spec {
             Some(spec) => st.insert_vs(key, spec, reals),
             None => tracing::warn!(
@@ -66,34 +70,33 @@ pub async fn observe(k: &mut NetlinkKernel) -> Result<ObservedState, KernelError
             ),
         }
     }
-    k.odd_prefixes.clear();
-    if let Some(index) = k.dummy_index().await? {
-        let addrs = k
+    let mut odd_prefixes = HashMap::new();
+    if let Some(index) = dummy_index(&mut r.links, &r.dummy_device).await? {
+        let addrs = r
             .links
             .addresses(index)
             .await
             .map_err(link_err("list dummy-device addresses"))?;
         for net in addrs {
             if net.prefix_len() != net.max_prefix_len() {
-                k.odd_prefixes.insert(net.addr(), net);
+                odd_prefixes.insert(net.addr(), net);
             }
             st.insert_bound(net.addr());
         }
     }
-    let lo = k.loopback_index().await?;
-    let routes = k
+    let lo = loopback_index(&mut r.links).await?;
+    let routes = r
         .links
         .local_prefix_routes()
         .await
         .map_err(link_err("list local routes"))?;
-    for r in routes {
-        if r.ifindex == lo && r.protocol == u8::from(OUR_PROTOCOL) {
-            st.insert_route(r.prefix);
+    for route in routes {
+        if route.ifindex == lo && route.protocol == u8::from(OUR_PROTOCOL) {
+            st.insert_route(route.prefix);
         }
     }
-    let ours: BTreeMap<String, IpsetName> =
-        convert::our_sets(&k.cfg.families).into_iter().collect();
-    let sets = k
+    let ours: BTreeMap<String, IpsetName> = convert::our_sets(&r.families).into_iter().collect();
+    let sets = r
         .ipset
         .list_all()
         .await
@@ -114,23 +117,38 @@ pub async fn observe(k: &mut NetlinkKernel) -> Result<ObservedState, KernelError
             }
         }
     }
-    Ok(st)
+    Ok(Observation {
+        state: st,
+        odd_prefixes,
+    })
 }
 
-/// Connection counters of every real server: one IPVS dump.
-pub async fn counters(k: &mut NetlinkKernel) -> Result<Vec<Counters>, KernelError> {
-    Ok(ipvs_table(k)
-        .await?
-        .into_iter()
-        .flat_map(|(vs, _, reals)| {
-            reals.into_iter().map(move |r| Counters {
-                vs,
+/// Connection counters of the real servers of `of`: one destination dump per virtual server.
+/// A virtual server that is gone (ENOENT / ESRCH) has no counters.
+pub async fn counters(k: &mut NetlinkKernel, of: &[VsKey]) -> Result<Vec<Counters>, KernelError> {
+    let mut out = Vec::new();
+    for vs in of {
+        let dests = match k.ipvs.list_destinations(&convert::service_key(vs)).await {
+            Ok(d) => d,
+            Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::ESRCH)) => continue,
+            Err(source) => {
+                return Err(KernelError::Ipvs {
+                    op: format!("list real servers of {vs}"),
+                    source,
+                });
+            }
+        };
+        out.extend(dests.iter().map(|d| {
+            let r = convert::real_server(d);
+            Counters {
+                vs: *vs,
                 rs: r.key,
                 active: r.active,
                 inactive: r.inactive,
-            })
-        })
-        .collect())
+            }
+        }));
+    }
+    Ok(out)
 }
 
 /// Addresses of every link but the dummy device (loopback and IPv6 link-local left out).
