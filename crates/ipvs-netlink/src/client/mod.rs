@@ -1,5 +1,5 @@
-//! The async client: one netlink socket per [`Client`], every request bounded by a timeout,
-//! rebuilt after a timeout or socket error.
+//! The async client: one netlink socket per [`Client`], no request waiting longer than a timeout
+//! for the kernel's next message, rebuilt after a timeout or socket error.
 
 mod batch;
 mod conn;
@@ -33,7 +33,8 @@ pub struct ClientOptions {
     /// Network namespace to open the socket in (e.g. `/run/netns/x`, `/proc/PID/ns/net`);
     /// `None` is the calling thread's namespace.
     pub netns: Option<PathBuf>,
-    /// Bound on every request (for [`Client::apply`]: on each wait for progress).
+    /// Bound on each wait for the kernel: a request's answer, the next part of a dump, progress
+    /// of [`Client::apply`].
     pub timeout: Duration,
     /// Most requests [`Client::apply`] keeps unanswered at once.
     pub window: usize,
@@ -162,17 +163,11 @@ impl Client {
                 source: std::io::Error::other("not connected"),
             }));
         };
-        let timeout = self.opts.timeout;
-        let res = tokio::time::timeout(timeout, exchange_on(conn, op, &buf, seq)).await;
-        match res {
-            Ok(Ok(out)) => out,
-            Ok(Err(e)) => {
+        match exchange_on(conn, op, &buf, seq, self.opts.timeout).await {
+            Ok(out) => out,
+            Err(e) => {
                 self.conn = None;
                 Err(Failure::Other(e))
-            }
-            Err(_) => {
-                self.conn = None;
-                Err(Failure::Other(Error::Timeout { op, after: timeout }))
             }
         }
     }
@@ -469,20 +464,26 @@ fn expect_one(
 }
 
 /// Send `buf` (one request, sequence `seq`) and read until its terminating reply.
+/// Sends one request and collects its answer. `timeout` bounds the send and each wait for the
+/// kernel's next message, not the whole exchange: a dump of 100,000 services takes as long as it
+/// takes, a kernel that stops answering fails it.
 async fn exchange_on(
     conn: &mut Conn,
     op: &'static str,
     buf: &[u8],
     seq: u32,
+    timeout: Duration,
 ) -> Result<Result<Vec<IpvsMessage>, Failure>, Error> {
-    conn.send(buf)
+    let timed_out = |_| Error::Timeout { op, after: timeout };
+    tokio::time::timeout(timeout, conn.send(buf))
         .await
+        .map_err(timed_out)?
         .map_err(|source| Error::Io { op, source })?;
     let mut out = Vec::new();
     loop {
-        let data = conn
-            .recv()
+        let data = tokio::time::timeout(timeout, conn.recv())
             .await
+            .map_err(timed_out)?
             .map_err(|source| Error::Io { op, source })?;
         for reply in replies(data) {
             let reply = match reply {
