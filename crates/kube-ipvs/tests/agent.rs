@@ -85,7 +85,7 @@ impl Observer for Recorder {
             .unwrap()
             .push((Instant::now(), report.clone()));
     }
-    fn rejections(&self, _: &BTreeMap<ObjectRef, Rejection>) {}
+    fn cluster(&self, _: &BTreeMap<ObjectRef, Rejection>, _: (u64, u64)) {}
     fn health_checks(&self, _: &BTreeMap<ServiceKey, HealthCheck>) {
         *self.health_updates.lock().unwrap() += 1;
     }

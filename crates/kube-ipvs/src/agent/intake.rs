@@ -328,7 +328,7 @@ mod tests {
             self.0.lock().unwrap().push(kind);
         }
         fn synced(&self, _: &SyncReport) {}
-        fn rejections(&self, _: &BTreeMap<ObjectRef, Rejection>) {}
+        fn cluster(&self, _: &BTreeMap<ObjectRef, Rejection>, _: (u64, u64)) {}
         fn health_checks(&self, _: &BTreeMap<ServiceKey, HealthCheck>) {}
     }
 

@@ -68,9 +68,6 @@ pub struct SyncReport {
     pub services: usize,
     /// Real servers draining after the sync.
     pub drain_backlog: usize,
-    /// Services with traffic policy Local and no local endpoint, by policy:
-    /// (`internal`, `external`) (`kubeproxy_sync_proxy_rules_no_local_endpoints_total`).
-    pub no_local_endpoints: (u64, u64),
 }
 
 /// Hooks the sync loop calls; implementations must not block (hand work to their own tasks).
@@ -81,8 +78,11 @@ pub trait Observer: Send + Sync {
     /// A sync finished (successfully or with failed ops: see the report).
     fn synced(&self, report: &SyncReport);
 
-    /// Every object currently rejected, after each sync (an Event is due for new entries only).
-    fn rejections(&self, current: &BTreeMap<ObjectRef, Rejection>);
+    /// Cluster-wide figures, after syncs but at most about once a second (computing them walks
+    /// every Service): every object currently rejected (an Event is due for new entries only),
+    /// and the Services with traffic policy Local and no local endpoint, by policy
+    /// (`internal`, `external`) (`kubeproxy_sync_proxy_rules_no_local_endpoints_total`).
+    fn cluster(&self, rejections: &BTreeMap<ObjectRef, Rejection>, no_local_endpoints: (u64, u64));
 
     /// The health-check servers wanted now (externalTrafficPolicy Local), after each sync that
     /// changed them.
@@ -100,6 +100,6 @@ pub struct NoopObserver;
 impl Observer for NoopObserver {
     fn queued(&self, _: ChangeKind, _: SystemTime) {}
     fn synced(&self, _: &SyncReport) {}
-    fn rejections(&self, _: &BTreeMap<ObjectRef, Rejection>) {}
+    fn cluster(&self, _: &BTreeMap<ObjectRef, Rejection>, _: (u64, u64)) {}
     fn health_checks(&self, _: &BTreeMap<ServiceKey, HealthCheck>) {}
 }

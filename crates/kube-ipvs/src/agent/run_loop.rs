@@ -12,6 +12,8 @@
 //! - Refused ops are retried by the next sync, or after a backoff (1 s doubling up to
 //!   `syncPeriod`) if nothing else changes; a failing kernel never ends the loop.
 //! - The drain timer runs while real servers drain.
+//! - Cluster-wide figures (rejections, Services without a local endpoint) walk every Service:
+//!   reported after a full repair, else at most once a second after syncs.
 //! - On shutdown the loop returns and leaves the kernel programmed (as kube-proxy does).
 
 use std::future::Future;
@@ -206,6 +208,9 @@ where
         if let Some(t) = clock.drain_at {
             wake = wake.min(t);
         }
+        if let Some(t) = s.cluster_at() {
+            wake = wake.min(t);
+        }
         if wake > now {
             tokio::select! {
                 biased;
@@ -269,6 +274,9 @@ where
             s.incremental(&mut intake).await;
             clock.synced(&s, now, Instant::now());
             continue;
+        }
+        if s.cluster_at().is_some_and(|t| now >= t) {
+            s.report_cluster();
         }
         if clock.drain_at.is_some_and(|t| now >= t) {
             if let Err(e) = s.drain().await {

@@ -30,6 +30,10 @@ use crate::types::{RsKey, ServiceKey, VsKey};
 /// Refused ops logged one by one per sync; the rest are counted in one line.
 const LOGGED_FAILURES: usize = 10;
 
+/// The cluster-wide figures walk every Service: during a burst of changes they are reported at
+/// most this often (and after every full repair), not after each sync.
+const CLUSTER_REPORT_EVERY: Duration = Duration::from_secs(1);
+
 /// The engine and the kernel it programs.
 pub struct Syncer<K> {
     kernel: K,
@@ -51,6 +55,10 @@ pub struct Syncer<K> {
     owners_written: bool,
     /// The full repair whose dump is running.
     repair: Option<Repair>,
+    /// A sync ran since the cluster-wide figures were last reported.
+    cluster_due: bool,
+    /// When they were last reported.
+    cluster_reported: Option<Instant>,
 }
 
 /// A full repair between its start and its dump's end.
@@ -75,6 +83,8 @@ impl<K: Kernel> Syncer<K> {
             owners_path: None,
             owners_written: false,
             repair: None,
+            cluster_due: false,
+            cluster_reported: None,
         }
     }
 
@@ -207,6 +217,24 @@ impl<K: Kernel> Syncer<K> {
         .await
     }
 
+    /// When the cluster-wide figures are due ([`Observer::cluster`]), if a sync since the last
+    /// report may have changed them.
+    pub fn cluster_at(&self) -> Option<Instant> {
+        self.cluster_due.then(|| {
+            self.cluster_reported
+                .map_or_else(Instant::now, |t| t + CLUSTER_REPORT_EVERY)
+        })
+    }
+
+    /// Reports the cluster-wide figures (walks every Service).
+    pub fn report_cluster(&mut self) {
+        let index = self.engine.index();
+        self.observer
+            .cluster(&index.rejections(), no_local_endpoints(index));
+        self.cluster_due = false;
+        self.cluster_reported = Some(Instant::now());
+    }
+
     /// Forgets a repair whose dump never came back (its task failed).
     pub fn abandon_repair(&mut self) {
         self.repair = None;
@@ -289,7 +317,6 @@ impl<K: Kernel> Syncer<K> {
             programming_latencies: Vec::new(),
             services: 0,
             drain_backlog: 0,
-            no_local_endpoints: (0, 0),
         };
         self.apply(ops, &mut report).await;
         if rules {
@@ -315,8 +342,11 @@ impl<K: Kernel> Syncer<K> {
         report.duration = t0.elapsed();
         report.services = self.engine.desired().service_count();
         report.drain_backlog = self.engine.drain_backlog();
-        report.no_local_endpoints = no_local_endpoints(self.engine.index());
         self.report(&report);
+        self.cluster_due = true;
+        if kind == SyncKind::Full || self.cluster_at().is_some_and(|t| t <= Instant::now()) {
+            self.report_cluster();
+        }
     }
 
     async fn apply(&mut self, ops: &[Op], report: &mut SyncReport) {
@@ -382,7 +412,6 @@ impl<K: Kernel> Syncer<K> {
         }
         self.observer.synced(report);
         self.write_owners(report);
-        self.observer.rejections(&self.engine.index().rejections());
         let health = self.engine.desired().health_checks();
         if self.health.as_ref() != Some(health) {
             self.observer.health_checks(health);

@@ -257,7 +257,6 @@ pub(crate) mod tests {
             programming_latencies: vec![],
             services: 0,
             drain_backlog: 0,
-            no_local_endpoints: (0, 0),
         }
     }
 

@@ -378,7 +378,12 @@ impl Metrics {
                 // Stock sets this only when the sync succeeded.
                 self.last_timestamp.get_or_create(&fl).set(secs(finished));
             }
-            let (internal, external) = r.no_local_endpoints;
+        }
+    }
+
+    /// Services with a Local traffic policy and no local endpoint: (internal, external).
+    pub fn no_local_endpoints(&self, (internal, external): (u64, u64)) {
+        for fl in self.each_family() {
             for (traffic_policy, n) in [("internal", internal), ("external", external)] {
                 self.no_local_endpoints
                     .get_or_create(&PolicyLabels {
@@ -576,7 +581,6 @@ pub(crate) mod tests {
             programming_latencies: vec![Duration::from_millis(100), Duration::from_millis(1500)],
             services: 7,
             drain_backlog: 4,
-            no_local_endpoints: (1, 2),
         }
     }
 
@@ -593,6 +597,7 @@ pub(crate) mod tests {
         m.queued(ChangeKind::Endpoints, t0, pending);
         m.synced(&report(SyncKind::Incremental, t0), Counts::default());
         m.rejections(&BTreeMap::from([("InvalidIP", 3)]));
+        m.no_local_endpoints((1, 2));
         m.healthz(200);
 
         let text = m.encode_text();

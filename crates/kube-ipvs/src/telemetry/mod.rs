@@ -348,7 +348,8 @@ impl Observer for Telemetry {
         self.metrics.synced(report, pending);
     }
 
-    fn rejections(&self, current: &BTreeMap<ObjectRef, Rejection>) {
+    fn cluster(&self, current: &BTreeMap<ObjectRef, Rejection>, no_local_endpoints: (u64, u64)) {
+        self.metrics.no_local_endpoints(no_local_endpoints);
         let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
         for r in current.values() {
             *by_reason.entry(r.reason()).or_default() += 1;
@@ -424,7 +425,7 @@ mod tests {
             namespace: "ns".into(),
             name: "bad".into(),
         };
-        obs.rejections(&BTreeMap::from([(obj, Rejection::MissingName)]));
+        obs.cluster(&BTreeMap::from([(obj, Rejection::MissingName)]), (0, 0));
 
         // Health-check servers follow the hook.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
