@@ -73,6 +73,8 @@ struct Recorder {
     reports: Mutex<Vec<(Instant, SyncReport)>>,
     queued: Mutex<Vec<ChangeKind>>,
     health_updates: Mutex<usize>,
+    /// Each cluster-wide report: when, and how many objects were rejected.
+    clusters: Mutex<Vec<(Instant, usize)>>,
 }
 
 impl Observer for Recorder {
@@ -85,7 +87,12 @@ impl Observer for Recorder {
             .unwrap()
             .push((Instant::now(), report.clone()));
     }
-    fn cluster(&self, _: &BTreeMap<ObjectRef, Rejection>, _: (u64, u64)) {}
+    fn cluster(&self, rejections: &BTreeMap<ObjectRef, Rejection>, _: (u64, u64)) {
+        self.clusters
+            .lock()
+            .unwrap()
+            .push((Instant::now(), rejections.len()));
+    }
     fn health_checks(&self, _: &BTreeMap<ServiceKey, HealthCheck>) {
         *self.health_updates.lock().unwrap() += 1;
     }
@@ -700,6 +707,50 @@ async fn changes_are_synced_while_a_repair_reads_a_large_table() {
         "no repair before syncPeriod after the last ended"
     );
     eventually("next repair", || k.handle().observes == 3).await;
+    agent.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cluster_wide_figures_are_reported_at_most_once_a_second_and_never_left_stale() {
+    let (script, rx) = Script::new();
+    let k = kernel();
+    let agent = Agent::spawn(&k, rx, settings(Duration::from_secs(600), Duration::ZERO));
+    script
+        .initial(
+            vec![svc("web", "10.96.0.10")],
+            vec![slice("web-1", "web", &["10.1.0.1"])],
+        )
+        .await;
+    eventually("start-up sync", || agent.obs.count() == 1).await;
+    assert_eq!(
+        agent.obs.clusters.lock().unwrap().len(),
+        1,
+        "after the full sync"
+    );
+
+    // Ten syncs 100 ms apart, each with one more slice whose Service does not exist.
+    for i in 2..12 {
+        let ips: Vec<String> = (1..=i).map(|n| format!("10.1.0.{n}")).collect();
+        let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+        script.slice(slice("web-1", "web", &ips)).await;
+        script
+            .slice(slice(&format!("ghost-{i}"), "ghost", &["10.2.0.1"]))
+            .await;
+        sleep(Duration::from_millis(100)).await;
+    }
+    sleep(Duration::from_secs(2)).await;
+    assert!(agent.obs.count() >= 10, "{}", agent.obs.count());
+    let clusters = agent.obs.clusters.lock().unwrap().clone();
+    // The start-up one, one or two during the burst, one within a second after it.
+    assert!(clusters.len() <= 4, "{clusters:?}");
+    for w in clusters.windows(2) {
+        assert!(w[1].0 - w[0].0 >= Duration::from_secs(1), "{clusters:?}");
+    }
+    assert_eq!(
+        clusters.last().unwrap().1,
+        10,
+        "every orphan slice reported"
+    );
     agent.stop().await;
 }
 
