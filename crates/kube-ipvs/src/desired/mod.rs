@@ -4,6 +4,7 @@
 //! Families are independent: every key carries its family, so IPv4 and IPv6 never share an entry.
 
 mod iptables;
+mod members;
 mod service;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -154,7 +155,7 @@ impl NodeState {
             }
         }
         for (set, mut entries) in by_set {
-            entries.sort_unstable();
+            members::sort(&mut entries);
             st.ipsets.insert(set, counted(entries));
         }
 
