@@ -4,6 +4,7 @@
 //! Families are independent: every key carries its family, so IPv4 and IPv6 never share an entry.
 
 mod iptables;
+mod members;
 mod service;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -140,15 +141,22 @@ impl NodeState {
         bound.sort_unstable();
         st.bound = counted(bound);
 
-        let mut members: Vec<(IpsetName, IpsetEntry)> =
-            Vec::with_capacity(frags.iter().map(|(_, d)| d.ipset.len()).sum());
-        members.extend(frags.iter().flat_map(|(_, d)| d.ipset.iter().copied()));
-        members.sort_unstable();
-        for run in members.chunk_by(|a, b| a.0 == b.0) {
-            if let Some((set, _)) = run.first() {
-                st.ipsets
-                    .insert(*set, counted(run.iter().map(|(_, e)| *e).collect()));
+        // Bucketed by set first (a Service's members are sorted by set, so by runs): a handful
+        // of sets, each sorted on its own, compares far less than sorting (set, member) pairs.
+        let mut by_set: BTreeMap<IpsetName, Vec<IpsetEntry>> = BTreeMap::new();
+        for (_, d) in &frags {
+            for run in d.ipset.chunk_by(|a, b| a.0 == b.0) {
+                if let Some((set, _)) = run.first() {
+                    by_set
+                        .entry(*set)
+                        .or_default()
+                        .extend(run.iter().map(|(_, e)| *e));
+                }
             }
+        }
+        for (set, mut entries) in by_set {
+            members::sort(&mut entries);
+            st.ipsets.insert(set, counted(entries));
         }
 
         st.health = frags

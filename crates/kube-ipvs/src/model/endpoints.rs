@@ -2,6 +2,7 @@
 //! topology.go), plus the traffic-policy choice of pkg/proxy/ipvs `syncEndpoint`.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::service::{Service, ServicePort};
 use super::slice::{Endpoint, Slice};
@@ -29,7 +30,7 @@ pub fn port_endpoints<'a>(
         let Some(sp) = slice
             .ports
             .iter()
-            .find(|p| p.name == port.name && p.proto == port.proto)
+            .find(|p| p.proto == port.proto && same_name(&p.name, &port.name))
         else {
             continue;
         };
@@ -44,6 +45,11 @@ pub fn port_endpoints<'a>(
         }
     }
     out
+}
+
+/// Port names are interned by the index, so equal names are usually the same allocation.
+fn same_name(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// Inputs of topology-aware routing for this node.

@@ -70,7 +70,8 @@ pub struct ClusterIndex {
     service_cidrs: BTreeMap<String, Vec<IpNet>>,
     rejected: BTreeMap<ObjectRef, Rejection>,
     skipped: BTreeMap<ObjectRef, SkipReason>,
-    zones: Interner,
+    /// Zone and port names.
+    names: Interner,
 }
 
 fn obj(kind: ObjectKind, ns: Option<&str>, name: Option<&str>) -> ObjectRef {
@@ -92,7 +93,7 @@ impl ClusterIndex {
             service_cidrs: BTreeMap::new(),
             rejected: BTreeMap::new(),
             skipped: BTreeMap::new(),
-            zones: Interner::default(),
+            names: Interner::default(),
         }
     }
 
@@ -111,7 +112,10 @@ impl ClusterIndex {
         );
         let key = ServiceKey::new(&oref.namespace, &oref.name);
         match convert_service(svc) {
-            Ok(Converted::Service(s)) => {
+            Ok(Converted::Service(mut s)) => {
+                for p in s.ports.iter_mut() {
+                    p.name = self.names.get(&p.name);
+                }
                 self.rejected.remove(&oref);
                 self.skipped.remove(&oref);
                 let entry = self.services.entry(key.clone()).or_default();
@@ -168,6 +172,7 @@ impl ClusterIndex {
         for s in svcs {
             self.apply_service(s);
         }
+        self.names.prune();
         Affected::All
     }
 
@@ -180,7 +185,7 @@ impl ClusterIndex {
             m.name.as_deref(),
         );
         let key = SliceKey::new(&oref.namespace, &oref.name);
-        match convert_slice(s, &self.node_name, &mut self.zones) {
+        match convert_slice(s, &self.node_name, &mut self.names) {
             Ok(ConvertedSlice::Slice(slice)) => {
                 self.rejected.remove(&oref);
                 self.skipped.remove(&oref);
@@ -249,6 +254,7 @@ impl ClusterIndex {
         for s in slices {
             self.apply_slice(s);
         }
+        self.names.prune();
         Affected::All
     }
 

@@ -59,7 +59,9 @@ pub struct Slice {
     pub endpoints: Box<[Endpoint]>,
 }
 
-/// Shares zone-name allocations across all endpoints (a cluster has a handful of zones).
+/// Shares the allocations of zone and port names across all objects (a cluster has a handful of
+/// zones and few distinct port names). Shared port names also make matching a slice port to its
+/// Service port a pointer comparison.
 #[derive(Debug, Default)]
 pub struct Interner(HashMap<Box<str>, Arc<str>>);
 
@@ -72,6 +74,12 @@ impl Interner {
         let a: Arc<str> = Arc::from(s);
         self.0.insert(Box::from(s), a.clone());
         a
+    }
+
+    /// Forgets names no object uses any more (after a re-list), so the table stays as small as
+    /// the set of names in use.
+    pub fn prune(&mut self) {
+        self.0.retain(|_, a| Arc::strong_count(a) > 1);
     }
 }
 
@@ -88,7 +96,7 @@ pub enum ConvertedSlice {
 pub fn convert_slice(
     s: &discovery::EndpointSlice,
     node: &str,
-    zones: &mut Interner,
+    names: &mut Interner,
 ) -> Result<ConvertedSlice, Rejection> {
     if s.metadata.name.is_none() || s.metadata.namespace.is_none() {
         return Err(Rejection::MissingName);
@@ -132,7 +140,7 @@ pub fn convert_slice(
             value: value.to_owned(),
         })?;
         ports.push(SlicePort {
-            name: Arc::from(p.name.as_deref().unwrap_or("")),
+            name: names.get(p.name.as_deref().unwrap_or("")),
             proto,
             port,
         });
@@ -157,7 +165,7 @@ pub fn convert_slice(
             .and_then(|h| h.for_zones.as_ref())
             .into_iter()
             .flatten()
-            .map(|z| zones.get(&z.name))
+            .map(|z| names.get(&z.name))
             .collect();
         let node_hints = hints
             .and_then(|h| h.for_nodes.as_ref())

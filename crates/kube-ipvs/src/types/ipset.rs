@@ -1,12 +1,13 @@
 //! The ipsets stock kube-proxy keeps (same names, so existing rules, tooling and dashboards work).
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
-use super::{Family, Proto};
+use super::{Family, Proto, ip_cmp};
 
 /// The kernel set type of a set (`ipset create NAME TYPE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -220,8 +221,9 @@ impl Serialize for IpsetName {
     }
 }
 
-/// One set member, printed as `ipset list` prints it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One set member, printed as `ipset list` prints it. Orders by variant (in declaration order),
+/// then field by field, as a derived order would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IpsetEntry {
     /// `hash:ip`.
     Ip(IpAddr),
@@ -233,6 +235,45 @@ pub enum IpsetEntry {
     IpPortNet(IpAddr, Proto, u16, IpNet),
     /// `bitmap:port`: `30080`.
     Port(u16),
+}
+
+impl IpsetEntry {
+    fn variant(&self) -> u8 {
+        match self {
+            Self::Ip(..) => 0,
+            Self::IpPort(..) => 1,
+            Self::IpPortIp(..) => 2,
+            Self::IpPortNet(..) => 3,
+            Self::Port(..) => 4,
+        }
+    }
+}
+
+impl Ord for IpsetEntry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Self::Ip(a), Self::Ip(b)) => ip_cmp(a, b),
+            (Self::IpPort(a, p, n), Self::IpPort(b, q, m)) => {
+                ip_cmp(a, b).then(p.cmp(q)).then(n.cmp(m))
+            }
+            (Self::IpPortIp(a, p, n, x), Self::IpPortIp(b, q, m, y)) => ip_cmp(a, b)
+                .then(p.cmp(q))
+                .then(n.cmp(m))
+                .then_with(|| ip_cmp(x, y)),
+            (Self::IpPortNet(a, p, n, x), Self::IpPortNet(b, q, m, y)) => ip_cmp(a, b)
+                .then(p.cmp(q))
+                .then(n.cmp(m))
+                .then_with(|| x.cmp(y)),
+            (Self::Port(a), Self::Port(b)) => a.cmp(b),
+            _ => self.variant().cmp(&other.variant()),
+        }
+    }
+}
+
+impl PartialOrd for IpsetEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl fmt::Display for IpsetEntry {

@@ -5,12 +5,14 @@
 
 mod ipset;
 mod net;
+mod order;
 mod owner;
 mod scheduler;
 mod vs;
 
 pub use ipset::{IpsetEntry, IpsetName, SetKind, SetType};
 pub use net::{Family, Proto};
+pub(crate) use order::ip_cmp;
 pub use owner::{ServiceKey, ServicePortName};
 pub use scheduler::{Scheduler, VsFlags};
 pub use vs::{Forward, RealServer, RsKey, VsKey, VsSpec};

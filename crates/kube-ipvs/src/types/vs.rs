@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::{Family, Proto, Scheduler, VsFlags};
+use super::{Family, Proto, Scheduler, VsFlags, ip_cmp};
 
 /// Identity of a virtual server: protocol + address + port, or a firewall mark.
 ///
@@ -82,7 +82,7 @@ impl Ord for VsKey {
                 .is_ipv6()
                 .cmp(&a2.is_ipv6())
                 .then(p1.cmp(p2))
-                .then_with(|| a1.cmp(a2))
+                .then_with(|| ip_cmp(a1, a2))
                 .then(o1.cmp(o2)),
             (Self::Service { .. }, Self::Fwmark { .. }) => Ordering::Less,
             (Self::Fwmark { .. }, Self::Service { .. }) => Ordering::Greater,
@@ -200,13 +200,25 @@ impl Forward {
     }
 }
 
-/// Identity of a real server within its virtual server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// Identity of a real server within its virtual server. Orders by address, then port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct RsKey {
     /// Endpoint address.
     pub addr: IpAddr,
     /// Endpoint port.
     pub port: u16,
+}
+
+impl Ord for RsKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        ip_cmp(&self.addr, &other.addr).then(self.port.cmp(&other.port))
+    }
+}
+
+impl PartialOrd for RsKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl fmt::Display for RsKey {
