@@ -33,7 +33,7 @@ pub struct Engine {
     rebuild: bool,
     /// Calls that affected the desired state ([`Engine::change_count`]).
     changes: u64,
-    /// The thread freeing the desired state the last full plan replaced.
+    /// The thread freeing the desired or kernel state last replaced.
     retiring: Option<JoinHandle<()>>,
 }
 
@@ -150,7 +150,12 @@ impl Engine {
 
     /// Replaces the cached kernel state with a fresh dump.
     pub fn set_observed(&mut self, observed: ObservedState) {
-        self.observed = observed;
+        let services = self.desired.service_count();
+        let previous = std::mem::replace(&mut self.observed, observed);
+        if let Some(t) = retire(previous, services) {
+            // The desired state's free (if still running) is detached, not lost.
+            self.retiring = Some(t);
+        }
     }
 
     /// The full repair plan: rebuild the desired state from the index, diff everything.
@@ -167,8 +172,25 @@ impl Engine {
         let ops = self
             .planner
             .plan(&self.cfg, &self.desired, &self.observed, now);
-        self.retiring = retire(previous);
+        let services = previous.service_count();
+        self.retiring = retire(previous, services);
         ops
+    }
+
+    /// The periodic repair: every desired object against the (fresh) kernel view. The desired
+    /// state is kept current incrementally (property-tested equal to a rebuild), so only the
+    /// first plan and node-wide changes rebuild it; a repair of an unchanged cluster costs the
+    /// diff alone.
+    pub fn plan_repair(&mut self, now: Duration) -> Vec<Op> {
+        if self.rebuild {
+            return self.plan_full(now);
+        }
+        for key in std::mem::take(&mut self.dirty) {
+            self.desired.update_service(&self.index, &self.cfg, &key);
+        }
+        self.retry = Touched::default();
+        self.planner
+            .plan(&self.cfg, &self.desired, &self.observed, now)
     }
 
     /// Waits until the desired state replaced by the last full plan is freed (benchmarks use it
@@ -277,8 +299,8 @@ const RETIRE_IN_BACKGROUND: usize = 1_000;
 
 /// Drops a replaced desired state off the planning thread (inline when small, or when no thread
 /// can be started: the closure, and with it the state, is then dropped here).
-fn retire(previous: NodeState) -> Option<JoinHandle<()>> {
-    if previous.service_count() < RETIRE_IN_BACKGROUND {
+fn retire<T: Send + 'static>(previous: T, services: usize) -> Option<JoinHandle<()>> {
+    if services < RETIRE_IN_BACKGROUND {
         return None;
     }
     std::thread::Builder::new()

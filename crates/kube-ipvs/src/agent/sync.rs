@@ -203,7 +203,7 @@ impl<K: Kernel> Syncer<K> {
             self.engine.set_observed(observed);
             self.stale = false;
             let pending = intake.take_pending();
-            let mut ops = self.engine.plan_full(self.now());
+            let mut ops = self.engine.plan_repair(self.now());
             if !self.adopted {
                 self.hold_deletions_if_empty(&mut ops);
             }
