@@ -237,6 +237,16 @@ fn main() {
             std::thread::sleep(Duration::from_micros(200));
         }
         lat.push(t.elapsed());
+        if (n + 1) % 100 == 0 {
+            let mut so_far = lat.clone();
+            so_far.sort();
+            println!(
+                "  {} changes: p50 {} max {}",
+                n + 1,
+                ms(pct(&so_far, 0.5)),
+                ms(pct(&so_far, 1.0))
+            );
+        }
     }
     lat.sort();
     println!(
