@@ -3,8 +3,8 @@
 //! 50,000 Services x 2 ports x 2 endpoints in the fake API server; `kube-ipvs run` (release build,
 //! path in `KUBE_IPVS_BIN`) programs the lab kernel. Reports:
 //! - initial programming: agent start -> every virtual and real server in the kernel, against
-//!   `ipvsadm -R` + `ipset restore` of the very same rules (saved from the agent's result) in a
-//!   fresh namespace, in the same run;
+//!   `ipvsadm -R` + `ipset restore` of the very same rules (saved from the agent's result, restored
+//!   into the emptied table and sets), in the same run;
 //! - network-programming latency of 1,000 single-EndpointSlice changes (change stored in the fake
 //!   API server -> the kernel has the new real server), p50/p99/max;
 //! - the agent's RSS (VmRSS, VmHWM) with everything programmed;
@@ -25,8 +25,20 @@ use fake_apiserver::FakeApiServer;
 use ipvs_netlink::{Client, ServiceKey};
 use serde_json::json;
 
-const SERVICES: u32 = 50_000;
-const CHANGES: usize = 1_000;
+/// Services in the cluster (`BENCH_SERVICES` overrides, for a quick look at a smaller scale).
+fn services() -> u32 {
+    std::env::var("BENCH_SERVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000)
+}
+/// Slice changes timed (`BENCH_CHANGES` overrides).
+fn changes() -> usize {
+    std::env::var("BENCH_CHANGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000)
+}
 /// Long enough that a repair (one full kernel dump: ~50 s for 100k virtual servers under TCG
 /// emulation) does not run back to back; stock's default is 30 s.
 const SYNC_PERIOD_S: u64 = 90;
@@ -146,7 +158,12 @@ fn main() {
         Path::new("/proc/net/ip_vs").exists(),
         "no IPVS in this kernel: run through `cargo xtask bench agent`"
     );
-    let dir = std::env::temp_dir().join(format!("kube-ipvs-bench-{}", std::process::id()));
+    #[allow(non_snake_case)]
+    let (SERVICES, CHANGES) = (services(), changes());
+    // In the lab, $LAB_SHARE survives the guest: the agent's log stays readable on the host.
+    let dir = std::env::var_os("LAB_SHARE")
+        .map_or_else(std::env::temp_dir, PathBuf::from)
+        .join(format!("kube-ipvs-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     sh("ip link set lo up");
 
@@ -190,7 +207,7 @@ fn main() {
         ])
         .args(["--ipvs-sync-period", &format!("{SYNC_PERIOD_S}s")])
         .args(["--metrics-bind-address", "127.0.0.1:10249"])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -277,17 +294,19 @@ fn main() {
         window.as_secs()
     );
 
-    // 5. The same rules with ipvsadm -R + ipset restore, in a fresh namespace.
+    // 5. The same rules with ipvsadm -R + ipset restore, into the emptied table and sets.
     let rules = dir.join("ipvs.rules");
     let sets = dir.join("ipset.rules");
     sh(&format!("ipvsadm -Sn > {}", rules.display()));
     sh(&format!("ipset save > {}", sets.display()));
     let _ = agent.kill();
     let _ = agent.wait();
-    sh("ipvsadm -C");
+    // Same namespace, emptied: the sets stay (the agent's iptables rules reference them), their
+    // members and the IPVS table go, and the tools add them all back.
+    sh("ipvsadm -C && ipset flush");
     let t = Instant::now();
     sh(&format!(
-        "unshare -n sh -c 'ipvsadm -R < {} && ipset restore < {} && ipvsadm -Ln | wc -l >/dev/null'",
+        "ipvsadm -R < {} && ipset restore -exist < {}",
         rules.display(),
         sets.display()
     ));

@@ -504,3 +504,34 @@ async fn a_configured_namespace_is_used_for_everything() {
     drop(kernel);
     sh(&format!("ip netns del {name}"));
 }
+
+#[tokio::test]
+#[ignore = "needs IPVS: cargo xtask test"]
+async fn a_full_ipset_refuses_the_adds_beyond_it_and_only_those() {
+    fresh_netns();
+    // A KUBE-CLUSTER-IP made by another tool with room for 4 members: prepare keeps it.
+    sh("ipset create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 64 maxelem 4");
+    let mut kernel = connect().await;
+    kernel.prepare().await.unwrap();
+    let set = IpsetName::new(SetKind::ClusterIp, Family::V4);
+    let ops: Vec<Op> = (1..=10u16)
+        .map(|p| Op::IpsetAdd {
+            set,
+            entry: IpsetEntry::IpPort(ip("10.96.0.1"), Proto::Tcp, p),
+        })
+        .collect();
+    let outcome = kernel.apply(&ops).await;
+    let failed: Vec<usize> = outcome.failed.iter().map(|(i, _)| *i).collect();
+    assert_eq!(failed, [4, 5, 6, 7, 8, 9], "{:?}", outcome.failed);
+    assert!(
+        outcome.failed.iter().all(|(_, e)| e.errno() == Some(4352)),
+        "every refused add carries IPSET_ERR_HASH_FULL: {:?}",
+        outcome.failed
+    );
+    assert_eq!(
+        sh("ipset list KUBE-CLUSTER-IP")
+            .matches("10.96.0.1,tcp:")
+            .count(),
+        4
+    );
+}

@@ -286,6 +286,9 @@ async fn addr_run(k: &mut NetlinkKernel, run: &[Op], bind: bool) -> Failures {
     }
 }
 
+/// The kernel's "hash is full" ipset error (`IPSET_ERR_HASH_FULL`, linux/netfilter/ipset/ip_set_hash.h).
+const IPSET_ERR_HASH_FULL: i32 = 4352;
+
 async fn ipset_run(k: &mut NetlinkKernel, run: &[Op], add: bool) -> Failures {
     let mut by_set: BTreeMap<String, Vec<(usize, Entry)>> = BTreeMap::new();
     for (i, op) in run.iter().enumerate() {
@@ -322,15 +325,34 @@ async fn ipset_run(k: &mut NetlinkKernel, run: &[Op], add: bool) -> Failures {
             continue;
         }
         // The kernel refused an entry and stopped that message there: redo the members one by
-        // one (idempotent) to name every refused one.
+        // one (idempotent) to name every refused one. A full set refuses every further add:
+        // those fail with its error without a request each (a set 30,000 members over its
+        // maxelem must not cost 30,000 requests per sync).
+        let mut full: Option<(String, Option<i32>)> = None;
         for (i, entry) in &items {
+            let Some(op) = run.get(*i) else { continue };
+            if let Some((cause, errno)) = &full {
+                fails.push((
+                    *i,
+                    KernelError::Batch {
+                        op: op.to_string(),
+                        cause: cause.clone(),
+                        errno: *errno,
+                    },
+                ));
+                continue;
+            }
             let one = std::slice::from_ref(entry);
             let res: Result<usize, IpsetError> = if add {
                 k.ipset.add_batch(&set, one).await
             } else {
                 k.ipset.del_batch(&set, one).await
             };
-            if let (Err(source), Some(op)) = (res, run.get(*i)) {
+            if let Err(source) = res {
+                if add && source.errno() == Some(IPSET_ERR_HASH_FULL) {
+                    tracing::warn!(set = %set, error = %source, "ipset is full: its remaining adds fail without being sent");
+                    full = Some((source.to_string(), source.errno()));
+                }
                 fails.push((
                     *i,
                     KernelError::Ipset {

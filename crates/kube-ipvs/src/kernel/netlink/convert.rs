@@ -15,9 +15,11 @@ use crate::types::{
     VsFlags, VsKey, VsSpec,
 };
 
-/// stock kube-proxy's hash set options (`hashsize 1024 maxelem 65536`).
+/// Hash set options: stock kube-proxy's `hashsize 1024`, but `maxelem` 2^20 instead of the
+/// kernel's 65,536, which 33,000 two-port Services overflow (the set refuses every further
+/// member). A hash set's memory follows its members, not this cap.
 const HASHSIZE: u32 = 1024;
-const MAXELEM: u32 = 65536;
+const MAXELEM: u32 = 1 << 20;
 
 /// A domain value the kernel cannot take.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

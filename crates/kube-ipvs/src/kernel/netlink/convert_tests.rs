@@ -209,7 +209,8 @@ fn set_names_match_the_rules_and_fit_ipset() {
         match name.kind.set_type() {
             SetType::BitmapPort => assert_eq!(spec.port_range, Some((0, 65535))),
             _ => {
-                assert_eq!((spec.hashsize, spec.maxelem), (Some(1024), Some(65536)));
+                // maxelem above the kernel default of 65,536, which 33,000 two-port Services overflow.
+                assert_eq!((spec.hashsize, spec.maxelem), (Some(1024), Some(1 << 20)));
                 let want = match name.family {
                     Family::V4 => nset::Family::Inet,
                     Family::V6 => nset::Family::Inet6,
