@@ -351,6 +351,10 @@ impl Client {
         let mut table = Table::default();
         for service in services {
             let destinations = self.list_destinations(&service.key).await?;
+            // One request per service, each usually answered at once: without a yield the task
+            // runs a whole cooperative budget of requests (over 100 ms on a slow machine) before
+            // anything else on its thread, such as the caller's change syncs, gets a turn.
+            tokio::task::yield_now().await;
             table.services.insert(
                 service.key,
                 TableService {
