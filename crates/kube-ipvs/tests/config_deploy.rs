@@ -266,9 +266,10 @@ fn resources_request_cpu_and_memory_and_limit_only_memory() {
     assert!(!limits.contains_key("cpu"), "{limits:?}");
     let request = mebibytes(&requests["memory"].0);
     let limit = mebibytes(&limits["memory"].0);
-    // Stock kube-proxy requests 50Mi; the issue 8 target RSS at 50,000 Services is 150 MiB.
+    // Stock kube-proxy requests 50Mi; `cargo xtask bench agent` measured 350 MiB resident at
+    // 50,000 Services (docs/benchmarks.md): the limit must hold that.
     assert!(request >= 50, "memory request {request}Mi");
-    assert!(limit >= 150 && limit >= request, "memory limit {limit}Mi");
+    assert!(limit >= 350 && limit >= request, "memory limit {limit}Mi");
 }
 
 /// (table, chains, (table, chain, jump target) of each rule) of an `iptables-save` text.
