@@ -217,26 +217,24 @@ where
                 () = &mut shutdown => break,
                 dump = join(&mut repair) => {
                     repair = None;
-                    let result = match dump {
-                        Ok(dump) => s.finish_full(dump, &mut intake).await,
+                    let failed = match dump {
+                        Ok(dump) => s.finish_full(dump, &mut intake).await.err().map(|e| e.to_string()),
                         Err(e) => {
                             s.abandon_repair();
-                            tracing::error!(error = %e, "the kernel dump's task failed");
-                            Ok(())
+                            Some(format!("the kernel dump's task failed: {e}"))
                         }
                     };
                     let after = Instant::now();
-                    match result {
-                        Ok(()) if s.adopted() => {
+                    match failed {
+                        None => {
                             clock.kernel_backoff.reset();
                             // From the end: a repair longer than syncPeriod does not run back to back.
                             clock.full_due = after + timing.sync_period;
                             clock.synced(&s, after, after);
                         }
-                        Ok(()) => clock.full_due = after + clock.kernel_backoff.next(),
-                        Err(e) => {
+                        Some(error) => {
                             let wait = clock.kernel_backoff.next();
-                            tracing::warn!(error = %e, retry_in = ?wait, "full sync failed; keeping the kernel as it is");
+                            tracing::warn!(%error, retry_in = ?wait, "full sync failed; keeping the kernel as it is");
                             clock.full_due = after + wait;
                         }
                     }
