@@ -1,8 +1,8 @@
 //! One sync of each kind, against the kernel: full repair (fresh dump + full plan; the dump runs
 //! on its own while other syncs go on, and what they applied meanwhile is replayed over it),
 //! incremental (changed Services against the cached kernel view) and drain (fresh connection
-//! counters of the draining virtual servers only). Each applies its plan, commits what the kernel accepted,
-//! queues what it refused for the next sync, and reports to the [`Observer`].
+//! counters of the draining virtual servers only). Each applies its plan, commits what the
+//! kernel accepted, queues what it refused for the next sync, and reports to the [`Observer`].
 //!
 //! Connection counters are fresh only right after a dump; in between, the cached view assumes
 //! every real server may be busy, so an incremental plan drains rather than deletes.
