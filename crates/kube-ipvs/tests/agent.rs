@@ -559,6 +559,22 @@ impl Script {
     }
 }
 
+/// An agent on a fake kernel, started with one Service `web` (10.96.0.10, endpoint 10.1.0.1)
+/// and past its start-up sync.
+async fn web_started(settings: Settings) -> (Script, FakeKernel, Agent) {
+    let (script, rx) = Script::new();
+    let k = kernel();
+    let agent = Agent::spawn(&k, rx, settings);
+    script
+        .initial(
+            vec![svc("web", "10.96.0.10")],
+            vec![slice("web-1", "web", &["10.1.0.1"])],
+        )
+        .await;
+    eventually("start-up sync", || agent.obs.count() == 1).await;
+    (script, k, agent)
+}
+
 #[tokio::test(start_paused = true)]
 async fn no_sync_before_synced_even_with_objects_delivered() {
     let (script, rx) = Script::new();
@@ -589,20 +605,8 @@ async fn no_sync_before_synced_even_with_objects_delivered() {
 
 #[tokio::test(start_paused = true)]
 async fn changes_are_coalesced_and_syncs_rate_limited_by_min_sync_period() {
-    let (script, rx) = Script::new();
-    let k = kernel();
-    let agent = Agent::spawn(
-        &k,
-        rx,
-        settings(Duration::from_secs(60), Duration::from_secs(1)),
-    );
-    script
-        .initial(
-            vec![svc("web", "10.96.0.10")],
-            vec![slice("web-1", "web", &["10.1.0.1"])],
-        )
-        .await;
-    eventually("start-up sync", || agent.obs.count() == 1).await;
+    let (script, k, agent) =
+        web_started(settings(Duration::from_secs(60), Duration::from_secs(1))).await;
     let t0 = agent.obs.times()[0];
 
     // Ten endpoint changes spread over 0.9 s: one sync, one second after the previous.
@@ -631,16 +635,7 @@ async fn changes_are_coalesced_and_syncs_rate_limited_by_min_sync_period() {
 
 #[tokio::test(start_paused = true)]
 async fn a_full_repair_runs_every_sync_period_and_fixes_drift() {
-    let (script, rx) = Script::new();
-    let k = kernel();
-    let agent = Agent::spawn(&k, rx, settings(Duration::from_secs(30), Duration::ZERO));
-    script
-        .initial(
-            vec![svc("web", "10.96.0.10")],
-            vec![slice("web-1", "web", &["10.1.0.1"])],
-        )
-        .await;
-    eventually("start-up sync", || agent.obs.count() == 1).await;
+    let (_script, k, agent) = web_started(settings(Duration::from_secs(30), Duration::ZERO)).await;
     // Someone deletes our virtual server behind our back.
     let key = *k.handle().state.virtual_servers().keys().next().unwrap();
     k.handle().state.apply(&Op::DelVs { key }).unwrap();
@@ -658,16 +653,7 @@ async fn a_full_repair_runs_every_sync_period_and_fixes_drift() {
 
 #[tokio::test(start_paused = true)]
 async fn changes_are_synced_while_a_repair_reads_a_large_table() {
-    let (script, rx) = Script::new();
-    let k = kernel();
-    let agent = Agent::spawn(&k, rx, settings(Duration::from_secs(30), Duration::ZERO));
-    script
-        .initial(
-            vec![svc("web", "10.96.0.10")],
-            vec![slice("web-1", "web", &["10.1.0.1"])],
-        )
-        .await;
-    eventually("start-up sync", || agent.obs.count() == 1).await;
+    let (script, k, agent) = web_started(settings(Duration::from_secs(30), Duration::ZERO)).await;
     // The next repair's dump takes a snapshot at once and needs 10 s to come back.
     k.handle().dump_delay = Duration::from_secs(10);
     sleep(Duration::from_secs(31)).await;
@@ -712,16 +698,7 @@ async fn changes_are_synced_while_a_repair_reads_a_large_table() {
 
 #[tokio::test(start_paused = true)]
 async fn cluster_wide_figures_are_reported_at_most_once_a_second_and_never_left_stale() {
-    let (script, rx) = Script::new();
-    let k = kernel();
-    let agent = Agent::spawn(&k, rx, settings(Duration::from_secs(600), Duration::ZERO));
-    script
-        .initial(
-            vec![svc("web", "10.96.0.10")],
-            vec![slice("web-1", "web", &["10.1.0.1"])],
-        )
-        .await;
-    eventually("start-up sync", || agent.obs.count() == 1).await;
+    let (script, _k, agent) = web_started(settings(Duration::from_secs(600), Duration::ZERO)).await;
     assert_eq!(
         agent.obs.clusters.lock().unwrap().len(),
         1,

@@ -231,6 +231,30 @@ fn load(e: &mut Engine, objs: &[Value]) {
 
 const NOW: Duration = Duration::from_secs(100);
 
+/// An engine converged on `before` over the kernel `vss`, then changed (not yet planned): new
+/// versions of the first Services from `after`, and the Services beyond `after` deleted where
+/// `deleted` says so.
+fn converged_then_changed(
+    before: &[Svc],
+    after: &[Svc],
+    vss: &[KernelVs],
+    deleted: &[bool],
+) -> Engine {
+    let mut e = Engine::new(cfg());
+    load(&mut e, &objects(before));
+    e.set_observed(kernel(vss, &[], &[], true));
+    let ops = e.plan_full(NOW);
+    e.commit(&ops).unwrap();
+    load(&mut e, &objects(after));
+    for (i, del) in deleted.iter().enumerate().take(before.len()) {
+        if *del && i >= after.len() {
+            e.delete_service("ns", &format!("s{i}"));
+            e.delete_slice("ns", &format!("s{i}-x"));
+        }
+    }
+    e
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -267,19 +291,7 @@ proptest! {
         vss in prop::collection::vec(kernel_vs(), 0..4),
         deleted in prop::collection::vec(any::<bool>(), 6),
     ) {
-        let mut e = Engine::new(cfg());
-        load(&mut e, &objects(&before));
-        e.set_observed(kernel(&vss, &[], &[], true));
-        let ops = e.plan_full(NOW);
-        e.commit(&ops).unwrap();
-        // Change: new versions of the first Services, and delete some.
-        load(&mut e, &objects(&after));
-        for (i, del) in deleted.iter().enumerate().take(before.len()) {
-            if *del && i >= after.len() {
-                e.delete_service("ns", &format!("s{i}"));
-                e.delete_slice("ns", &format!("s{i}-x"));
-            }
-        }
+        let mut e = converged_then_changed(&before, &after, &vss, &deleted);
         let inc = e.plan_incremental(NOW);
         if let Err(err) = e.commit(&inc) {
             return Err(TestCaseError::fail(format!("incremental plan does not apply: {err}\n{inc:#?}")));
@@ -299,18 +311,7 @@ proptest! {
         // Two engines through the same history; then a repair against a drifted kernel: the
         // incrementally kept desired state plans exactly what a rebuilt one plans.
         let run = |repair: bool| {
-            let mut e = Engine::new(cfg());
-            load(&mut e, &objects(&before));
-            e.set_observed(kernel(&vss, &[], &[], true));
-            let ops = e.plan_full(NOW);
-            e.commit(&ops).unwrap();
-            load(&mut e, &objects(&after));
-            for (i, del) in deleted.iter().enumerate().take(before.len()) {
-                if *del && i >= after.len() {
-                    e.delete_service("ns", &format!("s{i}"));
-                    e.delete_slice("ns", &format!("s{i}-x"));
-                }
-            }
+            let mut e = converged_then_changed(&before, &after, &vss, &deleted);
             e.set_observed(kernel(&drift, &[0], &[0], false));
             if repair { e.plan_repair(NOW) } else { e.plan_full(NOW) }
         };
