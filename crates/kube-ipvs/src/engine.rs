@@ -185,12 +185,20 @@ impl Engine {
         if self.rebuild {
             return self.plan_full(now);
         }
-        for key in std::mem::take(&mut self.dirty) {
-            self.desired.update_service(&self.index, &self.cfg, &key);
-        }
+        self.update_dirty();
         self.retry = Touched::default();
         self.planner
             .plan(&self.cfg, &self.desired, &self.observed, now)
+    }
+
+    /// Brings the desired state of every Service changed since the last plan up to date;
+    /// returns what that touched.
+    fn update_dirty(&mut self) -> Touched {
+        let mut touched = Touched::default();
+        for key in std::mem::take(&mut self.dirty) {
+            touched.extend(self.desired.update_service(&self.index, &self.cfg, &key));
+        }
+        touched
     }
 
     /// Waits until the desired state replaced by the last full plan is freed (benchmarks use it
@@ -210,9 +218,7 @@ impl Engine {
             return self.plan_full(now);
         }
         let mut touched = std::mem::take(&mut self.retry);
-        for key in std::mem::take(&mut self.dirty) {
-            touched.extend(self.desired.update_service(&self.index, &self.cfg, &key));
-        }
+        touched.extend(self.update_dirty());
         if touched.is_empty() {
             return Vec::new();
         }
