@@ -158,8 +158,7 @@ fn main() {
         Path::new("/proc/net/ip_vs").exists(),
         "no IPVS in this kernel: run through `cargo xtask bench agent`"
     );
-    #[allow(non_snake_case)]
-    let (SERVICES, CHANGES) = (services(), changes());
+    let (n_services, n_changes) = (services(), changes());
     // In the lab, $LAB_SHARE survives the guest: the agent's log stays readable on the host.
     let dir = std::env::var_os("LAB_SHARE")
         .map_or_else(std::env::temp_dir, PathBuf::from)
@@ -167,14 +166,14 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     sh("ip link set lo up");
 
-    println!("== agent bench: {SERVICES} Services x 2 ports x 2 endpoints");
+    println!("== agent bench: {n_services} Services x 2 ports x 2 endpoints");
     let api = FakeApiServer::start_on_own_thread().unwrap();
     api.apply_value(json!({"apiVersion": "v1", "kind": "Node",
         "metadata": {"name": "node-a"},
         "status": {"addresses": [{"type": "InternalIP", "address": "10.0.200.1"}]}}))
         .unwrap();
     let t = Instant::now();
-    for i in 0..SERVICES {
+    for i in 0..n_services {
         api.apply_value(service(i)).unwrap();
         api.apply_value(slice(i, [0, 1])).unwrap();
     }
@@ -191,7 +190,7 @@ fn main() {
         .unwrap();
     let client = rt.block_on(Client::connect()).unwrap();
     let mut ipvs = Ipvs { rt, client };
-    let last = ServiceKey::tcp(IpAddr::V4(vip(SERVICES - 1)), 443);
+    let last = ServiceKey::tcp(IpAddr::V4(vip(n_services - 1)), 443);
 
     // 1. Initial programming.
     let log = std::fs::File::create(dir.join("agent.log")).unwrap();
@@ -232,13 +231,13 @@ fn main() {
         "agent initial programming: {:.2} s ({vs} virtual servers, {rs} real servers)",
         initial.as_secs_f64()
     );
-    assert_eq!((vs, rs), (2 * SERVICES as usize, 4 * SERVICES as usize));
+    assert_eq!((vs, rs), (2 * n_services as usize, 4 * n_services as usize));
 
     // 2. Latency of single EndpointSlice changes: endpoint 1 <-> 2 of one Service at a time.
     std::thread::sleep(Duration::from_secs(2));
-    let mut lat = Vec::with_capacity(CHANGES);
-    for n in 0..CHANGES {
-        let i = (n as u32 * 7919) % SERVICES;
+    let mut lat = Vec::with_capacity(n_changes);
+    for n in 0..n_changes {
+        let i = (n as u32 * 7919) % n_services;
         let k = if n % 2 == 0 { 2 } else { 3 };
         // Each Service is changed at most once per direction; ensure the wanted endpoint is new.
         let want = IpAddr::V4(endpoint(i, k));
@@ -267,7 +266,7 @@ fn main() {
     }
     lat.sort();
     println!(
-        "network programming latency ({CHANGES} changes): p50 {} p99 {} max {}",
+        "network programming latency ({n_changes} changes): p50 {} p99 {} max {}",
         ms(pct(&lat, 0.5)),
         ms(pct(&lat, 0.99)),
         ms(pct(&lat, 1.0))
