@@ -45,7 +45,8 @@ pub struct NetlinkKernel {
     ipvs: ipvs_netlink::Client,
     links: Links,
     ipset: IpsetClient,
-    /// The dump's own sockets; lent to a running dump, `None` until it is adopted.
+    /// The dump's own sockets: opened by the first dump, lent to each running dump and back when
+    /// it is adopted.
     reader: Option<Reader>,
     conntrack: Option<Conntrack>,
     /// iptables back end per family, detected on the first rule write.
@@ -105,17 +106,17 @@ impl std::fmt::Debug for NetlinkKernel {
 }
 
 impl NetlinkKernel {
-    /// Connects every socket (in `cfg.netns` when set). Fails when IPVS is missing (the
-    /// `ip_vs` module is not loaded) or the caller lacks CAP_NET_ADMIN for ipsets.
+    /// Connects the IPVS, rtnetlink and ipset sockets (in `cfg.netns` when set; the dump's own
+    /// set opens with the first dump). Fails when IPVS is missing (the `ip_vs` module is not
+    /// loaded) or the caller lacks CAP_NET_ADMIN for ipsets.
     pub async fn connect(cfg: KernelConfig) -> Result<Self, KernelError> {
         let (ipvs, links, ipset) = sockets(&cfg).await?;
-        let reader = Reader::connect(&cfg).await?;
         Ok(Self {
             cfg,
             ipvs,
             links,
             ipset,
-            reader: Some(reader),
+            reader: None,
             conntrack: None,
             iptables: BTreeMap::new(),
             random_fully: BTreeMap::new(),
@@ -263,7 +264,7 @@ impl Kernel for NetlinkKernel {
     type Dump = Dump;
 
     fn dump(&mut self) -> impl Future<Output = Dump> + Send + 'static {
-        // A dump lost with its task (it never came back) is replaced by new sockets.
+        // Opened on first use, and again if a dump was lost with its task (never adopted).
         let reader = self.reader.take();
         let cfg = self.cfg.clone();
         async move {
