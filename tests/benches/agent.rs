@@ -4,7 +4,8 @@
 //! path in `KUBE_IPVS_BIN`) programs the lab kernel. Reports:
 //! - initial programming: agent start -> every virtual and real server in the kernel, against
 //!   `ipvsadm -R` + `ipset restore` of the very same rules (saved from the agent's result, restored
-//!   into the emptied table and sets), in the same run;
+//!   into the emptied table and sets), in the same run; the tools get twice the agent's time (enough
+//!   to decide the <= 2x target) and, when stopped, their progress is extrapolated;
 //! - network-programming latency of 1,000 single-EndpointSlice changes (change stored in the fake
 //!   API server -> the kernel has the new real server), p50/p99/max;
 //! - the agent's RSS (VmRSS, VmHWM) with everything programmed;
@@ -94,6 +95,27 @@ fn sh(cmd: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `cmd ARGS < input` until it ends or `deadline` (then kills it); whether it finished.
+fn restore(cmd: &str, args: &[&str], input: &Path, deadline: Instant) -> bool {
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(std::fs::File::open(input).unwrap())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{cmd} {args:?} failed: {status}");
+            return true;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn proc_field(pid: u32, key: &str) -> u64 {
@@ -250,7 +272,9 @@ fn main() {
                 Instant::now() < deadline,
                 "change {n} never reached the kernel"
             );
-            std::thread::sleep(Duration::from_micros(200));
+            // Each poll is a netlink dump, costly under emulation: 1 ms leaves the CPUs to the
+            // agent and the API server and still resolves a 50 ms target.
+            std::thread::sleep(Duration::from_millis(1));
         }
         lat.push(t.elapsed());
         if (n + 1) % 100 == 0 {
@@ -303,17 +327,32 @@ fn main() {
     // Same namespace, emptied: the sets stay (the agent's iptables rules reference them), their
     // members and the IPVS table go, and the tools add them all back.
     sh("ipvsadm -C && ipset flush");
+    // The target is agent <= 2 x baseline, i.e. baseline >= agent / 2: a baseline still running
+    // after twice the agent's time already shows it (ratio < 0.5); it is stopped there and its
+    // progress extrapolated, so a slow `ipvsadm -R` cannot hold the bench for hours.
+    let budget = (initial * 2).max(Duration::from_secs(60));
+    let rule_lines = std::fs::read_to_string(&rules).unwrap().lines().count();
     let t = Instant::now();
-    sh(&format!(
-        "ipvsadm -R < {} && ipset restore -exist < {}",
-        rules.display(),
-        sets.display()
-    ));
+    let done = restore("ipvsadm", &["-R"], &rules, t + budget)
+        && restore("ipset", &["restore", "-exist"], &sets, t + budget);
     let baseline = t.elapsed();
-    println!(
-        "ipvsadm -R + ipset restore of the same rules: {:.2} s; agent/baseline = {:.2} (target <= 2)",
-        baseline.as_secs_f64(),
-        initial.as_secs_f64() / baseline.as_secs_f64()
-    );
+    if done {
+        println!(
+            "ipvsadm -R + ipset restore of the same rules: {:.2} s; agent/baseline = {:.2} (target <= 2)",
+            baseline.as_secs_f64(),
+            initial.as_secs_f64() / baseline.as_secs_f64()
+        );
+    } else {
+        let (vs, rs) = ipvs.counts();
+        let applied = vs + rs;
+        println!(
+            "ipvsadm -R + ipset restore of the same rules: unfinished after {:.0} s (stopped: \
+             {applied} of {rule_lines} ipvsadm rules applied, ~{:.0} s for all at that rate, \
+             ipset restore not included); agent/baseline < {:.2} (target <= 2)",
+            baseline.as_secs_f64(),
+            baseline.as_secs_f64() * rule_lines as f64 / applied.max(1) as f64,
+            initial.as_secs_f64() / baseline.as_secs_f64()
+        );
+    }
     println!("artifacts: {}", dir.display());
 }

@@ -191,12 +191,14 @@ impl<K: Kernel> Syncer<K> {
     ) -> Result<(), KernelError> {
         let span = sync_span(SyncKind::Full);
         async {
+            let plan_from = Instant::now();
             let repair = self.repair.take();
             let mut observed = self.kernel.adopt(dump)?;
             let (started, replay) = repair.map_or_else(
-                || ((SystemTime::now(), Instant::now()), Vec::new()),
+                || ((SystemTime::now(), plan_from), Vec::new()),
                 |r| (r.started, r.replay),
             );
+            tracing::Span::current().record("dump_ms", ms(plan_from - started.1));
             for op in &replay {
                 observed.replay(op);
             }
@@ -208,7 +210,7 @@ impl<K: Kernel> Syncer<K> {
                 self.hold_deletions_if_empty(&mut ops);
             }
             self.adopted = true;
-            self.finish(SyncKind::Full, started, pending, &ops, true)
+            self.finish(SyncKind::Full, started, plan_from, pending, &ops, true)
                 .await;
             assume_busy(&mut self.engine, None);
             Ok(())
@@ -266,8 +268,15 @@ impl<K: Kernel> Syncer<K> {
             let pending = intake.take_pending();
             let ops = self.engine.plan_incremental(self.now());
             let rules = !ops.is_empty() || self.rules_failed;
-            self.finish(SyncKind::Incremental, started, pending, &ops, rules)
-                .await;
+            self.finish(
+                SyncKind::Incremental,
+                started,
+                started.1,
+                pending,
+                &ops,
+                rules,
+            )
+            .await;
         }
         .instrument(span)
         .await;
@@ -281,13 +290,21 @@ impl<K: Kernel> Syncer<K> {
             let started = (SystemTime::now(), Instant::now());
             let draining = self.engine.draining_vs();
             let counters = self.kernel.counters(&draining).await?;
+            let plan_from = Instant::now();
             let observed = self.engine.observed_mut();
             for c in &counters {
                 observed.set_connections(&c.vs, &c.rs, c.active, c.inactive);
             }
             let ops = self.engine.plan_drains(self.now());
-            self.finish(SyncKind::Drain, started, Pending::default(), &ops, false)
-                .await;
+            self.finish(
+                SyncKind::Drain,
+                started,
+                plan_from,
+                Pending::default(),
+                &ops,
+                false,
+            )
+            .await;
             assume_busy(&mut self.engine, Some(&draining));
             Ok(())
         }
@@ -295,11 +312,13 @@ impl<K: Kernel> Syncer<K> {
         .await
     }
 
-    /// Applies, commits, queues retries, writes the rules, reports.
+    /// Applies, commits, queues retries, writes the rules, reports. `plan_from`: when planning
+    /// began (a full sync's start also covers its dump).
     async fn finish(
         &mut self,
         kind: SyncKind,
         (wall, t0): (SystemTime, Instant),
+        plan_from: Instant,
         pending: Pending,
         ops: &[Op],
         rules: bool,
@@ -318,7 +337,12 @@ impl<K: Kernel> Syncer<K> {
             services: 0,
             drain_backlog: 0,
         };
+        let span = tracing::Span::current();
+        let applying = Instant::now();
+        span.record("plan_ms", ms(applying - plan_from));
         self.apply(ops, &mut report).await;
+        let writing = Instant::now();
+        span.record("apply_ms", ms(writing - applying));
         if rules {
             let inputs = self.engine.desired().iptables_inputs();
             match self.kernel.sync_rules(&inputs).await {
@@ -333,6 +357,7 @@ impl<K: Kernel> Syncer<K> {
                 }
             }
         }
+        span.record("rules_ms", ms(writing.elapsed()));
         let done = SystemTime::now();
         report.programming_latencies = pending
             .since
@@ -404,7 +429,7 @@ impl<K: Kernel> Syncer<K> {
         span.record("service_changes", report.service_changes);
         span.record("endpoint_changes", report.endpoint_changes);
         span.record("drain_backlog", report.drain_backlog);
-        span.record("duration_ms", report.duration.as_secs_f64() * 1e3);
+        span.record("duration_ms", ms(report.duration));
         if applied > 0 || failed > 0 || report.kind == SyncKind::Full {
             tracing::info!(rules_written = report.rules_written, "synced");
         } else {
@@ -460,7 +485,16 @@ fn sync_span(kind: SyncKind) -> tracing::Span {
         endpoint_changes = Empty,
         drain_backlog = Empty,
         duration_ms = Empty,
+        dump_ms = Empty,
+        plan_ms = Empty,
+        apply_ms = Empty,
+        rules_ms = Empty,
     )
+}
+
+/// Milliseconds, for the sync span's timing fields.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 /// Ops that remove or weaken something programmed.

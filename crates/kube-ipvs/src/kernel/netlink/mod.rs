@@ -11,6 +11,7 @@
 //! | `apply` | plan ops through the batch paths, failures mapped back to op indices |
 //! | `rules` | the iptables rule set per family, written when it changed |
 //! | `netns` | blocking work in the configured network namespace |
+//! | `worker` | the thread full dumps run on |
 
 mod apply;
 mod config;
@@ -19,6 +20,7 @@ mod netns;
 mod observe;
 mod prepare;
 mod rules;
+mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -48,6 +50,8 @@ pub struct NetlinkKernel {
     /// The dump's own sockets: opened by the first dump, lent to each running dump and back when
     /// it is adopted.
     reader: Option<Reader>,
+    /// The thread dumps run on (started by the first dump).
+    worker: Option<worker::DumpWorker>,
     conntrack: Option<Conntrack>,
     /// iptables back end per family, detected on the first rule write.
     iptables: BTreeMap<Family, Iptables>,
@@ -117,6 +121,7 @@ impl NetlinkKernel {
             links,
             ipset,
             reader: None,
+            worker: None,
             conntrack: None,
             iptables: BTreeMap::new(),
             random_fully: BTreeMap::new(),
@@ -267,7 +272,7 @@ impl Kernel for NetlinkKernel {
         // Opened on first use, and again if a dump was lost with its task (never adopted).
         let reader = self.reader.take();
         let cfg = self.cfg.clone();
-        async move {
+        let read = async move {
             let mut r = match reader {
                 Some(r) => r,
                 None => match Reader::connect(&cfg).await {
@@ -285,6 +290,24 @@ impl Kernel for NetlinkKernel {
                 reader: Some(r),
                 result,
             }
+        };
+        let worker = match self.worker.take() {
+            Some(w) => Ok(w),
+            None => worker::DumpWorker::start(),
+        };
+        let ran = match worker {
+            Ok(w) => {
+                let ran = w.run(read);
+                self.worker = Some(w);
+                futures::future::Either::Left(ran)
+            }
+            Err(e) => futures::future::Either::Right(std::future::ready(Err(e))),
+        };
+        async move {
+            ran.await.unwrap_or_else(|e| Dump {
+                reader: None,
+                result: Err(e),
+            })
         }
     }
 
