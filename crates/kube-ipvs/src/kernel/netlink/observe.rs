@@ -13,7 +13,7 @@ use super::convert;
 use super::{KernelError, NetlinkKernel, Reader, dummy_index, loopback_index};
 use crate::kernel::Counters;
 use crate::plan::ObservedState;
-use crate::types::{IpsetName, RealServer, VsKey, VsSpec};
+use crate::types::{IpsetName, VsKey};
 
 fn ipvs_err(op: &str) -> impl FnOnce(ipvs_netlink::Error) -> KernelError + '_ {
     move |source| KernelError::Ipvs {
@@ -29,24 +29,43 @@ fn link_err(op: &str) -> impl FnOnce(nodenet::link::LinkError) -> KernelError + 
     }
 }
 
-/// The whole IPVS table (foreign services and fwmark services included) with counters.
+/// The whole IPVS table (foreign services and fwmark services included) with counters, into
+/// `st`: one destination dump per service, each converted as it arrives (a copy of the whole
+/// table with its statistics would double the dump's memory at 100,000 services).
 /// Services with a scheduler the domain does not know are left out (and logged): planning
 /// cannot compare them, and an AddVs over one becomes an update (see `apply`).
 async fn ipvs_table(
     ipvs: &mut ipvs_netlink::Client,
-) -> Result<Vec<(VsKey, Option<VsSpec>, Vec<RealServer>)>, KernelError> {
-    let table = ipvs.table().await.map_err(ipvs_err("dump IPVS table"))?;
-    Ok(table
-        .services
-        .values()
-        .map(|ts| {
-            (
-                convert::vs_key(&ts.service.key),
-                convert::vs_spec(&ts.service),
-                ts.destinations.iter().map(convert::real_server).collect(),
-            )
-        })
-        .collect())
+    st: &mut ObservedState,
+) -> Result<(), KernelError> {
+    const OP: &str = "dump IPVS table";
+    let services: Vec<_> = ipvs
+        .list_services()
+        .await
+        .map_err(ipvs_err(OP))?
+        .iter()
+        .map(|s| (s.key, convert::vs_key(&s.key), convert::vs_spec(s)))
+        .collect();
+    for (nl_key, key, spec) in services {
+        let Some(spec) = spec else {
+            tracing::warn!(
+                vs = %key,
+                "virtual server with a scheduler kube-ipvs does not know: left out of the observed state"
+            );
+            continue;
+        };
+        // A service deleted since the list answers with no destinations; the op that deleted
+        // it is replayed over this dump.
+        let dests = ipvs
+            .list_destinations(&nl_key)
+            .await
+            .map_err(ipvs_err(OP))?;
+        st.insert_vs(key, spec, dests.iter().map(convert::real_server).collect());
+        // One request per service, each usually answered at once: let the thread's other
+        // tasks run between them.
+        tokio::task::yield_now().await;
+    }
+    Ok(())
 }
 
 /// What one full dump saw.
@@ -61,15 +80,7 @@ pub struct Observation {
 /// of the local table on `lo` with `proto static`), members of our sets.
 pub(super) async fn observe(r: &mut Reader) -> Result<Observation, KernelError> {
     let mut st = ObservedState::new();
-    for (key, spec, reals) in ipvs_table(&mut r.ipvs).await? {
-        match spec {
-            Some(spec) => st.insert_vs(key, spec, reals),
-            None => tracing::warn!(
-                vs = %key,
-                "virtual server with a scheduler kube-ipvs does not know: left out of the observed state"
-            ),
-        }
-    }
+    ipvs_table(&mut r.ipvs, &mut st).await?;
     let mut odd_prefixes = HashMap::new();
     if let Some(index) = dummy_index(&mut r.links, &r.dummy_device).await? {
         let addrs = r
