@@ -26,6 +26,7 @@ use kube_ipvs::model::{ObjectRef, Rejection};
 use kube_ipvs::plan::{ObservedState, Op};
 use kube_ipvs::source::{
     ClusterEvent, FileOptions, KubernetesOptions, SourceEvent, Sources, file, kubernetes,
+    list_events,
 };
 use kube_ipvs::types::{Family, ServiceKey};
 use kube_ipvs::{Engine, PlannerConfig};
@@ -540,16 +541,19 @@ impl Script {
         self.tx.send(ev).await.unwrap();
     }
 
+    /// A whole list of one kind.
+    async fn list<K>(&self, wrap: fn(SourceEvent<K>) -> ClusterEvent, objects: Vec<K>) {
+        for ev in list_events(wrap, objects) {
+            self.send(ev).await;
+        }
+    }
+
     /// The initial lists, then `Synced`.
     async fn initial(&self, svcs: Vec<Service>, slices: Vec<EndpointSlice>) {
-        self.send(ClusterEvent::Service(SourceEvent::Replaced(svcs)))
-            .await;
-        self.send(ClusterEvent::Slice(SourceEvent::Replaced(slices)))
-            .await;
-        self.send(ClusterEvent::Node(SourceEvent::Replaced(vec![node()])))
-            .await;
-        self.send(ClusterEvent::ServiceCidr(SourceEvent::Replaced(vec![])))
-            .await;
+        self.list(ClusterEvent::Service, svcs).await;
+        self.list(ClusterEvent::Slice, slices).await;
+        self.list(ClusterEvent::Node, vec![node()]).await;
+        self.list(ClusterEvent::ServiceCidr, vec![]).await;
         self.send(ClusterEvent::Synced).await;
     }
 
@@ -581,23 +585,14 @@ async fn no_sync_before_synced_even_with_objects_delivered() {
     let k = kernel();
     let agent = Agent::spawn(&k, rx, settings(Duration::from_secs(30), Duration::ZERO));
     script
-        .send(ClusterEvent::Service(SourceEvent::Replaced(vec![svc(
-            "web",
-            "10.96.0.10",
-        )])))
+        .list(ClusterEvent::Service, vec![svc("web", "10.96.0.10")])
         .await;
-    script
-        .send(ClusterEvent::Slice(SourceEvent::Replaced(vec![])))
-        .await;
+    script.list(ClusterEvent::Slice, vec![]).await;
     sleep(Duration::from_secs(120)).await;
     assert!(!k.handle().prepared && k.handle().observes == 0);
     assert_eq!(agent.obs.count(), 0);
-    script
-        .send(ClusterEvent::Node(SourceEvent::Replaced(vec![node()])))
-        .await;
-    script
-        .send(ClusterEvent::ServiceCidr(SourceEvent::Replaced(vec![])))
-        .await;
+    script.list(ClusterEvent::Node, vec![node()]).await;
+    script.list(ClusterEvent::ServiceCidr, vec![]).await;
     script.send(ClusterEvent::Synced).await;
     eventually("programmed", || table(&k) == ["TCP 10.96.0.10:80 ->"]).await;
     agent.stop().await;

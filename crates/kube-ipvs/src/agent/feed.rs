@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use crate::source::{ClusterEvent, Sources};
 
-/// An ordered stream of [`ClusterEvent`]s following the source contract (`Replaced` per kind,
+/// An ordered stream of [`ClusterEvent`]s following the source contract (a list per kind,
 /// then `Synced` once).
 pub trait EventFeed: Send {
     /// The next event; `None` when the feed ended for good.

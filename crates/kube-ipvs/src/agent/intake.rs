@@ -1,10 +1,10 @@
-//! Cluster events into the engine: `Applied`/`Deleted` map to one engine call, `Replaced` (an
-//! initial list or a re-list) is diffed against what was delivered before, so a re-list touches
+//! Cluster events into the engine: `Applied`/`Deleted` map to one engine call (an unchanged
+//! object changes nothing); a list (`ListStart`, `Applied`.., `ListEnd`: an initial list or a
+//! re-list) deletes at its end only what was delivered before and not by it, so a re-list touches
 //! only what changed and never flushes. Changes are counted by kind, with the time each was made
 //! (the EndpointSlice's `last-change-trigger-time`, else when it was received), for the
 //! network-programming latency of the sync that programs them.
 
-use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -12,6 +12,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use k8s_openapi::jiff::Timestamp;
 
+use super::delivered::Delivered;
 use super::report::{ChangeKind, Observer};
 use crate::engine::Engine;
 use crate::source::strip::LAST_CHANGE_TRIGGER_TIME;
@@ -49,10 +50,11 @@ pub enum Ingested {
 /// The intake: which objects were delivered (to diff re-lists against) and the pending changes.
 #[derive(Debug, Default)]
 pub struct Intake {
-    services: BTreeSet<ServiceKey>,
-    slices: BTreeSet<ServiceKey>,
-    cidrs: BTreeSet<String>,
-    node: bool,
+    services: Delivered<ServiceKey>,
+    slices: Delivered<ServiceKey>,
+    cidrs: Delivered<String>,
+    /// The node's own Node, by name (the field selector yields at most one).
+    node: Delivered<String>,
     pending: Pending,
     synced: bool,
 }
@@ -136,13 +138,8 @@ impl Intake {
                 }
             }
             ClusterEvent::Node(ev) => {
-                let eligible = match &ev {
-                    SourceEvent::Applied(n) => Some(node_eligible(n)),
-                    SourceEvent::Replaced(all) => all.last().map(node_eligible),
-                    SourceEvent::Deleted(_) => None,
-                };
-                if let Some(e) = eligible {
-                    observer.node_eligible(e);
+                if let SourceEvent::Applied(n) = &ev {
+                    observer.node_eligible(node_eligible(n));
                 }
                 if self.node(engine, ev) {
                     note(ChangeKind::Service, now, &mut self.pending);
@@ -163,27 +160,26 @@ impl Intake {
     fn services(&mut self, engine: &mut Engine, ev: SourceEvent<Service>) -> Vec<bool> {
         match ev {
             SourceEvent::Applied(s) => {
-                self.services.insert(key_of(&s.metadata));
+                self.services.applied(key_of(&s.metadata));
                 vec![changed(engine, |e| e.apply_service(&s))]
             }
             SourceEvent::Deleted(s) => {
                 let k = key_of(&s.metadata);
-                self.services.remove(&k);
+                self.services.deleted(&k);
                 vec![changed(engine, |e| {
                     e.delete_service(k.namespace(), k.name())
                 })]
             }
-            SourceEvent::Replaced(all) => {
-                let now: BTreeSet<ServiceKey> = all.iter().map(|s| key_of(&s.metadata)).collect();
-                let gone: Vec<ServiceKey> = self.services.difference(&now).cloned().collect();
-                let mut out: Vec<bool> = gone
-                    .iter()
-                    .map(|k| changed(engine, |e| e.delete_service(k.namespace(), k.name())))
-                    .collect();
-                out.extend(all.iter().map(|s| changed(engine, |e| e.apply_service(s))));
-                self.services = now;
-                out
+            SourceEvent::ListStart => {
+                self.services.start();
+                Vec::new()
             }
+            SourceEvent::ListEnd => self
+                .services
+                .end()
+                .iter()
+                .map(|k| changed(engine, |e| e.delete_service(k.namespace(), k.name())))
+                .collect(),
         }
     }
 
@@ -193,87 +189,80 @@ impl Intake {
         engine: &mut Engine,
         ev: SourceEvent<EndpointSlice>,
     ) -> Vec<Option<SystemTime>> {
-        let mut out = Vec::new();
         match ev {
             SourceEvent::Applied(s) => {
-                self.slices.insert(key_of(&s.metadata));
-                if changed(engine, |e| e.apply_slice(&s)) {
-                    out.push(trigger_time(&s));
-                }
+                self.slices.applied(key_of(&s.metadata));
+                changed(engine, |e| e.apply_slice(&s))
+                    .then(|| trigger_time(&s))
+                    .into_iter()
+                    .collect()
             }
             SourceEvent::Deleted(s) => {
                 let k = key_of(&s.metadata);
-                self.slices.remove(&k);
-                if changed(engine, |e| e.delete_slice(k.namespace(), k.name())) {
-                    out.push(trigger_time(&s));
-                }
+                self.slices.deleted(&k);
+                changed(engine, |e| e.delete_slice(k.namespace(), k.name()))
+                    .then(|| trigger_time(&s))
+                    .into_iter()
+                    .collect()
             }
-            SourceEvent::Replaced(all) => {
-                let now: BTreeSet<ServiceKey> = all.iter().map(|s| key_of(&s.metadata)).collect();
-                for k in self.slices.difference(&now) {
-                    if changed(engine, |e| e.delete_slice(k.namespace(), k.name())) {
-                        out.push(None);
-                    }
-                }
-                for s in &all {
-                    if changed(engine, |e| e.apply_slice(s)) {
-                        out.push(trigger_time(s));
-                    }
-                }
-                self.slices = now;
+            SourceEvent::ListStart => {
+                self.slices.start();
+                Vec::new()
             }
+            SourceEvent::ListEnd => self
+                .slices
+                .end()
+                .iter()
+                .filter(|k| changed(engine, |e| e.delete_slice(k.namespace(), k.name())))
+                .map(|_| None)
+                .collect(),
         }
-        out
     }
 
     /// Applies the node's Node; whether it changed.
     fn node(&mut self, engine: &mut Engine, ev: SourceEvent<Node>) -> bool {
-        let current = match ev {
-            SourceEvent::Applied(n) => Some(n),
-            SourceEvent::Deleted(_) => None,
-            // The field selector yields at most one; the last one wins if not.
-            SourceEvent::Replaced(all) => all.into_iter().last(),
+        let name = |n: &Node| n.metadata.name.clone().unwrap_or_default();
+        let gone = match ev {
+            SourceEvent::Applied(n) => {
+                self.node.applied(name(&n));
+                return changed(engine, |e| e.apply_node(&n));
+            }
+            SourceEvent::Deleted(n) => {
+                self.node.deleted(&name(&n));
+                true
+            }
+            SourceEvent::ListStart => {
+                self.node.start();
+                false
+            }
+            SourceEvent::ListEnd => !self.node.end().is_empty(),
         };
-        match current {
-            Some(n) => {
-                self.node = true;
-                changed(engine, |e| e.apply_node(&n))
-            }
-            None if self.node => {
-                self.node = false;
-                changed(engine, |e| e.delete_node())
-            }
-            None => false,
-        }
+        gone && self.node.is_empty() && changed(engine, Engine::delete_node)
     }
 
     /// Applies ServiceCIDR events; one `bool` (changed) per object touched.
     fn cidrs(&mut self, engine: &mut Engine, ev: SourceEvent<ServiceCIDR>) -> Vec<bool> {
-        let name = |c: &ServiceCIDR| c.metadata.name.clone().unwrap_or_default();
         match ev {
             SourceEvent::Applied(c) => {
-                self.cidrs.insert(name(&c));
+                self.cidrs
+                    .applied(c.metadata.name.clone().unwrap_or_default());
                 vec![changed(engine, |e| e.apply_service_cidr(&c))]
             }
             SourceEvent::Deleted(c) => {
-                let n = name(&c);
-                self.cidrs.remove(&n);
+                let n = c.metadata.name.clone().unwrap_or_default();
+                self.cidrs.deleted(&n);
                 vec![changed(engine, |e| e.delete_service_cidr(&n))]
             }
-            SourceEvent::Replaced(all) => {
-                let now: BTreeSet<String> = all.iter().map(name).collect();
-                let mut out: Vec<bool> = self
-                    .cidrs
-                    .difference(&now)
-                    .map(|n| changed(engine, |e| e.delete_service_cidr(n)))
-                    .collect();
-                out.extend(
-                    all.iter()
-                        .map(|c| changed(engine, |e| e.apply_service_cidr(c))),
-                );
-                self.cidrs = now;
-                out
+            SourceEvent::ListStart => {
+                self.cidrs.start();
+                Vec::new()
             }
+            SourceEvent::ListEnd => self
+                .cidrs
+                .end()
+                .iter()
+                .map(|n| changed(engine, |e| e.delete_service_cidr(n)))
+                .collect(),
         }
     }
 }
@@ -291,6 +280,7 @@ mod tests {
     use crate::desired::HealthCheck;
     use crate::model::{ObjectRef, Rejection};
     use crate::planner_config::PlannerConfig;
+    use crate::source::list_events;
 
     fn svc(name: &str, ip: &str) -> Service {
         serde_json::from_value(json!({
@@ -332,6 +322,19 @@ mod tests {
         fn health_checks(&self, _: &BTreeMap<ServiceKey, HealthCheck>) {}
     }
 
+    /// Ingests a whole list of one kind.
+    fn list<K>(
+        i: &mut Intake,
+        e: &mut Engine,
+        wrap: fn(SourceEvent<K>) -> ClusterEvent,
+        objects: Vec<K>,
+        obs: &dyn Observer,
+    ) {
+        for ev in list_events(wrap, objects) {
+            i.ingest(e, ev, obs);
+        }
+    }
+
     #[test]
     fn relist_is_a_diff_not_a_flush() {
         let mut e = engine();
@@ -339,9 +342,11 @@ mod tests {
         let obs = Queued::default();
         let a = svc("a", "10.96.0.1");
         let b = svc("b", "10.96.0.2");
-        i.ingest(
+        list(
+            &mut i,
             &mut e,
-            ClusterEvent::Service(SourceEvent::Replaced(vec![a.clone(), b.clone()])),
+            ClusterEvent::Service,
+            vec![a.clone(), b],
             &obs,
         );
         assert_eq!(i.take_pending().service_changes, 2);
@@ -350,11 +355,7 @@ mod tests {
         assert!(!e.has_changes());
         // Re-list: a unchanged, b gone, c new. Only b and c are changes; a is not re-planned.
         let c = svc("c", "10.96.0.3");
-        i.ingest(
-            &mut e,
-            ClusterEvent::Service(SourceEvent::Replaced(vec![a, c])),
-            &obs,
-        );
+        list(&mut i, &mut e, ClusterEvent::Service, vec![a, c], &obs);
         let p = i.take_pending();
         assert_eq!((p.service_changes, p.endpoint_changes), (2, 0));
         let ops: Vec<String> = e
@@ -367,12 +368,11 @@ mod tests {
         assert!(ops.iter().any(|o| o.contains("10.96.0.3")), "{ops:?}");
         assert_eq!(obs.0.lock().unwrap().len(), 4);
         // Identical re-list: nothing.
-        i.ingest(
+        list(
+            &mut i,
             &mut e,
-            ClusterEvent::Service(SourceEvent::Replaced(vec![
-                svc("a", "10.96.0.1"),
-                svc("c", "10.96.0.3"),
-            ])),
+            ClusterEvent::Service,
+            vec![svc("a", "10.96.0.1"), svc("c", "10.96.0.3")],
             &NoopObserver,
         );
         assert!(!i.has_pending() && !e.has_changes());
@@ -412,14 +412,11 @@ mod tests {
         assert_eq!(p.since.first(), Some(&want));
         assert!(p.since.get(1).unwrap() > &want, "received now");
         // Re-list without a-2: one deletion.
-        i.ingest(
+        list(
+            &mut i,
             &mut e,
-            ClusterEvent::Slice(SourceEvent::Replaced(vec![slice(
-                "a-1",
-                "a",
-                "10.1.0.1",
-                Some(t),
-            )])),
+            ClusterEvent::Slice,
+            vec![slice("a-1", "a", "10.1.0.1", Some(t))],
             &NoopObserver,
         );
         assert_eq!(i.take_pending().endpoint_changes, 1);

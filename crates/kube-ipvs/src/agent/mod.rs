@@ -6,12 +6,14 @@
 //! | [`settings`] | configuration -> planner configuration, families, loop timings |
 //! | [`feed`] | [`EventFeed`]: the running sources, or a channel in tests |
 //! | [`intake`] | cluster events -> engine calls; re-lists as diffs; change counts and times |
+//! | `delivered` | which objects of a kind were delivered: what a streamed list's end removes |
 //! | `sync` | one full / incremental / drain sync against the kernel, reported to the observer |
 //! | `run_loop` | [`run_agent`]: when which sync runs (gate on `Synced`, coalescing, periods, retries, drains) |
 //! | `start` | [`run`]: real sources and kernel, SIGTERM/SIGINT |
 //! | `local` | Services with a Local policy and no local endpoint (for the report) |
 //! | [`report`] | [`SyncReport`], [`ChangeKind`], the [`Observer`] hooks telemetry implements |
 
+mod delivered;
 mod error;
 pub mod feed;
 pub mod intake;

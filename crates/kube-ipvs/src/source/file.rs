@@ -1,6 +1,6 @@
 //! The file source (`--source file:PATH`): Services, EndpointSlices, Nodes and ServiceCIDRs from a
 //! YAML/JSON file or a directory of them (multi-document YAML and `List`s, read by [`crate::dump`]),
-//! polled for changes and re-emitted as `Replaced` per kind.
+//! polled for changes and re-emitted as a list per kind that changed.
 //!
 //! A file that fails to read or parse keeps the last good state (and, before the first good read,
 //! keeps the source not ready): a typo in a manifest never empties the tables.
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::readiness::Gate;
 use super::selector::passes_stock_selector;
 use super::strip::Strip;
-use super::{ClusterEvent, DEFAULT_CAPACITY, SourceError, SourceEvent, SourceKind, Sources};
+use super::{ClusterEvent, DEFAULT_CAPACITY, SourceError, SourceKind, Sources, list_events};
 use crate::dump::ClusterDump;
 
 /// What the file source reads.
@@ -183,26 +183,21 @@ async fn run(opts: FileOptions, tx: mpsc::Sender<ClusterEvent>, gate: Arc<Gate>)
             slices = state.slices.len(),
             "file source loaded"
         );
-        let mut sends = Vec::new();
+        let mut sends: Vec<ClusterEvent> = Vec::new();
         if first || prev.services != state.services {
-            sends.push(ClusterEvent::Service(SourceEvent::Replaced(
-                state.services.clone(),
-            )));
+            sends.extend(list_events(ClusterEvent::Service, state.services.clone()));
         }
         if first || prev.slices != state.slices {
-            sends.push(ClusterEvent::Slice(SourceEvent::Replaced(
-                state.slices.clone(),
-            )));
+            sends.extend(list_events(ClusterEvent::Slice, state.slices.clone()));
         }
         if first || prev.node != state.node {
-            sends.push(ClusterEvent::Node(SourceEvent::Replaced(
-                state.node.clone(),
-            )));
+            sends.extend(list_events(ClusterEvent::Node, state.node.clone()));
         }
         if first || prev.service_cidrs != state.service_cidrs {
-            sends.push(ClusterEvent::ServiceCidr(SourceEvent::Replaced(
+            sends.extend(list_events(
+                ClusterEvent::ServiceCidr,
                 state.service_cidrs.clone(),
-            )));
+            ));
         }
         last = Some(state);
         for ev in sends {

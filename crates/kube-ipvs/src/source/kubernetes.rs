@@ -1,8 +1,9 @@
 //! The Kubernetes source: one kube-rs `watcher` per kind, with kube-runtime's default backoff.
 //!
 //! kube-runtime re-lists by itself after a 410 Gone or a watch that cannot resume, emitting
-//! `Init, InitApply.., InitDone`; this module turns each such run into one [`SourceEvent::Replaced`],
-//! so a re-list reaches the agent as a resync, never as deletions. A dropped watch stream resumes
+//! `Init, InitApply.., InitDone`; this module forwards each such run as `ListStart`, `Applied`..,
+//! `ListEnd` (object by object, never buffered), so a re-list reaches the agent as a resync, never
+//! as deletions. A dropped watch stream resumes
 //! from the last resourceVersion (bookmarks keep it fresh) without a re-list.
 
 use std::fmt::Debug;
@@ -148,11 +149,7 @@ pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
         )));
     } else {
         tasks.push(tokio::spawn(async move {
-            if tx
-                .send(ClusterEvent::ServiceCidr(SourceEvent::Replaced(Vec::new())))
-                .await
-                .is_ok()
-            {
+            if send_empty_list(ClusterEvent::ServiceCidr, &tx).await {
                 gate.listed(SourceKind::ServiceCidrs, &tx).await;
             }
         }));
@@ -170,6 +167,19 @@ struct Spec<K> {
     wrap: fn(SourceEvent<K>) -> ClusterEvent,
     /// A kind the API server may not serve (404/403 on the first list: an empty set, stop watching).
     optional: bool,
+}
+
+/// Sends an empty list of one kind; false when the consumer is gone.
+async fn send_empty_list<K>(
+    wrap: fn(SourceEvent<K>) -> ClusterEvent,
+    tx: &mpsc::Sender<ClusterEvent>,
+) -> bool {
+    for ev in super::list_events(wrap, []) {
+        if tx.send(ev).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether a watcher error says the kind is not served (404) or not allowed (403) on the first list.
@@ -202,23 +212,29 @@ async fn run<K>(
 {
     let kind = spec.kind.name();
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut listing: Option<Vec<K>> = None;
+    // A list under way: `ListStart` goes out with its first object (or its end), so a list that
+    // fails before any page sends nothing. Its objects so far, for the log.
+    let mut start_pending = false;
+    let mut listing = 0usize;
     let mut listed = false;
     while let Some(item) = stream.next().await {
+        let mut start = false;
         let out = match item {
             Ok(Event::Init) => {
-                listing = Some(Vec::new());
+                start_pending = true;
+                listing = 0;
                 None
             }
             Ok(Event::InitApply(mut o)) => {
                 o.strip();
-                listing.get_or_insert_with(Vec::new).push(o);
-                None
+                start = std::mem::take(&mut start_pending);
+                listing += 1;
+                Some(SourceEvent::Applied(o))
             }
             Ok(Event::InitDone) => {
-                let all = listing.take().unwrap_or_default();
-                tracing::info!(kind, objects = all.len(), relist = listed, "listed");
-                Some(SourceEvent::Replaced(all))
+                start = std::mem::take(&mut start_pending);
+                tracing::info!(kind, objects = listing, relist = listed, "listed");
+                Some(SourceEvent::ListEnd)
             }
             Ok(Event::Apply(mut o)) => {
                 o.strip();
@@ -238,11 +254,7 @@ async fn run<K>(
                         code,
                         "not served by the API server (or not allowed): continuing without"
                     );
-                    if tx
-                        .send((spec.wrap)(SourceEvent::Replaced(Vec::new())))
-                        .await
-                        .is_ok()
-                    {
+                    if send_empty_list(spec.wrap, &tx).await {
                         gate.listed(spec.kind, &tx).await;
                     }
                     return;
@@ -252,7 +264,10 @@ async fn run<K>(
             }
         };
         let Some(ev) = out else { continue };
-        let initial = matches!(ev, SourceEvent::Replaced(_)) && !listed;
+        let initial = matches!(ev, SourceEvent::ListEnd) && !listed;
+        if start && tx.send((spec.wrap)(SourceEvent::ListStart)).await.is_err() {
+            return;
+        }
         if tx.send((spec.wrap)(ev)).await.is_err() {
             return;
         }

@@ -6,13 +6,16 @@
 //! A source yields [`ClusterEvent`]s on one ordered channel, each typed by kind (Service,
 //! EndpointSlice, the node's own Node, ServiceCIDR) and carrying a [`SourceEvent`]:
 //!
-//! - `Replaced(all)`: the complete current set of that kind. Sent for the initial list and for every
-//!   re-list (after a 410 Gone, a failed watch that could not resume, a changed file). It is a
-//!   resync, not a flush: objects missing from `all` are gone, everything else is current. The
-//!   consumer diffs it against what it holds; a re-list never arrives as a burst of deletions.
+//! - `ListStart`, then every current object as `Applied`, then `ListEnd`: a list, for the initial
+//!   list and for every re-list (after a 410 Gone, a failed watch that could not resume, a changed
+//!   file). It is a resync, not a flush: at `ListEnd`, objects delivered before but not since
+//!   `ListStart` are gone, everything else is current. The consumer diffs it against what it holds;
+//!   a re-list never arrives as a burst of deletions. A list streams object by object, so nothing
+//!   holds a whole list of API objects (at 50,000 Services that alone was 236 MiB). A `ListStart`
+//!   without its `ListEnd` (a list that failed part way) is superseded by the next `ListStart`.
 //! - `Applied(obj)`: one object was added or changed.
 //! - `Deleted(obj)`: one object was deleted (its last known state).
-//! - [`ClusterEvent::Synced`]: sent once, after every kind has delivered its initial `Replaced`. The
+//! - [`ClusterEvent::Synced`]: sent once, after every kind has delivered its initial `ListEnd`. The
 //!   agent must program nothing before it; [`Sources::ready`] flips at the same moment for health.
 //!
 //! Objects are stripped ([`strip`]) before they are sent: no managedFields, no annotations other
@@ -54,12 +57,25 @@ pub use kubernetes::KubernetesOptions;
 /// One change of one kind.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SourceEvent<K> {
-    /// Added or modified.
+    /// Added or modified (also each object of a list).
     Applied(K),
     /// Deleted; the object's last known state.
     Deleted(K),
-    /// The complete current set (initial list or re-list): diff against it, do not flush.
-    Replaced(Vec<K>),
+    /// A list begins (initial list or re-list): the current objects follow as `Applied`.
+    ListStart,
+    /// The list is complete: objects not delivered since `ListStart` are gone. A resync, not a flush.
+    ListEnd,
+}
+
+/// The events of one complete list of `objects`: `ListStart`, each object `Applied`, `ListEnd`.
+pub fn list_events<K>(
+    wrap: fn(SourceEvent<K>) -> ClusterEvent,
+    objects: impl IntoIterator<Item = K>,
+) -> impl Iterator<Item = ClusterEvent> {
+    std::iter::once(SourceEvent::ListStart)
+        .chain(objects.into_iter().map(SourceEvent::Applied))
+        .chain(std::iter::once(SourceEvent::ListEnd))
+        .map(wrap)
 }
 
 /// A change from a cluster source, typed by kind.
@@ -75,7 +91,7 @@ pub enum ClusterEvent {
     Node(SourceEvent<Node>),
     /// ServiceCIDRs (an empty set where the API server does not serve them).
     ServiceCidr(SourceEvent<ServiceCIDR>),
-    /// Every kind has delivered its initial `Replaced`; sent once.
+    /// Every kind has delivered its initial `ListEnd`; sent once.
     Synced,
 }
 
@@ -213,3 +229,5 @@ mod tests {
 mod tests_file;
 #[cfg(test)]
 mod tests_kubernetes;
+#[cfg(test)]
+mod tests_support;

@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{ClusterEvent, SourceKind};
 
-/// Tracks which sources still owe their initial `Replaced`.
+/// Tracks which sources still owe their initial `ListEnd`.
 #[derive(Debug)]
 pub(crate) struct Gate {
     pending: Mutex<BTreeSet<SourceKind>>,
@@ -29,8 +29,8 @@ impl Gate {
         )
     }
 
-    /// Marks `kind` listed, after its initial `Replaced` was sent on `tx`. The last one sends
-    /// [`ClusterEvent::Synced`] on the same channel, so it follows every initial `Replaced`, then
+    /// Marks `kind` listed, after its initial `ListEnd` was sent on `tx`. The last one sends
+    /// [`ClusterEvent::Synced`] on the same channel, so it follows every initial `ListEnd`, then
     /// flips the ready flag. Returns false when the consumer is gone.
     pub(crate) async fn listed(&self, kind: SourceKind, tx: &mpsc::Sender<ClusterEvent>) -> bool {
         let last = {

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{self, FileOptions};
-use super::{ClusterEvent, SourceEvent, Sources};
+use super::tests_support::{Regroup, Sent};
+use super::{ClusterEvent, Sources};
 
 struct TempDir(PathBuf);
 
@@ -59,12 +60,8 @@ fn start(dir: &Path) -> Sources {
     file::start(opts)
 }
 
-async fn next(s: &mut Sources) -> ClusterEvent {
-    tokio::time::timeout(Duration::from_secs(10), s.recv())
-        .await
-        .expect("timed out")
-        .expect("ended")
-}
+/// How long a test waits for each event.
+const LIMIT: Duration = Duration::from_secs(10);
 
 /// Rewrites a file so its mtime or size surely changes.
 fn rewrite(p: &Path, text: &str) {
@@ -79,28 +76,29 @@ async fn loads_a_directory_then_reloads_on_change() {
     std::fs::write(dir.0.join("slices.yml"), SLICES).unwrap();
     std::fs::write(dir.0.join("notes.txt"), "not yaml: [").unwrap();
     let mut s = start(&dir.0);
+    let mut lists = Regroup::default();
     let mut evs = Vec::new();
     loop {
-        let ev = next(&mut s).await;
-        if ev == ClusterEvent::Synced {
+        let sent = lists.next(&mut s, LIMIT).await;
+        if sent == Sent::Event(ClusterEvent::Synced) {
             break;
         }
-        evs.push(ev);
+        evs.push(sent);
     }
     assert!(s.is_ready());
     assert_eq!(evs.len(), 4);
     for ev in &evs {
         match ev {
-            ClusterEvent::Service(SourceEvent::Replaced(v)) => {
+            Sent::Services(v) => {
                 assert_eq!(v.len(), 1, "headless Service filtered");
                 assert!(v[0].metadata.annotations.is_none(), "stripped");
             }
-            ClusterEvent::Slice(SourceEvent::Replaced(v)) => assert_eq!(v.len(), 1),
-            ClusterEvent::Node(SourceEvent::Replaced(v)) => {
+            Sent::Slices(v) => assert_eq!(v.len(), 1),
+            Sent::Nodes(v) => {
                 assert_eq!(v.len(), 1);
                 assert_eq!(v[0].metadata.name.as_deref(), Some("n1"));
             }
-            ClusterEvent::ServiceCidr(SourceEvent::Replaced(v)) => assert!(v.is_empty()),
+            Sent::Cidrs(v) => assert!(v.is_empty()),
             other => panic!("{other:?}"),
         }
     }
@@ -110,10 +108,8 @@ async fn loads_a_directory_then_reloads_on_change() {
         &dir.0.join("slices.yml"),
         &SLICES.replace("10.1.0.1", "10.1.0.2"),
     );
-    match next(&mut s).await {
-        ClusterEvent::Slice(SourceEvent::Replaced(v)) => {
-            assert_eq!(v[0].endpoints[0].addresses, ["10.1.0.2"]);
-        }
+    match lists.next(&mut s, LIMIT).await {
+        Sent::Slices(v) => assert_eq!(v[0].endpoints[0].addresses, ["10.1.0.2"]),
         other => panic!("{other:?}"),
     }
 
@@ -127,8 +123,8 @@ async fn loads_a_directory_then_reloads_on_change() {
 
     // Fixed again, and the slice file removed entirely: slices become empty.
     std::fs::remove_file(dir.0.join("slices.yml")).unwrap();
-    match next(&mut s).await {
-        ClusterEvent::Slice(SourceEvent::Replaced(v)) => assert!(v.is_empty()),
+    match lists.next(&mut s, LIMIT).await {
+        Sent::Slices(v) => assert!(v.is_empty()),
         other => panic!("{other:?}"),
     }
 }
@@ -145,10 +141,11 @@ async fn a_missing_path_is_not_ready_until_it_appears() {
     );
     assert!(!s.is_ready());
     std::fs::write(&file, CLUSTER).unwrap();
+    let mut lists = Regroup::default();
     let mut n = 0;
-    while next(&mut s).await != ClusterEvent::Synced {
+    while lists.next(&mut s, LIMIT).await != Sent::Event(ClusterEvent::Synced) {
         n += 1;
     }
-    assert_eq!(n, 4);
+    assert_eq!(n, 4, "one list per kind");
     assert!(s.is_ready());
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::networking::v1::ServiceCIDR;
 use serde_json::json;
 
 use super::kubernetes::{self, KubernetesOptions};
+use super::tests_support::{Regroup, Sent};
 use super::{ClusterEvent, SourceEvent, Sources};
 
 fn svc(name: &str, labels: serde_json::Value) -> Service {
@@ -79,13 +80,14 @@ async fn next(s: &mut Sources) -> ClusterEvent {
         .expect("sources ended")
 }
 
-/// Events up to and including `Synced`.
-async fn until_synced(s: &mut Sources) -> Vec<ClusterEvent> {
+/// What the source sends up to and including `Synced`, lists regrouped.
+async fn until_synced(s: &mut Sources) -> Vec<Sent> {
+    let mut lists = Regroup::default();
     let mut out = Vec::new();
     loop {
-        let ev = next(s).await;
-        let done = ev == ClusterEvent::Synced;
-        out.push(ev);
+        let sent = lists.next(s, Duration::from_secs(20)).await;
+        let done = sent == Sent::Event(ClusterEvent::Synced);
+        out.push(sent);
         if done {
             return out;
         }
@@ -112,10 +114,10 @@ fn names<K: kube::Resource>(objs: &[K]) -> Vec<String> {
     v
 }
 
-fn replaced_services(evs: &[ClusterEvent]) -> Vec<Vec<String>> {
-    evs.iter()
+fn listed_services(sent: &[Sent]) -> Vec<Vec<String>> {
+    sent.iter()
         .filter_map(|e| match e {
-            ClusterEvent::Service(SourceEvent::Replaced(v)) => Some(names(v)),
+            Sent::Services(v) => Some(names(v)),
             _ => None,
         })
         .collect()
@@ -129,15 +131,13 @@ async fn initial_lists_with_stock_selector_then_watch_events() {
     let evs = until_synced(&mut s).await;
     assert!(s.is_ready());
     assert_eq!(evs.len(), 5, "{evs:?}");
-    assert_eq!(replaced_services(&evs), [["db", "web"]]);
+    assert_eq!(listed_services(&evs), [["db", "web"]]);
     for ev in &evs {
         match ev {
-            ClusterEvent::Slice(SourceEvent::Replaced(v)) => assert_eq!(names(v), ["web-1"]),
-            ClusterEvent::Node(SourceEvent::Replaced(v)) => assert_eq!(names(v), ["n1"]),
-            ClusterEvent::ServiceCidr(SourceEvent::Replaced(v)) => {
-                assert_eq!(names(v), ["kubernetes"])
-            }
-            ClusterEvent::Service(SourceEvent::Replaced(_)) | ClusterEvent::Synced => {}
+            Sent::Slices(v) => assert_eq!(names(v), ["web-1"]),
+            Sent::Nodes(v) => assert_eq!(names(v), ["n1"]),
+            Sent::Cidrs(v) => assert_eq!(names(v), ["kubernetes"]),
+            Sent::Services(_) | Sent::Event(ClusterEvent::Synced) => {}
             other => panic!("unexpected before Synced: {other:?}"),
         }
     }
@@ -199,7 +199,7 @@ async fn objects_are_stripped() {
     let mut s = start(&fake);
     for ev in until_synced(&mut s).await {
         match ev {
-            ClusterEvent::Service(SourceEvent::Replaced(v)) => {
+            Sent::Services(v) => {
                 for o in v {
                     assert!(o.metadata.managed_fields.is_none());
                     let ann = o.metadata.annotations.unwrap();
@@ -207,10 +207,8 @@ async fn objects_are_stripped() {
                     assert!(o.spec.unwrap().selector.is_none());
                 }
             }
-            ClusterEvent::Slice(SourceEvent::Replaced(v)) => {
-                assert!(v[0].endpoints[0].target_ref.is_none())
-            }
-            ClusterEvent::Node(SourceEvent::Replaced(v)) => {
+            Sent::Slices(v) => assert!(v[0].endpoints[0].target_ref.is_none()),
+            Sent::Nodes(v) => {
                 let st = v[0].status.clone().unwrap();
                 assert!(st.images.is_none() && st.addresses.is_some());
             }
@@ -238,27 +236,22 @@ async fn gone_after_compaction_relists_as_replaced_without_deletions() {
     fake.apply(&svc("api", json!({}))).unwrap();
     assert!(fake.delete(Kind::Service, Some("default"), "web"));
     fake.compact();
+    let mut lists = Regroup::default();
     let mut evs = Vec::new();
-    while !replaced_services(&evs)
+    while !listed_services(&evs)
         .iter()
         .any(|v| v.contains(&"api".to_owned()))
     {
-        evs.push(next(&mut s).await);
+        evs.push(lists.next(&mut s, Duration::from_secs(20)).await);
     }
-    assert_eq!(replaced_services(&evs).last().unwrap(), &["api", "db"]);
+    assert_eq!(listed_services(&evs).last().unwrap(), &["api", "db"]);
     assert!(
-        evs.iter().all(|e| matches!(
-            e,
-            ClusterEvent::Service(SourceEvent::Replaced(_))
-                | ClusterEvent::Slice(SourceEvent::Replaced(_))
-                | ClusterEvent::Node(SourceEvent::Replaced(_))
-                | ClusterEvent::ServiceCidr(SourceEvent::Replaced(_))
-        )),
-        "a re-list must not arrive as single events: {evs:?}"
+        evs.iter().all(|e| !matches!(e, Sent::Event(_))),
+        "a re-list must arrive as lists, not as single events: {evs:?}"
     );
     // Unchanged kinds are re-listed in full, never flushed.
     for e in &evs {
-        if let ClusterEvent::Slice(SourceEvent::Replaced(v)) = e {
+        if let Sent::Slices(v) = e {
             assert_eq!(names(v), ["web-1"]);
         }
     }
@@ -308,18 +301,21 @@ async fn dropped_watches_resume_without_relist() {
     fake.disconnect_watches();
     fake.fail_next(6);
     fake.apply(&slice("web-2", "web", "10.1.0.2")).unwrap();
+    let mut lists = Regroup::default();
     loop {
-        match next(&mut s).await {
-            ClusterEvent::Slice(SourceEvent::Applied(o)) => {
+        match lists.next(&mut s, Duration::from_secs(20)).await {
+            Sent::Event(ClusterEvent::Slice(SourceEvent::Applied(o))) => {
                 assert_eq!(o.metadata.name.as_deref(), Some("web-2"));
                 break;
             }
-            ClusterEvent::Slice(SourceEvent::Replaced(v)) => {
+            Sent::Slices(v) => {
                 assert_eq!(names(&v), ["web-1", "web-2"]);
                 break;
             }
-            e @ (ClusterEvent::Service(SourceEvent::Deleted(_))
-            | ClusterEvent::Slice(SourceEvent::Deleted(_))) => {
+            e @ Sent::Event(
+                ClusterEvent::Service(SourceEvent::Deleted(_))
+                | ClusterEvent::Slice(SourceEvent::Deleted(_)),
+            ) => {
                 panic!("{e:?}")
             }
             _ => {}
@@ -333,9 +329,7 @@ async fn service_cidrs_not_served_still_ready() {
     fake.set_served(Kind::ServiceCidr, false);
     let mut s = start(&fake);
     let evs = until_synced(&mut s).await;
-    assert!(evs.contains(&ClusterEvent::ServiceCidr(
-        SourceEvent::Replaced(Vec::new())
-    )));
+    assert!(evs.contains(&Sent::Cidrs(Vec::new())));
     assert!(s.is_ready());
 }
 
@@ -352,7 +346,7 @@ async fn not_ready_until_every_initial_list_succeeds() {
     assert!(!s.is_ready());
     fake.refuse_lists(false);
     let evs = until_synced(&mut s).await;
-    assert_eq!(replaced_services(&evs), [["db", "web"]]);
+    assert_eq!(listed_services(&evs), [["db", "web"]]);
     assert!(s.is_ready());
 }
 
@@ -366,7 +360,7 @@ async fn client_from_a_kubeconfig_file() {
     let _ = std::fs::remove_file(&path);
     let mut s = kubernetes::start(client, &KubernetesOptions::new("n1"));
     let evs = until_synced(&mut s).await;
-    assert_eq!(replaced_services(&evs), [["db", "web"]]);
+    assert_eq!(listed_services(&evs), [["db", "web"]]);
     let missing = kubernetes::client(Some(std::path::Path::new("/nonexistent/kubeconfig")))
         .await
         .err()
