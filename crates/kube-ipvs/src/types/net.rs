@@ -53,6 +53,9 @@ pub enum Proto {
 }
 
 impl Proto {
+    /// Every protocol, in order.
+    pub const ALL: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Sctp];
+
     /// Parses a Kubernetes protocol name (`TCP`, `UDP`, `SCTP`); the API default is TCP.
     pub fn from_k8s(s: &str) -> Option<Self> {
         match s {
