@@ -145,6 +145,24 @@ impl Client {
         msg: &IpvsMessage,
         flags: u16,
     ) -> Result<Vec<IpvsMessage>, Failure> {
+        let mut out = Vec::new();
+        self.exchange_each(op, msg, flags, &mut |m| {
+            out.push(m);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Send one request and hand each reply message to `each` as it arrives, until ACK, DONE
+    /// or an error (from the kernel, or from `each`, which ends the exchange).
+    async fn exchange_each(
+        &mut self,
+        op: &'static str,
+        msg: &IpvsMessage,
+        flags: u16,
+        each: &mut (dyn FnMut(IpvsMessage) -> Result<(), Error> + Send),
+    ) -> Result<(), Failure> {
         if self.conn.is_none() {
             self.reconnect().await.map_err(Failure::Other)?;
         }
@@ -163,9 +181,10 @@ impl Client {
                 source: std::io::Error::other("not connected"),
             }));
         };
-        match exchange_on(conn, op, &buf, seq, self.opts.timeout).await {
+        match exchange_on(conn, op, &buf, seq, self.opts.timeout, each).await {
             Ok(out) => out,
             Err(e) => {
+                // The rest of the answer may still be queued: start over on a fresh socket.
                 self.conn = None;
                 Err(Failure::Other(e))
             }
@@ -296,17 +315,29 @@ impl Client {
 
     /// All services (GET_SERVICE dump), in kernel order.
     pub async fn list_services(&mut self) -> Result<Vec<Service>, Error> {
-        let msgs = self
-            .query("list services", &IpvsMessage::dump_services(), FLAGS_DUMP)
-            .await?;
-        msgs.iter()
-            .map(|m| {
-                m.service().map_err(|source| Error::Decode {
-                    op: "list services",
-                    source,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.visit_services(|s| out.push(s)).await?;
+        Ok(out)
+    }
+
+    /// All services (GET_SERVICE dump), in kernel order, each handed to `f` as soon as its
+    /// message is decoded: the dump keeps nothing but what `f` keeps (the decoded messages of a
+    /// 100,000-service dump, held until its end, take ~160 MiB).
+    pub async fn visit_services(&mut self, mut f: impl FnMut(Service) + Send) -> Result<(), Error> {
+        const OP: &str = "list services";
+        let mut each = |m: IpvsMessage| {
+            f(m.service()
+                .map_err(|source| Error::Decode { op: OP, source })?);
+            Ok(())
+        };
+        match self
+            .exchange_each(OP, &IpvsMessage::dump_services(), FLAGS_DUMP, &mut each)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Failure::Errno(e)) => Err(query_error(OP, e)),
+            Err(Failure::Other(e)) => Err(e),
+        }
     }
 
     /// One service (`NoSuchService` if absent).
@@ -467,23 +498,23 @@ fn expect_one(
         })
 }
 
-/// Send `buf` (one request, sequence `seq`) and read until its terminating reply.
-/// Sends one request and collects its answer. `timeout` bounds the send and each wait for the
-/// kernel's next message, not the whole exchange: a dump of 100,000 services takes as long as it
-/// takes, a kernel that stops answering fails it.
+/// Sends `buf` (one request, sequence `seq`) and hands each message of its answer to `each`
+/// until the terminating reply. `timeout` bounds the send and each wait for the kernel's next
+/// message, not the whole exchange: a dump of 100,000 services takes as long as it takes, a
+/// kernel that stops answering fails it.
 async fn exchange_on(
     conn: &mut Conn,
     op: &'static str,
     buf: &[u8],
     seq: u32,
     timeout: Duration,
-) -> Result<Result<Vec<IpvsMessage>, Failure>, Error> {
+    each: &mut (dyn FnMut(IpvsMessage) -> Result<(), Error> + Send),
+) -> Result<Result<(), Failure>, Error> {
     let timed_out = |_| Error::Timeout { op, after: timeout };
     tokio::time::timeout(timeout, conn.send(buf))
         .await
         .map_err(timed_out)?
         .map_err(|source| Error::Io { op, source })?;
-    let mut out = Vec::new();
     loop {
         let data = tokio::time::timeout(timeout, conn.recv())
             .await
@@ -505,8 +536,8 @@ async fn exchange_on(
                 continue;
             }
             match reply.body {
-                ReplyBody::Message(m) => out.push(m),
-                ReplyBody::Ack | ReplyBody::Done => return Ok(Ok(out)),
+                ReplyBody::Message(m) => each(m)?,
+                ReplyBody::Ack | ReplyBody::Done => return Ok(Ok(())),
                 ReplyBody::Error(errno) => return Ok(Err(Failure::Errno(errno))),
                 ReplyBody::Noise => {}
             }

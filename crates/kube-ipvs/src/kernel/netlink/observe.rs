@@ -30,8 +30,9 @@ fn link_err(op: &str) -> impl FnOnce(nodenet::link::LinkError) -> KernelError + 
 }
 
 /// The whole IPVS table (foreign services and fwmark services included) with counters, into
-/// `st`: one destination dump per service, each converted as it arrives (a copy of the whole
-/// table with its statistics would double the dump's memory at 100,000 services).
+/// `st`: one service dump and one destination dump per service, each message converted as it
+/// arrives (the decoded messages, or a copy of the whole table with its statistics, would take
+/// several times the observed state's memory at 100,000 services).
 /// Services with a scheduler the domain does not know are left out (and logged): planning
 /// cannot compare them, and an AddVs over one becomes an update (see `apply`).
 async fn ipvs_table(
@@ -39,13 +40,13 @@ async fn ipvs_table(
     st: &mut ObservedState,
 ) -> Result<(), KernelError> {
     const OP: &str = "dump IPVS table";
-    let services: Vec<_> = ipvs
-        .list_services()
-        .await
-        .map_err(ipvs_err(OP))?
-        .iter()
-        .map(|s| (s.key, convert::vs_key(&s.key), convert::vs_spec(s)))
-        .collect();
+    // Only what planning needs of each service, kept as its message is decoded.
+    let mut services = Vec::new();
+    ipvs.visit_services(|s| {
+        services.push((s.key, convert::vs_key(&s.key), convert::vs_spec(&s)));
+    })
+    .await
+    .map_err(ipvs_err(OP))?;
     for (nl_key, key, spec) in services {
         let Some(spec) = spec else {
             tracing::warn!(
