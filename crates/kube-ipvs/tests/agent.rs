@@ -842,6 +842,67 @@ async fn a_removed_endpoint_drains_then_is_deleted() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_large_drain_backlog_is_read_over_several_ticks() {
+    let (script, rx) = Script::new();
+    let k = kernel();
+    let agent = Agent::spawn(&k, rx, settings(Duration::from_secs(600), Duration::ZERO));
+    let n = 200u8;
+    let name = |i: u8| format!("s{i}");
+    script
+        .initial(
+            (0..n)
+                .map(|i| svc(&name(i), &format!("10.96.1.{i}")))
+                .collect(),
+            (0..n)
+                .map(|i| {
+                    slice(
+                        &name(i),
+                        &name(i),
+                        &[&format!("10.1.{i}.1"), &format!("10.1.{i}.2")],
+                    )
+                })
+                .collect(),
+        )
+        .await;
+    eventually("start-up sync", || agent.obs.count() == 1).await;
+    // A rollout removes one endpoint of every Service: 200 virtual servers drain, all idle.
+    for i in 0..n {
+        script
+            .slice(slice(&name(i), &name(i), &[&format!("10.1.{i}.1")]))
+            .await;
+    }
+    eventually("every Service drained", || {
+        let t = agent.obs.reports();
+        t.last()
+            .is_some_and(|r| r.kind == SyncKind::Drain && r.drain_backlog == 0)
+    })
+    .await;
+    // One tick reads 128 virtual servers' counters (and deletes their idle real servers), the
+    // next the remaining 72: no tick reads the whole backlog.
+    let drains: Vec<(u64, usize)> = agent
+        .obs
+        .reports()
+        .iter()
+        .filter(|r| r.kind == SyncKind::Drain)
+        .map(|r| {
+            (
+                r.applied.get("del_rs").copied().unwrap_or(0),
+                r.drain_backlog,
+            )
+        })
+        .collect();
+    assert_eq!(drains, [(128, 72), (72, 0)]);
+    assert!(
+        k.handle()
+            .state
+            .virtual_servers()
+            .values()
+            .all(|v| v.reals.len() == 1)
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failing_kernel_is_retried_with_backoff_and_never_ends_the_agent() {
     let (script, rx) = Script::new();
     let k = kernel();

@@ -30,6 +30,12 @@ use crate::types::{RsKey, ServiceKey, VsKey};
 /// Refused ops logged one by one per sync; the rest are counted in one line.
 const LOGGED_FAILURES: usize = 10;
 
+/// Draining virtual servers whose counters one drain tick reads at most. The read is one dump
+/// per virtual server on the loop's task, so a backlog of thousands (a rollout) is read over
+/// several ticks, each a short pause for change syncs (1,000 at once held them for ~350 ms in
+/// the emulated lab). The others stay assumed busy until their turn.
+const DRAIN_READ_MAX: usize = 128;
+
 /// The cluster-wide figures walk every Service: during a burst of changes they are reported at
 /// most this often (and after every full repair), not after each sync.
 const CLUSTER_REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -59,6 +65,8 @@ pub struct Syncer<K> {
     cluster_due: bool,
     /// When they were last reported.
     cluster_reported: Option<Instant>,
+    /// The last virtual server whose counters the previous drain tick read.
+    drain_cursor: Option<VsKey>,
 }
 
 /// A full repair between its start and its dump's end.
@@ -85,6 +93,7 @@ impl<K: Kernel> Syncer<K> {
             repair: None,
             cluster_due: false,
             cluster_reported: None,
+            drain_cursor: None,
         }
     }
 
@@ -282,13 +291,18 @@ impl<K: Kernel> Syncer<K> {
         .await;
     }
 
-    /// The drain tick: fresh connection counters (one dump), then only the draining virtual
-    /// servers are planned.
+    /// The drain tick: fresh connection counters of up to [`DRAIN_READ_MAX`] draining virtual
+    /// servers (one dump each, taking turns), then only the draining virtual servers are planned.
     pub async fn drain(&mut self) -> Result<(), KernelError> {
         let span = sync_span(SyncKind::Drain);
         async {
             let started = (SystemTime::now(), Instant::now());
-            let draining = self.engine.draining_vs();
+            let draining = drain_window(
+                &self.engine.draining_vs(),
+                self.drain_cursor.as_ref(),
+                DRAIN_READ_MAX,
+            );
+            self.drain_cursor = draining.last().copied();
             let counters = self.kernel.counters(&draining).await?;
             let plan_from = Instant::now();
             let observed = self.engine.observed_mut();
@@ -445,6 +459,18 @@ impl<K: Kernel> Syncer<K> {
     }
 }
 
+/// Up to `max` keys of `draining` (sorted), starting after `after` and wrapping around.
+fn drain_window(draining: &[VsKey], after: Option<&VsKey>, max: usize) -> Vec<VsKey> {
+    let start = after.map_or(0, |a| draining.partition_point(|k| k <= a));
+    draining
+        .iter()
+        .cycle()
+        .skip(start)
+        .take(max.min(draining.len()))
+        .copied()
+        .collect()
+}
+
 /// Between dumps the cached connection counters are stale: a real server that looked idle at
 /// the last dump may carry connections now. Marking every idle one as busy makes an incremental
 /// plan drain a removed endpoint (weight 0) instead of deleting it; the drain tick deletes it
@@ -513,5 +539,33 @@ fn destructive(op: &Op) -> bool {
         | Op::AddVs { .. }
         | Op::UpdateVs { .. }
         | Op::AddRs { .. } => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Proto;
+
+    fn keys(n: u8) -> Vec<VsKey> {
+        (0..n)
+            .map(|i| VsKey::new(Proto::Tcp, [10, 96, 0, i].into(), 80))
+            .collect()
+    }
+
+    #[test]
+    fn drain_ticks_take_turns_over_a_large_backlog() {
+        let all = keys(5);
+        let first = drain_window(&all, None, 2);
+        assert_eq!(first, all[0..2]);
+        let second = drain_window(&all, first.last(), 2);
+        assert_eq!(second, all[2..4]);
+        // Wraps around; never more than the backlog, never a key twice.
+        assert_eq!(drain_window(&all, second.last(), 2), [all[4], all[0]]);
+        assert_eq!(drain_window(&all, None, 9), all);
+        // The cursor's key has finished draining meanwhile: the next one after it.
+        let rest: Vec<VsKey> = all.iter().copied().filter(|k| *k != all[1]).collect();
+        assert_eq!(drain_window(&rest, Some(&all[1]), 2), all[2..4]);
+        assert!(drain_window(&[], Some(&all[0]), 2).is_empty());
     }
 }
