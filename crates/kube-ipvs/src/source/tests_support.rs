@@ -10,6 +10,8 @@ use k8s_openapi::api::networking::v1::ServiceCIDR;
 use super::{ClusterEvent, SourceEvent, Sources};
 
 /// One thing a source sent.
+// Test values, compared and dropped; boxing the event would only add noise (as for ClusterEvent).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
 pub(super) enum Sent {
     /// A complete list of Services (`ListStart`, `Applied`.., `ListEnd`).
