@@ -207,8 +207,25 @@ impl Client {
         msg: &IpvsMessage,
         flags: u16,
     ) -> Result<Vec<IpvsMessage>, Error> {
-        match self.exchange(op, msg, flags).await {
-            Ok(v) => Ok(v),
+        let mut out = Vec::new();
+        self.query_each(op, msg, flags, &mut |m| {
+            out.push(m);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// [`Client::query`], handing each reply message to `each` as it arrives.
+    async fn query_each(
+        &mut self,
+        op: &'static str,
+        msg: &IpvsMessage,
+        flags: u16,
+        each: &mut (dyn FnMut(IpvsMessage) -> Result<(), Error> + Send),
+    ) -> Result<(), Error> {
+        match self.exchange_each(op, msg, flags, each).await {
+            Ok(()) => Ok(()),
             Err(Failure::Errno(e)) => Err(query_error(op, e)),
             Err(Failure::Other(e)) => Err(e),
         }
@@ -330,14 +347,8 @@ impl Client {
                 .map_err(|source| Error::Decode { op: OP, source })?);
             Ok(())
         };
-        match self
-            .exchange_each(OP, &IpvsMessage::dump_services(), FLAGS_DUMP, &mut each)
+        self.query_each(OP, &IpvsMessage::dump_services(), FLAGS_DUMP, &mut each)
             .await
-        {
-            Ok(()) => Ok(()),
-            Err(Failure::Errno(e)) => Err(query_error(OP, e)),
-            Err(Failure::Other(e)) => Err(e),
-        }
     }
 
     /// One service (`NoSuchService` if absent).
