@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode, Stdio};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
-use crate::lab::{self, VmArgs};
+use crate::lab::{self, Series, VmArgs};
 use crate::util::{exit_code_of, workspace_root};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Guest memory in MiB for lab benchmarks.
     #[arg(long, default_value_t = 4096)]
     mem: u32,
+    /// The lab kernel of lab benchmarks.
+    #[arg(long, value_enum, default_value = "6.1")]
+    kernel: Series,
     /// Arguments passed to the benchmark binary.
     #[arg(last = true)]
     args: Vec<String>,
@@ -44,6 +47,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
                 smp: 2,
                 timeout: 3600,
                 local: false,
+                kernel: args.kernel,
                 argv,
             };
             Ok(ExitCode::from(lab::run(&vm)?))
@@ -87,6 +91,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
                 smp: 2,
                 timeout: 3600,
                 local: false,
+                kernel: args.kernel,
                 argv,
             };
             Ok(ExitCode::from(lab::run(&vm)?))
@@ -156,6 +161,7 @@ pub fn demo() -> Result<ExitCode> {
         smp: 2,
         timeout: 600,
         local: false,
+        kernel: Series::V6_1,
         argv: vec![
             "env".to_owned(),
             format!("KUBE_IPVS_BIN={}", bin.display()),

@@ -3,11 +3,13 @@
 //! - `vm`: run a command as root inside the kernel lab (a stock Debian kernel under qemu with IPVS).
 //! - `test`: fmt, clippy, host tests, then every ignored kernel test inside the lab.
 //! - `bench`: the benchmarks that need a real kernel, each where its kernel lives.
+//! - `image`: the container image (OCI layout + `docker load` archive) without a container engine.
 //! - `demo`: `kube-ipvs run --source file:examples/cluster.yaml` on a real kernel, next to `plan`.
 //! - `runner`: (internal) cargo's target runner used by `test`.
 #![forbid(unsafe_code)]
 
 mod bench;
+mod image;
 mod lab;
 mod summary;
 mod test;
@@ -43,6 +45,10 @@ enum Command {
     /// Run a benchmark where its kernel lives: `ipvs` (in the lab), `nodenet` (host, fresh netns),
     /// `core` (criterion, host).
     Bench(bench::BenchArgs),
+    /// Build the container image without a container engine: Debian packages (mmdebstrap, as
+    /// deploy/Containerfile installs them) and the release binary, written reproducibly as an OCI
+    /// image layout (target/image/oci) and a `docker load` archive (target/image/kube-ipvs.tar).
+    Image(image::ImageArgs),
     /// The demo, in the lab: `kube-ipvs plan` on examples/cluster.yaml, then `kube-ipvs run --source
     /// file:examples/cluster.yaml` programs the kernel, `kube-ipvs list --services` shows it, and the
     /// kernel's table is compared with the plan's (examples/demo.sh).
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         Command::Vm(args) => lab::vm_command(&args),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Image(args) => image::run(&args),
         Command::Demo => bench::demo(),
         Command::Runner { argv } => test::runner(&argv),
     };

@@ -7,7 +7,7 @@ use std::process::{Command, ExitCode, Stdio};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::lab::{self, VmArgs};
+use crate::lab::{self, Series, VmArgs};
 use crate::summary::Totals;
 use crate::util::{exit_code_of, workspace_root};
 
@@ -19,6 +19,9 @@ pub struct TestArgs {
     /// Run the kernel tests on this host instead of the lab (its kernel must have IPVS).
     #[arg(long)]
     local: bool,
+    /// The lab kernels the kernel tests run on: each test binary boots one guest per kernel.
+    #[arg(long, value_enum, default_value = "all")]
+    kernel: KernelChoice,
     /// Memory of each lab guest in MiB.
     #[arg(long, default_value_t = 2048)]
     mem: u32,
@@ -27,10 +30,30 @@ pub struct TestArgs {
     lab_timeout: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KernelChoice {
+    #[value(name = "6.1")]
+    V6_1,
+    #[value(name = "6.12")]
+    V6_12,
+    All,
+}
+
+impl KernelChoice {
+    fn series(self) -> Vec<Series> {
+        match self {
+            Self::V6_1 => vec![Series::V6_1],
+            Self::V6_12 => vec![Series::V6_12],
+            Self::All => Series::ALL.to_vec(),
+        }
+    }
+}
+
 /// Environment through which `test` tells `runner` how to boot the lab.
 const ENV_LOCAL: &str = "XTASK_LAB_LOCAL";
 const ENV_MEM: &str = "XTASK_LAB_MEM";
 const ENV_TIMEOUT: &str = "XTASK_LAB_TIMEOUT";
+const ENV_KERNEL: &str = "XTASK_LAB_KERNEL";
 
 pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let select: Vec<String> = if args.packages.is_empty() {
@@ -69,25 +92,48 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let host = stream(cargo(&["test"], &select, &[]), &mut totals)?;
     step(&mut failed_steps, "host tests", Ok(host))?;
 
-    banner("kernel tests (ignored tests, inside the lab)");
-    let runner = std::env::current_exe().context("locating the xtask binary")?;
-    let mut kernel = cargo(
-        &["test", "--tests", "--no-fail-fast"],
-        &select,
-        &["--", "--ignored"],
-    );
-    kernel
-        .env(
-            "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
-            format!("{} runner", runner.display()),
-        )
-        .env(ENV_MEM, args.mem.to_string())
-        .env(ENV_TIMEOUT, args.lab_timeout.to_string());
-    if args.local {
-        kernel.env(ENV_LOCAL, "1");
+    // The image's end-to-end test (package kube-ipvs-e2e) runs the image: build it first.
+    if args.packages.is_empty() || args.packages.iter().any(|p| p == "kube-ipvs-e2e") {
+        banner("container image (cargo xtask image)");
+        if let Err(err) = crate::image::run(&crate::image::for_tests()) {
+            eprintln!("xtask test: building the image failed: {err:#}");
+            failed_steps.push("cargo xtask image".into());
+        }
     }
-    let lab_status = stream(kernel, &mut totals)?;
-    step(&mut failed_steps, "kernel tests", Ok(lab_status))?;
+
+    let runner = std::env::current_exe().context("locating the xtask binary")?;
+    // --local runs on this host's kernel: once, whatever --kernel says.
+    let kernels = if args.local {
+        vec![None]
+    } else {
+        args.kernel.series().into_iter().map(Some).collect()
+    };
+    for series in kernels {
+        let on = series.map_or_else(|| "this host".to_string(), |s| format!("lab kernel {s}"));
+        banner(&format!("kernel tests (ignored tests, on {on})"));
+        let mut kernel = cargo(
+            &["test", "--tests", "--no-fail-fast"],
+            &select,
+            &["--", "--ignored"],
+        );
+        kernel
+            .env(
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
+                format!("{} runner", runner.display()),
+            )
+            .env(ENV_MEM, args.mem.to_string())
+            .env(ENV_TIMEOUT, args.lab_timeout.to_string());
+        match series {
+            Some(series) => kernel.env(ENV_KERNEL, series.name()),
+            None => kernel.env(ENV_LOCAL, "1"),
+        };
+        let lab_status = stream(kernel, &mut totals)?;
+        step(
+            &mut failed_steps,
+            &format!("kernel tests on {on}"),
+            Ok(lab_status),
+        )?;
+    }
 
     println!();
     for name in &failed_steps {
@@ -163,14 +209,19 @@ pub fn runner(argv: &[String]) -> Result<ExitCode> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
+    let kernel = match std::env::var(ENV_KERNEL) {
+        Ok(name) => Series::parse(&name).with_context(|| format!("{ENV_KERNEL}={name}"))?,
+        Err(_) => Series::V6_1,
+    };
     let vm = VmArgs {
         mem: u32::try_from(number(ENV_MEM, 2048)).unwrap_or(2048),
         smp: 2,
         timeout: number(ENV_TIMEOUT, 1800),
         local: false,
+        kernel,
         argv: argv.to_vec(),
     };
-    eprintln!("lab: running {binary} in the kernel lab");
+    eprintln!("lab: running {binary} in the kernel lab ({kernel})");
     Ok(ExitCode::from(lab::run(&vm)?))
 }
 

@@ -172,9 +172,18 @@ pub fn command_script(cwd: &Path, argv: &[String], env: &[(String, String)]) -> 
 }
 
 /// The host environment passed into the guest: everything with a valid shell name except what
-/// describes the host session itself.
-pub fn guest_env(share_out: &str) -> Vec<(String, String)> {
-    const SKIP: [&str; 6] = ["PWD", "OLDPWD", "SHLVL", "_", "LAB_SHARE", "KUBE_IPVS_LAB"];
+/// describes the host session itself; plus `LAB_SHARE` (the writable share), `KUBE_IPVS_LAB=1` and
+/// `LAB_MODULES` (the running kernel's module tree, what a node has at /lib/modules).
+pub fn guest_env(share_out: &str, modules: &Path) -> Vec<(String, String)> {
+    const SKIP: [&str; 7] = [
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+        "LAB_SHARE",
+        "KUBE_IPVS_LAB",
+        "LAB_MODULES",
+    ];
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
             !SKIP.contains(&k.as_str())
@@ -186,6 +195,7 @@ pub fn guest_env(share_out: &str) -> Vec<(String, String)> {
         .collect();
     env.push(("LAB_SHARE".into(), share_out.into()));
     env.push(("KUBE_IPVS_LAB".into(), "1".into()));
+    env.push(("LAB_MODULES".into(), modules.to_string_lossy().into_owned()));
     env.sort();
     env
 }
