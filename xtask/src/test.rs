@@ -112,14 +112,14 @@ fn checks_host_tests_and_image(
         "cargo clippy",
         cargo(
             &["clippy", "--all-targets"],
-            &select,
+            select,
             &["--", "-D", "warnings"],
         )
         .status(),
     )?;
 
     banner("host tests");
-    let host = stream(cargo(&["test"], &select, &[]), totals)?;
+    let host = stream(cargo(&["test"], select, &[]), totals)?;
     step(failed_steps, "host tests", Ok(host))?;
 
     // The image's end-to-end test (package kube-ipvs-e2e) runs the image: build it first.
@@ -144,7 +144,7 @@ fn kernel_tests(
     if args.local {
         // This host's kernel has IPVS: each test binary runs here, once.
         banner("kernel tests (ignored tests, on this host)");
-        let mut kernel = ignored_tests(&select, &runner);
+        let mut kernel = ignored_tests(select, &runner);
         kernel.env(ENV_LOCAL, "1");
         let status = stream(kernel, totals)?;
         step(failed_steps, "kernel tests on this host", Ok(status))?;
@@ -154,7 +154,7 @@ fn kernel_tests(
         banner("kernel tests: building and queueing the test binaries");
         let queue = lab_dir().join(format!("queue-{}", std::process::id()));
         let _ = fs::remove_file(&queue);
-        let mut collect = ignored_tests(&select, &runner);
+        let mut collect = ignored_tests(select, &runner);
         collect.env(ENV_QUEUE, &queue);
         let status = stream(collect, totals)?;
         step(failed_steps, "building the kernel tests", Ok(status))?;
