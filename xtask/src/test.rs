@@ -378,3 +378,37 @@ fn has_selected_tests(binary: &str, args: &[String]) -> Result<bool> {
         .lines()
         .any(|l| l.ends_with(": test")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_round_trips_and_the_batch_runs_each_binary_where_cargo_would() {
+        let dir = std::env::temp_dir().join(format!("xtask-queue-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let queue = dir.join("queue");
+        let entry = |bin: &str| {
+            serde_json::json!({
+                "cwd": "/w/crates/a b",
+                "env": ["CARGO_MANIFEST_DIR=/w/crates/a b", "CARGO_PKG_NAME=a"],
+                "argv": [bin, "--ignored"],
+            })
+            .to_string()
+        };
+        fs::write(&queue, format!("{}\n{}\n", entry("/t/one"), entry("/t/two"))).unwrap();
+        let queued = read_queue(&queue).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(queued.len(), 2);
+        assert_eq!(queued[1].argv, ["/t/two", "--ignored"]);
+        assert_eq!(queued[0].env[1], ("CARGO_PKG_NAME".into(), "a".into()));
+        let script = batch_script(&queued, 60);
+        assert!(script.contains(
+            "(cd '/w/crates/a b' && exec env CARGO_MANIFEST_DIR='/w/crates/a b' CARGO_PKG_NAME=a \
+             timeout -k 10 60 /t/one --ignored); rc=$?"
+        ));
+        assert!(script.find("/t/one").unwrap() < script.find("/t/two").unwrap());
+        assert!(script.ends_with("exit $failed\n"));
+        assert!(read_queue(&dir.join("missing")).unwrap().is_empty());
+    }
+}
