@@ -195,7 +195,7 @@ impl Layout {
             .arg(format!("--file={}", out.display()))
             .arg("--directory")
             .arg(&self.dir)
-            .args(["--", "oci-layout", "index.json", "blobs/sha256"])
+            .args(["oci-layout", "index.json", "blobs/sha256"])
             .arg("--directory")
             .arg(work)
             .arg("manifest.json");
