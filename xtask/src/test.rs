@@ -396,7 +396,11 @@ mod tests {
             })
             .to_string()
         };
-        fs::write(&queue, format!("{}\n{}\n", entry("/t/one"), entry("/t/two"))).unwrap();
+        fs::write(
+            &queue,
+            format!("{}\n{}\n", entry("/t/one"), entry("/t/two")),
+        )
+        .unwrap();
         let queued = read_queue(&queue).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(queued.len(), 2);
