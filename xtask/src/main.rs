@@ -3,11 +3,13 @@
 //! - `vm`: run a command as root inside the kernel lab (a stock Debian kernel under qemu with IPVS).
 //! - `test`: fmt, clippy, host tests, then every ignored kernel test inside the lab.
 //! - `bench`: the benchmarks that need a real kernel, each where its kernel lives.
+//! - `fuzz`: build every fuzz target on stable and run each for a while; one table at the end.
 //! - `demo`: `kube-ipvs run --source file:examples/cluster.yaml` on a real kernel, next to `plan`.
 //! - `runner`: (internal) cargo's target runner used by `test`.
 #![forbid(unsafe_code)]
 
 mod bench;
+mod fuzz;
 mod lab;
 mod summary;
 mod test;
@@ -43,6 +45,10 @@ enum Command {
     /// Run a benchmark where its kernel lives: `ipvs` (in the lab), `nodenet` (host, fresh netns),
     /// `core` (criterion, host).
     Bench(bench::BenchArgs),
+    /// Fuzz every decoder: build the libFuzzer targets of crates/*/fuzz on stable Rust and run
+    /// each in turn (default 600 s each), then print one table (execs, coverage, crashes).
+    /// Heavy on CPU: run it under `nice -n 19` on a shared machine.
+    Fuzz(fuzz::FuzzArgs),
     /// The demo, in the lab: `kube-ipvs plan` on examples/cluster.yaml, then `kube-ipvs run --source
     /// file:examples/cluster.yaml` programs the kernel, `kube-ipvs list --services` shows it, and the
     /// kernel's table is compared with the plan's (examples/demo.sh).
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         Command::Vm(args) => lab::vm_command(&args),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
         Command::Demo => bench::demo(),
         Command::Runner { argv } => test::runner(&argv),
     };
