@@ -135,7 +135,8 @@ fn kind_list<K>(
         .map(wrap)
 }
 
-/// Reads every file of `path` into a [`FileState`]; objects that do not decode are logged and skipped.
+/// Reads every file of `path` into a [`FileState`]; objects that do not decode are logged and
+/// listed in [`FileState::invalid`].
 pub fn load(path: &Path, node_name: &str) -> Result<FileState, SourceError> {
     let mut dump = ClusterDump::default();
     for f in files(path)? {
