@@ -34,7 +34,9 @@ fuzz_target!(|data: &[u8]| {
         engine.apply_slice(s);
     }
     let ops = engine.plan_full(Duration::ZERO);
-    engine.commit(&ops).expect("a plan applies to the state it was made against");
+    engine
+        .commit(&ops)
+        .expect("a plan applies to the state it was made against");
     let again = engine.plan_full(Duration::ZERO);
     assert!(again.is_empty(), "second plan: {again:?}");
     let report = PlanReport::new(engine.desired(), engine.index(), Default::default());

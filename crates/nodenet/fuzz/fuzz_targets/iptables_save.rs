@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let table = SavedTable::parse(text);
     for line in text.lines() {
-        if let Some(name) = line.strip_prefix(':').and_then(|d| d.split_whitespace().next()) {
+        if let Some(name) = line
+            .strip_prefix(':')
+            .and_then(|d| d.split_whitespace().next())
+        {
             assert!(table.has_chain(name));
             for rule in table.rules(name) {
                 let _ = normalize(rule);
