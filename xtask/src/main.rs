@@ -4,12 +4,14 @@
 //! - `test`: fmt, clippy, host tests, then every ignored kernel test inside the lab.
 //! - `bench`: the benchmarks that need a real kernel, each where its kernel lives.
 //! - `image`: the container image (OCI layout + `docker load` archive) without a container engine.
+//! - `fuzz`: build every fuzz target on stable and run each for a while; one table at the end.
 //! - `demo`: `kube-ipvs run --source file:examples/cluster.yaml` on a real kernel, next to `plan`.
 //! - `runner`: (internal) cargo's target runner used by `test`.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod image;
+mod fuzz;
 mod lab;
 mod summary;
 mod test;
@@ -49,6 +51,10 @@ enum Command {
     /// deploy/Containerfile installs them) and the release binary, written reproducibly as an OCI
     /// image layout (target/image/oci) and a `docker load` archive (target/image/kube-ipvs.tar).
     Image(image::ImageArgs),
+    /// Fuzz every decoder: build the libFuzzer targets of crates/*/fuzz on stable Rust and run
+    /// each in turn (default 600 s each), then print one table (execs, coverage, crashes).
+    /// Heavy on CPU: run it under `nice -n 19` on a shared machine.
+    Fuzz(fuzz::FuzzArgs),
     /// The demo, in the lab: `kube-ipvs plan` on examples/cluster.yaml, then `kube-ipvs run --source
     /// file:examples/cluster.yaml` programs the kernel, `kube-ipvs list --services` shows it, and the
     /// kernel's table is compared with the plan's (examples/demo.sh).
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Image(args) => image::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
         Command::Demo => bench::demo(),
         Command::Runner { argv } => test::runner(&argv),
     };

@@ -2,6 +2,8 @@
 //!
 //! - full desired + plan (against an empty kernel, and the no-op repair against a converged one)
 //! - one endpoint change on the incremental path, at 1,000 / 10,000 / 50,000 Services (must be flat)
+//! - one endpoint change in one Service of 1,000 / 10,000 / 100,000 endpoints (slices of 100): the
+//!   join of that Service's slices, which must grow as n log n or better, never n^2
 //! - memory of the index per Service port (resident-set growth while building it)
 //! - the full path split into its stages (build, plan, drop, building a kernel view)
 //!
@@ -462,7 +464,56 @@ fn incremental(c: &mut Criterion) {
     incremental_group(c, "incremental one endpoint change");
 }
 
-criterion_group!(benches, full, incremental);
+/// One Service whose endpoints are spread over slices of 100 (the EndpointSlice controller's
+/// default maximum), as a large Deployment behind one Service has them.
+fn large_service_slice(i: u32, generation: u32) -> EndpointSlice {
+    let mut s = slice(0, 0);
+    s.metadata.name = Some(format!("svc0-{i:05}"));
+    s.endpoints = (0..100)
+        .map(|j| Endpoint {
+            addresses: vec![ip4(0x0b00_0000 + generation * 0x0100_0000 + i * 100 + j)],
+            node_name: Some(format!("node-{}", j % 7)),
+            ..Default::default()
+        })
+        .collect();
+    s
+}
+
+/// One endpoint change in a Service of 1,000 / 10,000 / 100,000 endpoints: re-joins every slice of
+/// that Service (`model::port_endpoints`), so a quadratic join shows here at once.
+fn large_service(c: &mut Criterion) {
+    let mut g = c.benchmark_group("one service, one slice changes");
+    g.sample_size(10);
+    for n in [1_000u32, 10_000, 100_000] {
+        let mut e = Engine::new(config());
+        e.apply_service(&service(0));
+        for i in 0..n / 100 {
+            e.apply_slice(&large_service_slice(i, 0));
+        }
+        let ops = e.plan_full(Duration::ZERO);
+        e.commit(&ops).unwrap();
+        let mut generation = 0u32;
+        g.throughput(Throughput::Elements(u64::from(n)));
+        g.bench_function(format!("{n} endpoints"), |b| {
+            b.iter_batched(
+                || {
+                    generation = (generation + 1) % 2;
+                    large_service_slice(0, generation)
+                },
+                |s| {
+                    e.apply_slice(&s);
+                    let ops = e.plan_incremental(Duration::ZERO);
+                    e.commit(&ops).unwrap();
+                    black_box(ops.len())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, full, incremental, large_service);
 criterion_group! {
     name = cpu;
     config = Criterion::default().with_measurement(THREAD_CPU);

@@ -89,6 +89,13 @@ impl Engine {
         self.note(a);
     }
 
+    /// Records an object whose latest version cannot be used (it did not decode); its last valid
+    /// version stays in effect ([`ClusterIndex::reject`]).
+    pub fn reject(&mut self, object: crate::model::ObjectRef, why: crate::model::Rejection) {
+        let a = self.index.reject(object, why);
+        self.note(a);
+    }
+
     /// Removes an EndpointSlice.
     pub fn delete_slice(&mut self, namespace: &str, name: &str) {
         let a = self.index.delete_slice(namespace, name);

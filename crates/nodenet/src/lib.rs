@@ -8,6 +8,7 @@
 //! | [`iptables`] | `iptables-restore --noflush` of the `KUBE-*` chains, `iptables -I ... -j KUBE-*`, `iptables -F/-X` on cleanup |
 //! | [`sysctl`] | `sysctl -w net.ipv4.vs.conntrack=1` and the other IPVS-mode sysctls |
 //! | [`conntrack`] | `conntrack -D -p udp --orig-dst IP --dport PORT [--reply-src ENDPOINT]` |
+//! | [`wire`] | (the decoders of the rtnetlink and conntrack replies, bytes -> values, for fuzzing) |
 //!
 //! Netlink work (links, addresses, routes, ipsets, conntrack) happens in-process, pipelined,
 //! with a timeout on every receive; only iptables goes through its own binaries, because its
@@ -20,3 +21,4 @@ pub mod iptables;
 pub mod link;
 pub mod route;
 pub mod sysctl;
+pub mod wire;

@@ -32,6 +32,10 @@ pub struct FakeState {
     /// Ops matching this predicate fail with an injected error.
     #[allow(clippy::type_complexity)]
     pub fail_op: Option<Arc<dyn Fn(&Op) -> bool + Send + Sync>>,
+    /// Ops for which this returns an error fail with it: an error as the real clients return it,
+    /// with its errno (ENOMEM, EPERM, ...).
+    #[allow(clippy::type_complexity)]
+    pub refuse: Option<Arc<dyn Fn(&Op) -> Option<KernelError> + Send + Sync>>,
     /// Every call fails while set (a kernel that refuses everything).
     pub fail_all: bool,
     /// A full dump takes its snapshot at once but finishes only after this long (a large
@@ -129,8 +133,11 @@ impl Kernel for FakeKernel {
         let mut h = self.handle();
         for (i, op) in ops.iter().enumerate() {
             let injected = h.fail_all || h.fail_op.as_ref().is_some_and(|f| f(op));
+            let refused = h.refuse.as_ref().and_then(|f| f(op));
             let res = if injected {
                 Err(KernelError::Injected(op.to_string()))
+            } else if let Some(e) = refused {
+                Err(e)
             } else {
                 h.state.apply(op).map_err(KernelError::from)
             };
