@@ -10,8 +10,8 @@
 #![forbid(unsafe_code)]
 
 mod bench;
-mod image;
 mod fuzz;
+mod image;
 mod lab;
 mod summary;
 mod test;
