@@ -368,7 +368,7 @@ fn main() {
     let mut seen = before.clone();
     loop {
         // Each read is an HTTP request to the agent: every 20th change only.
-        if n % 20 == 0 {
+        if n.is_multiple_of(20) {
             seen = syncs();
         }
         let d = delta(&before, &seen);
@@ -395,7 +395,7 @@ fn main() {
         }
         lat.push(t.elapsed());
         n += 1;
-        if n % 100 == 0 {
+        if n.is_multiple_of(100) {
             let mut so_far = lat.clone();
             so_far.sort();
             println!(

@@ -55,7 +55,11 @@ pub fn run(args: &PlotArgs) -> Result<()> {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
             .with_context(|| path.display().to_string())?;
         runs.push(Run {
-            label: v["label"].as_str().unwrap_or("kube-ipvs").to_owned(),
+            label: v
+                .get("label")
+                .and_then(Value::as_str)
+                .unwrap_or("kube-ipvs")
+                .to_owned(),
             services: num(&v, "/services").unwrap_or(0.0),
             v,
         });
@@ -100,10 +104,11 @@ fn latency_cdf(runs: &[Run], path: &Path) -> Result<()> {
         .draw()
         .map_err(err)?;
     for (i, r) in runs.iter().enumerate() {
-        let mut raw: Vec<f64> = r.v["latency"]["raw_ms"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_f64).collect())
-            .unwrap_or_default();
+        let mut raw: Vec<f64> =
+            r.v.pointer("/latency/raw_ms")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
         if raw.is_empty() {
             continue;
         }
@@ -149,13 +154,16 @@ fn series(runs: &[Run], f: impl Fn(&Value) -> Option<f64>) -> BTreeMap<String, V
     out
 }
 
+/// One figure of a result.
+type Figure = Box<dyn Fn(&Value) -> Option<f64>>;
+
 /// Cost against cluster size: latency p99, idle CPU per syncPeriod, steady RSS, initial
 /// programming; log-log, one line per label.
 fn scaling(runs: &[Run], path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (1100, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let panels = root.split_evenly((2, 2));
-    let figures: [(&str, Box<dyn Fn(&Value) -> Option<f64>>); 4] = [
+    let figures: [(&str, Figure); 4] = [
         ("latency p99 (ms)", Box::new(|v| num(v, "/latency/p99_ms"))),
         (
             "CPU per idle syncPeriod (s)",
@@ -164,8 +172,8 @@ fn scaling(runs: &[Run], path: &Path) -> Result<()> {
         (
             "RSS after start-up and 3 repairs (MiB)",
             Box::new(|v| {
-                v["rss_repairs_mib"]
-                    .as_array()
+                v.get("rss_repairs_mib")
+                    .and_then(Value::as_array)
                     .and_then(|a| a.last())
                     .and_then(Value::as_f64)
                     .or_else(|| num(v, "/rss_startup_mib"))
@@ -226,8 +234,8 @@ fn scaling(runs: &[Run], path: &Path) -> Result<()> {
 fn versus_tools(runs: &[Run], path: &Path) -> Result<()> {
     let agent = series(runs, |v| num(v, "/initial_s"));
     let tools = series(runs, |v| {
-        let b = &v["baseline"];
-        if b["finished"].as_bool()? {
+        let b = v.get("baseline")?;
+        if b.get("finished")?.as_bool()? {
             num(b, "/seconds")
         } else {
             Some(num(b, "/rules")? / num(b, "/rules_per_s")?.max(1e-9))
