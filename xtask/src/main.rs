@@ -5,6 +5,7 @@
 //! - `bench`: the benchmarks that need a real kernel, each where its kernel lives.
 //! - `image`: the container image (OCI layout + `docker load` archive) without a container engine.
 //! - `fuzz`: build every fuzz target on stable and run each for a while; one table at the end.
+//! - `plot`: charts of the benchmarks' results.
 //! - `demo`: `kube-ipvs run --source file:examples/cluster.yaml` on a real kernel, next to `plan`.
 //! - `runner`: (internal) cargo's target runner used by `test`.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ mod bench;
 mod fuzz;
 mod image;
 mod lab;
+mod plot;
 mod summary;
 mod test;
 mod util;
@@ -55,6 +57,10 @@ enum Command {
     /// each in turn (default 600 s each), then print one table (execs, coverage, crashes).
     /// Heavy on CPU: run it under `nice -n 19` on a shared machine.
     Fuzz(fuzz::FuzzArgs),
+    /// Charts (SVG) of the benchmarks' results in `target/bench/` (`bench agent` JSON files,
+    /// the core bench's criterion estimates): latency CDF, cost vs cluster size, ours vs the C
+    /// tools.
+    Plot(plot::PlotArgs),
     /// The demo, in the lab: `kube-ipvs plan` on examples/cluster.yaml, then `kube-ipvs run --source
     /// file:examples/cluster.yaml` programs the kernel, `kube-ipvs list --services` shows it, and the
     /// kernel's table is compared with the plan's (examples/demo.sh).
@@ -76,6 +82,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Image(args) => image::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
+        Command::Plot(args) => plot::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Demo => bench::demo(),
         Command::Runner { argv } => test::runner(&argv),
     };
