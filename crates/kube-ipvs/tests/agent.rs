@@ -1017,13 +1017,14 @@ async fn a_large_table_is_verified_in_slices_and_drift_is_repaired_within_a_cycl
     }
     // Four periods: one slice of two virtual servers each, the last with the rest of the table.
     sleep(Duration::from_secs(4 * 30 + 5)).await;
-    let h = k.handle();
-    assert_eq!(h.observes, 1, "only start-up dumps the whole table");
-    let reads: Vec<(usize, bool)> = h.reads.iter().map(|r| (r.vs.len(), r.table)).collect();
-    assert_eq!(reads, [(2, false), (2, false), (2, false), (2, true)]);
-    let read: Vec<_> = h.reads.iter().flat_map(|r| r.vs.iter().copied()).collect();
-    assert_eq!(read, keys, "every virtual server read once, in turn");
-    drop(h);
+    {
+        let h = k.handle();
+        assert_eq!(h.observes, 1, "only start-up dumps the whole table");
+        let reads: Vec<(usize, bool)> = h.reads.iter().map(|r| (r.vs.len(), r.table)).collect();
+        assert_eq!(reads, [(2, false), (2, false), (2, false), (2, true)]);
+        let read: Vec<_> = h.reads.iter().flat_map(|r| r.vs.iter().copied()).collect();
+        assert_eq!(read, keys, "every virtual server read once, in turn");
+    }
     assert_eq!(table(&k), programmed, "every drift repaired");
     assert_eq!(k.handle().state.ipsets(), &members);
     let kinds: Vec<SyncKind> = agent.obs.reports().iter().map(|r| r.kind).collect();

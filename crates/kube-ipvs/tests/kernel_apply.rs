@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use kube_ipvs::dump::ClusterDump;
-use kube_ipvs::kernel::{Kernel, KernelConfig, NetlinkKernel};
+use kube_ipvs::kernel::{Kernel, KernelConfig, NetlinkKernel, ReadScope};
 use kube_ipvs::plan::Op;
 use kube_ipvs::types::{
     Family, IpsetEntry, IpsetName, Proto, RealServer, Scheduler, ServiceKey, ServicePortName,
@@ -189,9 +189,23 @@ async fn full_plan_applies_and_a_second_plan_is_empty() {
         family: kube_ipvs::types::Family::V4,
         mark: 0x7777,
     });
-    let counters = kernel.counters(&of).await.unwrap();
-    assert_eq!(counters.len(), reals);
-    assert!(counters.iter().all(|c| c.active == 0 && c.inactive == 0));
+    let missing = *of.last().unwrap();
+    let read = kernel
+        .read(ReadScope {
+            vs: of,
+            table: false,
+        })
+        .await;
+    let read = kernel.adopt_read(read).unwrap();
+    assert!(read.table.is_none());
+    let seen: Vec<_> = read
+        .vs
+        .iter()
+        .flat_map(|(_, r)| r.iter().flatten())
+        .collect();
+    assert_eq!(seen.len(), reals);
+    assert!(seen.iter().all(|r| r.active == 0 && r.inactive == 0));
+    assert!(read.vs.iter().any(|(k, r)| *k == missing && r.is_none()));
 }
 
 #[tokio::test]

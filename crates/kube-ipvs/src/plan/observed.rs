@@ -205,7 +205,7 @@ impl ObservedState {
     fn merge_table(&mut self, table: ObservedState, t: &mut Touched) {
         let mut gone = Vec::new();
         let mut new = Vec::new();
-        let cached = self.vs.iter_mut().map(|(k, v)| (k, v));
+        let cached = self.vs.iter_mut();
         for (key, have, read) in merge_join(cached, table.vs.iter()) {
             match (have, read) {
                 (Some(_), None) => gone.push(*key),
@@ -231,7 +231,7 @@ impl ObservedState {
         t.routes |= self.routes != table.routes;
         self.routes = table.routes;
         let empty = BTreeSet::new();
-        let cached = self.ipsets.iter().map(|(n, m)| (n, m));
+        let cached = self.ipsets.iter();
         for (set, have, read) in merge_join(cached, table.ipsets.iter()) {
             let (have, read) = (have.unwrap_or(&empty), read.unwrap_or(&empty));
             t.ipset
