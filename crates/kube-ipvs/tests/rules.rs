@@ -198,6 +198,21 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "internal-and-external-local-fall-back",
+            pins: "stock UsesClusterEndpoints (serviceport.go): an externally accessible Service needs cluster endpoints even with ETP Local, so ITP Local + ETP Local without a local endpoint falls back on every VS (syncEndpoint, kubernetes#97081)",
+            config: none,
+            yaml: "",
+            check: |e| {
+                assert_eq!(
+                    table(e),
+                    [
+                        "TCP 10.96.0.10:80 rr -> 10.0.0.2:8080",
+                        "TCP 192.168.1.10:30080 rr -> 10.0.0.2:8080"
+                    ]
+                );
+            },
+        },
+        Case {
             name: "external-local-strict-drops",
             pins: "deliberate difference (strict_local): ETP Local without local endpoints has no real servers, like iptables mode",
             config: |c| c.strict_local = true,
@@ -376,6 +391,55 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "health-check-node-port-by-type",
+            pins: "stock NeedsHealthCheck (pkg/api/v1/service): type LoadBalancer + ETP Local, whatever the addresses: no node ports (allocateLoadBalancerNodePorts: false), no ingress yet, or only a hostname / ipMode Proxy ingress",
+            config: none,
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {type: LoadBalancer, clusterIP: 10.96.0.1, externalTrafficPolicy: Local, allocateLoadBalancerNodePorts: false, healthCheckNodePort: 32000, ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{hostname: lb.example}, {ip: 203.0.113.9, ipMode: Proxy}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: np}\nspec: {type: NodePort, clusterIP: 10.96.0.2, externalTrafficPolicy: Local, healthCheckNodePort: 32001, ports: [{port: 80, nodePort: 30080}]}\n",
+            check: |e| {
+                let hc: Vec<(String, u16)> = e
+                    .desired()
+                    .health_checks()
+                    .iter()
+                    .map(|(k, h)| (k.to_string(), h.port))
+                    .collect();
+                assert_eq!(hc, [("d/x".to_owned(), 32000)]);
+                assert_eq!(members(e, "KUBE-HEALTH-CHECK-NODE-PORT"), ["32000"]);
+            },
+        },
+        Case {
+            name: "health-check-counts-local-ready-ips",
+            pins: "stock EndpointsMap.LocalReadyEndpoints: local Ready endpoints only (a node with only terminating local endpoints answers 503), counted once per IP over all ports",
+            config: none,
+            yaml: "",
+            check: |e| {
+                let counts: Vec<(String, u32)> = e
+                    .desired()
+                    .health_checks()
+                    .iter()
+                    .map(|(k, h)| (k.to_string(), h.local_endpoints))
+                    .collect();
+                assert_eq!(
+                    counts,
+                    [
+                        ("default/terminating".to_owned(), 0),
+                        ("default/web".to_owned(), 3)
+                    ]
+                );
+            },
+        },
+        Case {
+            name: "duplicate-endpoint-prefers-non-terminating",
+            pins: "stock EndpointSliceCache.addEndpoints: an address in two slices (a reused pod IP) takes the non-terminating copy's conditions, whatever the slice order",
+            config: none,
+            yaml: "",
+            check: |e| {
+                assert_eq!(
+                    table(e),
+                    ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080 10.0.0.2:8080"]
+                )
+            },
+        },
+        Case {
             name: "scheduler-annotation",
             pins: "ours: kube-ipvs.io/scheduler + scheduler-flags (kubernetes#115526: sh hashing on ports)",
             config: none,
@@ -508,6 +572,35 @@ fn fixture(name: &str) -> String {
             SVC_WEB.replace("  ports: [{name: http, port: 80}]", "  type: NodePort\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80, nodePort: 30080}]")
                 + &slice("a", "[{addresses: [10.0.0.2], nodeName: node-b}]")
         }
+        "internal-and-external-local-fall-back" => {
+            SVC_WEB.replace("  ports: [{name: http, port: 80}]", "  type: NodePort\n  internalTrafficPolicy: Local\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80, nodePort: 30080}]")
+                + &slice("a", "[{addresses: [10.0.0.2], nodeName: node-b}]")
+        }
+        "health-check-counts-local-ready-ips" => {
+            let lb = |name: &str, hc: u16| {
+                SVC_WEB.replace("name: web", &format!("name: {name}")).replace(
+                    "  ports: [{name: http, port: 80}]",
+                    &format!("  type: LoadBalancer\n  externalTrafficPolicy: Local\n  healthCheckNodePort: {hc}\n  ports: [{{name: http, port: 80, nodePort: 30080}}, {{name: https, port: 443, nodePort: 30443}}]"),
+                )
+            };
+            let slice_of = |svc: &str, name: &str, port: &str, eps: &str| {
+                slice(name, eps)
+                    .replace("service-name: web", &format!("service-name: {svc}"))
+                    .replace("name: http, port: 8080", port)
+            };
+            // web: 10.0.0.1 serves http and https (one IP), 10.0.0.5 http only, 10.0.0.3 https
+            // only: 3 IPs; a remote and a local terminating endpoint do not count.
+            lb("web", 32000)
+                + &slice_of("web", "a", "name: http, port: 8080", "[{addresses: [10.0.0.1], nodeName: node-a}, {addresses: [10.0.0.5], nodeName: node-a}, {addresses: [10.0.0.2], nodeName: node-b}, {addresses: [10.0.0.4], nodeName: node-a, conditions: {ready: false, serving: true, terminating: true}}]")
+                + &slice_of("web", "b", "name: https, port: 8443", "[{addresses: [10.0.0.1], nodeName: node-a}, {addresses: [10.0.0.3], nodeName: node-a}]")
+                + "---\n"
+                + &lb("terminating", 32001)
+                + &slice_of("terminating", "t", "name: http, port: 8080", "[{addresses: [10.0.1.1], nodeName: node-a, conditions: {ready: false, serving: true, terminating: true}}]")
+        }
+        "duplicate-endpoint-prefers-non-terminating" => svc("")
+            // Slice a (first by name) still lists the old, terminating pod at the reused IP.
+            + &slice("a", "[{addresses: [10.0.0.1], conditions: {ready: false, serving: true, terminating: true}}, {addresses: [10.0.0.2]}]")
+            + &slice("b", "[{addresses: [10.0.0.1]}]"),
         "loop-back-set" => svc("") + &slice("a", "[{addresses: [10.0.0.1], nodeName: node-a}, {addresses: [10.0.0.2], nodeName: node-b}]"),
         _ => String::new(),
     }
@@ -562,4 +655,24 @@ fn rejected_update_keeps_last_valid_version() {
         rejected(&e),
         ["Service d/x: spec.ports[0].port: invalid port 70000"]
     );
+}
+
+/// A Service port that loses several virtual-server conflicts is reported with the first of them
+/// (in virtual-server order), the same text on every run: never in hash order.
+#[test]
+fn conflict_report_is_the_same_every_time() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: b}\nspec: {clusterIP: 10.96.0.2, externalIPs: [198.51.100.2, 198.51.100.1, 198.51.100.3], ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: a}\nspec: {clusterIP: 10.96.0.1, externalIPs: [198.51.100.3, 198.51.100.1, 198.51.100.2], ports: [{port: 80}]}\n";
+    for _ in 0..32 {
+        let e = engine(cfg(), yaml);
+        let reported: Vec<String> = e
+            .desired()
+            .conflicts()
+            .iter()
+            .map(|(port, r)| format!("{port}: {r}"))
+            .collect();
+        assert_eq!(
+            reported,
+            ["d/b:: virtual server TCP  198.51.100.1:80 is already owned by d/a:"]
+        );
+    }
 }

@@ -18,8 +18,9 @@ pub struct PortEndpoint<'a> {
 }
 
 /// Joins the slices of a Service for one port and family: the slice port with the same name and
-/// protocol, the first address of each endpoint, duplicates across slices dropped (first slice in
-/// name order wins).
+/// protocol, the first address of each endpoint, duplicates across slices dropped: a
+/// non-terminating copy wins over a terminating one (a reused pod IP, as stock
+/// `EndpointSliceCache.addEndpoints`), else the first slice in name order.
 pub fn port_endpoints<'a>(
     slices: impl Iterator<Item = &'a Slice>,
     port: &ServicePort,
@@ -39,8 +40,10 @@ pub fn port_endpoints<'a>(
                 addr: ep.addr,
                 port: sp.port,
             };
-            if !out.iter().any(|e| e.key == key) {
-                out.push(PortEndpoint { key, ep });
+            match out.iter_mut().find(|e| e.key == key) {
+                None => out.push(PortEndpoint { key, ep }),
+                Some(e) if e.ep.terminating && !ep.terminating => e.ep = ep,
+                Some(_) => {}
             }
         }
     }
