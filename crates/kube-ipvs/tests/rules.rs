@@ -149,9 +149,9 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
-            name: "node-hints-off-by-default",
-            pins: "stock: node hints behind PreferSameTrafficDistribution; here behind topology_node_hints",
-            config: none,
+            name: "node-hints-off",
+            pins: "stock before 1.34 (PreferSameTrafficDistribution off): node hints ignored; here topology_node_hints = false",
+            config: |c| c.topology_node_hints = false,
             yaml: "",
             check: |e| {
                 assert_eq!(
@@ -161,9 +161,9 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
-            name: "node-hints-on",
-            pins: "stock with PreferSameTrafficDistribution: endpoints hinted for this node only",
-            config: |c| c.topology_node_hints = true,
+            name: "node-hints-on-by-default",
+            pins: "stock topologyModeFromHints with PreferSameTrafficDistribution (beta, on by default in 1.34; GA in 1.35): endpoints hinted for this node only",
+            config: none,
             yaml: "",
             check: |e| assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.2:8080"]),
         },
@@ -317,6 +317,21 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "lb-source-ranges-refuse-the-node",
+            pins: "stock syncProxyRules (kubernetes#119656): an LB IP:port whose source ranges leave out the node IP is refused to the node too (KUBE-IPVS-OUT-FILTER); one whose range holds it is not",
+            config: |c| c.primary_node_ips = vec!["192.168.1.10".parse().unwrap()],
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {type: LoadBalancer, clusterIP: 10.96.0.1, loadBalancerSourceRanges: [198.51.100.0/24], ports: [{port: 80}, {name: dns, port: 53, protocol: UDP}]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.1}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: yy}\nspec: {type: LoadBalancer, clusterIP: 10.96.0.2, loadBalancerSourceRanges: [192.168.0.0/16], ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.2}]}}\n",
+            check: |e| {
+                let inputs = e.desired().iptables_inputs();
+                let refused: Vec<String> = inputs[&kube_ipvs::types::Family::V4]
+                    .lb_no_node_access
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                assert_eq!(refused, ["TCP  203.0.113.1:80", "UDP  203.0.113.1:53"]);
+            },
+        },
+        Case {
             name: "external-ips",
             pins: "stock: each externalIP gets a VS, is bound, and is in KUBE-EXTERNAL-IP (-LOCAL with ETP Local)",
             config: none,
@@ -335,6 +350,19 @@ fn cases() -> Vec<Case> {
                 assert_eq!(
                     members(e, "KUBE-EXTERNAL-IP-LOCAL"),
                     ["192.168.1.10,tcp:80", "198.51.100.1,tcp:80"]
+                );
+            },
+        },
+        Case {
+            name: "external-ips-local-not-masqueraded",
+            pins: "stock syncProxyRules: an externalIP goes to KUBE-EXTERNAL-IP-LOCAL with ETP Local, else to KUBE-EXTERNAL-IP (masqueraded): never both, so Local keeps the client address",
+            config: none,
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIP: 10.96.0.1, externalIPs: [198.51.100.1], externalTrafficPolicy: Local, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: yy}\nspec: {clusterIP: 10.96.0.2, externalIPs: [198.51.100.2], ports: [{port: 80}]}\n",
+            check: |e| {
+                assert_eq!(members(e, "KUBE-EXTERNAL-IP"), ["198.51.100.2,tcp:80"]);
+                assert_eq!(
+                    members(e, "KUBE-EXTERNAL-IP-LOCAL"),
+                    ["198.51.100.1,tcp:80"]
                 );
             },
         },
@@ -404,6 +432,16 @@ fn cases() -> Vec<Case> {
                     .collect();
                 assert_eq!(hc, [("d/x".to_owned(), 32000)]);
                 assert_eq!(members(e, "KUBE-HEALTH-CHECK-NODE-PORT"), ["32000"]);
+            },
+        },
+        Case {
+            name: "health-check-only-where-programmed",
+            pins: "stock ServicePortMap.HealthCheckNodePorts: only Services the proxier programs (a ClusterIP of a family the node serves) get a health check",
+            config: |c| c.families = vec![kube_ipvs::types::Family::V4],
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: v6}\nspec: {type: LoadBalancer, clusterIPs: ['fd00:96::1'], externalTrafficPolicy: Local, healthCheckNodePort: 32000, ports: [{port: 80, nodePort: 30080}]}\n",
+            check: |e| {
+                assert!(e.desired().health_checks().is_empty());
+                assert!(members(e, "KUBE-HEALTH-CHECK-NODE-PORT").is_empty());
             },
         },
         Case {
@@ -562,7 +600,7 @@ fn fixture(name: &str) -> String {
             + &slice("a", "[{addresses: [10.0.0.1], hints: {forZones: [{name: z1}]}}, {addresses: [10.0.0.2], hints: {forZones: [{name: z2}]}}]"),
         "zone-hints-ignored-when-incomplete" => zone_node() + &svc("")
             + &slice("a", "[{addresses: [10.0.0.1], hints: {forZones: [{name: z1}]}}, {addresses: [10.0.0.2]}]"),
-        "node-hints-off-by-default" | "node-hints-on" => svc("")
+        "node-hints-off" | "node-hints-on-by-default" => svc("")
             + &slice("a", "[{addresses: [10.0.0.1], hints: {forNodes: [{name: node-b}]}}, {addresses: [10.0.0.2], hints: {forNodes: [{name: node-a}]}}]"),
         "internal-local-uses-local" => svc("  internalTrafficPolicy: Local\n")
             + &slice("a", "[{addresses: [10.0.0.1], nodeName: node-a}, {addresses: [10.0.0.2], nodeName: node-b}]"),

@@ -176,10 +176,14 @@ impl Builder<'_> {
             .filter(|ip| Family::of(ip) == family)
         {
             self.vs(VsKey::new(proto, ip, p), spec, &owner, external);
-            self.set(SetKind::ExternalIp, IpsetEntry::IpPort(ip, proto, p));
-            if svc.external_local {
-                self.set(SetKind::ExternalIpLocal, IpsetEntry::IpPort(ip, proto, p));
-            }
+            // One set or the other (stock): KUBE-EXTERNAL-IP members are masqueraded, which
+            // would lose the client address externalTrafficPolicy Local keeps.
+            let kind = if svc.external_local {
+                SetKind::ExternalIpLocal
+            } else {
+                SetKind::ExternalIp
+            };
+            self.set(kind, IpsetEntry::IpPort(ip, proto, p));
             self.bind(ip);
         }
         for ip in svc
