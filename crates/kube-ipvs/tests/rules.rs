@@ -130,6 +130,13 @@ fn cases() -> Vec<Case> {
             check: |e| assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.2:8080"]),
         },
         Case {
+            name: "local-serving-terminating-fallback",
+            pins: "stock CategorizeEndpoints: the Local list is local Ready endpoints, else local serving+terminating ones (independently of the Cluster list, which has a remote Ready one)",
+            config: none,
+            yaml: "",
+            check: |e| assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080"]),
+        },
+        Case {
             name: "zone-hints-used",
             pins: "stock topology.go: hints used when every ready endpoint has one and one matches the zone",
             config: none,
@@ -275,6 +282,28 @@ fn cases() -> Vec<Case> {
                     ["TCP 10.96.0.1:80 rr ->", "TCP [fd00:96::1]:80 rr ->"]
                 );
                 assert_eq!(members(e, "KUBE-6-CLUSTER-IP"), ["fd00:96::1,tcp:80"]);
+            },
+        },
+        Case {
+            name: "addresses-per-family",
+            pins: "stock newBaseServiceInfo: externalIPs, LB ingress IPs and source ranges are split by family (trimmed of spaces); a family without a ClusterIP gets nothing (serviceToServiceMap)",
+            config: |c| c.primary_node_ips = vec!["192.168.1.10".parse().unwrap()],
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {type: LoadBalancer, clusterIPs: [10.96.0.1], externalIPs: [198.51.100.1, '2001:db8::1'], loadBalancerSourceRanges: [' 192.168.0.0/16 ', '2001:db8::/32'], ports: [{port: 80, nodePort: 30080}]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.1}, {ip: '2001:db8::2'}]}}\n",
+            check: |e| {
+                assert_eq!(
+                    table(e),
+                    [
+                        "TCP 10.96.0.1:80 rr ->",
+                        "TCP 192.168.1.10:30080 rr ->",
+                        "TCP 198.51.100.1:80 rr ->",
+                        "TCP 203.0.113.1:80 rr ->"
+                    ]
+                );
+                assert_eq!(
+                    members(e, "KUBE-LOAD-BALANCER-SOURCE-CIDR"),
+                    ["203.0.113.1,tcp:80,192.168.0.0/16"]
+                );
+                assert!(members(e, "KUBE-6-LOAD-BALANCER-SOURCE-CIDR").is_empty());
             },
         },
         Case {
@@ -525,6 +554,26 @@ fn cases() -> Vec<Case> {
             check: |e| assert_eq!(rejected(e), ["EndpointSlice d/s: no usable Service d/gone"]),
         },
         Case {
+            name: "slice-without-service-label",
+            pins: "stock endpointSliceCacheKeys: a slice without kubernetes.io/service-name is ignored (here also reported)",
+            config: none,
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {namespace: d, name: s}\naddressType: IPv4\nports: [{name: '', port: 8080}]\nendpoints: [{addresses: [10.0.0.1]}]\n",
+            check: |e| {
+                assert_eq!(table(e), ["TCP 10.96.0.1:80 rr ->"]);
+                assert_eq!(rejected(e).len(), 1);
+            },
+        },
+        Case {
+            name: "slice-endpoint-of-another-family-rejected",
+            pins: "stock addEndpoints skips an endpoint whose address is not of the slice's family (with an Event); the API server refuses such slices, so here the slice is rejected with a reason and its Service keeps its other slices",
+            config: none,
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {namespace: d, name: bad, labels: {kubernetes.io/service-name: x}}\naddressType: IPv4\nports: [{name: '', port: 8080}]\nendpoints: [{addresses: ['fd00::1']}, {addresses: [10.0.0.9]}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {namespace: d, name: good, labels: {kubernetes.io/service-name: x}}\naddressType: IPv4\nports: [{name: '', port: 8080}]\nendpoints: [{addresses: [10.0.0.1]}]\n",
+            check: |e| {
+                assert_eq!(table(e), ["TCP 10.96.0.1:80 rr -> 10.0.0.1:8080"]);
+                assert_eq!(rejected(e).len(), 1);
+            },
+        },
+        Case {
             name: "cluster-ips-routed-not-bound",
             pins: "deliberate difference: ClusterIPs inside a service CIDR are made local by one route per CIDR; strays are bound",
             config: none,
@@ -596,6 +645,8 @@ fn fixture(name: &str) -> String {
             + &slice("a", "[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2], conditions: {ready: true}}, {addresses: [10.0.0.3], conditions: {ready: false}}]"),
         "serving-terminating-fallback" => svc("")
             + &slice("a", "[{addresses: [10.0.0.1], conditions: {ready: false, serving: false, terminating: true}}, {addresses: [10.0.0.2], conditions: {ready: false, serving: true, terminating: true}}, {addresses: [10.0.0.3], conditions: {ready: false}}]"),
+        "local-serving-terminating-fallback" => svc("  internalTrafficPolicy: Local\n")
+            + &slice("a", "[{addresses: [10.0.0.1], nodeName: node-a, conditions: {ready: false, serving: true, terminating: true}}, {addresses: [10.0.0.2], nodeName: node-b}, {addresses: [10.0.0.3], nodeName: node-a, conditions: {ready: false, serving: false, terminating: true}}]"),
         "zone-hints-used" => zone_node() + &svc("")
             + &slice("a", "[{addresses: [10.0.0.1], hints: {forZones: [{name: z1}]}}, {addresses: [10.0.0.2], hints: {forZones: [{name: z2}]}}]"),
         "zone-hints-ignored-when-incomplete" => zone_node() + &svc("")
