@@ -43,7 +43,7 @@ pub struct PlannerConfig {
     /// endpoints (stock IPVS falls back; iptables mode drops).
     pub strict_local: bool,
     /// Honour EndpointSlice node hints (`hints.forNodes`; stock gates them behind
-    /// `PreferSameTrafficDistribution`).
+    /// `PreferSameTrafficDistribution`: beta and on by default in 1.34, GA in 1.35).
     pub topology_node_hints: bool,
     /// TCP/SCTP real servers at weight 0 are deleted after this long even with open connections
     /// (stock: no limit). `None`: wait for the connections to end.
@@ -72,7 +72,7 @@ impl PlannerConfig {
             primary_node_ips: Vec::new(),
             bind_cluster_ips: false,
             strict_local: false,
-            topology_node_hints: false,
+            topology_node_hints: true,
             drain_limit: None,
             drain_deleted_services: true,
             node_port_range: 30000..=32767,

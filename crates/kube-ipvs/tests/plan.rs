@@ -142,6 +142,34 @@ fn tcp_endpoint_removal_drains_at_weight_zero() {
     );
 }
 
+/// Deliberate difference: stock deletes SCTP real servers at once, like UDP
+/// (`IsRsGracefulTerminationNeeded`); SCTP associations are connection-oriented, so here they
+/// drain at weight 0 like TCP connections.
+#[test]
+fn sctp_endpoint_removal_drains_like_tcp() {
+    let mut e = engine(
+        cfg(),
+        &yaml("[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]", "SCTP"),
+    );
+    converge(&mut e, T0);
+    let key = vs("10.96.0.1", Proto::Sctp);
+    e.observed_mut()
+        .set_connections(&key, &rs("10.0.0.2"), 1, 0);
+    let ops = change(&mut e, &yaml("[{addresses: [10.0.0.1]}]", "SCTP"), T0);
+    assert!(
+        ops.iter().any(
+            |o| matches!(o, Op::UpdateRs { rs: r, .. } if r.weight == 0 && r.key == rs("10.0.0.2"))
+        ),
+        "{ops:#?}"
+    );
+    // (The idle copy on the externalIP goes at once, as an idle TCP server would.)
+    assert!(
+        !ops.iter()
+            .any(|o| matches!(o, Op::DelRs { vs, .. } if *vs == key)),
+        "{ops:#?}"
+    );
+}
+
 #[test]
 fn drained_server_goes_when_idle() {
     let mut e = engine(

@@ -66,6 +66,7 @@ fn options(args: &CleanupArgs) -> CleanupOptions {
     CleanupOptions {
         all: args.all,
         dummy_device: args.dummy_device.clone(),
+        exclude_cidrs: Vec::new(),
         node_port_range: args.nodeport_range.clone(),
         owners_file: Some(args.owners.clone()),
         timeout: Duration::from_secs(args.request_timeout.max(1)),

@@ -258,7 +258,8 @@ fn daemonset_command_line_parses_and_loads_the_shipped_configmap() {
 }
 
 /// kubeadm's kube-proxy DaemonSet after the overlay: kubeadm's container with the overlay's image,
-/// command, ports and probes (server-side apply replaces those lists; `args` stays kubeadm's).
+/// command, ports and probes (server-side apply replaces those lists; `args` stays kubeadm's), and
+/// the overlay's volumes and mounts added to kubeadm's (lists merged by name / mountPath).
 fn overlaid_kubeadm() -> DaemonSet {
     let mut ds: DaemonSet = parse(&fixture("kubeadm-kube-proxy-daemonset.yaml"));
     let overlay: DaemonSet = parse(&deploy(
@@ -273,6 +274,15 @@ fn overlaid_kubeadm() -> DaemonSet {
     );
     let patch = container(pod_spec(&overlay), "kube-proxy").clone();
     let pod = ds.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    let volumes = pod.volumes.get_or_insert_default();
+    for v in pod_spec(&overlay).volumes.iter().flatten() {
+        assert!(
+            volumes.iter().all(|k| k.name != v.name),
+            "{} clashes",
+            v.name
+        );
+        volumes.push(v.clone());
+    }
     let c = pod
         .containers
         .iter_mut()
@@ -287,8 +297,44 @@ fn overlaid_kubeadm() -> DaemonSet {
         patch.args.is_none(),
         "the overlay keeps the DaemonSet's args"
     );
-    assert!(patch.env.is_none() && patch.volume_mounts.is_none());
+    assert!(patch.env.is_none());
+    let mounts = c.volume_mounts.get_or_insert_default();
+    for m in patch.volume_mounts.iter().flatten() {
+        assert!(mounts.iter().all(|k| k.mount_path != m.mount_path), "{m:?}");
+        mounts.push(m.clone());
+    }
     ds
+}
+
+/// The host directory mounted at `path` (a writable hostPath volume), if any.
+fn host_dir_at<'a>(pod: &'a PodSpec, c: &Container, path: &Path) -> Option<&'a str> {
+    let m = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| Path::new(&m.mount_path) == path && m.read_only != Some(true))?;
+    let v = pod.volumes.iter().flatten().find(|v| v.name == m.name)?;
+    let host = v.host_path.as_ref()?;
+    assert_eq!(host.type_.as_deref(), Some("DirectoryOrCreate"), "{v:?}");
+    Some(host.path.as_str())
+}
+
+/// The owners file outlives the pod: both DaemonSets put its directory on the host, at the same
+/// path, so `kube-ipvs list --services` on the node and cleanup from a debug pod find it.
+#[test]
+fn both_daemonsets_keep_the_owners_file_on_the_host() {
+    let dir = Path::new(kube_ipvs::owners::DEFAULT_PATH).parent().unwrap();
+    let ours: DaemonSet = parse(&deploy("daemonset.yaml"));
+    let overlaid = overlaid_kubeadm();
+    for (ds, name) in [(&ours, "kube-ipvs"), (&overlaid, "kube-proxy")] {
+        let pod = pod_spec(ds);
+        assert_eq!(
+            host_dir_at(pod, container(pod, name), dir),
+            dir.to_str(),
+            "{name}: {} is not the host's",
+            dir.display()
+        );
+    }
 }
 
 #[test]

@@ -79,8 +79,10 @@ pub struct PlanArgs {
     #[arg(long)]
     strict_local: bool,
 
-    /// Honour EndpointSlice node hints (hints.forNodes).
-    #[arg(long)]
+    /// Honour EndpointSlice node hints (hints.forNodes), as stock 1.34+ does
+    /// (PreferSameTrafficDistribution); `=false` ignores them, as stock before 1.34.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     topology_node_hints: bool,
 
     /// Print the owner-free `ipvsadm -Ln` table exactly.

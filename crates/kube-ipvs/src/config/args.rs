@@ -64,8 +64,12 @@ pub struct RunArgs {
 
     /// Remove everything kube-ipvs (or kube-proxy IPVS mode) programmed, then exit [default: false]
     ///
-    /// Deletes all IPVS virtual servers except those in the exclude CIDRs, the dummy device, the
-    /// KUBE-* iptables chains, then the KUBE-* ipsets. Use it to roll back to another proxier.
+    /// The same as `kube-ipvs cleanup`: deletes the IPVS virtual servers kube-ipvs owns (on the
+    /// dummy device's addresses, in the service CIDRs it routes, NodePorts on node addresses, and
+    /// those in its owners file; never those in the exclude CIDRs), then the KUBE-* iptables
+    /// chains, the KUBE-* ipsets, the local routes and the dummy device. Other tools' virtual
+    /// servers (keepalived, kube-vip, fwmark) are kept, unlike stock, which flushes the whole
+    /// IPVS table (`kube-ipvs cleanup --all` does). Use it to roll back to another proxier.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", help_heading = KUBE_PROXY)]
     pub cleanup: Option<bool>,
@@ -467,5 +471,20 @@ mod tests {
             );
         }
         assert!(help.contains("kube-proxy compatible"));
+    }
+
+    /// `--cleanup` keeps other tools' virtual servers (as `kube-ipvs cleanup` does), and says so.
+    #[test]
+    fn cleanup_help_says_what_is_kept() {
+        let cmd = Cli::command();
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "cleanup")
+            .unwrap();
+        let help = arg.get_long_help().unwrap().to_string();
+        assert!(!help.contains("all IPVS virtual servers except"), "{help}");
+        for kept in ["exclude CIDRs", "keepalived", "are kept", "cleanup --all"] {
+            assert!(help.contains(kept), "{kept:?} not in: {help}");
+        }
     }
 }

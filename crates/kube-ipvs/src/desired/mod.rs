@@ -62,7 +62,8 @@ pub struct NodeState {
     services: HashMap<ServiceKey, ServiceDesired>,
     vs: BTreeMap<VsKey, Arc<DesiredVs>>,
     /// Claims that lost a conflict over a virtual server (rare; kept to promote on removal).
-    losers: HashMap<VsKey, Vec<Arc<DesiredVs>>>,
+    /// Ordered, so reports name the same conflict on every run.
+    losers: BTreeMap<VsKey, Vec<Arc<DesiredVs>>>,
     bound: BTreeMap<IpAddr, u32>,
     ipsets: BTreeMap<IpsetName, BTreeMap<IpsetEntry, u32>>,
     health: BTreeMap<ServiceKey, HealthCheck>,
@@ -312,7 +313,7 @@ impl NodeState {
         &self.ctx.node_port_ips
     }
 
-    /// Service ports that lost a virtual-server conflict.
+    /// Service ports that lost a virtual-server conflict, each with its first lost virtual server.
     pub fn conflicts(&self) -> BTreeMap<String, Rejection> {
         let mut out = BTreeMap::new();
         for (key, losers) in &self.losers {
@@ -322,13 +323,12 @@ impl NodeState {
                 .map(|v| v.owner.to_string())
                 .unwrap_or_default();
             for l in losers {
-                out.insert(
-                    l.owner.to_string(),
+                out.entry(l.owner.to_string()).or_insert_with(|| {
                     Rejection::VirtualServerConflict {
                         vs: key.to_string(),
                         owner: owner.clone(),
-                    },
-                );
+                    }
+                });
             }
         }
         out

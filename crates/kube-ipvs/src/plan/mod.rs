@@ -7,7 +7,7 @@
 mod merge;
 mod observed;
 mod op;
-mod ownership;
+pub mod ownership;
 mod vs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -212,6 +212,15 @@ pub fn rules_family(f: Family) -> nodenet::iptables::Family {
     }
 }
 
+/// A protocol as the iptables rules name it.
+pub fn rules_protocol(p: Proto) -> nodenet::iptables::Protocol {
+    match p {
+        Proto::Tcp => nodenet::iptables::Protocol::Tcp,
+        Proto::Udp => nodenet::iptables::Protocol::Udp,
+        Proto::Sctp => nodenet::iptables::Protocol::Sctp,
+    }
+}
+
 /// The kernel name of a set: the one the iptables rules match (`KUBE-6-...` cut to ipset's 31
 /// characters, as kube-proxy names them).
 pub fn set_name(name: &IpsetName) -> String {

@@ -7,12 +7,11 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use nix::errno::Errno;
 
-use nodenet::route::OUR_PROTOCOL;
-
 use super::convert;
 use super::{KernelError, NetlinkKernel, Reader, dummy_index, loopback_index};
 use crate::kernel::{PartialRead, ReadScope};
 use crate::plan::ObservedState;
+use crate::plan::ownership::our_route;
 use crate::types::IpsetName;
 
 fn ipvs_err(op: &str) -> impl FnOnce(ipvs_netlink::Error) -> KernelError + '_ {
@@ -192,7 +191,8 @@ async fn node_parts(
         .await
         .map_err(link_err("list local routes"))?;
     for route in routes {
-        if route.ifindex == lo && route.protocol == u8::from(OUR_PROTOCOL) {
+        // Only those it can delete: the agent adds and removes routes through lo.
+        if our_route(route.protocol, route.ifindex, Some(lo), None) {
             st.insert_route(route.prefix);
         }
     }
