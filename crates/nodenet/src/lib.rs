@@ -8,6 +8,7 @@
 //! | [`iptables`] | `iptables-restore --noflush` of the `KUBE-*` chains, `iptables -I ... -j KUBE-*`, `iptables -F/-X` on cleanup |
 //! | [`sysctl`] | `sysctl -w net.ipv4.vs.conntrack=1` and the other IPVS-mode sysctls |
 //! | [`conntrack`] | `conntrack -D -p udp --orig-dst IP --dport PORT [--reply-src ENDPOINT]` |
+//! | [`nft`] | `nft delete table ip kube-proxy` (the nftables proxier's leftovers) |
 //!
 //! Netlink work (links, addresses, routes, ipsets, conntrack) happens in-process, pipelined,
 //! with a timeout on every receive; only iptables goes through its own binaries, because its
@@ -18,5 +19,6 @@ pub mod conntrack;
 pub mod ipset;
 pub mod iptables;
 pub mod link;
+pub mod nft;
 pub mod route;
 pub mod sysctl;
