@@ -26,6 +26,8 @@ pub struct CleanupOptions {
     pub node_port_range: RangeInclusive<u16>,
     /// The owners file the agent publishes: its virtual servers are ours; it is removed too.
     pub owners_file: Option<PathBuf>,
+    /// `ipvs.excludeCIDRs`: virtual servers on these addresses are never removed (without `all`).
+    pub exclude_cidrs: Vec<ipnet::IpNet>,
     /// Bound on every kernel request and iptables command.
     pub timeout: Duration,
 }
@@ -37,6 +39,7 @@ impl Default for CleanupOptions {
             dummy_device: nodenet::link::DEFAULT_DUMMY_NAME.to_string(),
             node_port_range: 30000..=32767,
             owners_file: Some(PathBuf::from(crate::owners::DEFAULT_PATH)),
+            exclude_cidrs: Vec::new(),
             timeout: Duration::from_secs(10),
         }
     }

@@ -221,6 +221,12 @@ pub struct Plan {
 
 /// Why a virtual server is ours, or `None` if it is foreign.
 fn owned(key: &ServiceKey, obs: &Observed, routes: &[IpNet], opts: &CleanupOptions) -> Option<Why> {
+    // ipvs.excludeCIDRs: never touched, whatever else says ours.
+    if let ServiceKey::Inet { addr, .. } = key
+        && opts.exclude_cidrs.iter().any(|c| c.contains(addr))
+    {
+        return None;
+    }
     if obs
         .owners
         .as_ref()
@@ -436,6 +442,23 @@ mod tests {
             ]
         );
         assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn excluded_cidrs_are_kept_even_when_they_look_like_ours() {
+        let opts = CleanupOptions {
+            exclude_cidrs: vec![
+                "10.96.0.1/32".parse().unwrap(),
+                "198.51.100.0/24".parse().unwrap(),
+            ],
+            ..CleanupOptions::default()
+        };
+        let p = plan(&observed(), &opts);
+        // On the dummy device and published by the agent, but excluded: kept.
+        assert!(p.kept.contains(&tcp("10.96.0.1", 443)), "{:?}", p.kept);
+        assert!(p.kept.contains(&tcp("198.51.100.1", 80)), "{:?}", p.kept);
+        assert!(!p.steps.iter().any(|s| matches!(s,
+            Step::DeleteVirtualServer { key, .. } if *key == tcp("10.96.0.1", 443) || *key == tcp("198.51.100.1", 80))));
     }
 
     #[test]
