@@ -14,28 +14,20 @@ fn git(args: &[&str]) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (Howard Hinnant's civil_from_days).
+// The calendar arithmetic is the one /healthz uses for Go's time format; shared, not copied.
+#[path = "src/telemetry/gotime.rs"]
+#[allow(dead_code)]
+mod gotime;
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (what stock's build puts in `buildDate`) for seconds since the epoch.
 fn rfc3339(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let go = gotime::format(Some(UNIX_EPOCH + std::time::Duration::from_secs(secs)));
+    // Whole seconds print as "YYYY-MM-DD HH:MM:SS +0000 UTC".
+    format!("{}Z", go[..19].replacen(' ', "T", 1))
 }
 
 fn main() {
+    println!("cargo:rerun-if-changed=src/telemetry/gotime.rs");
     println!("cargo:rerun-if-env-changed=KUBE_IPVS_GIT_COMMIT");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     // A new commit changes HEAD (or the branch ref it names): rebuild then, and only then.

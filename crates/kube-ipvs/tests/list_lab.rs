@@ -552,6 +552,7 @@ fn cleanup_keeps_excluded_virtual_servers_after_a_real_agent_run() {
     let config = config.display();
     // The agent programs examples/cluster.yaml for node-a, kube-dns (10.96.0.10) included: the
     // exclusion protects entries from removal, it does not stop the agent from programming them.
+    // Healthz and metrics bind their defaults: with --config, kube-proxy ignores those flags.
     let mut agent = Command::new(BIN)
         .current_dir(ROOT)
         .args([
@@ -559,14 +560,13 @@ fn cleanup_keeps_excluded_virtual_servers_after_a_real_agent_run() {
             &format!("--config={config}"),
             "--source=file:examples/cluster.yaml",
             "--hostname-override=node-a",
-            "--metrics-bind-address=",
-            "--healthz-bind-address=",
         ])
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let programmed = (0..600).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    // Once a second: every probe is a process under emulation, and the agent shares the CPUs.
+    let programmed = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_secs(1));
         let t = sh("ipvsadm -Sn");
         t.contains("-A -t 10.96.0.10:53") && t.contains("-A -t 10.96.0.1:443")
     });
@@ -579,18 +579,16 @@ fn cleanup_keeps_excluded_virtual_servers_after_a_real_agent_run() {
         "IPv4 only, as configured:\n{table}"
     );
 
-    // Without the agent's configuration, kube-dns's virtual servers are ours (service CIDR routed
-    // locally): cleanup would delete them.
-    let plain =
-        kube_ipvs("cleanup --dry-run --owners /nonexistent/owners.json --request-timeout 120");
+    // The agent published what it programmed (the default owners file): without the agent's
+    // configuration, kube-dns's virtual servers are ours and cleanup would delete them.
+    let timeout = "--request-timeout 120";
+    let plain = kube_ipvs(&format!("cleanup --dry-run {timeout}"));
     assert!(
-        plain.contains("would delete virtual server UDP  10.96.0.10:53"),
+        plain.contains("would delete virtual server UDP  10.96.0.10:53 (published by the agent)"),
         "{plain}"
     );
     // With it (cleanup takes run's --config), the excluded ones stay, everything else goes.
-    let done = kube_ipvs(&format!(
-        "cleanup --config={config} --owners /nonexistent/owners.json --request-timeout 120"
-    ));
+    let done = kube_ipvs(&format!("cleanup --config={config} {timeout}"));
     let left = sh("ipvsadm -Sn");
     let mut services: Vec<&str> = left.lines().filter(|l| l.starts_with("-A")).collect();
     services.sort_unstable();
