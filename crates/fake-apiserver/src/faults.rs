@@ -1,6 +1,8 @@
 //! Injectable faults and the request log.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::resource::Kind;
@@ -16,6 +18,9 @@ pub struct Faults {
     pub refuse_lists: bool,
     /// Kinds answered with 404, as by an API server that does not serve them.
     pub unserved: BTreeSet<Kind>,
+    /// Watch streams stalled by [`crate::FakeApiServer::stall_watches`] ignore their
+    /// `timeoutSeconds` too: nothing ends them but the client.
+    pub stalled: Arc<AtomicBool>,
 }
 
 /// One request as the server saw it.

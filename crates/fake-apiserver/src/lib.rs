@@ -265,6 +265,17 @@ impl FakeApiServer {
         self.shared.lock().store.disconnect_watches()
     }
 
+    /// Stalls every open watch: it stays open and silent (no event, no bookmark, no end), as
+    /// behind a proxy that stopped forwarding; returns how many there were. Later watches work.
+    pub fn stall_watches(&self) -> usize {
+        let mut inner = self.shared.lock();
+        inner
+            .faults
+            .stalled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        inner.store.stall_watches()
+    }
+
     /// Sends a BOOKMARK to every watch that allows them.
     pub fn bookmark(&self) {
         self.shared.lock().store.bookmark();

@@ -292,12 +292,23 @@ fn collection(
             .store
             .watch(filter, parse_rv(q.get("resourceVersion")), bookmarks);
         let deadline = timeout.map(|t| Instant::now() + std::time::Duration::from_secs(t));
-        let stream = futures::stream::unfold((rx, deadline), |(mut rx, deadline)| async move {
-            let next = match deadline {
-                Some(d) => tokio::time::timeout_at(d, rx.recv()).await.ok().flatten(),
-                None => rx.recv().await,
-            };
-            next.map(|b| (Ok::<_, Infallible>(Frame::data(b)), (rx, deadline)))
+        let stalled = inner.faults.stalled.clone();
+        let stream = futures::stream::unfold((rx, deadline), move |(mut rx, deadline)| {
+            let stalled = stalled.clone();
+            async move {
+                let next = match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                        Ok(next) => next,
+                        // A stalled stream is not ended by its deadline either.
+                        Err(_) if stalled.load(std::sync::atomic::Ordering::Relaxed) => {
+                            rx.recv().await
+                        }
+                        Err(_) => None,
+                    },
+                    None => rx.recv().await,
+                };
+                next.map(|b| (Ok::<_, Infallible>(Frame::data(b)), (rx, deadline)))
+            }
         });
         let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
         resp.headers_mut().insert(

@@ -155,6 +155,8 @@ pub struct Store {
     objects: BTreeMap<Kind, BTreeMap<Key, Arc<Value>>>,
     history: Vec<Change>,
     watches: Vec<Watch>,
+    /// Stalled watch streams: kept open, never written to.
+    stalled: Vec<mpsc::UnboundedSender<Bytes>>,
 }
 
 fn line(ty: &str, obj: &str) -> Bytes {
@@ -509,6 +511,14 @@ impl Store {
         for w in self.watches.drain(..) {
             let _ = w.tx.send(line("ERROR", &st));
         }
+    }
+
+    /// Stalls every open watch stream: it stays open but receives nothing more (no event, no
+    /// bookmark), as behind a proxy that stopped forwarding. Watches opened later work.
+    pub fn stall_watches(&mut self) -> usize {
+        let n = self.watches.len();
+        self.stalled.extend(self.watches.drain(..).map(|w| w.tx));
+        n
     }
 
     /// Ends every open watch stream cleanly (clients resume from their last resourceVersion).

@@ -2,8 +2,11 @@
 //!
 //! - full desired + plan (against an empty kernel, and the no-op repair against a converged one)
 //! - one endpoint change on the incremental path, at 1,000 / 10,000 / 50,000 Services (must be flat)
+//! - one endpoint change in one Service of 1,000 / 10,000 / 100,000 endpoints (slices of 100): the
+//!   join of that Service's slices, which must grow as n log n or better, never n^2
 //! - memory of the index per Service port (resident-set growth while building it)
 //! - the full path split into its stages (build, plan, drop, building a kernel view)
+//! - the periodic repair of a large table: one verification slice merged and planned
 //!
 //! The full path is measured as the agent runs it, `Engine::plan_full`: the desired state is
 //! rebuilt from the index, the previous one is handed to a background thread to be freed, and the
@@ -29,6 +32,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_ipvs::desired::NodeState;
+use kube_ipvs::kernel::PartialRead;
 use kube_ipvs::model::ClusterIndex;
 use kube_ipvs::plan::{ObservedState, Planner};
 use kube_ipvs::types::{IpsetEntry, IpsetName, RealServer, VsKey, VsSpec};
@@ -432,6 +436,48 @@ fn full_cpu(c: &mut Criterion<CpuTime>) {
     g.finish();
 }
 
+/// The periodic repair of a large table as the agent now runs it on its loop: one verification
+/// slice (1/16 of the virtual servers, as read from an unchanged kernel) merged into the kernel
+/// view and planned (`Engine::plan_read`), and the last slice of a cycle, which also carries the
+/// table without real servers (specs, addresses, routes, sets). Compare with the no-op full
+/// repair above (`full (thread CPU time)`, converged kernel).
+fn verify_cpu(c: &mut Criterion<CpuTime>) {
+    let mut setup = setup();
+    let e = &mut setup.converged;
+    let keys: Vec<VsKey> = e.observed().virtual_servers().keys().copied().collect();
+    let per = keys.len().div_ceil(16);
+    let read = |from: usize, table: bool, e: &Engine| {
+        let o = e.observed();
+        PartialRead {
+            vs: keys[from..(from + per).min(keys.len())]
+                .iter()
+                .map(|k| (*k, o.virtual_server(k).map(|v| v.reals.clone())))
+                .collect(),
+            table: table.then(|| o.without_reals()),
+        }
+    };
+    let mut g = c.benchmark_group("verification slice (thread CPU time)");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function("1/16 of 50k svc, unchanged kernel", |b| {
+        b.iter_batched(
+            || read(per * 7, false, e),
+            |r| assert!(e.plan_read(r, &[], true, Duration::ZERO).is_empty()),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function(
+        "last slice of a cycle (with the table), unchanged kernel",
+        |b| {
+            b.iter_batched(
+                || read(per * 15, true, e),
+                |r| assert!(e.plan_read(r, &[], true, Duration::ZERO).is_empty()),
+                BatchSize::PerIteration,
+            )
+        },
+    );
+    g.finish();
+}
+
 /// Wall time only: a change costs microseconds, below the tick resolution of thread CPU time.
 fn incremental_group<M: Measurement>(c: &mut Criterion<M>, name: &str) {
     let mut g = c.benchmark_group(name);
@@ -462,11 +508,60 @@ fn incremental(c: &mut Criterion) {
     incremental_group(c, "incremental one endpoint change");
 }
 
-criterion_group!(benches, full, incremental);
+/// One Service whose endpoints are spread over slices of 100 (the EndpointSlice controller's
+/// default maximum), as a large Deployment behind one Service has them.
+fn large_service_slice(i: u32, generation: u32) -> EndpointSlice {
+    let mut s = slice(0, 0);
+    s.metadata.name = Some(format!("svc0-{i:05}"));
+    s.endpoints = (0..100)
+        .map(|j| Endpoint {
+            addresses: vec![ip4(0x0b00_0000 + generation * 0x0100_0000 + i * 100 + j)],
+            node_name: Some(format!("node-{}", j % 7)),
+            ..Default::default()
+        })
+        .collect();
+    s
+}
+
+/// One endpoint change in a Service of 1,000 / 10,000 / 100,000 endpoints: re-joins every slice of
+/// that Service (`model::port_endpoints`), so a quadratic join shows here at once.
+fn large_service(c: &mut Criterion) {
+    let mut g = c.benchmark_group("one service, one slice changes");
+    g.sample_size(10);
+    for n in [1_000u32, 10_000, 100_000] {
+        let mut e = Engine::new(config());
+        e.apply_service(&service(0));
+        for i in 0..n / 100 {
+            e.apply_slice(&large_service_slice(i, 0));
+        }
+        let ops = e.plan_full(Duration::ZERO);
+        e.commit(&ops).unwrap();
+        let mut generation = 0u32;
+        g.throughput(Throughput::Elements(u64::from(n)));
+        g.bench_function(format!("{n} endpoints"), |b| {
+            b.iter_batched(
+                || {
+                    generation = (generation + 1) % 2;
+                    large_service_slice(0, generation)
+                },
+                |s| {
+                    e.apply_slice(&s);
+                    let ops = e.plan_incremental(Duration::ZERO);
+                    e.commit(&ops).unwrap();
+                    black_box(ops.len())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, full, incremental, large_service);
 criterion_group! {
     name = cpu;
     config = Criterion::default().with_measurement(THREAD_CPU);
-    targets = full_cpu
+    targets = full_cpu, verify_cpu
 }
 criterion_group! {
     name = process_cpu;

@@ -14,6 +14,7 @@ use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::networking::v1 as networking;
 
 use crate::desired::{NodeState, Touched};
+use crate::kernel::PartialRead;
 use crate::model::{Affected, ClusterIndex};
 use crate::plan::{ApplyError, ObservedState, Op, Planner};
 use crate::planner_config::PlannerConfig;
@@ -86,6 +87,13 @@ impl Engine {
     /// Adds or replaces an EndpointSlice.
     pub fn apply_slice(&mut self, s: &discovery::EndpointSlice) {
         let a = self.index.apply_slice(s);
+        self.note(a);
+    }
+
+    /// Records an object whose latest version cannot be used (it did not decode); its last valid
+    /// version stays in effect ([`ClusterIndex::reject`]).
+    pub fn reject(&mut self, object: crate::model::ObjectRef, why: crate::model::Rejection) {
+        let a = self.index.reject(object, why);
         self.note(a);
     }
 
@@ -191,6 +199,37 @@ impl Engine {
             .plan(&self.cfg, &self.desired, &self.observed, now)
     }
 
+    /// A partial read of the kernel (a verification slice, or the drain tick's virtual servers)
+    /// is merged into the cached view, the ops applied since it began are replayed over it, and
+    /// what it found different is planned with the draining virtual servers, and with
+    /// `changes`, the pending changes and retries: the cost follows the read and the changes,
+    /// not the table.
+    pub fn plan_read(
+        &mut self,
+        read: PartialRead,
+        replay: &[Op],
+        changes: bool,
+        now: Duration,
+    ) -> Vec<Op> {
+        let mut touched = self.observed.merge(read);
+        for op in replay {
+            self.observed.replay(op);
+        }
+        if changes {
+            if self.rebuild {
+                return self.plan_full(now);
+            }
+            touched.extend(std::mem::take(&mut self.retry));
+            touched.extend(self.update_dirty());
+        }
+        touched.extend(self.planner.draining());
+        if touched.is_empty() {
+            return Vec::new();
+        }
+        self.planner
+            .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+    }
+
     /// Brings the desired state of every Service changed since the last plan up to date;
     /// returns what that touched.
     fn update_dirty(&mut self) -> Touched {
@@ -222,14 +261,6 @@ impl Engine {
         if touched.is_empty() {
             return Vec::new();
         }
-        self.planner
-            .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
-    }
-
-    /// The drain tick: re-plans only virtual servers with real servers draining (call after
-    /// refreshing their connection counters in the observed state).
-    pub fn plan_drains(&mut self, now: Duration) -> Vec<Op> {
-        let touched = self.planner.draining();
         self.planner
             .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
     }

@@ -131,3 +131,16 @@ fn errors_in_the_file_name_the_file_and_the_field() {
         "{msg}"
     );
 }
+
+/// A YAML error inside `config.conf` names the ConfigMap and the key, and says where the key's
+/// text starts in the file (the parser counts lines from there).
+#[test]
+fn a_yaml_error_inside_the_configmap_names_it_the_key_and_the_file_line() {
+    let text = std::fs::read_to_string(fixture())
+        .unwrap()
+        .replace("clusterCIDR: 10.244.0.0/16", "clusterCIDR: [10.244.0.0/16");
+    let e = config::parse_str(&text).unwrap_err().to_string();
+    assert!(e.contains("kube-proxy"), "{e}");
+    assert!(e.contains("\"config.conf\""), "{e}");
+    assert!(e.contains("line 8 of the file"), "{e}");
+}

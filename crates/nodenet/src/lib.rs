@@ -9,6 +9,7 @@
 //! | [`sysctl`] | `sysctl -w net.ipv4.vs.conntrack=1` and the other IPVS-mode sysctls |
 //! | [`conntrack`] | `conntrack -D -p udp --orig-dst IP --dport PORT [--reply-src ENDPOINT]` |
 //! | [`nft`] | `nft delete table ip kube-proxy` (the nftables proxier's leftovers) |
+//! | [`wire`] | (the decoders of the rtnetlink and conntrack replies, bytes -> values, for fuzzing) |
 //!
 //! Netlink work (links, addresses, routes, ipsets, conntrack) happens in-process, pipelined,
 //! with a timeout on every receive; only iptables goes through its own binaries, because its
@@ -22,3 +23,4 @@ pub mod link;
 pub mod nft;
 pub mod route;
 pub mod sysctl;
+pub mod wire;

@@ -56,7 +56,7 @@ fn message(prefix: IpNet, ifindex: u32) -> Result<RouteMessage, LinkError> {
     Ok(msg)
 }
 
-fn decode(msg: &RouteMessage) -> Option<LocalRoute> {
+pub(crate) fn decode(msg: &RouteMessage) -> Option<LocalRoute> {
     if msg.header.kind != RouteType::Local {
         return None;
     }

@@ -170,6 +170,12 @@ impl Intake {
                     e.delete_service(k.namespace(), k.name())
                 })]
             }
+            SourceEvent::Invalid(o, why) => {
+                self.services
+                    .applied(ServiceKey::new(&o.namespace, &o.name));
+                engine.reject(o, why);
+                Vec::new()
+            }
             SourceEvent::ListStart => {
                 self.services.start();
                 Vec::new()
@@ -205,6 +211,11 @@ impl Intake {
                     .into_iter()
                     .collect()
             }
+            SourceEvent::Invalid(o, why) => {
+                self.slices.applied(ServiceKey::new(&o.namespace, &o.name));
+                engine.reject(o, why);
+                Vec::new()
+            }
             SourceEvent::ListStart => {
                 self.slices.start();
                 Vec::new()
@@ -231,6 +242,11 @@ impl Intake {
                 self.node.deleted(&name(&n));
                 true
             }
+            SourceEvent::Invalid(o, why) => {
+                self.node.applied(o.name.clone());
+                engine.reject(o, why);
+                false
+            }
             SourceEvent::ListStart => {
                 self.node.start();
                 false
@@ -252,6 +268,11 @@ impl Intake {
                 let n = c.metadata.name.clone().unwrap_or_default();
                 self.cidrs.deleted(&n);
                 vec![changed(engine, |e| e.delete_service_cidr(&n))]
+            }
+            SourceEvent::Invalid(o, why) => {
+                self.cidrs.applied(o.name.clone());
+                engine.reject(o, why);
+                Vec::new()
             }
             SourceEvent::ListStart => {
                 self.cidrs.start();

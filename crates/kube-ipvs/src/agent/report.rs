@@ -20,8 +20,11 @@ pub enum ChangeKind {
 /// Which path a sync took.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SyncKind {
-    /// Fresh kernel dump + full plan (start-up and every `syncPeriod`).
+    /// Fresh kernel dump + full plan (start-up, and every `syncPeriod` for a small table).
     Full,
+    /// The periodic verification of a large table: one slice of it read afresh, what differs
+    /// repaired (every `syncPeriod`; every entry within `verify_slices` periods).
+    Verify,
     /// Only the Services changed since the last sync, against the cached kernel view.
     Incremental,
     /// The graceful-termination drain timer: only virtual servers with draining real servers.
@@ -33,6 +36,7 @@ impl SyncKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Full => "full",
+            Self::Verify => "verify",
             Self::Incremental => "incremental",
             Self::Drain => "drain",
         }
@@ -91,6 +95,10 @@ pub trait Observer: Send + Sync {
     /// The node's own Node changed: whether it is eligible for traffic (not being deleted, not
     /// tainted `ToBeDeletedByClusterAutoscaler`), for `/healthz`.
     fn node_eligible(&self, _eligible: bool) {}
+
+    /// A sync of `kind` has applied `done` of its `planned` ops (after each chunk of a plan:
+    /// initial programming of a large node takes tens of seconds).
+    fn progress(&self, _kind: SyncKind, _done: usize, _planned: usize) {}
 }
 
 /// An observer that ignores everything (tests, `plan`).

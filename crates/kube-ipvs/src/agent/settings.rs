@@ -16,11 +16,19 @@ use crate::types::{Family, Scheduler};
 pub const DEFAULT_DRAIN_INTERVAL: Duration = Duration::from_secs(5);
 /// First delay after a failed kernel dump or refused ops; doubles up to the sync period.
 pub const DEFAULT_RETRY_MIN: Duration = Duration::from_secs(1);
+/// The periodic verification reads a large table in this many slices, one per `syncPeriod`: an
+/// idle node reads 1/16 of its table per period instead of all of it, and drift (an entry
+/// deleted or changed behind the agent's back) is found and repaired within 16 periods.
+pub const DEFAULT_VERIFY_SLICES: usize = 16;
+/// Tables of at most this many virtual servers are read whole every `syncPeriod` (one full
+/// dump, as stock does); a slice of a larger table is never smaller than this.
+pub const DEFAULT_VERIFY_SLICE_MIN: usize = 2048;
 
 /// The sync loop's timings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
-    /// A full repair sync (fresh kernel dump + full plan) at least this often (`syncPeriod`).
+    /// A repair sync at least this often (`syncPeriod`): a full kernel dump + full plan for a
+    /// small table, one verification slice of a large one.
     pub sync_period: Duration,
     /// At most one sync this often (`minSyncPeriod`); changes arriving meanwhile are coalesced.
     pub min_sync_period: Duration,
@@ -28,6 +36,12 @@ pub struct Timing {
     pub drain_interval: Duration,
     /// First retry delay after a kernel failure (doubles, capped at `sync_period`).
     pub retry_min: Duration,
+    /// Slices the periodic verification reads a large table in, one per `sync_period`: every
+    /// entry is read within `verify_slices` periods.
+    pub verify_slices: usize,
+    /// Tables up to this many virtual servers are dumped whole every `sync_period`; no slice
+    /// is smaller.
+    pub verify_slice_min: usize,
 }
 
 impl Timing {
@@ -39,6 +53,8 @@ impl Timing {
             min_sync_period: cfg.sync.min.min(sync_period),
             drain_interval: DEFAULT_DRAIN_INTERVAL.min(sync_period),
             retry_min: DEFAULT_RETRY_MIN.min(sync_period),
+            verify_slices: DEFAULT_VERIFY_SLICES,
+            verify_slice_min: DEFAULT_VERIFY_SLICE_MIN,
         }
     }
 }
@@ -247,6 +263,8 @@ mod tests {
                 min_sync_period: Duration::from_secs(1),
                 drain_interval: Duration::from_secs(2),
                 retry_min: Duration::from_secs(1),
+                verify_slices: DEFAULT_VERIFY_SLICES,
+                verify_slice_min: DEFAULT_VERIFY_SLICE_MIN,
             }
         );
     }

@@ -218,6 +218,9 @@ fn pick<T>(
     }
 }
 
+/// The shortest sync period used without a warning.
+const MIN_SENSIBLE_SYNC_PERIOD: Duration = Duration::from_secs(1);
+
 /// Resolves the effective configuration with stock kube-proxy's precedence: without `--config`,
 /// defaults <- flags; with it, defaults <- file, and the flags bound to configuration fields are
 /// ignored (each with a warning), as kube-proxy's `Options.Complete` replaces its configuration
@@ -251,6 +254,19 @@ pub fn resolve(file: Option<&ParsedFile>, flags: &RunArgs) -> Result<Loaded, Con
         f.min_sync_period,
         d.sync.min,
     );
+    // Stock accepts any positive period; below a second, full repairs (a kernel dump each, and
+    // the retry backoff, which is capped at the period) run back to back: say so.
+    if period.value < MIN_SENSIBLE_SYNC_PERIOD {
+        warnings.push(ConfigWarning::new(
+            WarningKind::Notice,
+            period.name,
+            format!(
+                "sync period {} is below {}: a full repair (one dump of the kernel's tables)                  runs back to back, using a CPU; stock's default is 30s",
+                format_go(period.value),
+                format_go(MIN_SENSIBLE_SYNC_PERIOD)
+            ),
+        ));
+    }
     if min.value > period.value {
         return Err(ConfigError::invalid(
             min.name,

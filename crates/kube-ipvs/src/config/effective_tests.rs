@@ -654,3 +654,21 @@ fn warnings_for_non_applicable_unknown_and_unusual_values() {
         ]
     );
 }
+
+/// Stock accepts any positive period; a period of nanoseconds makes the full repair (a kernel
+/// dump) run back to back, so it is said, not taken silently.
+#[test]
+fn a_sync_period_below_a_second_is_noted() {
+    let l = load(Some(&format!("{HEADER}ipvs: {{syncPeriod: 1ns}}\n")), &[]).unwrap();
+    let notes: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("ipvs.syncPeriod") && n.contains("sync period 1ns is below 1s")),
+        "{notes:#?}"
+    );
+    let l = load(None, &["--ipvs-sync-period=500ms"]).unwrap();
+    assert!(l.warnings.iter().any(|w| w.field == "--ipvs-sync-period"));
+    let l = load(None, &["--ipvs-sync-period=1s"]).unwrap();
+    assert!(!l.warnings.iter().any(|w| w.field == "--ipvs-sync-period"));
+}

@@ -46,8 +46,19 @@ pub fn parse_str(text: &str) -> Result<ParsedFile, ConfigError> {
     let doc = select_document(parse_documents(text)?)?;
     if kind_of(&doc) == Some("ConfigMap") {
         let (key, inner) = configmap_entry(&doc)?;
-        let inner_doc =
-            select_document(parse_documents(&inner)?).map_err(|e| in_key(&doc, &key, e))?;
+        let inner_doc = parse_documents(&inner)
+            .map_err(|e| match (e, block_start(text, &key)) {
+                // The parser counts lines from the start of the key's text.
+                (ConfigError::Syntax { message }, Some(line)) => ConfigError::Syntax {
+                    message: format!(
+                        "{message} (lines counted from the start of the key's text, \
+                         line {line} of the file)"
+                    ),
+                },
+                (e, _) => e,
+            })
+            .and_then(select_document)
+            .map_err(|e| in_key(&doc, &key, e))?;
         if kind_of(&inner_doc) == Some("ConfigMap") {
             return Err(in_key(
                 &doc,
@@ -98,6 +109,20 @@ fn select_document(docs: Vec<Value>) -> Result<Value, ConfigError> {
             ),
         }),
     }
+}
+
+/// The file line (1-based) where the block scalar of ConfigMap key `key` starts (`key: |`), if
+/// the key is written that way (as kubeadm and kubectl write `config.conf`).
+fn block_start(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .and_then(|r| r.strip_prefix(':'))
+                .is_some_and(|r| r.trim_start().starts_with(['|', '>']))
+        })
+        // The key's line is `position + 1`; its text starts on the next one.
+        .map(|i| i + 2)
 }
 
 fn kind_of(doc: &Value) -> Option<&str> {

@@ -29,12 +29,14 @@ pub struct Touched {
     pub addrs: BTreeSet<IpAddr>,
     /// ipset members.
     pub ipset: BTreeSet<(IpsetName, IpsetEntry)>,
+    /// The `local` routes (a kernel read found them changed).
+    pub routes: bool,
 }
 
 impl Touched {
     /// Whether nothing was touched.
     pub fn is_empty(&self) -> bool {
-        self.vs.is_empty() && self.addrs.is_empty() && self.ipset.is_empty()
+        self.vs.is_empty() && self.addrs.is_empty() && self.ipset.is_empty() && !self.routes
     }
 
     fn add(&mut self, d: &ServiceDesired) {
@@ -48,6 +50,7 @@ impl Touched {
         self.vs.extend(other.vs);
         self.addrs.extend(other.addrs);
         self.ipset.extend(other.ipset);
+        self.routes |= other.routes;
     }
 }
 

@@ -7,10 +7,10 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{ApplyOutcome, Counters, Kernel, KernelError};
+use super::{ApplyOutcome, Kernel, KernelError, PartialRead, ReadScope};
 use crate::desired::IptablesInputs;
 use crate::plan::{ObservedState, Op};
-use crate::types::{Family, VsKey};
+use crate::types::Family;
 
 /// What the fake kernel holds and records.
 #[derive(Default)]
@@ -23,6 +23,8 @@ pub struct FakeState {
     pub applied: Vec<Op>,
     /// Every `observe` call so far.
     pub observes: usize,
+    /// The scope of every partial read so far ([`Kernel::read`]).
+    pub reads: Vec<ReadScope>,
     /// The rule inputs last written, and how many times rules were written.
     pub rules: Option<BTreeMap<Family, IptablesInputs>>,
     /// Number of rule writes.
@@ -32,10 +34,14 @@ pub struct FakeState {
     /// Ops matching this predicate fail with an injected error.
     #[allow(clippy::type_complexity)]
     pub fail_op: Option<Arc<dyn Fn(&Op) -> bool + Send + Sync>>,
+    /// Ops for which this returns an error fail with it: an error as the real clients return it,
+    /// with its errno (ENOMEM, EPERM, ...).
+    #[allow(clippy::type_complexity)]
+    pub refuse: Option<Arc<dyn Fn(&Op) -> Option<KernelError> + Send + Sync>>,
     /// Every call fails while set (a kernel that refuses everything).
     pub fail_all: bool,
-    /// A full dump takes its snapshot at once but finishes only after this long (a large
-    /// table): ops applied meanwhile are missing from it, as they can be from a real dump.
+    /// A full dump or partial read takes its snapshot at once but finishes only after this long
+    /// (a large table): ops applied meanwhile are missing from it, as they can be from a real one.
     pub dump_delay: std::time::Duration,
 }
 
@@ -129,8 +135,11 @@ impl Kernel for FakeKernel {
         let mut h = self.handle();
         for (i, op) in ops.iter().enumerate() {
             let injected = h.fail_all || h.fail_op.as_ref().is_some_and(|f| f(op));
+            let refused = h.refuse.as_ref().and_then(|f| f(op));
             let res = if injected {
                 Err(KernelError::Injected(op.to_string()))
+            } else if let Some(e) = refused {
+                Err(e)
             } else {
                 h.state.apply(op).map_err(KernelError::from)
             };
@@ -156,21 +165,31 @@ impl Kernel for FakeKernel {
         Ok(true)
     }
 
-    async fn counters(&mut self, of: &[VsKey]) -> Result<Vec<Counters>, KernelError> {
-        self.check("counters")?;
-        let h = self.handle();
-        let vss = h.state.virtual_servers();
-        Ok(of
-            .iter()
-            .filter_map(|vs| vss.get(vs).map(|v| (vs, v)))
-            .flat_map(|(vs, v)| {
-                v.reals.iter().map(|r| Counters {
-                    vs: *vs,
-                    rs: r.key,
-                    active: r.active,
-                    inactive: r.inactive,
-                })
-            })
-            .collect())
+    type Read = Result<PartialRead, KernelError>;
+
+    fn read(&mut self, scope: ReadScope) -> impl Future<Output = Self::Read> + Send + 'static {
+        let snapshot = self.check("read").map(|()| {
+            let mut h = self.handle();
+            h.reads.push(scope.clone());
+            let vss = h.state.virtual_servers();
+            let vs = scope
+                .vs
+                .iter()
+                .map(|k| (*k, vss.get(k).map(|v| v.reals.clone())))
+                .collect();
+            let table = scope.table.then(|| h.state.without_reals());
+            (PartialRead { vs, table }, h.dump_delay)
+        });
+        async move {
+            let (read, delay) = snapshot?;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(read)
+        }
+    }
+
+    fn adopt_read(&mut self, read: Self::Read) -> Result<PartialRead, KernelError> {
+        read
     }
 }

@@ -9,6 +9,7 @@ mod node;
 mod reject;
 mod service;
 mod slice;
+pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -320,6 +321,13 @@ impl ClusterIndex {
             Some(_) => Affected::All,
             None => Affected::Services(Vec::new()),
         }
+    }
+
+    /// Records that the latest version of an object cannot be used at all (it did not decode):
+    /// like an invalid object's, its last valid version stays in effect, and nothing else moves.
+    pub fn reject(&mut self, object: ObjectRef, why: Rejection) -> Affected {
+        self.rejected.insert(object, why);
+        Affected::Services(Vec::new())
     }
 
     /// A Service.

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::render::Escaped;
+
 /// The kind of a cluster object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum ObjectKind {
@@ -29,11 +31,14 @@ pub struct ObjectRef {
 }
 
 impl fmt::Display for ObjectRef {
+    /// `Kind namespace/name`, control characters escaped: a rejected object's name is whatever
+    /// the input held, and must not forge lines of a report or a log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (ns, name) = (Escaped(&self.namespace), Escaped(&self.name));
         if self.namespace.is_empty() {
-            write!(f, "{:?} {}", self.kind, self.name)
+            write!(f, "{:?} {name}", self.kind)
         } else {
-            write!(f, "{:?} {}/{}", self.kind, self.namespace, self.name)
+            write!(f, "{:?} {ns}/{name}", self.kind)
         }
     }
 }
@@ -46,6 +51,23 @@ pub enum Rejection {
     /// metadata.name or metadata.namespace missing.
     #[error("metadata.name or metadata.namespace is missing")]
     MissingName,
+    /// A name that is not what Kubernetes allows there (a DNS-1123 label or subdomain).
+    #[error("{field}: invalid name {value:?}: {why}")]
+    InvalidName {
+        /// The field path.
+        field: String,
+        /// The offending value.
+        value: String,
+        /// The rule it breaks.
+        why: &'static str,
+    },
+    /// An object that does not decode into its Kubernetes type (a string where a number belongs,
+    /// a `null` list item, ...); only its file source can deliver such an object.
+    #[error("does not decode: {message}")]
+    Undecodable {
+        /// The decoder's message, with the field path.
+        message: String,
+    },
     /// A cluster IP, external IP, load-balancer IP or endpoint address does not parse.
     #[error("{field}: invalid IP address {value:?}")]
     InvalidIp {
@@ -53,6 +75,17 @@ pub enum Rejection {
         field: String,
         /// The offending value.
         value: String,
+    },
+    /// An address that parses but no proxier may program (unspecified, loopback, link-local,
+    /// multicast, broadcast, IPv4-mapped IPv6).
+    #[error("{field}: {value:?} {why}")]
+    UnusableIp {
+        /// The field path.
+        field: String,
+        /// The offending value.
+        value: String,
+        /// Why (the API server's wording where it has one).
+        why: &'static str,
     },
     /// A CIDR does not parse.
     #[error("{field}: invalid CIDR {value:?}")]
@@ -82,6 +115,20 @@ pub enum Rejection {
     #[error("spec.ports: duplicate port name {value:?}")]
     DuplicatePortName {
         /// The name.
+        value: String,
+    },
+    /// Two ports of one Service share a port number and protocol.
+    #[error("{field}: duplicate port {value}")]
+    DuplicatePort {
+        /// The field path of the second one.
+        field: String,
+        /// `port/PROTOCOL`.
+        value: String,
+    },
+    /// An EndpointSlice addressType other than IPv4, IPv6 and FQDN.
+    #[error("addressType: unsupported value {value:?} (IPv4, IPv6 or FQDN)")]
+    InvalidAddressType {
+        /// The offending value.
         value: String,
     },
     /// The scheduler annotation names no kernel scheduler.
@@ -131,11 +178,15 @@ impl Rejection {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::MissingName => "MissingName",
-            Self::InvalidIp { .. } => "InvalidIP",
+            Self::InvalidName { .. } => "InvalidName",
+            Self::Undecodable { .. } => "Undecodable",
+            Self::InvalidIp { .. } | Self::UnusableIp { .. } => "InvalidIP",
             Self::InvalidCidr { .. } => "InvalidCIDR",
             Self::InvalidPort { .. } => "InvalidPort",
             Self::UnsupportedProtocol { .. } => "UnsupportedProtocol",
             Self::DuplicatePortName { .. } => "DuplicatePortName",
+            Self::DuplicatePort { .. } => "DuplicatePort",
+            Self::InvalidAddressType { .. } => "InvalidAddressType",
             Self::UnknownScheduler { .. } => "UnknownScheduler",
             Self::InvalidSchedulerFlag { .. } => "InvalidSchedulerFlag",
             Self::InvalidAffinityTimeout { .. } => "InvalidAffinityTimeout",

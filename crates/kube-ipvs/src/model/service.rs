@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1 as core;
 
 use super::reject::{Rejection, SkipReason};
+use super::validate::{NameRule, check_name, usable_ip};
 use crate::types::{Family, Proto, Scheduler, ServiceKey, VsFlags};
 
 /// Annotation overriding the scheduler of one Service.
@@ -105,11 +106,9 @@ fn field(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
+/// A virtual server address: parsed as Kubernetes does, refused when no proxier may use it.
 fn parse_ip(field: String, value: &str) -> Result<IpAddr, Rejection> {
-    value.trim().parse().map_err(|_| Rejection::InvalidIp {
-        field,
-        value: value.to_owned(),
-    })
+    usable_ip(|| field, value)
 }
 
 fn parse_port(field: String, value: i32) -> Result<u16, Rejection> {
@@ -133,6 +132,9 @@ pub fn convert_service(svc: &core::Service) -> Result<Converted, Rejection> {
     let (Some(ns), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
         return Err(Rejection::MissingName);
     };
+    // As the API server validates them, so `a/b` + `c` and `a` + `b/c` cannot share a key.
+    check_name("metadata.namespace", ns, NameRule::Label)?;
+    check_name("metadata.name", name, NameRule::Label)?;
     if let Some(labels) = &meta.labels {
         if labels.contains_key(LABEL_PROXY_NAME) {
             return Ok(Converted::Skip(SkipReason::ServiceProxyName));
@@ -245,8 +247,19 @@ fn convert_ports(spec: &core::ServiceSpec) -> Result<Vec<ServicePort>, Rejection
                 value: name.to_string(),
             });
         }
+        if !name.is_empty() {
+            check_name(&format!("spec.ports[{i}].name"), &name, NameRule::Label)?;
+        }
         let port = parse_port(format!("spec.ports[{i}].port"), p.port)?;
         let proto = parse_proto(format!("spec.ports[{i}].protocol"), p.protocol.as_deref())?;
+        // The API server refuses a second port with the same number and protocol; merging them
+        // would silently drop one port's endpoints.
+        if ports.iter().any(|q| q.port == port && q.proto == proto) {
+            return Err(Rejection::DuplicatePort {
+                field: format!("spec.ports[{i}]"),
+                value: format!("{port}/{}", proto.upper()),
+            });
+        }
         let node_port = match p.node_port {
             None | Some(0) => None,
             Some(np) => Some(parse_port(format!("spec.ports[{i}].nodePort"), np)?),

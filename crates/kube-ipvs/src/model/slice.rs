@@ -7,6 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::discovery::v1 as discovery;
 
 use super::reject::{Rejection, SkipReason};
+use super::validate::{NameRule, check_name, usable_ip};
 use crate::types::{Family, Proto, ServiceKey};
 
 /// The label joining a slice to its Service.
@@ -102,10 +103,21 @@ pub fn convert_slice(
         return Err(Rejection::MissingName);
     }
     let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+    check_name("metadata.namespace", ns, NameRule::Label)?;
+    check_name(
+        "metadata.name",
+        s.metadata.name.as_deref().unwrap_or_default(),
+        NameRule::Subdomain,
+    )?;
     let family = match s.address_type.as_str() {
         "IPv4" => Family::V4,
         "IPv6" => Family::V6,
-        _ => return Ok(ConvertedSlice::Skip(SkipReason::FqdnSlice)),
+        "FQDN" => return Ok(ConvertedSlice::Skip(SkipReason::FqdnSlice)),
+        other => {
+            return Err(Rejection::InvalidAddressType {
+                value: other.to_owned(),
+            });
+        }
     };
     let labels = s.metadata.labels.as_ref();
     // The stock watch selector `!service-proxy-name,!headless` applies to slices too.
@@ -122,10 +134,18 @@ pub fn convert_slice(
         .and_then(|l| l.get(LABEL_SERVICE_NAME))
         .filter(|n| !n.is_empty())
         .ok_or(Rejection::MissingServiceLabel)?;
+    check_name(
+        &format!("metadata.labels[{LABEL_SERVICE_NAME}]"),
+        service,
+        NameRule::Label,
+    )?;
     let mut ports = Vec::new();
     for (i, p) in s.ports.iter().flatten().enumerate() {
         // A port without a number is ignored, as stock does.
         let Some(raw) = p.port else { continue };
+        if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            check_name(&format!("ports[{i}].name"), name, NameRule::Label)?;
+        }
         let port =
             u16::try_from(raw)
                 .ok()
@@ -150,14 +170,14 @@ pub fn convert_slice(
         let Some(raw) = ep.addresses.first() else {
             continue;
         };
-        let addr: IpAddr = raw
-            .parse()
-            .ok()
-            .filter(|a| Family::of(a) == family)
-            .ok_or_else(|| Rejection::InvalidIp {
-                field: format!("endpoints[{i}].addresses[0]"),
+        let field = || format!("endpoints[{i}].addresses[0]");
+        let addr: IpAddr = usable_ip(field, raw)?;
+        if Family::of(&addr) != family {
+            return Err(Rejection::InvalidIp {
+                field: field(),
                 value: raw.clone(),
-            })?;
+            });
+        }
         let cond = ep.conditions.clone().unwrap_or_default();
         let ready = cond.ready.unwrap_or(true);
         let hints = ep.hints.as_ref();

@@ -55,6 +55,15 @@ impl Ops {
     }
 }
 
+fn plan_routes(desired: &NodeState, observed: &ObservedState, ops: &mut Ops) {
+    for r in desired.routes().difference(observed.routes()) {
+        ops.push(Op::AddRoute { cidr: *r });
+    }
+    for r in observed.routes().difference(desired.routes()) {
+        ops.push(Op::DelRoute { cidr: *r });
+    }
+}
+
 /// The planner: configuration plus the drain bookkeeping that outlives one plan.
 #[derive(Debug, Default)]
 pub struct Planner {
@@ -109,12 +118,7 @@ impl Planner {
         for (a, want, have) in merge_join(want, have) {
             self.addr_op(a, want.is_some(), have.is_some(), &mut ops);
         }
-        for r in desired.routes().difference(observed.routes()) {
-            ops.push(Op::AddRoute { cidr: *r });
-        }
-        for r in observed.routes().difference(desired.routes()) {
-            ops.push(Op::DelRoute { cidr: *r });
-        }
+        plan_routes(desired, observed, &mut ops);
         for (set, want, have) in merge_join(desired.ipsets(), observed.ipsets()) {
             let want = want.into_iter().flatten().map(|e| (e, ()));
             let have = have.into_iter().flatten().map(|e| (e, ()));
@@ -165,6 +169,9 @@ impl Planner {
         addrs.extend(touched.vs.iter().filter_map(VsKey::addr));
         for a in &addrs {
             self.plan_addr(&ctx, a, &mut ops);
+        }
+        if touched.routes {
+            plan_routes(desired, observed, &mut ops);
         }
         for (set, e) in &touched.ipset {
             match (desired.has_member(set, e), observed.has_member(set, e)) {

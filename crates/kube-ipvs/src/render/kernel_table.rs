@@ -307,7 +307,8 @@ fn service_line(out: &mut String, ts: &TableService, fmt: ListFormat, note: &Ann
     match note {
         Annotation::None => {}
         Annotation::Owner(o) => {
-            let _ = write!(out, "  # {o}");
+            // From the owners file or a dump: input, printed escaped.
+            let _ = write!(out, "  # {}", super::Escaped(o));
         }
         Annotation::Foreign => out.push_str("  # foreign"),
     }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::Escaped;
 use super::ipvsadm::{TableRow, ipvsadm_table};
 use crate::desired::{DesiredVs, HealthCheck, IptablesInputs, NodeState};
 use crate::model::ClusterIndex;
@@ -180,11 +181,11 @@ pub fn plan_text(r: &PlanReport<'_>, annotate: bool) -> String {
         "Rejected objects",
         &r.rejected,
         |o, (obj, why)| {
-            let _ = writeln!(o, "  {obj}: {why}");
+            let _ = writeln!(o, "  {}: {}", Escaped(obj), Escaped(why));
         },
     );
     section(&mut out, "Skipped objects", &r.skipped, |o, (obj, why)| {
-        let _ = writeln!(o, "  {obj}: {why}");
+        let _ = writeln!(o, "  {}: {}", Escaped(obj), Escaped(why));
     });
     out
 }

@@ -3,7 +3,14 @@
 //! polled for changes and re-emitted as a list per kind that changed.
 //!
 //! A file that fails to read or parse keeps the last good state (and, before the first good read,
-//! keeps the source not ready): a typo in a manifest never empties the tables.
+//! keeps the source not ready): a typo in a manifest never empties the tables. A failed file is
+//! read again when it changes, or after a backoff (1 s doubling to [`MAX_RETRY`]) while it does
+//! not, never every poll.
+//!
+//! An object that does not decode (a string where a number belongs, a `null` list item) is
+//! delivered as [`SourceEvent::Invalid`] with the path of the offending field: its last good
+//! version stays programmed and it is reported like any rejected object, exactly as for an
+//! object that decodes but does not validate (`clusterIP: 10.96.0.999`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +24,12 @@ use tokio::sync::mpsc;
 use super::readiness::Gate;
 use super::selector::passes_stock_selector;
 use super::strip::Strip;
-use super::{ClusterEvent, DEFAULT_CAPACITY, SourceError, SourceKind, Sources, list_events};
+use super::{ClusterEvent, DEFAULT_CAPACITY, SourceError, SourceEvent, SourceKind, Sources};
 use crate::dump::ClusterDump;
+use crate::model::{ObjectKind, ObjectRef, Rejection};
+
+/// The longest wait before a file that failed to load is read again while it has not changed.
+pub const MAX_RETRY: Duration = Duration::from_secs(60);
 
 /// What the file source reads.
 #[derive(Clone, Debug)]
@@ -101,16 +112,47 @@ pub struct FileState {
     pub node: Vec<Node>,
     /// ServiceCIDRs.
     pub service_cidrs: Vec<ServiceCIDR>,
+    /// Objects of these kinds that do not decode (the node's Node only), in file order.
+    pub invalid: Vec<(ObjectRef, Rejection)>,
 }
 
-/// Reads every file of `path` into a [`FileState`]; objects that do not decode are logged and skipped.
+impl FileState {
+    fn invalid_of(&self, kind: ObjectKind) -> impl Iterator<Item = &(ObjectRef, Rejection)> {
+        self.invalid.iter().filter(move |(o, _)| o.kind == kind)
+    }
+}
+
+/// The events of one list of a kind: its objects, then those that did not decode.
+fn kind_list<K>(
+    wrap: fn(SourceEvent<K>) -> ClusterEvent,
+    objects: Vec<K>,
+    invalid: Vec<(ObjectRef, Rejection)>,
+) -> impl Iterator<Item = ClusterEvent> {
+    std::iter::once(SourceEvent::ListStart)
+        .chain(objects.into_iter().map(SourceEvent::Applied))
+        .chain(invalid.into_iter().map(|(o, r)| SourceEvent::Invalid(o, r)))
+        .chain(std::iter::once(SourceEvent::ListEnd))
+        .map(wrap)
+}
+
+/// Reads every file of `path` into a [`FileState`]; objects that do not decode are logged and
+/// listed in [`FileState::invalid`].
 pub fn load(path: &Path, node_name: &str) -> Result<FileState, SourceError> {
     let mut dump = ClusterDump::default();
     for f in files(path)? {
         dump.read_file(&f)?;
     }
+    let mut invalid = Vec::new();
     for bad in &dump.bad {
-        tracing::warn!(origin = %bad.origin, kind = %bad.kind, name = %bad.name, error = %bad.message, "skipping object");
+        tracing::warn!(origin = %bad.origin, kind = %bad.kind, name = %crate::render::Escaped(&bad.name), error = %bad.message, "object does not decode; keeping its last good version");
+        if let Some(o) = &bad.object
+            && (o.kind != ObjectKind::Node || o.name == node_name)
+        {
+            let why = Rejection::Undecodable {
+                message: bad.message.clone(),
+            };
+            invalid.push((o.clone(), why));
+        }
     }
     fn keep<K: Strip>(items: Vec<K>, pass: impl Fn(&K) -> bool) -> Vec<K> {
         items
@@ -134,6 +176,7 @@ pub fn load(path: &Path, node_name: &str) -> Result<FileState, SourceError> {
             n.metadata.name.as_deref() == Some(node_name.as_str())
         }),
         service_cidrs: keep(dump.service_cidrs, |_| true),
+        invalid,
     })
 }
 
@@ -153,6 +196,8 @@ async fn run(opts: FileOptions, tx: mpsc::Sender<ClusterEvent>, gate: Arc<Gate>)
     let path = opts.path.display().to_string();
     let mut seen: Option<Fingerprint> = None;
     let mut last: Option<FileState> = None;
+    // The files that failed to load, when to try them again, and the next backoff.
+    let mut failed: Option<(Fingerprint, tokio::time::Instant, Duration)> = None;
     let mut tick = tokio::time::interval(opts.poll.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -167,13 +212,21 @@ async fn run(opts: FileOptions, tx: mpsc::Sender<ClusterEvent>, gate: Arc<Gate>)
         if seen.as_ref() == Some(&fp) {
             continue;
         }
+        let now = tokio::time::Instant::now();
+        let backoff = match &failed {
+            Some((f, at, _)) if *f == fp && now < *at => continue,
+            Some((f, _, backoff)) if *f == fp => (*backoff * 2).min(MAX_RETRY),
+            _ => Duration::from_secs(1),
+        };
         let state = match load(&opts.path, &opts.node_name) {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(path, error = %e, "file source invalid; keeping the last state");
+                tracing::warn!(path, error = %e, retry_in_s = backoff.as_secs(), "file source invalid; keeping the last state until it changes");
+                failed = Some((fp, now + backoff, backoff));
                 continue;
             }
         };
+        failed = None;
         seen = Some(fp);
         let first = last.is_none();
         let prev = last.take().unwrap_or_default();
@@ -181,22 +234,43 @@ async fn run(opts: FileOptions, tx: mpsc::Sender<ClusterEvent>, gate: Arc<Gate>)
             path,
             services = state.services.len(),
             slices = state.slices.len(),
+            invalid = state.invalid.len(),
             "file source loaded"
         );
+        let changed = |kind: ObjectKind, objects: bool| {
+            first || objects || !state.invalid_of(kind).eq(prev.invalid_of(kind))
+        };
         let mut sends: Vec<ClusterEvent> = Vec::new();
-        if first || prev.services != state.services {
-            sends.extend(list_events(ClusterEvent::Service, state.services.clone()));
+        let invalid = |kind: ObjectKind| state.invalid_of(kind).cloned().collect::<Vec<_>>();
+        if changed(ObjectKind::Service, prev.services != state.services) {
+            sends.extend(kind_list(
+                ClusterEvent::Service,
+                state.services.clone(),
+                invalid(ObjectKind::Service),
+            ));
         }
-        if first || prev.slices != state.slices {
-            sends.extend(list_events(ClusterEvent::Slice, state.slices.clone()));
+        if changed(ObjectKind::EndpointSlice, prev.slices != state.slices) {
+            sends.extend(kind_list(
+                ClusterEvent::Slice,
+                state.slices.clone(),
+                invalid(ObjectKind::EndpointSlice),
+            ));
         }
-        if first || prev.node != state.node {
-            sends.extend(list_events(ClusterEvent::Node, state.node.clone()));
+        if changed(ObjectKind::Node, prev.node != state.node) {
+            sends.extend(kind_list(
+                ClusterEvent::Node,
+                state.node.clone(),
+                invalid(ObjectKind::Node),
+            ));
         }
-        if first || prev.service_cidrs != state.service_cidrs {
-            sends.extend(list_events(
+        if changed(
+            ObjectKind::ServiceCidr,
+            prev.service_cidrs != state.service_cidrs,
+        ) {
+            sends.extend(kind_list(
                 ClusterEvent::ServiceCidr,
                 state.service_cidrs.clone(),
+                invalid(ObjectKind::ServiceCidr),
             ));
         }
         last = Some(state);

@@ -34,6 +34,10 @@ pub struct KubernetesOptions {
     pub service_cidrs: bool,
     /// Event channel capacity.
     pub capacity: usize,
+    /// `timeoutSeconds` of each watch request (kube-runtime's default, 290 s, when unset). The
+    /// API server ends a watch after it; a watch silent for this long plus 5 s is taken for
+    /// stalled (a proxy that stopped forwarding) and reopened by the client.
+    pub watch_timeout: Option<u32>,
 }
 
 impl KubernetesOptions {
@@ -43,6 +47,7 @@ impl KubernetesOptions {
             node_name: node_name.into(),
             service_cidrs: true,
             capacity: DEFAULT_CAPACITY,
+            watch_timeout: None,
         }
     }
 }
@@ -132,7 +137,11 @@ pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
     let (tx, events) = mpsc::channel(opts.capacity.max(1));
     let (gate, ready) = Gate::new(SourceKind::ALL);
     let gate = Arc::new(gate);
-    let stock = watcher::Config::default().labels(STOCK_LABEL_SELECTOR);
+    let base = match opts.watch_timeout {
+        Some(t) => watcher::Config::default().timeout(t),
+        None => watcher::Config::default(),
+    };
+    let stock = base.clone().labels(STOCK_LABEL_SELECTOR);
     let mut tasks = vec![
         tokio::spawn(run(
             Api::<Service>::all(client.clone()),
@@ -158,7 +167,7 @@ pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
         )),
         tokio::spawn(run(
             Api::<Node>::all(client.clone()),
-            watcher::Config::default().fields(&node_field_selector(&opts.node_name)),
+            base.clone().fields(&node_field_selector(&opts.node_name)),
             Spec {
                 kind: SourceKind::Node,
                 wrap: ClusterEvent::Node,
@@ -175,13 +184,7 @@ pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
     };
     if opts.service_cidrs {
         let api = Api::<ServiceCIDR>::all(client);
-        tasks.push(tokio::spawn(run(
-            api,
-            watcher::Config::default(),
-            cidrs,
-            tx,
-            gate,
-        )));
+        tasks.push(tokio::spawn(run(api, base, cidrs, tx, gate)));
     } else {
         tasks.push(tokio::spawn(async move {
             if send_empty_list(ClusterEvent::ServiceCidr, &tx).await {

@@ -15,6 +15,8 @@
 //!   without its `ListEnd` (a list that failed part way) is superseded by the next `ListStart`.
 //! - `Applied(obj)`: one object was added or changed.
 //! - `Deleted(obj)`: one object was deleted (its last known state).
+//! - `Invalid(ref, why)`: the object's latest version does not decode (file source only): the
+//!   consumer keeps its last valid version and reports it as rejected.
 //! - [`ClusterEvent::Synced`]: sent once, after every kind has delivered its initial `ListEnd`. The
 //!   agent must program nothing before it; [`Sources::ready`] flips at the same moment for health.
 //!
@@ -51,6 +53,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use error::SourceError;
+
+use crate::model::{ObjectRef, Rejection};
 pub use file::FileOptions;
 pub use kubernetes::KubernetesOptions;
 
@@ -65,6 +69,10 @@ pub enum SourceEvent<K> {
     ListStart,
     /// The list is complete: objects not delivered since `ListStart` are gone. A resync, not a flush.
     ListEnd,
+    /// The latest version of this object cannot be used at all (the file source could not
+    /// decode it): its last valid version stays in effect, as for an object the model rejects,
+    /// and inside a list it counts as delivered.
+    Invalid(ObjectRef, Rejection),
 }
 
 /// The events of one complete list of `objects`: `ListStart`, each object `Applied`, `ListEnd`.

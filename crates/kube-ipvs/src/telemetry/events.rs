@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::model::{ObjectRef, Rejection};
 
 /// Every [`Rejection::reason`], so the `kube_ipvs_rejected_objects` gauge shows zeros.
-pub const ALL_REASONS: [&str; 12] = [
+pub const ALL_REASONS: [&str; 16] = [
     "MissingName",
     "InvalidIP",
     "InvalidCIDR",
@@ -31,6 +31,10 @@ pub const ALL_REASONS: [&str; 12] = [
     "MissingServiceLabel",
     "SliceWithoutService",
     "VirtualServerConflict",
+    "InvalidName",
+    "Undecodable",
+    "DuplicatePort",
+    "InvalidAddressType",
 ];
 
 /// Event notes are limited to 1 KiB by the API server.
@@ -310,6 +314,19 @@ mod tests {
                 vs: "v".into(),
                 owner: "o".into(),
             },
+            Rejection::InvalidName {
+                field: "f".into(),
+                value: "v".into(),
+                why: "w",
+            },
+            Rejection::Undecodable {
+                message: "m".into(),
+            },
+            Rejection::DuplicatePort {
+                field: "f".into(),
+                value: "v".into(),
+            },
+            Rejection::InvalidAddressType { value: "v".into() },
         ];
         let reasons: Vec<&str> = samples.iter().map(Rejection::reason).collect();
         assert_eq!(reasons, ALL_REASONS);

@@ -147,6 +147,12 @@ pub struct Metrics {
     rejected: Family<ReasonLabels, Gauge>,
     drain_backlog: Gauge,
     services: Gauge,
+    sync_ops: Family<ProgressLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgressLabels {
+    state: &'static str,
 }
 
 fn secs(t: SystemTime) -> f64 {
@@ -191,6 +197,7 @@ impl Metrics {
             rejected: Family::default(),
             drain_backlog: Gauge::default(),
             services: Gauge::default(),
+            sync_ops: Family::default(),
         };
         m.register()
     }
@@ -276,7 +283,7 @@ impl Metrics {
         );
         r.register(
             "kube_ipvs_syncs",
-            "Syncs by kind (full, incremental, drain)",
+            "Syncs by kind (full, verify, incremental, drain)",
             self.syncs.clone(),
         );
         r.register(
@@ -308,6 +315,12 @@ impl Metrics {
             "kube_ipvs_build_info",
             "A metric with a constant '1' value labeled by version, commit, build date, compiler and platform",
             build_info,
+        );
+        r.register(
+            "kube_ipvs_sync_ops",
+            "Ops of the last sync that applied any: planned, and applied so far (moves while a long \
+             plan, such as the initial programming of a large node, is applied)",
+            self.sync_ops.clone(),
         );
         r.register_collector(Box::new(process::ProcessCollector));
         // Every family exists from the start so dashboards see zeros, not gaps.
@@ -349,6 +362,15 @@ impl Metrics {
             .set(gauge_value(pending.services));
         self.endpoint_changes_pending
             .set(gauge_value(pending.endpoints));
+    }
+
+    /// A sync has applied `done` of its `planned` ops.
+    pub fn progress(&self, done: usize, planned: usize) {
+        for (state, n) in [("planned", planned), ("applied", done)] {
+            self.sync_ops
+                .get_or_create(&ProgressLabels { state })
+                .set(gauge_value(u64::try_from(n).unwrap_or(u64::MAX)));
+        }
     }
 
     /// A sync finished; `pending` is what is still waiting after it.
@@ -640,6 +662,7 @@ pub(crate) mod tests {
         m.queued(ChangeKind::Endpoints, t0, pending);
         m.queued(ChangeKind::Endpoints, t0, pending);
         m.synced(&report(SyncKind::Incremental, t0), Counts::default());
+        m.progress(16_384, 400_000);
         m.rejections(&BTreeMap::from([("InvalidIP", 3)]));
         m.no_local_endpoints((1, 2));
         m.healthz(200);
@@ -727,6 +750,8 @@ pub(crate) mod tests {
         );
         assert_eq!(get("kube_ipvs_drain_backlog"), 4.0);
         assert_eq!(get("kube_ipvs_services"), 7.0);
+        assert_eq!(get("kube_ipvs_sync_ops{state=\"planned\"}"), 400_000.0);
+        assert_eq!(get("kube_ipvs_sync_ops{state=\"applied\"}"), 16_384.0);
 
         // Stock types, and stock names in the classic format (counters with `_total`).
         let ty = types(&text);
@@ -768,6 +793,7 @@ pub(crate) mod tests {
             ("kube_ipvs_ops_total", "counter"),
             ("kube_ipvs_rejected_objects", "gauge"),
             ("kube_ipvs_drain_backlog", "gauge"),
+            ("kube_ipvs_sync_ops", "gauge"),
         ] {
             assert_eq!(ty.get(name).map(String::as_str), Some(want), "{name}");
         }

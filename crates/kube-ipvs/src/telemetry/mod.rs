@@ -343,6 +343,10 @@ impl Observer for Telemetry {
         self.metrics.queued(kind, at, pending);
     }
 
+    fn progress(&self, _kind: crate::agent::SyncKind, done: usize, planned: usize) {
+        self.metrics.progress(done, planned);
+    }
+
     fn synced(&self, report: &SyncReport) {
         let pending = self.health.synced(report);
         self.metrics.synced(report, pending);

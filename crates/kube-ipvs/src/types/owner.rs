@@ -32,8 +32,9 @@ impl ServiceKey {
 }
 
 impl fmt::Display for ServiceKey {
+    /// `namespace/name`, control characters escaped ([`crate::render::escape`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        crate::render::Escaped(&self.0).fmt(f)
     }
 }
 
@@ -54,7 +55,7 @@ pub struct ServicePortName {
 
 impl fmt::Display for ServicePortName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.service, self.port)
+        write!(f, "{}:{}", self.service, crate::render::Escaped(&self.port))
     }
 }
 

@@ -114,3 +114,5 @@ pub fn converge(e: &mut Engine, now: Duration) -> Vec<Op> {
 pub fn with_kernel(e: &mut Engine, o: ObservedState) {
     e.set_observed(o);
 }
+
+pub mod kubectl_dump;

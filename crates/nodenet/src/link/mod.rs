@@ -80,7 +80,7 @@ fn address_message(ifindex: u32, net: IpNet) -> AddressMessage {
 }
 
 /// The address of a dumped message: IFA_LOCAL when present (IPv4), else IFA_ADDRESS.
-fn address_of(msg: &AddressMessage) -> Option<IpNet> {
+pub(crate) fn address_of(msg: &AddressMessage) -> Option<IpNet> {
     let mut local = None;
     let mut address = None;
     for attr in &msg.attributes {
@@ -93,14 +93,14 @@ fn address_of(msg: &AddressMessage) -> Option<IpNet> {
     IpNet::new(local.or(address)?, msg.header.prefix_len).ok()
 }
 
-fn link_name(msg: &LinkMessage) -> Option<&str> {
+pub(crate) fn link_name(msg: &LinkMessage) -> Option<&str> {
     msg.attributes.iter().find_map(|a| match a {
         LinkAttribute::IfName(n) => Some(n.as_str()),
         _ => None,
     })
 }
 
-fn link_kind(msg: &LinkMessage) -> Option<&InfoKind> {
+pub(crate) fn link_kind(msg: &LinkMessage) -> Option<&InfoKind> {
     msg.attributes.iter().find_map(|a| match a {
         LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
             LinkInfo::Kind(k) => Some(k),

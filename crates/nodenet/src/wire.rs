@@ -1,0 +1,102 @@
+//! The decoders behind nodenet's kernel reads, as pure functions of one received datagram:
+//! bytes in, the values nodenet uses out (or an error; never a panic). The sockets run the same
+//! conversions on what they receive; the fuzz targets (`crates/nodenet/fuzz`) and tests call
+//! these, so they do not depend on how the sockets are built.
+//!
+//! | function | the reply of |
+//! |---|---|
+//! | [`links`] | `RTM_GETLINK` (dump) |
+//! | [`addresses`] | `RTM_GETADDR` (dump) |
+//! | [`local_routes`] | `RTM_GETROUTE` (dump of the local table) |
+//! | [`conntrack_flows`] | `IPCTNL_MSG_CT_GET` (dump) |
+
+use ipnet::IpNet;
+use netlink_packet_core::{NetlinkDeserializable, NetlinkPayload};
+use netlink_packet_netfilter::NetfilterMessage;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::LinkFlags;
+
+use crate::conntrack::{Flow, decode_flow};
+use crate::link::socket::{TransportError, parse_all};
+use crate::route::LocalRoute;
+
+/// A datagram that is not a sequence of well-formed netlink messages.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed netlink datagram: {0}")]
+pub struct DecodeError(String);
+
+/// The inner messages of a datagram (acks, errors and `NLMSG_DONE` skipped).
+fn messages<I: NetlinkDeserializable>(datagram: &[u8]) -> Result<Vec<I>, DecodeError> {
+    let parsed = parse_all::<I>(datagram).map_err(|e| match e {
+        TransportError::Decode(m) => DecodeError(m),
+        other => DecodeError(other.to_string()),
+    })?;
+    Ok(parsed
+        .into_iter()
+        .filter_map(|(_, p)| match p {
+            NetlinkPayload::InnerMessage(m) => Some(m),
+            _ => None,
+        })
+        .collect())
+}
+
+/// One link of an `RTM_GETLINK` dump, as nodenet reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// `IFLA_IFNAME`.
+    pub name: Option<String>,
+    /// `IFLA_INFO_KIND` (`dummy`, `veth`, ...).
+    pub kind: Option<String>,
+    /// `IFF_LOOPBACK`.
+    pub loopback: bool,
+}
+
+/// The links of an `RTM_GETLINK` reply.
+pub fn links(datagram: &[u8]) -> Result<Vec<Link>, DecodeError> {
+    Ok(messages::<RouteNetlinkMessage>(datagram)?
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(Link {
+                index: l.header.index,
+                name: crate::link::link_name(l).map(str::to_owned),
+                kind: crate::link::link_kind(l).map(ToString::to_string),
+                loopback: l.header.flags.contains(LinkFlags::Loopback),
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The `(ifindex, address/prefix)` pairs of an `RTM_GETADDR` reply.
+pub fn addresses(datagram: &[u8]) -> Result<Vec<(u32, IpNet)>, DecodeError> {
+    Ok(messages::<RouteNetlinkMessage>(datagram)?
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) => {
+                Some((a.header.index, crate::link::address_of(a)?))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// The `local` routes of the local table in an `RTM_GETROUTE` reply.
+pub fn local_routes(datagram: &[u8]) -> Result<Vec<LocalRoute>, DecodeError> {
+    Ok(messages::<RouteNetlinkMessage>(datagram)?
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewRoute(r) => crate::route::decode(r),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The flows (with ports) of a conntrack dump reply.
+pub fn conntrack_flows(datagram: &[u8]) -> Result<Vec<Flow>, DecodeError> {
+    Ok(messages::<NetfilterMessage>(datagram)?
+        .iter()
+        .filter_map(decode_flow)
+        .collect())
+}
