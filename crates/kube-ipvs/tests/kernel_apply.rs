@@ -189,7 +189,20 @@ async fn full_plan_applies_and_a_second_plan_is_empty() {
         family: kube_ipvs::types::Family::V4,
         mark: 0x7777,
     });
-    let counters = kernel.counters(&of).await.unwrap();
+    let read = kernel
+        .read(kube_ipvs::kernel::ReadScope {
+            vs: of,
+            table: false,
+        })
+        .await;
+    let read = kernel.adopt_read(read).unwrap();
+    assert_eq!(read.vs.last().map(|(_, r)| r.is_none()), Some(true));
+    let counters: Vec<_> = read
+        .vs
+        .iter()
+        .filter_map(|(_, r)| r.as_ref())
+        .flatten()
+        .collect();
     assert_eq!(counters.len(), reals);
     assert!(counters.iter().all(|c| c.active == 0 && c.inactive == 0));
 }
