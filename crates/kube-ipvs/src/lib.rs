@@ -15,12 +15,14 @@
 //! | [`dump`] | reading `kubectl get -o yaml/json` dumps | - (`kube-ipvs plan -f`) |
 //! | [`planner_config`] | the plain configuration the planner needs | KubeProxyConfiguration fields |
 //! | [`kernel`] | the apply layer: the only module that touches the kernel (and its fake) | kube-proxy's `ipvs`/`ipset`/`netlink`/`iptables` utils |
-//! | `config` | KubeProxyConfiguration loader | `kube-proxy --config` |
+//! | `config` | KubeProxyConfiguration loader, every stock flag, the effective configuration | `kube-proxy --config`, its flags, `--write-config-to` |
+//! | [`build_info`] | version, commit, build date | `kubernetes_build_info` |
 //! | [`telemetry`] | `/healthz`, `/livez`, `/metrics`, health-check node ports, Events, logging | kube-proxy's `healthcheck` and `metrics` packages |
 //! | `source` | Kubernetes watchers (kube-rs) and file sources feeding the model | kube-proxy's informers |
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod build_info;
 pub mod cleanup;
 pub mod config;
 pub mod desired;

@@ -600,3 +600,128 @@ fn cleanup_library_entry_removes_what_the_agent_published() {
         "the owners file is removed with the state it describes"
     );
 }
+
+/// A KubeProxyConfiguration file for the agent and cleanup tests (IPv4: the namespace has only
+/// loopback, so the configuration decides the family).
+fn config_file(name: &str, body: &str) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("kube-ipvs-lab-{}-{name}.yaml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n\
+             mode: ipvs\nclusterCIDR: 10.244.0.0/16\n{body}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn cleanup_keeps_excluded_virtual_servers_after_a_real_agent_run() {
+    fresh_netns();
+    let config = config_file("excluded", "ipvs: {excludeCIDRs: [10.96.0.10/32]}\n");
+    let config = config.display();
+    // The agent programs examples/cluster.yaml for node-a, kube-dns (10.96.0.10) included: the
+    // exclusion protects entries from removal, it does not stop the agent from programming them.
+    // Healthz and metrics bind their defaults: with --config, kube-proxy ignores those flags.
+    let mut agent = Command::new(BIN)
+        .current_dir(ROOT)
+        .args([
+            "run",
+            &format!("--config={config}"),
+            "--source=file:examples/cluster.yaml",
+            "--hostname-override=node-a",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once a second: every probe is a process under emulation, and the agent shares the CPUs.
+    let programmed = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let t = sh("ipvsadm -Sn");
+        t.contains("-A -t 10.96.0.10:53") && t.contains("-A -t 10.96.0.1:443")
+    });
+    sh(&format!("kill -TERM {}", agent.id()));
+    let status = agent.wait().unwrap();
+    assert!(programmed, "the agent did not program the table: {status}");
+    let table = sh("ipvsadm -Sn");
+    assert!(
+        !table.contains("[fd00"),
+        "IPv4 only, as configured:\n{table}"
+    );
+
+    // The agent published what it programmed (the default owners file): without the agent's
+    // configuration, kube-dns's virtual servers are ours and cleanup would delete them.
+    let timeout = "--request-timeout 120";
+    let plain = kube_ipvs(&format!("cleanup --dry-run {timeout}"));
+    assert!(
+        plain.contains("would delete virtual server UDP  10.96.0.10:53 (published by the agent)"),
+        "{plain}"
+    );
+    // With it (cleanup takes run's --config), the excluded ones stay, everything else goes.
+    let done = kube_ipvs(&format!("cleanup --config={config} {timeout}"));
+    let left = sh("ipvsadm -Sn");
+    let mut services: Vec<&str> = left.lines().filter(|l| l.starts_with("-A")).collect();
+    services.sort_unstable();
+    assert_eq!(
+        services,
+        [
+            "-A -t 10.96.0.10:53 -s rr",
+            "-A -t 10.96.0.10:9153 -s rr",
+            "-A -u 10.96.0.10:53 -s rr"
+        ],
+        "{done}"
+    );
+    for kept in [
+        "TCP  10.96.0.10:53",
+        "UDP  10.96.0.10:53",
+        "TCP  10.96.0.10:9153",
+    ] {
+        assert!(
+            done.contains(&format!("kept: virtual server {kept} (not ours)")),
+            "{done}"
+        );
+    }
+    assert!(!sh("ip -o link").contains("kube-ipvs0"), "{done}");
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn init_only_prepares_the_node_and_exits() {
+    fresh_netns();
+    // As an init container runs it: argv[0] kube-proxy, kube-proxy's flags.
+    let dir = std::env::temp_dir().join(format!("kube-proxy-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kube_proxy = dir.join("kube-proxy");
+    let _ = std::fs::remove_file(&kube_proxy);
+    std::os::unix::fs::symlink(BIN, &kube_proxy).unwrap();
+    let config = config_file("init-only", "ipvs: {strictARP: true, tcpTimeout: 900s}\n");
+    assert!(!sh("ip -o link").contains("kube-ipvs0"));
+    let out = Command::new(&kube_proxy)
+        .args([
+            &format!("--config={}", config.display()),
+            "--v=2",
+            "--init-only",
+            "--hostname-override=node-a",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sh("ip -o link").contains("kube-ipvs0"));
+    assert_eq!(sh("sysctl -n net.ipv4.vs.conntrack").trim(), "1");
+    assert_eq!(sh("sysctl -n net.ipv4.conf.all.arp_ignore").trim(), "1");
+    assert!(sh("ipset list -n").contains("KUBE-CLUSTER-IP"));
+    assert!(sh("ipvsadm -Ln --timeout").contains("Timeout (tcp tcpfin udp): 900 "));
+    assert_eq!(
+        sh("ipvsadm -Sn"),
+        "",
+        "no virtual server: nothing was synced"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -8,6 +8,7 @@
 //! | [`iptables`] | `iptables-restore --noflush` of the `KUBE-*` chains, `iptables -I ... -j KUBE-*`, `iptables -F/-X` on cleanup |
 //! | [`sysctl`] | `sysctl -w net.ipv4.vs.conntrack=1` and the other IPVS-mode sysctls |
 //! | [`conntrack`] | `conntrack -D -p udp --orig-dst IP --dport PORT [--reply-src ENDPOINT]` |
+//! | [`nft`] | `nft delete table ip kube-proxy` (the nftables proxier's leftovers) |
 //! | [`wire`] | (the decoders of the rtnetlink and conntrack replies, bytes -> values, for fuzzing) |
 //!
 //! Netlink work (links, addresses, routes, ipsets, conntrack) happens in-process, pipelined,
@@ -19,6 +20,7 @@ pub mod conntrack;
 pub mod ipset;
 pub mod iptables;
 pub mod link;
+pub mod nft;
 pub mod route;
 pub mod sysctl;
 pub mod wire;

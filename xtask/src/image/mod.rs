@@ -22,6 +22,9 @@ use oci::{ImageConfig, Layer, Layout};
 /// the process sees argv0 `kube-proxy`).
 pub const BINARY: &str = "/usr/local/bin/kube-ipvs";
 pub const KUBE_PROXY_ALIAS: &str = "/usr/local/bin/kube-proxy";
+/// Stock's image has kube-log-runner at `/go-runner` (kops' static pod runs kube-proxy through
+/// it); invoked by that name, the binary does its job.
+pub const GO_RUNNER_ALIAS: &str = "/go-runner";
 pub const ENTRYPOINT: [&str; 1] = [BINARY];
 pub const CMD: [&str; 1] = ["run"];
 /// Debian's default PATH for root, as the base images set it.
@@ -176,7 +179,10 @@ fn build(out: &Path, binary: &Path, git: &Git, tag: &str, reuse_rootfs: bool) ->
         &agent_dir,
         git.epoch,
         &work,
-        format!("{BINARY} (cargo build --release -p kube-ipvs), {KUBE_PROXY_ALIAS} -> kube-ipvs"),
+        format!(
+            "{BINARY} (cargo build --release -p kube-ipvs), {KUBE_PROXY_ALIAS} and \
+             {GO_RUNNER_ALIAS} -> kube-ipvs"
+        ),
     )?;
     let layers = vec![base, agent];
     let created = rfc3339(git.epoch)?;
@@ -213,7 +219,8 @@ fn build(out: &Path, binary: &Path, git: &Git, tag: &str, reuse_rootfs: bool) ->
     Ok(built)
 }
 
-/// `usr/local/bin/kube-ipvs` (0755) and the `kube-proxy` symlink to it, under `dir`.
+/// `usr/local/bin/kube-ipvs` (0755) and the `kube-proxy` and `go-runner` symlinks to it, under
+/// `dir`.
 fn stage_agent(dir: &Path, binary: &Path) -> Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir)?;
@@ -226,12 +233,19 @@ fn stage_agent(dir: &Path, binary: &Path) -> Result<()> {
     }
     fs::copy(binary, &bin).with_context(|| format!("copying {}", binary.display()))?;
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
-    let alias = dir.join(KUBE_PROXY_ALIAS.trim_start_matches('/'));
-    let target = Path::new(BINARY)
-        .file_name()
-        .context("binary has a file name")?;
-    std::os::unix::fs::symlink(target, alias)?;
+    for alias in [KUBE_PROXY_ALIAS, GO_RUNNER_ALIAS] {
+        std::os::unix::fs::symlink(link_target(alias)?, dir.join(alias.trim_start_matches('/')))?;
+    }
     Ok(())
+}
+
+/// The relative symlink target at `alias` that names [`BINARY`] (`kube-ipvs` beside it,
+/// `usr/local/bin/kube-ipvs` from `/`).
+pub fn link_target(alias: &str) -> Result<&'static Path> {
+    let dir = Path::new(alias).parent().context("alias has a directory")?;
+    Path::new(BINARY)
+        .strip_prefix(dir)
+        .with_context(|| format!("{BINARY} is not below {}", dir.display()))
 }
 
 fn build_release() -> Result<PathBuf> {

@@ -123,13 +123,17 @@ fn containerfile_installs_the_binary_at_the_same_paths() {
                 let w = words(command);
                 if w.first().is_some_and(|c| c == "ln") && w.contains(&"-s".to_string()) {
                     let (target, link) = (&w[w.len() - 2], &w[w.len() - 1]);
-                    assert_eq!(target, "kube-ipvs", "{command}");
+                    assert_eq!(Path::new(target), link_target(link).unwrap(), "{command}");
                     paths.insert(link.clone());
                 }
             }
         }
     }
-    let ours = BTreeSet::from([BINARY.to_string(), KUBE_PROXY_ALIAS.to_string()]);
+    let ours = BTreeSet::from([
+        BINARY.to_string(),
+        KUBE_PROXY_ALIAS.to_string(),
+        GO_RUNNER_ALIAS.to_string(),
+    ]);
     assert_eq!(paths, ours);
 }
 

@@ -1,9 +1,12 @@
 //! From the effective configuration ([`Config`]) to what the sync loop runs with: the planner's
-//! [`PlannerConfig`], the families this node programs, and the loop's timings.
+//! [`PlannerConfig`], the families this node programs, and the loop's timings; and to what
+//! `cleanup` recognises as ours. `run`, `plan`, `cleanup` and `run --cleanup` all derive their
+//! settings here ([`Settings::derive`], [`cleanup_options`]), so they cannot disagree.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::cleanup::CleanupOptions;
 use crate::config::{Config, LocalDetection, NodePortAddresses};
 use crate::planner_config::PlannerConfig;
 use crate::types::{Family, Scheduler};
@@ -77,6 +80,17 @@ pub enum SettingsError {
 }
 
 impl Settings {
+    /// The settings of node `node_name` whose links carry `node_addresses` (every link but the
+    /// dummy device): the families it programs ([`families`]), then [`Settings::from_config`].
+    pub fn derive(
+        cfg: &Config,
+        node_name: &str,
+        node_addresses: Vec<IpAddr>,
+    ) -> Result<Self, SettingsError> {
+        let families = families(cfg, &node_addresses);
+        Self::from_config(cfg, node_name, families, node_addresses)
+    }
+
     /// Maps the configuration for node `node_name`, whose kernel lists `node_addresses`
     /// (every link but the dummy device), programming `families`.
     pub fn from_config(
@@ -102,11 +116,23 @@ impl Settings {
         p.bind_cluster_ips = cfg.bind_cluster_ips;
         p.strict_local = cfg.strict_local;
         p.drain_limit = cfg.drain_limit;
+        p.node_port_range = cfg.node_port_range.clone();
         Ok(Self {
             planner: p,
             timing: Timing::from_config(cfg),
             owners_path: None,
         })
+    }
+}
+
+/// What `cleanup` and `run --cleanup` recognise as ours and leave alone, from the same
+/// configuration as the agent: the dummy device, the NodePort range and `excludeCIDRs`.
+pub fn cleanup_options(cfg: &Config) -> CleanupOptions {
+    CleanupOptions {
+        dummy_device: cfg.dummy_device.as_str().to_owned(),
+        node_port_range: cfg.node_port_range.clone(),
+        exclude_cidrs: cfg.exclude_cidrs.clone(),
+        ..CleanupOptions::default()
     }
 }
 
@@ -195,12 +221,22 @@ mod tests {
             bind_cluster_ips: true,
             drain_limit: None,
             service_cluster_ip_ranges: vec!["10.96.0.0/12".parse().unwrap()],
+            node_port_range: 20000..=22767,
             sync: SyncPeriods {
                 period: Duration::from_secs(2),
                 min: Duration::from_secs(1),
             },
             ..Config::default()
         };
+        let c = cleanup_options(&cfg);
+        assert_eq!(
+            (
+                c.node_port_range.clone(),
+                c.exclude_cidrs.clone(),
+                c.dummy_device.as_str()
+            ),
+            (20000..=22767, cfg.exclude_cidrs.clone(), "kube-ipvs0")
+        );
         let s =
             Settings::from_config(&cfg, "n1", vec![Family::V4], ips(&["192.168.1.10"])).unwrap();
         let p = &s.planner;
@@ -219,6 +255,7 @@ mod tests {
         assert!(p.strict_local && p.bind_cluster_ips);
         assert_eq!(p.drain_limit, None);
         assert_eq!(p.service_cidrs, cfg.service_cluster_ip_ranges);
+        assert_eq!(p.node_port_range, cfg.node_port_range);
         assert_eq!(
             s.timing,
             Timing {

@@ -438,6 +438,23 @@ mod tests {
     }
 
     #[test]
+    fn excluded_cidrs_are_kept_even_when_they_look_like_ours() {
+        let opts = CleanupOptions {
+            exclude_cidrs: vec![
+                "10.96.0.1/32".parse().unwrap(),
+                "198.51.100.0/24".parse().unwrap(),
+            ],
+            ..CleanupOptions::default()
+        };
+        let p = plan(&observed(), &opts);
+        // On the dummy device and published by the agent, but excluded: kept.
+        assert!(p.kept.contains(&tcp("10.96.0.1", 443)), "{:?}", p.kept);
+        assert!(p.kept.contains(&tcp("198.51.100.1", 80)), "{:?}", p.kept);
+        assert!(!p.steps.iter().any(|s| matches!(s,
+            Step::DeleteVirtualServer { key, .. } if *key == tcp("10.96.0.1", 443) || *key == tcp("198.51.100.1", 80))));
+    }
+
+    #[test]
     fn all_flushes_the_whole_table() {
         let opts = CleanupOptions {
             all: true,

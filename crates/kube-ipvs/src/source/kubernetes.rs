@@ -54,6 +54,41 @@ impl KubernetesOptions {
 
 /// A client from `--kubeconfig PATH`, else in-cluster config, else `$KUBECONFIG`/`~/.kube/config`.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, SourceError> {
+    client_with_master(kubeconfig, None).await
+}
+
+/// [`client`] with kube-proxy's `--master`: the API server's address replaces the kubeconfig's;
+/// with `--master` alone (no kubeconfig) the connection is unauthenticated, as in kube-proxy.
+pub async fn client_with_master(
+    kubeconfig: Option<&Path>,
+    master: Option<&str>,
+) -> Result<Client, SourceError> {
+    let Some(master) = master else {
+        return client_from(kubeconfig).await;
+    };
+    let url: http::Uri =
+        master
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| SourceError::Master {
+                value: master.to_owned(),
+                reason: e.to_string(),
+            })?;
+    let config = match kubeconfig {
+        Some(_) => {
+            let mut c = config_from(kubeconfig).await?;
+            c.cluster_url = url;
+            c
+        }
+        None => kube::Config::new(url),
+    };
+    Client::try_from(config).map_err(SourceError::Client)
+}
+
+async fn client_from(kubeconfig: Option<&Path>) -> Result<Client, SourceError> {
+    Client::try_from(config_from(kubeconfig).await?).map_err(SourceError::Client)
+}
+
+async fn config_from(kubeconfig: Option<&Path>) -> Result<kube::Config, SourceError> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path).map_err(|source| {
@@ -73,7 +108,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, SourceError> {
             .await
             .map_err(SourceError::InferConfig)?,
     };
-    Client::try_from(config).map_err(SourceError::Client)
+    Ok(config)
 }
 
 /// The node name as kube-proxy finds it: `--hostname-override`, else `$NODE_NAME`, else the

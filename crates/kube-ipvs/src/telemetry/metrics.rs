@@ -90,6 +90,16 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+/// Labels of `kube_ipvs_build_info`, named as in stock's `kubernetes_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildInfoLabels {
+    git_version: &'static str,
+    git_commit: &'static str,
+    build_date: &'static str,
+    compiler: &'static str,
+    platform: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -290,6 +300,21 @@ impl Metrics {
             "kube_ipvs_services",
             "Services with desired state on this node",
             self.services.clone(),
+        );
+        let build_info = Family::<BuildInfoLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildInfoLabels {
+                git_version: crate::build_info::VERSION,
+                git_commit: crate::build_info::GIT_COMMIT,
+                build_date: crate::build_info::BUILD_DATE,
+                compiler: crate::build_info::RUSTC,
+                platform: crate::build_info::PLATFORM,
+            })
+            .set(1);
+        r.register(
+            "kube_ipvs_build_info",
+            "A metric with a constant '1' value labeled by version, commit, build date, compiler and platform",
+            build_info,
         );
         r.register(
             "kube_ipvs_sync_ops",
@@ -603,6 +628,25 @@ pub(crate) mod tests {
             programming_latencies: vec![Duration::from_millis(100), Duration::from_millis(1500)],
             services: 7,
             drain_backlog: 4,
+        }
+    }
+
+    #[test]
+    fn build_info_is_a_constant_gauge_labelled_like_stocks() {
+        let text = Metrics::new(&[IpFamily::V4]).encode_text();
+        assert_eq!(types(&text)["kube_ipvs_build_info"], "gauge");
+        let v = parse(&text);
+        let (key, value) = v
+            .iter()
+            .find(|(k, _)| k.starts_with("kube_ipvs_build_info{"))
+            .expect("kube_ipvs_build_info");
+        assert_eq!(*value, 1.0);
+        for label in [
+            format!("git_commit=\"{}\"", crate::build_info::GIT_COMMIT),
+            format!("git_version=\"{}\"", crate::build_info::VERSION),
+            format!("build_date=\"{}\"", crate::build_info::BUILD_DATE),
+        ] {
+            assert!(key.contains(&label), "{key}");
         }
     }
 
