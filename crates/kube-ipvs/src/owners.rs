@@ -234,33 +234,7 @@ impl Owners {
     /// Writes the file so that readers see the old or the new content, never a part:
     /// a temporary file in the same directory, synced, then renamed over `path`.
     pub fn write_atomic(&self, path: &Path) -> Result<(), OwnersError> {
-        let io = |op: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |source| OwnersError::Io {
-                op,
-                path: p,
-                source,
-            }
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
-        }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".tmp.{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(self.to_json().as_bytes())?;
-            f.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io("write", &tmp)(e));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io("rename into place", path)(e)
-        })
+        write_atomic(path, self.to_json().as_bytes())
     }
 
     /// Reads the file.
@@ -272,6 +246,38 @@ impl Owners {
         })?;
         Self::from_json(&text, path)
     }
+}
+
+/// Writes `bytes` to `path` so that readers see the old or the new content, never a part: a
+/// temporary file in the same directory, synced, then renamed over `path`.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OwnersError> {
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| OwnersError::Io {
+            op,
+            path: p,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("write", &tmp)(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("rename into place", path)(e)
+    })
 }
 
 #[cfg(test)]
