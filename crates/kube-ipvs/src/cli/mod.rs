@@ -3,6 +3,7 @@
 mod cleanup;
 #[cfg(test)]
 mod deploy_check;
+mod explain;
 mod list;
 mod plan;
 mod run;
@@ -34,6 +35,9 @@ enum Command {
     List(list::ListArgs),
     /// Remove what kube-ipvs (or kube-proxy in IPVS mode) created on this node.
     Cleanup(cleanup::CleanupArgs),
+    /// Explain why a Service does or does not work on this node: every check from the Service
+    /// to the kernel, each with its verdict and fix (read-only; exit 0 ok, 1 wrong, 2 unchecked).
+    Explain(explain::ExplainArgs),
 }
 
 /// Runs the command; errors are printed with their causes.
@@ -43,6 +47,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan::run(&args),
         Command::List(args) => list::run(&args),
         Command::Cleanup(args) => cleanup::run(&args),
+        Command::Explain(args) => return explain::run(&args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
