@@ -16,7 +16,7 @@ Examples:
   kube-ipvs explain 10.96.0.20:80              # what answers this address (also [fd00::1]:53/udp)
   kube-ipvs explain shop/web --json            # for tools
   kube-ipvs explain shop/web -f dump.yaml      # cluster objects from a dump instead of the API server
-  kubectl -n kube-system exec ds/kube-ipvs -- kube-ipvs explain shop/web --config /var/lib/kube-proxy/config.conf
+  kubectl -n kube-system exec ds/kube-ipvs -- kube-ipvs explain shop/web --config=/var/lib/kube-ipvs/config.conf
 
 Checks, in order: the Service and its policies; whether kube-ipvs accepts it (the rejected field);
 endpoints ready/serving/terminating per EndpointSlice; slice ports vs the Service's ports and
