@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{SyncKind, SyncReport};
-use crate::owners::OwnersError;
+use crate::owners::{self, OwnersError};
 use crate::plan::Op;
 
 /// Where the agent publishes its failing ops by default.
@@ -95,33 +95,17 @@ impl Failures {
 
     /// Parses the file's text (`path` names it in errors).
     pub fn from_json(text: &str, path: &Path) -> Result<Self, OwnersError> {
-        let bad = |reason: String| OwnersError::Format {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let f: Self = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if f.version != VERSION {
-            return Err(bad(format!(
-                "version {} (this kube-ipvs reads version {VERSION})",
-                f.version
-            )));
-        }
-        Ok(f)
+        owners::parse_published(text, path, "failures", VERSION, |f: &Self| f.version)
     }
 
     /// Reads the file.
     pub fn read(path: &Path) -> Result<Self, OwnersError> {
-        let text = std::fs::read_to_string(path).map_err(|source| OwnersError::Io {
-            op: "read",
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(&text, path)
+        Self::from_json(&owners::read_text(path)?, path)
     }
 
     /// Writes the file whole (readers see the old or the new content).
     pub fn write_atomic(&self, path: &Path) -> Result<(), OwnersError> {
-        crate::owners::write_atomic(path, self.to_json().as_bytes())
+        owners::write_atomic(path, self.to_json().as_bytes())
     }
 }
 
@@ -301,6 +285,10 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
 
         let e = Failures::from_json(r#"{"version":2,"total":0,"failed":[]}"#, &path).unwrap_err();
-        assert!(e.to_string().contains("version 2"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("not a kube-ipvs failures file: version 2"),
+            "{e}"
+        );
     }
 }

@@ -25,7 +25,7 @@ pub const DEFAULT_PATH: &str = "/run/kube-ipvs/owners.json";
 
 const VERSION: u32 = 1;
 
-/// Reading or writing the owners file failed.
+/// Reading or writing a file the agent publishes (owners, failures) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OwnersError {
     /// A file operation failed (the errno is in `source`).
@@ -38,11 +38,13 @@ pub enum OwnersError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not an owners file this version understands.
-    #[error("{}: not a kube-ipvs owners file: {reason}", path.display())]
+    /// The file is not a file of its kind this version understands.
+    #[error("{}: not a kube-ipvs {what} file: {reason}", path.display())]
     Format {
         /// The file.
         path: PathBuf,
+        /// Which kind (`owners`, `failures`).
+        what: &'static str,
         /// Why.
         reason: String,
     },
@@ -210,15 +212,11 @@ impl Owners {
     pub fn from_json(text: &str, path: &Path) -> Result<Self, OwnersError> {
         let bad = |reason: String| OwnersError::Format {
             path: path.to_path_buf(),
+            what: "owners",
             reason,
         };
-        let form: FileForm = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if form.version != VERSION {
-            return Err(bad(format!(
-                "version {} (this kube-ipvs reads version {VERSION})",
-                form.version
-            )));
-        }
+        let form: FileForm =
+            parse_published(text, path, "owners", VERSION, |f: &FileForm| f.version)?;
         let by_vs = form
             .virtual_servers
             .into_iter()
@@ -239,13 +237,41 @@ impl Owners {
 
     /// Reads the file.
     pub fn read(path: &Path) -> Result<Self, OwnersError> {
-        let text = std::fs::read_to_string(path).map_err(|source| OwnersError::Io {
-            op: "read",
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(&text, path)
+        Self::from_json(&read_text(path)?, path)
     }
+}
+
+/// The text of a file the agent publishes.
+pub(crate) fn read_text(path: &Path) -> Result<String, OwnersError> {
+    std::fs::read_to_string(path).map_err(|source| OwnersError::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses the JSON of a file the agent publishes, checking its format version (`what` and
+/// `path` name it in errors).
+pub(crate) fn parse_published<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    what: &'static str,
+    want: u32,
+    version: impl Fn(&T) -> u32,
+) -> Result<T, OwnersError> {
+    let bad = |reason: String| OwnersError::Format {
+        path: path.to_path_buf(),
+        what,
+        reason,
+    };
+    let v: T = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let have = version(&v);
+    if have != want {
+        return Err(bad(format!(
+            "version {have} (this kube-ipvs reads version {want})"
+        )));
+    }
+    Ok(v)
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a part: a

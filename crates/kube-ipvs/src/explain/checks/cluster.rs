@@ -299,12 +299,7 @@ pub fn endpoints(ctx: &Ctx<'_>) -> Check {
         Ok(p) => p,
         Err(c) => return c,
     };
-    let slices = ctx
-        .inputs
-        .cluster
-        .as_ref()
-        .map(|c| c.slices.as_slice())
-        .unwrap_or_default();
+    let slices = ctx.raw_slices();
     let node = sub.config().node_name.to_string();
     let sel = selector(&sub.raw);
     let (ns, name) = (sub.key.namespace(), sub.key.name());
@@ -406,12 +401,7 @@ pub fn ports(ctx: &Ctx<'_>) -> Check {
         Ok(p) => p,
         Err(c) => return c,
     };
-    let slices = ctx
-        .inputs
-        .cluster
-        .as_ref()
-        .map(|c| c.slices.as_slice())
-        .unwrap_or_default();
+    let slices = ctx.raw_slices();
     let sp = spec(&sub.raw);
     let mut missing = Vec::new();
     let mut named_missing = BTreeSet::new();

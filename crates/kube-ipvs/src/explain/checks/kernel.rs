@@ -86,12 +86,8 @@ fn ours(ctx: &Ctx<'_>, sub: &Subject, svc: &Service, key: &VsKey) -> bool {
 /// The virtual servers this node should have vs the ones the kernel has.
 pub fn ipvs(ctx: &Ctx<'_>) -> Check {
     const ID: &str = "ipvs";
-    let (sub, svc) = match ctx.programmed(ID) {
+    let (sub, svc, k) = match ctx.programmed_in_kernel(ID) {
         Ok(p) => p,
-        Err(c) => return c,
-    };
-    let k = match ctx.kernel(ID) {
-        Ok(k) => k,
         Err(c) => return c,
     };
     let mut problems = Vec::new();
@@ -194,12 +190,8 @@ pub fn ipvs(ctx: &Ctx<'_>) -> Check {
 /// ClusterIP local route or address present; external and load-balancer IPs bound.
 pub fn address(ctx: &Ctx<'_>) -> Check {
     const ID: &str = "address";
-    let (sub, svc) = match ctx.programmed(ID) {
+    let (sub, svc, k) = match ctx.programmed_in_kernel(ID) {
         Ok(p) => p,
-        Err(c) => return c,
-    };
-    let k = match ctx.kernel(ID) {
-        Ok(k) => k,
         Err(c) => return c,
     };
     let d = sub.desired();
@@ -398,12 +390,8 @@ fn expected_places(family: Family, sets: &BTreeSet<KubeSet>) -> BTreeMap<String,
 /// ipset membership of the Service's entries, and the iptables rules that use those sets.
 pub fn ipset(ctx: &Ctx<'_>) -> Check {
     const ID: &str = "ipset";
-    let (sub, _) = match ctx.programmed(ID) {
+    let (sub, _, k) = match ctx.programmed_in_kernel(ID) {
         Ok(p) => p,
-        Err(c) => return c,
-    };
-    let k = match ctx.kernel(ID) {
-        Ok(k) => k,
         Err(c) => return c,
     };
     let mut problems = Vec::new();
@@ -540,12 +528,8 @@ fn uneven(reals: &[&KernelRs], total: u64) -> bool {
 /// Connection and byte spread across real servers, flagged when uneven.
 pub fn spread(ctx: &Ctx<'_>) -> Check {
     const ID: &str = "spread";
-    let (sub, svc) = match ctx.programmed(ID) {
+    let (sub, svc, k) = match ctx.programmed_in_kernel(ID) {
         Ok(p) => p,
-        Err(c) => return c,
-    };
-    let k = match ctx.kernel(ID) {
-        Ok(k) => k,
         Err(c) => return c,
     };
     let mut details = Vec::new();

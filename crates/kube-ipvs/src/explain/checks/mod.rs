@@ -16,6 +16,8 @@ pub use cluster::probe_targets;
 use super::inputs::{Inputs, KernelView};
 use super::report::Check;
 use super::subject::{Conversion, Subject};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
 use crate::model::Service;
 
 /// What every check reads.
@@ -46,6 +48,24 @@ impl<'a> Ctx<'a> {
             (Conversion::Programmed, Some(svc)) => Ok((sub, svc)),
             _ => Err(Check::skip(id, "the Service is not programmed (see above)")),
         }
+    }
+
+    /// [`Ctx::programmed`] and [`Ctx::kernel`] together, for the kernel checks.
+    pub fn programmed_in_kernel(
+        &self,
+        id: &'static str,
+    ) -> Result<(&'a Subject, &'a Service, &'a KernelView), Check> {
+        let (sub, svc) = self.programmed(id)?;
+        Ok((sub, svc, self.kernel(id)?))
+    }
+
+    /// The Service's EndpointSlices as read (empty when the cluster could not be read).
+    pub fn raw_slices(&self) -> &'a [EndpointSlice] {
+        self.inputs
+            .cluster
+            .as_ref()
+            .map(|c| c.slices.as_slice())
+            .unwrap_or_default()
     }
 
     /// The kernel view, or the check to report when it could not be read.
