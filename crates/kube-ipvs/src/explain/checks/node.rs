@@ -320,6 +320,8 @@ pub fn agent(ctx: &Ctx<'_>) -> Check {
     let mut details = facts;
     details.extend(unknown.iter().cloned());
     let (verdict, list) = if !fails.is_empty() {
+        // Worth knowing too, though not what fails.
+        details.extend(warns.into_iter().map(|(s, _, _)| s));
         (Verdict::Fail, fails)
     } else if !warns.is_empty() {
         (Verdict::Warn, warns)

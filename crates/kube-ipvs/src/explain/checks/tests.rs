@@ -945,6 +945,13 @@ fn a_published_state_behind_the_plan_warns() {
             "stale watch",
         ],
     );
+    // Behind and not answering: the failure leads, the difference stays listed.
+    i.agent.healthz = Some(Err("connection refused".into()));
+    assert_check(
+        &check(&i, node::agent),
+        Verdict::Fail,
+        &["does not answer", "differ from the plan"],
+    );
     let mut i = healthy(WEB);
     i.agent.healthz = None;
     i.agent.metrics = None;
