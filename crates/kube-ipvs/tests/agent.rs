@@ -726,6 +726,14 @@ async fn cluster_wide_figures_are_reported_at_most_once_a_second_and_never_left_
     agent.stop().await;
 }
 
+/// `(kind, target, attempts)` of each failing op.
+fn log_view(f: &kube_ipvs::failures::Failures) -> Vec<(&str, &str, u32)> {
+    f.failed
+        .iter()
+        .map(|f| (f.kind.as_str(), f.target.as_str(), f.attempts))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn refused_ops_are_counted_and_retried_without_blocking_other_services() {
     let (script, rx) = Script::new();
@@ -764,11 +772,28 @@ async fn refused_ops_are_counted_and_retried_without_blocking_other_services() {
         && r.failed.get("add_vs") == Some(&1)
         && r.applied.is_empty()));
 
+    // What the agent publishes for `explain` (the failures file) follows the reports: db's
+    // two refused ops, each tried three times.
+    let mut log = kube_ipvs::failures::FailureLog::new(None);
+    for r in &retries {
+        log.observe(r);
+    }
+    let failures = log.failures();
+    assert_eq!(
+        log_view(&failures),
+        [
+            ("add_rs", "TCP  10.96.0.20:80", 3),
+            ("add_vs", "TCP  10.96.0.20:80", 3)
+        ]
+    );
+
     // The kernel accepts it now: the next retry programs db, with no cluster event at all.
     k.handle().fail_op = None;
     eventually("db programmed", || table(&k) == [WEB, DB]).await;
     let last = agent.obs.reports().last().unwrap().clone();
     assert!(last.failed.is_empty());
+    log.observe(&last);
+    assert!(log.failures().failed.is_empty(), "nothing fails any more");
     assert_eq!(last.applied["add_vs"], 1);
     sleep(Duration::from_secs(20)).await;
     let n = agent.obs.count();

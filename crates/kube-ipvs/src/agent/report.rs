@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::desired::HealthCheck;
 use crate::model::{ObjectRef, Rejection};
+use crate::plan::Op;
 use crate::types::ServiceKey;
 
 /// Which kind of object changed (kube-proxy counts Service and endpoint changes apart).
@@ -56,6 +57,9 @@ pub struct SyncReport {
     pub applied: BTreeMap<&'static str, u64>,
     /// Ops the kernel refused (retried next sync), by kind.
     pub failed: BTreeMap<&'static str, u64>,
+    /// The refused ops with the kernel's error, at most [`crate::failures::MAX_LISTED`] (for the
+    /// failures file `kube-ipvs explain` reads).
+    pub refused: Vec<(Op, String)>,
     /// The iptables rules were rewritten by this sync.
     pub rules_written: bool,
     /// Writing the iptables rules failed (`kubeproxy_sync_proxy_rules_iptables_restore_failures_total`).

@@ -85,6 +85,7 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
                     },
                 )
             }),
+            failures_path: Some(PathBuf::from(crate::failures::DEFAULT_PATH)),
             ..TelemetryOptions::default()
         },
     ));

@@ -467,6 +467,7 @@ impl<K: Kernel> Syncer<K> {
             duration: Duration::ZERO,
             applied: BTreeMap::new(),
             failed: BTreeMap::new(),
+            refused: Vec::new(),
             rules_written: false,
             rules_failed: false,
             service_changes: pending.service_changes,
@@ -556,6 +557,9 @@ impl<K: Kernel> Syncer<K> {
         let mut refused = Vec::new();
         for (op, err) in outcome.failures(ops) {
             *report.failed.entry(op.kind()).or_default() += 1;
+            if report.refused.len() < crate::failures::MAX_LISTED {
+                report.refused.push((op.clone(), err.to_string()));
+            }
             if refused.len() < LOGGED_FAILURES {
                 tracing::warn!(op = %op, error = %err, "kernel refused op; retrying next sync");
             }

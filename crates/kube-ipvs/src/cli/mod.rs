@@ -19,6 +19,7 @@ mod deploy_check;
 mod distro_fixtures;
 #[cfg(test)]
 mod equivalence;
+mod explain;
 mod go_runner;
 mod list;
 mod plan;
@@ -64,6 +65,9 @@ enum Command {
     /// configuration as a KubeProxyConfiguration with every warning (exit 1 on an error).
     #[command(args_override_self = true)]
     CheckConfig(check_config::CheckConfigArgs),
+    /// Explain why a Service does or does not work on this node: every check from the Service
+    /// to the kernel, each with its verdict and fix (read-only; exit 0 ok, 1 wrong, 2 unchecked).
+    Explain(explain::ExplainArgs),
 }
 
 /// The binary invoked as `kube-proxy`: kube-proxy's command line, no subcommand.
@@ -121,6 +125,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 fn dispatch(cli: Cli) -> ExitCode {
     finish(match cli.command {
+        // explain's exit status says what it found (0 ok, 1 wrong, 2 unchecked).
+        Command::Explain(args) => return explain::run(&args),
         Command::Run(cmd) => run::run(&cmd, None),
         Command::Plan(args) => plan::run(&args),
         Command::List(args) => list::run(&args),

@@ -23,6 +23,8 @@ use std::net::IpAddr;
 
 pub use error::KernelError;
 pub use fake::FakeKernel;
+/// Domain values <-> the kernel clients' values (for `explain`'s targeted reads).
+pub(crate) use netlink::convert;
 pub use netlink::{KernelConfig, NetlinkKernel};
 
 use crate::desired::IptablesInputs;

@@ -250,6 +250,7 @@ pub(crate) mod tests {
             duration: Duration::from_millis(1),
             applied: BTreeMap::new(),
             failed: BTreeMap::new(),
+            refused: Vec::new(),
             rules_written: false,
             rules_failed: false,
             service_changes: 0,

@@ -621,6 +621,7 @@ pub(crate) mod tests {
             duration: Duration::from_millis(3),
             applied: BTreeMap::from([("add_dest", 5), ("add_vs", 2)]),
             failed: BTreeMap::from([("add_dest", 1)]),
+            refused: Vec::new(),
             rules_written: true,
             rules_failed: false,
             service_changes: 1,

@@ -15,7 +15,7 @@
 
 mod apply;
 mod config;
-mod convert;
+pub(crate) mod convert;
 mod netns;
 mod observe;
 mod prepare;
