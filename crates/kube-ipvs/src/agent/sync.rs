@@ -36,6 +36,11 @@ const LOGGED_FAILURES: usize = 10;
 /// the emulated lab). The others stay assumed busy until their turn.
 const DRAIN_READ_MAX: usize = 128;
 
+/// Moot address changes one retire tick applies at most (see `plan::retire`). Unbinding one of
+/// 50,000 addresses costs the kernel a walk of the device's address list (~2 ms natively), so a
+/// batch holds a change sync back by about 0.1 s.
+const RETIRE_MAX: usize = 64;
+
 /// The cluster-wide figures walk every Service: during a burst of changes they are reported at
 /// most this often (and after every full repair), not after each sync.
 const CLUSTER_REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -67,6 +72,8 @@ pub struct Syncer<K> {
     cluster_reported: Option<Instant>,
     /// The last virtual server whose counters the previous drain tick read.
     drain_cursor: Option<VsKey>,
+    /// Since when retire ticks run, and the addresses they (un)bound so far.
+    retiring: Option<(Instant, u64)>,
 }
 
 /// A full repair between its start and its dump's end.
@@ -94,6 +101,7 @@ impl<K: Kernel> Syncer<K> {
             cluster_due: false,
             cluster_reported: None,
             drain_cursor: None,
+            retiring: None,
         }
     }
 
@@ -178,6 +186,10 @@ impl<K: Kernel> Syncer<K> {
             if self.engine.set_node_addresses(addrs) {
                 tracing::info!(addresses = ?self.engine.config().node_addresses, "node addresses");
             }
+            let routes = self.kernel.node_routes().await?;
+            if self.engine.set_node_routes(routes) {
+                tracing::info!("a route bearing on a service CIDR changed");
+            }
             Ok::<(), KernelError>(())
         }
         .instrument(sync_span(SyncKind::Full))
@@ -240,8 +252,16 @@ impl<K: Kernel> Syncer<K> {
     /// Reports the cluster-wide figures (walks every Service).
     pub fn report_cluster(&mut self) {
         let index = self.engine.index();
+        let mut rejections = index.rejections();
+        rejections.extend(
+            self.engine
+                .desired()
+                .refused_cidrs()
+                .iter()
+                .map(|(o, r)| (o.clone(), r.clone())),
+        );
         self.observer
-            .cluster(&index.rejections(), no_local_endpoints(index));
+            .cluster(&rejections, no_local_endpoints(index));
         self.cluster_due = false;
         self.cluster_reported = Some(Instant::now());
     }
@@ -324,6 +344,48 @@ impl<K: Kernel> Syncer<K> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Whether address changes a route makes moot wait for [`Syncer::retire`].
+    pub fn retire_pending(&self) -> bool {
+        self.adopted && self.engine.retire_pending()
+    }
+
+    /// The retire tick: one batch of at most [`RETIRE_MAX`] moot address changes.
+    pub async fn retire(&mut self) {
+        let span = sync_span(SyncKind::Retire);
+        async {
+            let started = (SystemTime::now(), Instant::now());
+            let ops = self.engine.plan_retire(RETIRE_MAX);
+            let (since, done) = self.retiring.get_or_insert_with(|| {
+                tracing::info!(
+                    batch = RETIRE_MAX,
+                    "addresses a service-CIDR route covers: (un)binding them in batches"
+                );
+                (started.1, 0)
+            });
+            let since = *since;
+            let addrs = ops
+                .iter()
+                .filter(|o| matches!(o, Op::BindAddr { .. } | Op::UnbindAddr { .. }))
+                .count();
+            *done += u64::try_from(addrs).unwrap_or(u64::MAX);
+            if !self.engine.retire_pending() {
+                tracing::info!(addresses = *done, took = ?since.elapsed(), "retiring done");
+                self.retiring = None;
+            }
+            self.finish(
+                SyncKind::Retire,
+                started,
+                started.1,
+                Pending::default(),
+                &ops,
+                false,
+            )
+            .await;
+        }
+        .instrument(span)
+        .await;
     }
 
     /// Applies, commits, queues retries, writes the rules, reports. `plan_from`: when planning
@@ -445,7 +507,13 @@ impl<K: Kernel> Syncer<K> {
         span.record("drain_backlog", report.drain_backlog);
         span.record("duration_ms", ms(report.duration));
         if applied > 0 || failed > 0 || report.kind == SyncKind::Full {
-            tracing::info!(rules_written = report.rules_written, "synced");
+            let ops = report
+                .applied
+                .iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            tracing::info!(rules_written = report.rules_written, %ops, "synced");
         } else {
             tracing::debug!("synced");
         }

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::model::{ObjectRef, Rejection};
 
 /// Every [`Rejection::reason`], so the `kube_ipvs_rejected_objects` gauge shows zeros.
-pub const ALL_REASONS: [&str; 12] = [
+pub const ALL_REASONS: [&str; 13] = [
     "MissingName",
     "InvalidIP",
     "InvalidCIDR",
@@ -31,6 +31,7 @@ pub const ALL_REASONS: [&str; 12] = [
     "MissingServiceLabel",
     "SliceWithoutService",
     "VirtualServerConflict",
+    "UnsafeServiceCIDR",
 ];
 
 /// Event notes are limited to 1 KiB by the API server.
@@ -309,6 +310,10 @@ mod tests {
             Rejection::VirtualServerConflict {
                 vs: "v".into(),
                 owner: "o".into(),
+            },
+            Rejection::UnsafeServiceCidr {
+                cidr: "0.0.0.0/0".into(),
+                why: "w".into(),
             },
         ];
         let reasons: Vec<&str> = samples.iter().map(Rejection::reason).collect();
