@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use kube_ipvs::cleanup::{CleanupError, CleanupOptions, Outcome, Plan, cleanup};
+use kube_ipvs::cleanup::{
+    CleanupError, CleanupOptions, Outcome, Plan, cleanup, execute_handback, observe_handback,
+    plan_handback,
+};
 use kube_ipvs::render::kernel_table::vs_key;
 
 const AFTER_HELP: &str = "\
@@ -19,10 +22,18 @@ nft and legacy); then the KUBE-* ipsets; then the local routes and the dummy dev
 Other IPVS entries (keepalived, kube-vip, fwmark services) are left alone unless --all, which
 flushes the whole IPVS table like stock `kube-proxy --cleanup`.
 
+With --handback, it removes nothing of Service routing: after a rollback to stock kube-proxy in
+IPVS mode, it leaves the node in the shape stock programs. It resizes ipsets kube-ipvs grew past
+stock's maxelem 65536 back to it (stock programs nothing while one differs), binds the virtual-
+server addresses kube-ipvs's service-CIDR routes cover to the dummy device (as stock binds
+them), then deletes those routes (with them, every unallocated service address would answer on
+host ports). Run it once stock kube-proxy runs on the node; it is idempotent.
+
 Examples:
   kube-ipvs cleanup --dry-run     # print each step, change nothing
   kube-ipvs cleanup
-  kube-ipvs cleanup --all         # also foreign IPVS entries";
+  kube-ipvs cleanup --all         # also foreign IPVS entries
+  kube-ipvs cleanup --handback    # after `kubectl rollout undo` to stock kube-proxy";
 
 /// Arguments of `kube-ipvs cleanup`.
 #[derive(Debug, Args)]
@@ -32,8 +43,12 @@ pub struct CleanupArgs {
     #[arg(long)]
     dry_run: bool,
     /// Flush the whole IPVS table, foreign entries included (stock kube-proxy behaviour).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "handback")]
     all: bool,
+    /// Only hand the node back to stock kube-proxy (IPVS mode): sets to stock's options,
+    /// service-CIDR routes replaced by bound addresses. See below.
+    #[arg(long)]
+    handback: bool,
     /// The dummy device holding service addresses.
     #[arg(long, value_name = "NAME", default_value = nodenet::link::DEFAULT_DUMMY_NAME)]
     dummy_device: String,
@@ -103,6 +118,30 @@ fn error(e: CleanupError) -> anyhow::Error {
     }
 }
 
+/// Hands the node back to stock kube-proxy (`--handback`).
+fn handback(args: &CleanupArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let opts = options(args);
+    let obs = rt.block_on(observe_handback(&opts)).map_err(error)?;
+    let steps = plan_handback(&obs);
+    let mut out = String::new();
+    let verb = if args.dry_run { "would" } else { "done:" };
+    if !args.dry_run {
+        rt.block_on(execute_handback(&steps, &opts))
+            .map_err(error)
+            .context("hand-back stopped (later steps not taken)")?;
+    }
+    for s in &steps {
+        let _ = writeln!(out, "{verb} {s}");
+    }
+    if steps.is_empty() {
+        out.push_str("nothing to hand back: the node is in stock kube-proxy's shape\n");
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("writing output")
+}
+
 /// Removes our kernel state.
 pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
     let opts = options(args);
@@ -110,6 +149,9 @@ pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if args.handback {
+        return handback(args, &rt);
+    }
     let (plan, outcome) = rt.block_on(cleanup(&opts, args.dry_run)).map_err(error)?;
     for w in &plan.warnings {
         eprintln!("kube-ipvs: warning: {w}");
@@ -134,6 +176,7 @@ pub fn run_for_agent(dummy_device: &str) -> anyhow::Result<()> {
     run(&CleanupArgs {
         dry_run: false,
         all: false,
+        handback: false,
         dummy_device: dummy_device.to_owned(),
         nodeport_range: 30000..=32767,
         owners: PathBuf::from(kube_ipvs::owners::DEFAULT_PATH),
