@@ -20,6 +20,9 @@ enum Suite {
     /// `kube-ipvs run` at 50,000 Services in the lab: initial programming vs `ipvsadm -R` +
     /// `ipset restore`, network-programming latency, RSS, CPU of a no-op repair.
     Agent,
+    /// `kube-ipvs run` taking over stock kube-proxy's state of 50,000 Services in the lab: time
+    /// to ready, ops, change latency meanwhile, connection failures, vs stock's own restart.
+    Takeover,
 }
 
 #[derive(Debug, Args)]
@@ -59,7 +62,11 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Suite::Agent => {
+        Suite::Agent | Suite::Takeover => {
+            let (bench, timeout) = match args.suite {
+                Suite::Takeover => ("takeover", 3 * 3600),
+                _ => ("agent", 3600),
+            };
             let status = Command::new("cargo")
                 .args([
                     "build",
@@ -75,7 +82,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
                 bail!("building kube-ipvs (release) failed");
             }
             let agent = crate::util::target_dir().join("release").join("kube-ipvs");
-            let exe = build_bench("kube-ipvs-e2e", "agent")?;
+            let exe = build_bench("kube-ipvs-e2e", bench)?;
             let mut argv = vec![
                 "env".to_owned(),
                 format!("KUBE_IPVS_BIN={}", agent.display()),
@@ -85,7 +92,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             let vm = VmArgs {
                 mem: args.mem,
                 smp: 2,
-                timeout: 3600,
+                timeout,
                 local: false,
                 argv,
             };
