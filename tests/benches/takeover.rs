@@ -263,11 +263,12 @@ fn run(
     println!("all ops until then: {all:?}");
     for s in traffic.into_iter().map(Traffic::finish) {
         println!(
-            "traffic {}: {} connections ok, {} failed, held connection {}",
+            "traffic {}: {} connections ok, {} failed, held connection {}, slowest {:.2?}",
             s.target,
             s.ok,
             s.failed,
-            if s.held { "kept" } else { "LOST" }
+            if s.held { "kept" } else { "LOST" },
+            s.slowest
         );
         assert_eq!(s.failed, 0, "{}", s.log);
         assert!(s.held, "{}", s.log);

@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 
 /// Prints `msg` with the seconds since the first note (lab runs are slow: where did it go).
 pub fn note(msg: &str) {
+    eprintln!("[{:7.1}s] {msg}", since_start());
+}
+
+/// Seconds since the first [`note`] (or call of this).
+fn since_start() -> f64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let t = START.get_or_init(Instant::now).elapsed();
-    eprintln!("[{:7.1}s] {msg}", t.as_secs_f64());
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
 /// Runs `cmd` with `sh -c`; panics with its stderr unless it succeeds; its stdout.
@@ -176,12 +180,20 @@ pub struct Seen {
     pub failed: u64,
     /// Whether the connection held from the start still worked at the end.
     pub held: bool,
+    /// The longest a connection took to be accepted and answered.
+    pub slowest: Duration,
     /// The failures.
     pub log: String,
 }
 
+/// How long a connection may take to be accepted, and then to be answered. Generous: the lab's
+/// two emulated CPUs can stall a thread for seconds while the agent starts; a connection the
+/// data path lost does not come back within them (TCP retransmits within a second or two).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
 fn ask(c: &mut TcpStream) -> std::io::Result<String> {
-    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    c.set_read_timeout(Some(ANSWER_TIMEOUT))?;
     let mut data = Vec::new();
     let mut buf = [0u8; 100];
     while !data.ends_with(b"\n") {
@@ -196,7 +208,7 @@ fn ask(c: &mut TcpStream) -> std::io::Result<String> {
 
 fn connect(target: &str) -> std::io::Result<TcpStream> {
     let addr: std::net::SocketAddr = target.parse().map_err(std::io::Error::other)?;
-    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
 }
 
 impl Traffic {
@@ -216,6 +228,7 @@ impl Traffic {
                 ok: 0,
                 failed: 0,
                 held: false,
+                slowest: Duration::ZERO,
                 log: String::new(),
             };
             let mut alive = true;
@@ -229,12 +242,21 @@ impl Traffic {
                     }
                     poked = Instant::now();
                 }
+                let began = Instant::now();
                 match connect(&t).and_then(|mut c| ask(&mut c)) {
-                    Ok(_) => seen.ok += 1,
+                    Ok(_) => {
+                        seen.ok += 1;
+                        seen.slowest = seen.slowest.max(began.elapsed());
+                    }
                     Err(e) => {
                         seen.failed += 1;
-                        seen.log
-                            .push_str(&format!("failure after {} ok: {e}\n", seen.ok));
+                        seen.log.push_str(&format!(
+                            "[{:7.1}s] failure after {} ok, {:.1} s into the attempt: {e} ({:?})\n",
+                            since_start(),
+                            seen.ok,
+                            began.elapsed().as_secs_f64(),
+                            e.kind()
+                        ));
                     }
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -266,6 +288,7 @@ impl Traffic {
             ok: 0,
             failed: u64::MAX,
             held: false,
+            slowest: Duration::ZERO,
             log: "client thread panicked".into(),
         })
     }

@@ -42,6 +42,8 @@ const NODE: &str = "node-a";
 const NODE_IP: &str = "10.0.100.254";
 const VIP: &str = "10.96.0.10";
 const NODE_PORT: u16 = 30080;
+/// web's external IP: bound to the dummy device by stock and kube-ipvs alike, in no service CIDR.
+const EXTERNAL_IP: &str = "192.0.2.50";
 /// Services without endpoints besides `web`: their ClusterIPs fill the dummy device, so
 /// retiring them takes several batches.
 const FILLERS: u32 = 100;
@@ -60,7 +62,7 @@ fn cluster() -> Vec<Value> {
         json!({"apiVersion": "v1", "kind": "Service",
                "metadata": {"name": "web", "namespace": "default"},
                "spec": {"type": "NodePort", "clusterIP": VIP, "clusterIPs": [VIP],
-                        "ipFamilies": ["IPv4"],
+                        "ipFamilies": ["IPv4"], "externalIPs": [EXTERNAL_IP],
                         "ports": [{"name": "http", "port": 80, "protocol": "TCP",
                                    "targetPort": 8080, "nodePort": NODE_PORT}]}}),
         json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -232,7 +234,7 @@ fn takeover_and_hand_back_in_ipvs_mode_keep_every_connection() {
     // 1. No service CIDR known: stock's bound ClusterIPs are what kube-ipvs wants too.
     let (agent, report1) = take_over(&lab, &api, "agent-bound.log", &[]);
     stop(agent);
-    assert_eq!(bound("kube-ipvs0").len(), 1 + FILLERS as usize);
+    assert_eq!(bound("kube-ipvs0").len(), 2 + FILLERS as usize);
 
     // 2. The service CIDR known: the route goes in with the first sync, the addresses are
     //    retired in batches afterwards.
@@ -243,7 +245,8 @@ fn takeover_and_hand_back_in_ipvs_mode_keep_every_connection() {
         &["--service-cluster-ip-range", "10.96.0.0/16"],
     );
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !bound("kube-ipvs0").is_empty() {
+    let external = vec![format!("{EXTERNAL_IP}/32")];
+    while bound("kube-ipvs0") != external {
         assert!(
             Instant::now() < deadline,
             "never retired: {:?}",
@@ -332,8 +335,8 @@ fn takeover_and_hand_back_in_ipvs_mode_keep_every_connection() {
     let seen: Vec<_> = traffic.into_iter().map(Traffic::finish).collect();
     for s in &seen {
         note(&format!(
-            "{} ok {} failed {} held {}",
-            s.target, s.ok, s.failed, s.held
+            "{} ok {} failed {} held {} slowest {:.2?}",
+            s.target, s.ok, s.failed, s.held, s.slowest
         ));
     }
     assert_clean(&seen);
@@ -379,8 +382,8 @@ fn takeover_from_stock_iptables_mode_keeps_every_connection() {
     stop(agent);
     for s in &seen {
         eprintln!(
-            "{} ok {} failed {} held {}",
-            s.target, s.ok, s.failed, s.held
+            "{} ok {} failed {} held {} slowest {:.2?}",
+            s.target, s.ok, s.failed, s.held, s.slowest
         );
     }
     assert_clean(&seen);

@@ -506,7 +506,9 @@ impl<K: Kernel> Syncer<K> {
         span.record("endpoint_changes", report.endpoint_changes);
         span.record("drain_backlog", report.drain_backlog);
         span.record("duration_ms", ms(report.duration));
-        if applied > 0 || failed > 0 || report.kind == SyncKind::Full {
+        // Retire batches (hundreds at 50,000 Services) log their start and end instead.
+        let quiet = report.kind == SyncKind::Retire && failed == 0;
+        if !quiet && (applied > 0 || failed > 0 || report.kind == SyncKind::Full) {
             let ops = report
                 .applied
                 .iter()
