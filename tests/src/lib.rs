@@ -103,3 +103,6 @@ pub fn ask_vip(pid: u32, vip: &str, port: u16, n: usize) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .collect()
 }
+
+pub mod lab;
+pub mod stock;

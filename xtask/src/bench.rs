@@ -20,6 +20,9 @@ enum Suite {
     /// `kube-ipvs run` at 50,000 Services in the lab: initial programming vs `ipvsadm -R` +
     /// `ipset restore`, network-programming latency, RSS, CPU of a no-op repair.
     Agent,
+    /// `kube-ipvs run` taking over stock kube-proxy's state of 50,000 Services in the lab: time
+    /// to ready, ops, change latency meanwhile, connection failures, vs stock's own restart.
+    Takeover,
 }
 
 #[derive(Debug, Args)]
@@ -73,27 +76,27 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Suite::Agent => {
-            let agent = match std::env::var_os("KUBE_IPVS_BIN") {
-                Some(bin) => std::path::PathBuf::from(bin),
-                None => {
-                    let status = Command::new("cargo")
-                        .args([
-                            "build",
-                            "--release",
-                            "-p",
-                            "kube-ipvs",
-                            "--bin",
-                            "kube-ipvs",
-                        ])
-                        .current_dir(workspace_root())
-                        .status()?;
-                    if !status.success() {
-                        bail!("building kube-ipvs (release) failed");
-                    }
-                    crate::util::target_dir().join("release").join("kube-ipvs")
-                }
+        Suite::Takeover => {
+            let agent = release_agent()?;
+            let exe = build_bench("kube-ipvs-e2e", "takeover")?;
+            let mut argv = vec![
+                "env".to_owned(),
+                format!("KUBE_IPVS_BIN={}", agent.display()),
+                exe,
+            ];
+            argv.extend(args.args.iter().cloned());
+            let vm = VmArgs {
+                mem: args.mem,
+                smp: 2,
+                timeout: 3 * 3600,
+                local: false,
+                kernel: args.kernel,
+                argv,
             };
+            Ok(ExitCode::from(lab::run(&vm)?))
+        }
+        Suite::Agent => {
+            let agent = release_agent()?;
             let exe = build_bench("kube-ipvs-e2e", "agent")?;
             let sizes: Vec<Option<u32>> = if args.services.is_empty() {
                 vec![None]
@@ -236,4 +239,26 @@ pub fn demo() -> Result<ExitCode> {
         ],
     };
     Ok(ExitCode::from(lab::run(&vm)?))
+}
+
+/// The agent the lab benchmarks run: `$KUBE_IPVS_BIN`, else a fresh release build.
+fn release_agent() -> Result<std::path::PathBuf> {
+    if let Some(bin) = std::env::var_os("KUBE_IPVS_BIN") {
+        return Ok(bin.into());
+    }
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "kube-ipvs",
+            "--bin",
+            "kube-ipvs",
+        ])
+        .current_dir(workspace_root())
+        .status()?;
+    if !status.success() {
+        bail!("building kube-ipvs (release) failed");
+    }
+    Ok(crate::util::target_dir().join("release").join("kube-ipvs"))
 }

@@ -13,11 +13,14 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::networking::v1 as networking;
 
+use ipnet::IpNet;
+
+use crate::desired::cidrs::route_matters;
 use crate::desired::{NodeState, Touched};
 use crate::kernel::PartialRead;
 use crate::model::{Affected, ClusterIndex};
 use crate::plan::{ApplyError, ObservedState, Op, Planner};
-use crate::planner_config::PlannerConfig;
+use crate::planner_config::{NodeRoute, PlannerConfig};
 use crate::types::{ServiceKey, VsKey};
 
 /// Index, desired state, cached kernel state and planner of one node.
@@ -126,6 +129,34 @@ impl Engine {
         self.cfg.node_addresses = addrs;
         self.rebuild = true;
         true
+    }
+
+    /// Sets the node's routes (the service CIDR safety check reads them); rebuilds only if a
+    /// route bearing on a service CIDR changed (CNIs add and remove routes all the time).
+    /// Returns whether it rebuilds.
+    pub fn set_node_routes(&mut self, mut routes: Vec<NodeRoute>) -> bool {
+        routes.sort_unstable();
+        routes.dedup();
+        if routes == self.cfg.node_routes {
+            return false;
+        }
+        let candidates: Vec<IpNet> = self
+            .cfg
+            .service_cidrs
+            .iter()
+            .chain(self.index.service_cidrs())
+            .copied()
+            .collect();
+        let relevant = |rs: &[NodeRoute]| -> Vec<NodeRoute> {
+            rs.iter()
+                .filter(|r| candidates.iter().any(|c| route_matters(c, r)))
+                .copied()
+                .collect()
+        };
+        let changed = relevant(&routes) != relevant(&self.cfg.node_routes);
+        self.cfg.node_routes = routes;
+        self.rebuild |= changed;
+        changed
     }
 
     /// Whether cluster changes are waiting for a plan (a node-wide change or changed Services).
@@ -263,6 +294,18 @@ impl Engine {
         }
         self.planner
             .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+    }
+
+    /// The next batch of at most `max` address changes a route makes moot (see
+    /// `plan::retire`): against the cached kernel view, off the change path.
+    pub fn plan_retire(&mut self, max: usize) -> Vec<Op> {
+        self.planner
+            .plan_retire(&self.cfg, &self.desired, &self.observed, max)
+    }
+
+    /// Whether address changes wait for [`Engine::plan_retire`].
+    pub fn retire_pending(&self) -> bool {
+        self.planner.retire_pending()
     }
 
     /// Records ops the kernel refused: their keys are planned again by the next incremental plan

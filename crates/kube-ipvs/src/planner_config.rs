@@ -36,6 +36,13 @@ pub struct PlannerConfig {
     /// The node's primary IPs (first InternalIP per family of the Node object, or configured);
     /// used for `primary` NodePorts and for load-balancer source ranges containing the node.
     pub primary_node_ips: Vec<IpAddr>,
+    /// The pod CIDRs (`clusterCIDR`); with the Node's `spec.podCIDRs`, a service CIDR
+    /// overlapping them is never routed locally.
+    pub pod_cidrs: Vec<IpNet>,
+    /// The node's routes as the kernel lists them (every table but `local`), for the service
+    /// CIDR safety check: a CIDR overlapping a route's destination or holding its gateway is
+    /// never routed locally.
+    pub node_routes: Vec<NodeRoute>,
     /// Stock-compatible: bind every ClusterIP to the dummy device instead of one `local` route per
     /// service CIDR.
     pub bind_cluster_ips: bool,
@@ -56,6 +63,15 @@ pub struct PlannerConfig {
     pub node_port_range: RangeInclusive<u16>,
 }
 
+/// One route of the node (any table but `local`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeRoute {
+    /// Destination prefix (`0.0.0.0/0`, `::/0` for default routes).
+    pub dst: IpNet,
+    /// Gateway, if any.
+    pub via: Option<IpAddr>,
+}
+
 impl PlannerConfig {
     /// Defaults for a node, matching stock kube-proxy where it has a default.
     pub fn new(node_name: &str) -> Self {
@@ -70,6 +86,8 @@ impl PlannerConfig {
             node_port_primary: false,
             node_addresses: Vec::new(),
             primary_node_ips: Vec::new(),
+            pod_cidrs: Vec::new(),
+            node_routes: Vec::new(),
             bind_cluster_ips: false,
             strict_local: false,
             topology_node_hints: true,

@@ -1132,3 +1132,81 @@ async fn a_change_never_waits_for_a_drain_tick_reading_counters() {
     assert_eq!(last.applied.get("del_rs"), Some(&1));
     agent.stop().await;
 }
+
+/// A node taken over with every ClusterIP bound (stock's way, here from a run with
+/// `--bind-cluster-ips`): the first sync of an agent that routes the service CIDR adds the route
+/// and nothing else; the bound addresses go afterwards in batches of at most 64, each a retire
+/// sync of its own, and a change arriving meanwhile is synced before the retiring ends.
+#[tokio::test(start_paused = true)]
+async fn bound_cluster_ips_are_retired_in_batches_after_the_route_and_changes_go_first() {
+    let svcs: Vec<Service> = (0..200u32)
+        .map(|i| {
+            svc(
+                &format!("s{i}"),
+                &format!("10.96.{}.{}", i / 250, 1 + i % 250),
+            )
+        })
+        .collect();
+    let (script, rx) = Script::new();
+    let k = kernel();
+    let mut bound = settings(Duration::from_secs(600), Duration::ZERO);
+    bound.planner.bind_cluster_ips = true;
+    let stock = Agent::spawn(&k, rx, bound);
+    script.initial(svcs.clone(), vec![]).await;
+    eventually("all bound", || k.handle().state.bound().len() == 200).await;
+    stock.stop().await;
+
+    let (script, rx) = Script::new();
+    let agent = Agent::spawn(&k, rx, settings(Duration::from_secs(600), Duration::ZERO));
+    script.initial(svcs, vec![]).await;
+    eventually("first sync", || agent.obs.count() >= 1).await;
+    let first = agent.obs.reports()[0].clone();
+    assert_eq!(first.kind, SyncKind::Full);
+    assert_eq!(
+        first.applied.into_iter().collect::<Vec<_>>(),
+        [("add_route", 1)]
+    );
+    eventually("a retire batch", || {
+        agent
+            .obs
+            .reports()
+            .iter()
+            .any(|r| r.kind == SyncKind::Retire)
+    })
+    .await;
+    script.slice(slice("s0-1", "s0", &["10.1.0.1"])).await;
+    eventually("all retired", || k.handle().state.bound().is_empty()).await;
+    eventually("endpoint added", || {
+        table(&k).iter().any(|t| t.contains("10.1.0.1:8080/1"))
+    })
+    .await;
+    let reports = agent.obs.reports();
+    let retires: Vec<u64> = reports
+        .iter()
+        .filter(|r| r.kind == SyncKind::Retire)
+        .map(|r| r.applied.get("unbind_addr").copied().unwrap_or(0))
+        .collect();
+    assert!(retires.iter().all(|n| *n <= 64), "{retires:?}");
+    assert_eq!(retires.iter().sum::<u64>(), 200);
+    let change = reports
+        .iter()
+        .position(|r| r.kind == SyncKind::Incremental)
+        .unwrap();
+    let last_retire = reports
+        .iter()
+        .rposition(|r| r.kind == SyncKind::Retire && r.applied.contains_key("unbind_addr"))
+        .unwrap();
+    assert!(
+        change < last_retire,
+        "the change waited for the retiring: {reports:?}"
+    );
+    let ips = kube_ipvs::types::IpsetName::new(kube_ipvs::types::SetKind::IpvsIps, Family::V4);
+    assert!(
+        k.handle()
+            .state
+            .ipsets()
+            .get(&ips)
+            .is_none_or(|m| m.is_empty())
+    );
+    agent.stop().await;
+}

@@ -91,6 +91,26 @@ fn every_manifest_parses_into_its_type() {
     let _: ConfigMap = parse("configmap.yaml");
     let _: DaemonSet = parse("daemonset.yaml");
     let _: DaemonSet = parse("overlays/replace-kube-proxy/kube-proxy-daemonset.yaml");
+    // The rollback's hand-back runs a command the binary accepts.
+    let handback: DaemonSet = parse("handback/daemonset.yaml");
+    let cmd = container(&handback, "handback")
+        .command
+        .clone()
+        .unwrap_or_default()
+        .join(" ");
+    assert!(
+        cmd.contains("/usr/local/bin/kube-ipvs cleanup --handback &&"),
+        "{cmd}"
+    );
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_kube-ipvs"))
+        .args(["cleanup", "--handback", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        help.status.success(),
+        "{}",
+        String::from_utf8_lossy(&help.stderr)
+    );
     // Every resource a kustomization lists exists.
     for k in [
         "kustomization.yaml",

@@ -56,6 +56,66 @@ fn message(prefix: IpNet, ifindex: u32) -> Result<RouteMessage, LinkError> {
     Ok(msg)
 }
 
+/// One route of any table but `local` (`ip route show table all`, less the local table).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    /// Routing table.
+    pub table: u32,
+    /// Destination prefix (`0.0.0.0/0`, `::/0` for a default route).
+    pub prefix: IpNet,
+    /// Gateways (several for a multipath route).
+    pub gateways: Vec<IpAddr>,
+}
+
+fn route_address(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+fn decode_any(msg: &RouteMessage) -> Option<Route> {
+    let mut table = u32::from(msg.header.table);
+    let mut dst = None;
+    let mut gateways = Vec::new();
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(a) => dst = route_address(a),
+            RouteAttribute::Gateway(a) => gateways.extend(route_address(a)),
+            RouteAttribute::MultiPath(hops) => {
+                for hop in hops {
+                    for a in &hop.attributes {
+                        if let RouteAttribute::Gateway(g) = a {
+                            gateways.extend(route_address(g));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if table == u32::from(RT_TABLE_LOCAL) {
+        return None;
+    }
+    // No destination attribute: a default route of the message's family.
+    let dst = match dst {
+        Some(d) => d,
+        None => match msg.header.address_family {
+            netlink_packet_route::AddressFamily::Inet => IpAddr::from([0u8; 4]),
+            netlink_packet_route::AddressFamily::Inet6 => IpAddr::from([0u8; 16]),
+            _ => return None,
+        },
+    };
+    let prefix = IpNet::new(dst, msg.header.destination_prefix_length).ok()?;
+    Some(Route {
+        table,
+        prefix: prefix.trunc(),
+        gateways,
+    })
+}
+
 pub(crate) fn decode(msg: &RouteMessage) -> Option<LocalRoute> {
     if msg.header.kind != RouteType::Local {
         return None;
@@ -134,6 +194,25 @@ impl Links {
         routes.sort();
         Ok(routes)
     }
+
+    /// Every route of every table but `local`, both families (what the node reaches where).
+    pub async fn routes(&mut self) -> Result<Vec<Route>, LinkError> {
+        let replies = self
+            .sock_mut()
+            .dump(|| RouteNetlinkMessage::GetRoute(RouteMessage::default()))
+            .await
+            .map_err(|e| LinkError::from_transport(Op::DumpRoutes, e))?;
+        let mut routes: Vec<Route> = replies
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => decode_any(r),
+                _ => None,
+            })
+            .collect();
+        routes.sort();
+        routes.dedup();
+        Ok(routes)
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +234,24 @@ mod tests {
                 protocol: 4
             }
         );
+    }
+
+    #[test]
+    fn any_route_decodes_with_its_gateways_and_the_local_table_is_left_out() {
+        let mut msg = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .gateway("192.168.10.1".parse().unwrap())
+            .build();
+        msg.header.table = 254;
+        assert_eq!(
+            decode_any(&msg).unwrap(),
+            Route {
+                table: 254,
+                prefix: "0.0.0.0/0".parse().unwrap(),
+                gateways: vec!["192.168.10.1".parse().unwrap()],
+            }
+        );
+        let ours = message("10.96.0.0/12".parse().unwrap(), 1).unwrap();
+        assert_eq!(decode_any(&ours), None);
     }
 
     #[test]

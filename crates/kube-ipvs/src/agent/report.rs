@@ -30,6 +30,9 @@ pub enum SyncKind {
     Incremental,
     /// The graceful-termination drain timer: only virtual servers with draining real servers.
     Drain,
+    /// A batch of address changes a route makes moot (stock's bound ClusterIPs after a
+    /// takeover): see `plan::retire`.
+    Retire,
 }
 
 impl SyncKind {
@@ -40,7 +43,14 @@ impl SyncKind {
             Self::Verify => "verify",
             Self::Incremental => "incremental",
             Self::Drain => "drain",
+            Self::Retire => "retire",
         }
+    }
+
+    /// Whether the sync applies queued changes (a timer's sync does not: it is no proxy-rules
+    /// sync in stock's sense, and it does not make `/healthz` fresh).
+    pub fn syncs_changes(self) -> bool {
+        matches!(self, Self::Full | Self::Incremental)
     }
 }
 

@@ -18,6 +18,8 @@
 //! - Refused ops are retried by the next sync, or after a backoff (1 s doubling up to
 //!   `syncPeriod`) if nothing else changes; a failing kernel never ends the loop.
 //! - The drain timer runs while real servers drain; its read waits for a running repair's.
+//! - The retire timer runs while address changes a route makes moot wait (stock's bound
+//!   ClusterIPs after a takeover): one bounded batch per tick, after pending changes.
 //! - Cluster-wide figures (rejections, Services without a local endpoint) walk every Service:
 //!   reported after a full repair, else at most once a second after syncs.
 //! - On shutdown the loop returns and leaves the kernel programmed (as kube-proxy does).
@@ -44,6 +46,9 @@ const MAX_BATCH: usize = 4096;
 
 /// How long the loop sleeps when nothing is due (it wakes for events and the dump anyway).
 const IDLE: Duration = Duration::from_secs(3600);
+
+/// Pause between two retire ticks: the loop takes in events and runs change syncs first.
+const RETIRE_PAUSE: Duration = Duration::from_millis(10);
 
 /// The running dump's result; pending forever when none runs.
 async fn join<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
@@ -93,6 +98,8 @@ struct Clock {
     retry_at: Option<Instant>,
     /// The next drain tick, while real servers drain.
     drain_at: Option<Instant>,
+    /// The next retire tick, while moot address changes wait (`plan::retire`).
+    retire_at: Option<Instant>,
     kernel_backoff: Backoff,
     retry_backoff: Backoff,
 }
@@ -105,6 +112,7 @@ impl Clock {
             full_due: now,
             retry_at: None,
             drain_at: None,
+            retire_at: None,
             kernel_backoff: Backoff::new(timing.retry_min, timing.sync_period),
             retry_backoff: Backoff::new(timing.retry_min, timing.sync_period),
         }
@@ -152,6 +160,15 @@ impl Clock {
             self.full_due = now;
         }
         self.drains(s, now);
+        self.retires(s, now);
+    }
+
+    fn retires<K: Kernel>(&mut self, s: &Syncer<K>, now: Instant) {
+        if !s.retire_pending() {
+            self.retire_at = None;
+        } else if self.retire_at.is_none() {
+            self.retire_at = Some(now + RETIRE_PAUSE);
+        }
     }
 
     fn drains<K: Kernel>(&mut self, s: &Syncer<K>, now: Instant) {
@@ -215,7 +232,10 @@ where
                 wake = wake.min(t);
             }
         }
-        if let Some(t) = clock.incremental_at(&s, &intake, now) {
+        for t in [clock.incremental_at(&s, &intake, now), clock.retire_at]
+            .into_iter()
+            .flatten()
+        {
             wake = wake.min(t);
         }
         if let Some(t) = s.cluster_at() {
@@ -309,6 +329,12 @@ where
                     clock.drains(&s, now);
                 }
             }
+            continue;
+        }
+        if clock.retire_at.is_some_and(|t| now >= t) {
+            s.retire().await;
+            clock.retire_at = None;
+            clock.retires(&s, Instant::now());
         }
     }
     tracing::info!("shutting down; the kernel stays programmed");

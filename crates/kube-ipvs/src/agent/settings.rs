@@ -113,6 +113,9 @@ impl Settings {
         p.node_addresses = node_addresses;
         // `bindAddress` overrides the Node object's primary IP (as kube-proxy's --bind-address).
         p.primary_node_ips = cfg.node_ip_override.into_iter().collect();
+        if let LocalDetection::ClusterCidr(c) = &cfg.local_detection {
+            p.pod_cidrs.clone_from(c);
+        }
         p.bind_cluster_ips = cfg.bind_cluster_ips;
         p.strict_local = cfg.strict_local;
         p.drain_limit = cfg.drain_limit;

@@ -37,6 +37,11 @@ const LOGGED_FAILURES: usize = 10;
 /// is read over several ticks, each short. The others stay assumed busy until their turn.
 const DRAIN_READ_MAX: usize = 128;
 
+/// Moot address changes one retire tick applies at most (see `plan::retire`). Unbinding one of
+/// 50,000 addresses costs the kernel a walk of the device's address list (~2 ms natively), so a
+/// batch holds a change sync back by about 0.1 s.
+const RETIRE_MAX: usize = 64;
+
 /// The cluster-wide figures walk every Service: during a burst of changes they are reported at
 /// most this often (and after every full repair), not after each sync.
 const CLUSTER_REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -72,6 +77,8 @@ pub struct Syncer<K> {
     verify_cursor: Option<VsKey>,
     /// Verification slices: how many a large table is read in, and their least size.
     verify: (usize, usize),
+    /// Since when retire ticks run, and the addresses they (un)bound so far.
+    retiring: Option<(Instant, u64)>,
 }
 
 /// A kernel read between its start and its end.
@@ -119,6 +126,7 @@ impl<K: Kernel> Syncer<K> {
                 super::settings::DEFAULT_VERIFY_SLICES,
                 super::settings::DEFAULT_VERIFY_SLICE_MIN,
             ),
+            retiring: None,
         }
     }
 
@@ -216,6 +224,10 @@ impl<K: Kernel> Syncer<K> {
             let addrs = self.kernel.node_addresses().await?;
             if self.engine.set_node_addresses(addrs) {
                 tracing::info!(addresses = ?self.engine.config().node_addresses, "node addresses");
+            }
+            let routes = self.kernel.node_routes().await?;
+            if self.engine.set_node_routes(routes) {
+                tracing::info!("a route bearing on a service CIDR changed");
             }
             Ok::<(), KernelError>(())
         }
@@ -399,8 +411,16 @@ impl<K: Kernel> Syncer<K> {
     /// Reports the cluster-wide figures (walks every Service).
     pub fn report_cluster(&mut self) {
         let index = self.engine.index();
+        let mut rejections = index.rejections();
+        rejections.extend(
+            self.engine
+                .desired()
+                .refused_cidrs()
+                .iter()
+                .map(|(o, r)| (o.clone(), r.clone())),
+        );
         self.observer
-            .cluster(&index.rejections(), no_local_endpoints(index));
+            .cluster(&rejections, no_local_endpoints(index));
         self.cluster_due = false;
         self.cluster_reported = Some(Instant::now());
     }
@@ -443,6 +463,48 @@ impl<K: Kernel> Syncer<K> {
                 pending,
                 &ops,
                 rules,
+            )
+            .await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Whether address changes a route makes moot wait for [`Syncer::retire`].
+    pub fn retire_pending(&self) -> bool {
+        self.adopted && self.engine.retire_pending()
+    }
+
+    /// The retire tick: one batch of at most [`RETIRE_MAX`] moot address changes.
+    pub async fn retire(&mut self) {
+        let span = sync_span(SyncKind::Retire);
+        async {
+            let started = (SystemTime::now(), Instant::now());
+            let ops = self.engine.plan_retire(RETIRE_MAX);
+            let (since, done) = self.retiring.get_or_insert_with(|| {
+                tracing::info!(
+                    batch = RETIRE_MAX,
+                    "addresses a service-CIDR route covers: (un)binding them in batches"
+                );
+                (started.1, 0)
+            });
+            let since = *since;
+            let addrs = ops
+                .iter()
+                .filter(|o| matches!(o, Op::BindAddr { .. } | Op::UnbindAddr { .. }))
+                .count();
+            *done += u64::try_from(addrs).unwrap_or(u64::MAX);
+            if !self.engine.retire_pending() {
+                tracing::info!(addresses = *done, took = ?since.elapsed(), "retiring done");
+                self.retiring = None;
+            }
+            self.finish(
+                SyncKind::Retire,
+                started,
+                started.1,
+                Pending::default(),
+                &ops,
+                false,
             )
             .await;
         }
@@ -585,8 +647,16 @@ impl<K: Kernel> Syncer<K> {
         span.record("endpoint_changes", report.endpoint_changes);
         span.record("drain_backlog", report.drain_backlog);
         span.record("duration_ms", ms(report.duration));
-        if applied > 0 || failed > 0 || report.kind == SyncKind::Full {
-            tracing::info!(rules_written = report.rules_written, "synced");
+        // Retire batches (hundreds at 50,000 Services) log their start and end instead.
+        let quiet = report.kind == SyncKind::Retire && failed == 0;
+        if !quiet && (applied > 0 || failed > 0 || report.kind == SyncKind::Full) {
+            let ops = report
+                .applied
+                .iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            tracing::info!(rules_written = report.rules_written, %ops, "synced");
         } else {
             tracing::debug!("synced");
         }

@@ -5,6 +5,7 @@
 //! steps. [`cleanup`] does all three. Unlike stock `--cleanup` (which flushes the whole IPVS
 //! table) only virtual servers on addresses we own are removed unless `--all` is given.
 
+mod handback;
 mod io;
 mod plan;
 
@@ -12,6 +13,10 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use handback::{
+    HandbackObserved, HandbackStep, ObservedSet, STOCK_MAXELEM, execute_handback, observe_handback,
+    plan_handback,
+};
 use ipnet::IpNet;
 
 pub use io::{CleanupError, Outcome, cleanup, execute, observe};

@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use kube_ipvs::agent::settings::cleanup_options;
-use kube_ipvs::cleanup::{CleanupError, CleanupOptions, Outcome, Plan, cleanup};
+use kube_ipvs::cleanup::{
+    CleanupError, CleanupOptions, Outcome, Plan, cleanup, execute_handback, observe_handback,
+    plan_handback,
+};
 use kube_ipvs::config::{self, Config, RunArgs};
 use kube_ipvs::render::kernel_table::vs_key;
 
@@ -22,11 +25,19 @@ flushes the whole IPVS table like stock `kube-proxy --cleanup`. Virtual servers 
 ipvs.excludeCIDRs are never removed (except by --all). The dummy device, the NodePort range and
 excludeCIDRs come from the same flags and --config file as `kube-ipvs run`.
 
+With --handback, it removes nothing of Service routing: after a rollback to stock kube-proxy in
+IPVS mode, it leaves the node in the shape stock programs. It resizes ipsets kube-ipvs grew past
+stock's maxelem 65536 back to it (stock programs nothing while one differs), binds the virtual-
+server addresses kube-ipvs's service-CIDR routes cover to the dummy device (as stock binds
+them), then deletes those routes (with them, every unallocated service address would answer on
+host ports). Run it once stock kube-proxy runs on the node; it is idempotent.
+
 Examples:
   kube-ipvs cleanup --dry-run     # print each step, change nothing
   kube-ipvs cleanup
   kube-ipvs cleanup --all         # also foreign IPVS entries
-  kube-ipvs cleanup --config /var/lib/kube-proxy/config.conf   # the agent's excludeCIDRs, device, ...";
+  kube-ipvs cleanup --config /var/lib/kube-proxy/config.conf   # the agent's excludeCIDRs, device, ...
+  kube-ipvs cleanup --handback    # after `kubectl rollout undo` to stock kube-proxy";
 
 /// Arguments of `kube-ipvs cleanup`: its own options, then `run`'s flags, from which the
 /// dummy device, the NodePort range and `excludeCIDRs` come exactly as the agent's do.
@@ -37,8 +48,12 @@ pub struct CleanupArgs {
     #[arg(long)]
     dry_run: bool,
     /// Flush the whole IPVS table, foreign entries included (stock kube-proxy behaviour).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "handback")]
     all: bool,
+    /// Only hand the node back to stock kube-proxy (IPVS mode): sets to stock's options,
+    /// service-CIDR routes replaced by bound addresses. See below.
+    #[arg(long)]
+    handback: bool,
     /// The owners file the agent publishes: its virtual servers are ours; it is removed too.
     #[arg(long, value_name = "PATH", default_value = kube_ipvs::owners::DEFAULT_PATH)]
     owners: PathBuf,
@@ -90,17 +105,49 @@ fn error(e: CleanupError) -> anyhow::Error {
     }
 }
 
-/// Removes our kernel state.
+/// Hands the node back to stock kube-proxy (`--handback`).
+fn handback(opts: &CleanupOptions, dry_run: bool) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let obs = rt.block_on(observe_handback(opts)).map_err(error)?;
+    let steps = plan_handback(&obs);
+    let mut out = String::new();
+    let verb = if dry_run { "would" } else { "done:" };
+    if !dry_run {
+        rt.block_on(execute_handback(&steps, opts))
+            .map_err(error)
+            .context("hand-back stopped (later steps not taken)")?;
+    }
+    for s in &steps {
+        let _ = writeln!(out, "{verb} {s}");
+    }
+    if steps.is_empty() {
+        out.push_str("nothing to hand back: the node is in stock kube-proxy's shape\n");
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("writing output")
+}
+
+/// Removes our kernel state (or, with `--handback`, hands the node back to stock).
 pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
     let loaded = config::load(&args.run).context("loading the configuration")?;
-    execute(&options(args, &loaded.config), args.dry_run)
+    let opts = options(args, &loaded.config);
+    if args.handback {
+        return handback(&opts, args.dry_run);
+    }
+    execute(&opts, args.dry_run)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn execute(opts: &CleanupOptions, dry_run: bool) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = runtime()?;
     let (plan, outcome) = rt.block_on(cleanup(opts, dry_run)).map_err(error)?;
     for w in &plan.warnings {
         eprintln!("kube-ipvs: warning: {w}");

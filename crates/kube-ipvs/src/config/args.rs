@@ -361,9 +361,13 @@ pub struct RunArgs {
     ///
     /// IPVS only sees traffic to local addresses. By default kube-ipvs makes each Service CIDR
     /// local with one route per range (from ServiceCIDR objects and --service-cluster-ip-range),
-    /// which costs nothing per Service at tens of thousands of Services. With true, it binds every
-    /// ClusterIP to the dummy device instead (one address per Service, stock behaviour), for
-    /// tools that expect to see them there. ExternalIPs and LoadBalancer IPs are always bound.
+    /// which costs nothing per Service at tens of thousands of Services; a range one route would
+    /// make dangerous (wider than /8 or /64, holding node addresses, routes or the pod CIDR) is
+    /// bound address by address instead, with a Warning Event. With true, it binds every
+    /// ClusterIP to the dummy device (one address per Service, stock behaviour), for tools that
+    /// expect to see them there. Switching either way on a running node changes the addresses in
+    /// batches of 64 between change syncs, the route in place until they are done. ExternalIPs
+    /// and LoadBalancer IPs are always bound.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = parse_go_bool, help_heading = OURS)]
     pub bind_cluster_ips: Option<bool>,

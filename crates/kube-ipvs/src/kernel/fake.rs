@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{ApplyOutcome, Kernel, KernelError, PartialRead, ReadScope};
 use crate::desired::IptablesInputs;
 use crate::plan::{ObservedState, Op};
+use crate::planner_config::NodeRoute;
 use crate::types::Family;
 
 /// What the fake kernel holds and records.
@@ -19,6 +20,8 @@ pub struct FakeState {
     pub state: ObservedState,
     /// The node's addresses.
     pub node_addresses: Vec<IpAddr>,
+    /// The node's routes.
+    pub node_routes: Vec<NodeRoute>,
     /// Every op applied successfully, in order.
     pub applied: Vec<Op>,
     /// Every `observe` call so far.
@@ -107,6 +110,11 @@ impl Kernel for FakeKernel {
     async fn node_addresses(&mut self) -> Result<Vec<IpAddr>, KernelError> {
         self.check("node addresses")?;
         Ok(self.handle().node_addresses.clone())
+    }
+
+    async fn node_routes(&mut self) -> Result<Vec<NodeRoute>, KernelError> {
+        self.check("node routes")?;
+        Ok(self.handle().node_routes.clone())
     }
 
     type Dump = Result<ObservedState, KernelError>;

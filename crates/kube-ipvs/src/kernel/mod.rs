@@ -29,6 +29,7 @@ pub use netlink::{KernelConfig, NetlinkKernel};
 
 use crate::desired::IptablesInputs;
 use crate::plan::{ObservedState, Op};
+use crate::planner_config::NodeRoute;
 use crate::types::{Family, RealServer, VsKey};
 
 /// The outcome of applying a plan: which ops failed, and why. Ops not listed were applied.
@@ -102,6 +103,10 @@ pub trait Kernel: Send {
 
     /// The node's own addresses (every link but the dummy device), for NodePorts.
     fn node_addresses(&mut self) -> impl Future<Output = Result<Vec<IpAddr>, KernelError>> + Send;
+
+    /// The node's routes (every table but `local`), for the service CIDR safety check
+    /// ([`crate::desired::cidrs`]).
+    fn node_routes(&mut self) -> impl Future<Output = Result<Vec<NodeRoute>, KernelError>> + Send;
 
     /// What a detached dump hands back to [`Kernel::adopt`].
     type Dump: Send + 'static;

@@ -400,8 +400,8 @@ impl Metrics {
             u64::try_from(r.drain_backlog).unwrap_or(u64::MAX),
         ));
         self.set_pending(pending);
-        // The drain timer is not a proxy-rules sync: stock has no counterpart for it.
-        if r.kind == SyncKind::Drain {
+        // The drain and retire timers are no proxy-rules syncs: stock has no counterpart.
+        if !r.kind.syncs_changes() {
             return;
         }
         self.services

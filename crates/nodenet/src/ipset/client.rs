@@ -652,6 +652,39 @@ impl IpsetClient {
         cleanup
     }
 
+    /// Gives a hash set another `maxelem`, members kept, atomically: a temporary set of the
+    /// same type, family and options but `maxelem` is filled and SWAPped in (iptables rules
+    /// keep referring to the name), then destroyed. The kernel compares `maxelem` when
+    /// `ipset create -exist` meets an existing set, which is how stock kube-proxy ensures its
+    /// sets. Shrinking keeps the first `maxelem` members in order; returns how many did not fit.
+    pub async fn resize(&mut self, set: &str, maxelem: u32) -> Result<usize, IpsetError> {
+        let listed = self.list(set).await?;
+        let header = listed.header.ok_or_else(|| IpsetError::Decode {
+            op: Op::List,
+            set: set.to_string(),
+            source: DecodeError::Missing { what: "set header" },
+        })?;
+        let tmp = temp_name(set);
+        let mut spec = header.create_spec(tmp.clone());
+        spec.maxelem = Some(maxelem);
+        let members: BTreeSet<Entry> = listed.members.into_iter().map(|m| m.entry).collect();
+        let fit = usize::try_from(maxelem).unwrap_or(usize::MAX);
+        let dropped = members.len().saturating_sub(fit);
+        match self.destroy(&tmp).await {
+            Ok(()) | Err(IpsetError::SetMissing { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.create(&spec).await?;
+        let result = async {
+            self.add_batch(&tmp, members.iter().take(fit)).await?;
+            self.swap(set, &tmp).await
+        }
+        .await;
+        let cleanup = self.destroy(&tmp).await;
+        result?;
+        cleanup.map(|()| dropped)
+    }
+
     fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         self.seq

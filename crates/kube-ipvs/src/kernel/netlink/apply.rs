@@ -302,11 +302,18 @@ async fn ipset_run(k: &mut NetlinkKernel, run: &[Op], add: bool) -> Failures {
     let mut fails = Vec::new();
     for (set, items) in by_set {
         let entries: Vec<Entry> = items.iter().map(|(_, e)| *e).collect();
-        let res = if add {
+        let mut res = if add {
             k.ipset.add_batch(&set, &entries).await
         } else {
             k.ipset.del_batch(&set, &entries).await
         };
+        if let Err(e) = &res
+            && add
+            && e.errno() == Some(IPSET_ERR_HASH_FULL)
+            && grow(k, &set).await
+        {
+            res = k.ipset.add_batch(&set, &entries).await;
+        }
         let Err(e) = res else { continue };
         if e.errno().is_none() {
             // Timeout, socket or encoding failure: the batch's fate is unknown as a whole.
@@ -364,6 +371,38 @@ async fn ipset_run(k: &mut NetlinkKernel, run: &[Op], add: bool) -> Failures {
         }
     }
     fails
+}
+
+/// Resizes a full hash set created with stock kube-proxy's `maxelem 65536` (ours are too, so
+/// stock can take them back) to [`convert::MAXELEM`], members kept (one atomic swap). Whether
+/// it grew.
+async fn grow(k: &mut NetlinkKernel, set: &str) -> bool {
+    let header = match k.ipset.header(set).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(set, error = %e, "reading a full set's header failed");
+            return false;
+        }
+    };
+    let Some(from) = header.maxelem.filter(|m| *m < convert::MAXELEM) else {
+        return false;
+    };
+    match k.ipset.resize(set, convert::MAXELEM).await {
+        Ok(_) => {
+            tracing::warn!(
+                set,
+                from,
+                to = convert::MAXELEM,
+                "ipset full: resized in place; stock kube-proxy cannot adopt it any more \
+                 (see `kube-ipvs cleanup --handback`)"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(set, error = %e, "resizing a full set failed");
+            false
+        }
+    }
 }
 
 async fn route_run(k: &mut NetlinkKernel, run: &[Op]) -> Failures {

@@ -37,6 +37,7 @@ pub use config::KernelConfig;
 use super::{ApplyOutcome, Kernel, KernelError, PartialRead, ReadScope};
 use crate::desired::IptablesInputs;
 use crate::plan::{ObservedState, Op};
+use crate::planner_config::NodeRoute;
 use crate::types::Family;
 
 /// The node's kernel over netlink. Holds one socket per protocol (IPVS, rtnetlink, ipset;
@@ -327,6 +328,10 @@ impl Kernel for NetlinkKernel {
 
     async fn node_addresses(&mut self) -> Result<Vec<IpAddr>, KernelError> {
         observe::node_addresses(self).await
+    }
+
+    async fn node_routes(&mut self) -> Result<Vec<NodeRoute>, KernelError> {
+        observe::node_routes(self).await
     }
 
     type Dump = Dump;

@@ -12,6 +12,7 @@ use super::{KernelError, NetlinkKernel, Reader, dummy_index, loopback_index};
 use crate::kernel::{PartialRead, ReadScope};
 use crate::plan::ObservedState;
 use crate::plan::ownership::our_route;
+use crate::planner_config::NodeRoute;
 use crate::types::IpsetName;
 
 fn ipvs_err(op: &str) -> impl FnOnce(ipvs_netlink::Error) -> KernelError + '_ {
@@ -222,6 +223,25 @@ async fn node_parts(
 }
 
 /// Addresses of every link but the dummy device (loopback and IPv6 link-local left out).
+/// The node's routes: one entry per (destination, gateway), every table but `local`.
+pub async fn node_routes(k: &mut NetlinkKernel) -> Result<Vec<NodeRoute>, KernelError> {
+    let routes = k.links.routes().await.map_err(link_err("list routes"))?;
+    let mut out = Vec::with_capacity(routes.len());
+    for r in routes {
+        if r.gateways.is_empty() {
+            out.push(NodeRoute {
+                dst: r.prefix,
+                via: None,
+            });
+        }
+        out.extend(r.gateways.iter().map(|g| NodeRoute {
+            dst: r.prefix,
+            via: Some(*g),
+        }));
+    }
+    Ok(out)
+}
+
 pub async fn node_addresses(k: &mut NetlinkKernel) -> Result<Vec<IpAddr>, KernelError> {
     let dummy = k.dummy_index().await?;
     Ok(k.links
