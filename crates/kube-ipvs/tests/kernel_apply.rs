@@ -20,6 +20,7 @@ use kube_ipvs::types::{
     SetKind, VsKey, VsSpec,
 };
 use kube_ipvs::{Engine, PlannerConfig};
+use nodenet::ipset::constants::IPSET_ERR_HASH_FULL;
 
 const NODE: &str = "node-a";
 const DEVICE: &str = "kube-ipvs0";
@@ -524,7 +525,10 @@ async fn a_full_ipset_refuses_the_adds_beyond_it_and_only_those() {
     let failed: Vec<usize> = outcome.failed.iter().map(|(i, _)| *i).collect();
     assert_eq!(failed, [4, 5, 6, 7, 8, 9], "{:?}", outcome.failed);
     assert!(
-        outcome.failed.iter().all(|(_, e)| e.errno() == Some(4352)),
+        outcome
+            .failed
+            .iter()
+            .all(|(_, e)| e.errno() == Some(IPSET_ERR_HASH_FULL)),
         "every refused add carries IPSET_ERR_HASH_FULL: {:?}",
         outcome.failed
     );

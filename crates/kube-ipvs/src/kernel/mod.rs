@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 
-pub use error::KernelError;
+pub use error::{KernelError, Subsystem};
 pub use fake::FakeKernel;
 pub use netlink::{KernelConfig, NetlinkKernel};
 
