@@ -1,13 +1,15 @@
 //! `cargo xtask`: the project's task runner.
 //!
 //! - `vm`: run a command as root inside the kernel lab (a stock Debian kernel under qemu with IPVS).
-//! - `test`: fmt, clippy, host tests, then every ignored kernel test inside the lab.
+//! - `test`: fmt, clippy, unused dependencies, host tests, then every ignored kernel test inside the
+//!   lab.
 //! - `bench`: the benchmarks that need a real kernel, each where its kernel lives.
 //! - `demo`: `kube-ipvs run --source file:examples/cluster.yaml` on a real kernel, next to `plan`.
 //! - `runner`: (internal) cargo's target runner used by `test`.
 #![forbid(unsafe_code)]
 
 mod bench;
+mod deps;
 mod lab;
 mod summary;
 mod test;

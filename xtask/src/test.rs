@@ -65,6 +65,12 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         .status(),
     )?;
 
+    banner("unused dependencies");
+    let unused = crate::deps::unused()?;
+    if unused > 0 {
+        failed_steps.push(format!("unused dependencies ({unused})"));
+    }
+
     banner("host tests");
     let host = stream(cargo(&["test"], &select, &[]), &mut totals)?;
     step(&mut failed_steps, "host tests", Ok(host))?;
