@@ -110,11 +110,7 @@ impl Conn {
     /// Receives a datagram into `buf` if one is queued (`Ok(false)`: none).
     pub(crate) fn try_recv(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
         buf.clear();
-        if let Some((_, conn)) = &mut self.faults
-            && conn.take_overflow()
-        {
-            return Err(io::Error::from_raw_os_error(crate::Errno::ENOBUFS.get()));
-        }
+        self.overflowed()?;
         match &mut self.endpoint {
             Endpoint::Kernel(s) => {
                 buf.reserve(RECV_BUF);
@@ -129,10 +125,27 @@ impl Conn {
                 None => return Ok(false),
             },
         }
+        self.filter(buf);
+        Ok(true)
+    }
+
+    /// The `ENOBUFS` the fault layer holds for the next receive.
+    fn overflowed(&mut self) -> io::Result<()> {
+        let overflow = self
+            .faults
+            .as_mut()
+            .is_some_and(|(_, conn)| conn.take_overflow());
+        if overflow {
+            return Err(io::Error::from_raw_os_error(crate::Errno::ENOBUFS.get()));
+        }
+        Ok(())
+    }
+
+    /// Drops what the fault layer says was lost.
+    fn filter(&self, buf: &mut Vec<u8>) {
         if let Some((_, conn)) = &self.faults {
             conn.filter(buf);
         }
-        Ok(true)
     }
 
     /// Receives one datagram into `buf` (cleared first). Waits as long as it takes: the caller
@@ -140,11 +153,7 @@ impl Conn {
     pub(crate) async fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
         loop {
             buf.clear();
-            if let Some((_, conn)) = &mut self.faults
-                && conn.take_overflow()
-            {
-                return Err(io::Error::from_raw_os_error(crate::Errno::ENOBUFS.get()));
-            }
+            self.overflowed()?;
             match &mut self.endpoint {
                 Endpoint::Kernel(s) => {
                     buf.reserve(RECV_BUF);
@@ -156,9 +165,7 @@ impl Conn {
                     None => std::future::pending::<()>().await,
                 },
             }
-            if let Some((_, conn)) = &self.faults {
-                conn.filter(buf);
-            }
+            self.filter(buf);
             if !buf.is_empty() {
                 return Ok(());
             }
