@@ -353,8 +353,8 @@ impl Client {
     }
 
     /// All services (GET_SERVICE dump), in kernel order, each handed to `f` as soon as its
-    /// message is decoded: the dump keeps nothing but what `f` keeps (the decoded messages of a
-    /// 100,000-service dump, held until its end, take ~160 MiB).
+    /// message is decoded: the dump keeps nothing but what `f` keeps (holding every decoded
+    /// message to the end costs memory in proportion to the table: docs/benchmarks.md).
     pub async fn visit_services(&mut self, mut f: impl FnMut(Service) + Send) -> Result<(), Error> {
         const OP: &str = "list services";
         let mut each = |m: IpvsMessage| {
@@ -411,8 +411,8 @@ impl Client {
         for service in services {
             let destinations = self.list_destinations(&service.key).await?;
             // One request per service, each usually answered at once: without a yield the task
-            // runs a whole cooperative budget of requests (over 100 ms on a slow machine) before
-            // anything else on its thread, such as the caller's change syncs, gets a turn.
+            // runs a whole cooperative budget of requests before anything else on its thread,
+            // such as the caller's change syncs, gets a turn (docs/benchmarks.md).
             tokio::task::yield_now().await;
             table.services.insert(
                 service.key,
@@ -432,8 +432,8 @@ impl Client {
     /// Only trustworthy while no other network namespace on the host has IPVS services: the
     /// kernel's `ip_vs_info_seq_next` walks the global service hash without checking the
     /// namespace (only `seq_start`, re-run on every ~4 KiB read, does), so this text then omits
-    /// some of ours and includes theirs (seen on 6.1 with two namespaces of 500 services: 251
-    /// read back). Use [`Client::table`] where that cannot be ruled out.
+    /// some of ours and includes theirs (docs/benchmarks.md has the lab case). Use
+    /// [`Client::table`] where that cannot be ruled out.
     pub async fn snapshot(&mut self) -> Result<Snapshot, Error> {
         const OP: &str = "read /proc/net/ip_vs";
         if self.proc_table.is_none() {
