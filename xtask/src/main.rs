@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's task runner.
 //!
 //! - `vm`: run a command as root inside the kernel lab (a stock Debian kernel under qemu with IPVS).
-//! - `test`: fmt, clippy, host tests, then every ignored kernel test inside the lab.
+//! - `test`: fmt, clippy, unused dependencies, host tests, then every ignored kernel test inside the
+//!   lab.
 //! - `bench`: the benchmarks that need a real kernel, each where its kernel lives.
 //! - `image`: the container image (OCI layout + `docker load` archive) without a container engine.
 //! - `fuzz`: build every fuzz target on stable and run each for a while; one table at the end.
@@ -11,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod deps;
 mod fuzz;
 mod image;
 mod lab;

@@ -123,6 +123,12 @@ fn checks_host_tests_and_image(
         .status(),
     )?;
 
+    banner("unused dependencies");
+    let unused = crate::deps::unused()?;
+    if unused > 0 {
+        failed_steps.push(format!("unused dependencies ({unused})"));
+    }
+
     banner("host tests");
     let host = stream(cargo(&["test"], select, &[]), totals)?;
     step(failed_steps, "host tests", Ok(host))?;

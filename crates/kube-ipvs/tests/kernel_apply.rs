@@ -547,3 +547,111 @@ async fn a_full_ipset_grows_in_place_and_keeps_its_members_and_references() {
     assert!(listed.contains("maxelem 1048576"), "{listed}");
     assert!(listed.contains("References: 1"), "{listed}");
 }
+
+/// The ops of two Services, A (`10.1.0.1`) and B (`10.1.0.2`), on one subsystem each call.
+fn two_services(subsystem: &str) -> Vec<Op> {
+    let rr = VsSpec::plain(Scheduler::Rr, Family::V4);
+    let (a, b) = (ip("10.1.0.1"), ip("10.1.0.2"));
+    let vs = |addr| VsKey::new(Proto::Tcp, addr, 80);
+    match subsystem {
+        "ipvs" => [a, b]
+            .into_iter()
+            .flat_map(|addr| {
+                [
+                    Op::AddVs {
+                        key: vs(addr),
+                        spec: rr,
+                        owner: owner(),
+                    },
+                    Op::AddRs {
+                        vs: vs(addr),
+                        rs: RealServer::masq(ip("10.244.0.1"), 8080),
+                    },
+                ]
+            })
+            .collect(),
+        "link" => vec![Op::BindAddr { addr: a }, Op::BindAddr { addr: b }],
+        _ => vec![
+            Op::IpsetAdd {
+                set: IpsetName::new(SetKind::ClusterIp, Family::V4),
+                entry: IpsetEntry::IpPort(a, Proto::Tcp, 80),
+            },
+            Op::IpsetAdd {
+                set: IpsetName::new(SetKind::ExternalIp, Family::V4),
+                entry: IpsetEntry::IpPort(b, Proto::Tcp, 80),
+            },
+        ],
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs IPVS: cargo xtask test"]
+async fn a_lost_reply_fails_only_its_op_the_socket_is_rebuilt_and_the_retry_programs_it() {
+    use kube_ipvs::kernel::KernelError;
+    use netlink_transport::{Error as TransportError, Failure, Fault, Faults, Match};
+
+    fresh_netns();
+    let faults = Faults::new();
+    let mut cfg = KernelConfig::new(DEVICE, &[Family::V4]);
+    cfg.request_timeout = Duration::from_secs(2);
+    cfg.faults = Some(faults.clone());
+    let mut kernel = NetlinkKernel::connect(cfg).await.unwrap();
+    kernel.prepare().await.unwrap();
+    // Service B's first request of each subsystem: its answer never comes, or the receive buffer
+    // overflows from it on (IPVS: B's AddVs and AddRs lose their answers).
+    let b = vec![10, 1, 0, 2];
+    for (subsystem, fault, lost) in [
+        ("ipvs", Fault::NoReply, &[2][..]),
+        ("ipvs", Fault::Overflow, &[2, 3][..]),
+        ("link", Fault::NoReply, &[1][..]),
+        ("ipset", Fault::NoReply, &[1][..]),
+    ] {
+        let opened = faults.opened();
+        let ops = two_services(subsystem);
+        faults.inject(Match::Containing(b.clone()), fault);
+        let out = kernel.apply(&ops).await;
+        let failed: Vec<usize> = out.failed.iter().map(|(i, _)| *i).collect();
+        assert_eq!(failed, lost, "{subsystem} {fault:?}: {:?}", out.failed);
+        for (_, e) in &out.failed {
+            let KernelError::Request {
+                failure: Failure::Lost(cause),
+                ..
+            } = e
+            else {
+                panic!("{subsystem}: not a lost answer: {e}");
+            };
+            match fault {
+                Fault::NoReply => assert!(matches!(cause, TransportError::Timeout(_)), "{e}"),
+                Fault::Overflow => assert!(matches!(cause, TransportError::RepliesLost), "{e}"),
+            }
+        }
+        assert_eq!(faults.armed(), 0, "{subsystem}: the fault fired");
+        // What the agent does next sync: retry the failed ops (their effects are there already,
+        // which counts as done), on a rebuilt socket after a timeout.
+        let retry: Vec<Op> = out.failures(&ops).map(|(op, _)| op.clone()).collect();
+        let again = kernel.apply(&retry).await;
+        assert!(again.is_ok(), "{subsystem} retry: {:?}", again.failed);
+        if fault == Fault::NoReply {
+            assert_eq!(faults.opened(), opened + 1, "{subsystem}: rebuilt once");
+        }
+    }
+    // Both Services are programmed, on every subsystem.
+    let table = ipvsadm();
+    for want in ["TCP 10.1.0.1:80 rr", "TCP 10.1.0.2:80 rr"] {
+        assert!(table.iter().any(|l| l == want), "{want} in {table:#?}");
+    }
+    assert_eq!(
+        table
+            .iter()
+            .filter(|l| l.contains("10.244.0.1:8080"))
+            .count(),
+        2
+    );
+    let addrs = sh("ip -o addr show dev kube-ipvs0");
+    assert!(
+        addrs.contains("10.1.0.1/32") && addrs.contains("10.1.0.2/32"),
+        "{addrs}"
+    );
+    assert!(sh("ipset list KUBE-CLUSTER-IP").contains("10.1.0.1,tcp:80"));
+    assert!(sh("ipset list KUBE-EXTERNAL-IP").contains("10.1.0.2,tcp:80"));
+}

@@ -14,18 +14,16 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use netlink_transport::{BatchOutcome, Errno, Failure};
 use rtnetlink::RouteMessageBuilder;
 
-use crate::link::socket::TransportError;
-use crate::link::{LinkError, Links, Op};
+use crate::link::{LinkError, Links, Op, dump, exchange};
 
 /// The kernel's local routing table (`table local`).
 pub const RT_TABLE_LOCAL: u8 = 255;
 /// The protocol our routes carry (`proto static`), so they can be told from the kernel's own
 /// per-address local routes (`proto kernel`).
 pub const OUR_PROTOCOL: RouteProtocol = RouteProtocol::Static;
-
-const ESRCH: i32 = 3;
 
 /// A `local` route of the local table.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -143,18 +141,27 @@ pub(crate) fn decode(msg: &RouteMessage) -> Option<LocalRoute> {
     })
 }
 
+/// A change to one `local` prefix route, for [`Links::change_local_routes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteChange {
+    /// Add (or replace) `local PREFIX`.
+    Add(IpNet),
+    /// Delete `local PREFIX` (absent counts as done).
+    Del(IpNet),
+}
+
 impl Links {
     /// Adds (or replaces) `local PREFIX dev IFINDEX table local proto static`. Idempotent.
     pub async fn add_local_route(&mut self, prefix: IpNet, ifindex: u32) -> Result<(), LinkError> {
         let msg = message(prefix, ifindex)?;
-        self.sock_mut()
-            .exchange(
-                RouteNetlinkMessage::NewRoute(msg),
-                NLM_F_CREATE | NLM_F_REPLACE,
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| LinkError::from_transport(Op::AddRoute(prefix), e))
+        exchange(
+            self.sock_mut(),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.into_link(Op::AddRoute(prefix)))
     }
 
     /// Deletes that route; `Ok(false)` if it was not there.
@@ -164,25 +171,73 @@ impl Links {
         ifindex: u32,
     ) -> Result<bool, LinkError> {
         let msg = message(prefix, ifindex)?;
-        match self
-            .sock_mut()
-            .exchange(RouteNetlinkMessage::DelRoute(msg), 0)
-            .await
-        {
+        match exchange(self.sock_mut(), RouteNetlinkMessage::DelRoute(msg), 0).await {
             Ok(_) => Ok(true),
-            Err(TransportError::Kernel(ESRCH)) => Ok(false),
-            Err(e) => Err(LinkError::from_transport(Op::DelRoute(prefix), e)),
+            Err(e) if e.kernel() == Some(Errno::ESRCH) => Ok(false),
+            Err(e) => Err(e.into_link(Op::DelRoute(prefix))),
         }
+    }
+
+    /// Applies route changes through `ifindex` pipelined, answered per change (the index into
+    /// `changes`). Adding a present route and deleting an absent one count as done.
+    pub async fn change_local_routes(
+        &mut self,
+        ifindex: u32,
+        changes: &[RouteChange],
+    ) -> BatchOutcome {
+        let mut msgs = Vec::with_capacity(changes.len());
+        let mut at = Vec::with_capacity(changes.len());
+        let mut invalid = Vec::new();
+        for (i, c) in changes.iter().enumerate() {
+            let (prefix, add) = match c {
+                RouteChange::Add(p) => (*p, true),
+                RouteChange::Del(p) => (*p, false),
+            };
+            match message(prefix, ifindex) {
+                Ok(m) if add => {
+                    msgs.push((
+                        RouteNetlinkMessage::NewRoute(m),
+                        NLM_F_CREATE | NLM_F_REPLACE,
+                    ));
+                    at.push(i);
+                }
+                Ok(m) => {
+                    msgs.push((RouteNetlinkMessage::DelRoute(m), 0));
+                    at.push(i);
+                }
+                Err(e) => invalid.push((
+                    i,
+                    Failure::NotSent(netlink_transport::Error::Encode(std::sync::Arc::new(e))),
+                )),
+            }
+        }
+        let sock = self.sock_mut();
+        let outcome = sock
+            .batch(msgs.len(), &crate::link::BATCH, |i, b| {
+                if let Some((m, flags)) = msgs.get(i) {
+                    netlink_transport::encode_packet(b, m, *flags);
+                }
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .await
+            .forgive(|i, f| {
+                matches!(f, Failure::Refused { errno, .. } if *errno == Errno::ESRCH)
+                    && matches!(msgs.get(i), Some((RouteNetlinkMessage::DelRoute(_), _)))
+            });
+        let mut outcome = outcome.reindex(|i| at.get(i).copied().unwrap_or(i));
+        outcome.failed.extend(invalid);
+        outcome.failed.sort_by_key(|(i, _)| *i);
+        outcome
     }
 
     /// Every `local` route of the local table covering more than one address (both
     /// families), ours and others'. Filter on `protocol == OUR_PROTOCOL` for ours.
     pub async fn local_prefix_routes(&mut self) -> Result<Vec<LocalRoute>, LinkError> {
-        let replies = self
-            .sock_mut()
-            .dump(|| RouteNetlinkMessage::GetRoute(RouteMessage::default()))
-            .await
-            .map_err(|e| LinkError::from_transport(Op::DumpRoutes, e))?;
+        let replies = dump(self.sock_mut(), || {
+            RouteNetlinkMessage::GetRoute(RouteMessage::default())
+        })
+        .await
+        .map_err(|e| e.into_link(Op::DumpRoutes))?;
         let mut routes: Vec<LocalRoute> = replies
             .iter()
             .filter_map(|m| match m {
@@ -197,11 +252,11 @@ impl Links {
 
     /// Every route of every table but `local`, both families (what the node reaches where).
     pub async fn routes(&mut self) -> Result<Vec<Route>, LinkError> {
-        let replies = self
-            .sock_mut()
-            .dump(|| RouteNetlinkMessage::GetRoute(RouteMessage::default()))
-            .await
-            .map_err(|e| LinkError::from_transport(Op::DumpRoutes, e))?;
+        let replies = dump(self.sock_mut(), || {
+            RouteNetlinkMessage::GetRoute(RouteMessage::default())
+        })
+        .await
+        .map_err(|e| e.into_link(Op::DumpRoutes))?;
         let mut routes: Vec<Route> = replies
             .iter()
             .filter_map(|m| match m {

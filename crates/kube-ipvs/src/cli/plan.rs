@@ -159,9 +159,15 @@ fn explain(e: KernelError) -> anyhow::Error {
         } => anyhow::anyhow!(
             "permission denied: --against-kernel needs CAP_NET_ADMIN (run as root): {e}"
         ),
-        _ if matches!(e.errno(), Some(1 | 13)) => anyhow::anyhow!(
-            "permission denied: --against-kernel needs CAP_NET_ADMIN (run as root): {e}"
-        ),
+        _ if matches!(
+            e.errno(),
+            Some(ipvs_netlink::Errno::EPERM | ipvs_netlink::Errno::EACCES)
+        ) =>
+        {
+            anyhow::anyhow!(
+                "permission denied: --against-kernel needs CAP_NET_ADMIN (run as root): {e}"
+            )
+        }
         _ => anyhow::anyhow!("reading the kernel: {e}"),
     }
 }

@@ -398,7 +398,7 @@ fn ipvs_text(e: &ipvs_netlink::Error) -> String {
         ipvs_netlink::Error::ModuleNotLoaded => {
             "the ip_vs module is not loaded (modprobe ip_vs)".into()
         }
-        e if matches!(e.errno().map(|n| n as i32), Some(1 | 13)) => {
+        e if matches!(e.errno().map(|n| n.get()), Some(1 | 13)) => {
             format!("permission denied (IPVS needs CAP_NET_ADMIN): {e}")
         }
         e => format!("IPVS: {e}"),

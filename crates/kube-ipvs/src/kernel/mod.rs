@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 
-pub use error::KernelError;
+pub use error::{KernelError, Subsystem};
 pub use fake::FakeKernel;
 /// Domain values <-> the kernel clients' values (for `explain`'s targeted reads).
 pub(crate) use netlink::convert;

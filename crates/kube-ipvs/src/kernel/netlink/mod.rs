@@ -218,20 +218,12 @@ impl NetlinkKernel {
     /// The conntrack socket, opened on first use.
     async fn conntrack(&mut self) -> Result<&mut Conntrack, KernelError> {
         if self.conntrack.is_none() {
-            let timeout = self.cfg.request_timeout;
-            let ct = match self.cfg.netns.as_deref() {
-                None => Conntrack::connect(timeout).await,
-                Some(path) => {
-                    netns::blocking(Some(path), "connect conntrack", move || {
-                        tokio::runtime::Handle::current().block_on(Conntrack::connect(timeout))
-                    })
-                    .await?
-                }
-            };
-            let ct = ct.map_err(|source| KernelError::Conntrack {
-                op: "connect".into(),
-                source,
-            })?;
+            let ct = Conntrack::connect_with(&socket_options(&self.cfg))
+                .await
+                .map_err(|source| KernelError::Conntrack {
+                    op: "connect".into(),
+                    source,
+                })?;
             self.conntrack = Some(ct);
         }
         self.conntrack
@@ -243,6 +235,16 @@ impl NetlinkKernel {
     }
 }
 
+/// How the nodenet sockets open: in `cfg.netns`, bounded by the request timeout, under the
+/// fault layer when one is configured.
+fn socket_options(cfg: &KernelConfig) -> nodenet::SocketOptions {
+    nodenet::SocketOptions {
+        netns: cfg.netns.clone(),
+        timeout: cfg.request_timeout,
+        faults: cfg.faults.clone(),
+    }
+}
+
 /// One IPVS, rtnetlink and ipset socket, in `cfg.netns` when set. Fails when IPVS is missing or
 /// the caller lacks CAP_NET_ADMIN for ipsets.
 async fn sockets(
@@ -251,6 +253,7 @@ async fn sockets(
     let ipvs = ipvs_netlink::Client::with_options(ipvs_netlink::ClientOptions {
         netns: cfg.netns.clone(),
         timeout: cfg.request_timeout,
+        faults: cfg.faults.clone(),
         ..ipvs_netlink::ClientOptions::default()
     })
     .await
@@ -258,28 +261,20 @@ async fn sockets(
         op: "connect".into(),
         source,
     })?;
-    let timeout = cfg.request_timeout;
-    let (links, ipset) = match cfg.netns.as_deref() {
-        None => (
-            Links::connect(timeout).await,
-            IpsetClient::connect_with(ipset_config(timeout)).await,
-        ),
-        Some(path) => {
-            netns::blocking(Some(path), "connect", move || {
-                let rt = tokio::runtime::Handle::current();
-                (
-                    rt.block_on(Links::connect(timeout)),
-                    rt.block_on(IpsetClient::connect_with(ipset_config(timeout))),
-                )
-            })
-            .await?
-        }
-    };
-    let links = links.map_err(|source| KernelError::Link {
-        op: "connect".into(),
-        source,
-    })?;
-    let ipset = ipset.map_err(|source| KernelError::Ipset {
+    let links = Links::connect_with(&socket_options(cfg))
+        .await
+        .map_err(|source| KernelError::Link {
+            op: "connect".into(),
+            source,
+        })?;
+    let ipset = IpsetClient::connect_with(nodenet::ipset::Config {
+        timeout: cfg.request_timeout,
+        netns: cfg.netns.clone(),
+        faults: cfg.faults.clone(),
+        ..nodenet::ipset::Config::default()
+    })
+    .await
+    .map_err(|source| KernelError::Ipset {
         op: "connect".into(),
         source,
     })?;
@@ -312,13 +307,6 @@ async fn loopback_index(links: &mut Links) -> Result<u32, KernelError> {
             op: op.into(),
             device: "lo".into(),
         })
-}
-
-fn ipset_config(timeout: std::time::Duration) -> nodenet::ipset::Config {
-    nodenet::ipset::Config {
-        timeout,
-        ..nodenet::ipset::Config::default()
-    }
 }
 
 impl Kernel for NetlinkKernel {

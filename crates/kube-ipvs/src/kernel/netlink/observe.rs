@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use nix::errno::Errno;
+use netlink_transport::Errno;
 
 use super::convert;
 use super::{KernelError, NetlinkKernel, Reader, dummy_index, loopback_index};
