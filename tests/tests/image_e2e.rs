@@ -311,8 +311,11 @@ fn image_runs_as_the_daemonset_and_serves_a_clusterip() {
                     std::env::var("LAB_MODULES").expect("LAB_MODULES (set by the lab)"),
                 ),
                 other => {
+                    // As the kubelet does for these types.
                     if volume["hostPath"]["type"] == "FileOrCreate" {
                         sh(&format!("touch '{other}'"));
+                    } else if volume["hostPath"]["type"] == "DirectoryOrCreate" {
+                        std::fs::create_dir_all(other).unwrap();
                     }
                     PathBuf::from(other)
                 }

@@ -258,7 +258,11 @@ fn takeover_and_hand_back_in_ipvs_mode_keep_every_connection() {
     note(&format!("retired: ops {retired:?}"));
     assert_eq!(retired.get("unbind_addr"), Some(&(1 + u64::from(FILLERS))));
     let routes = sh("ip route show table local proto static");
-    assert!(routes.contains("local 10.96.0.0/16 dev lo"), "{routes}");
+    assert!(
+        routes.contains("local 10.96.0.0/16 dev lo"),
+        "{routes}\n{}",
+        sh("ip route show table all; ip -o addr; ip rule; ipset list -n")
+    );
     // The table is stock's; the real server stock left draining may have been deleted (idle)
     // but never got traffic back.
     let not_draining = |rules: BTreeSet<String>| -> BTreeSet<String> {
@@ -457,7 +461,11 @@ fn an_unsafe_service_cidr_is_not_routed_and_the_api_server_stays_reachable() {
         &dir.join("agent.log"),
     );
     let routes = sh("ip route show table local proto static");
-    assert!(routes.contains("local 10.96.0.0/16 dev lo"), "{routes}");
+    assert!(
+        routes.contains("local 10.96.0.0/16 dev lo"),
+        "{routes}\n{}",
+        sh("ip route show table all; ip -o addr; ip rule; ipset list -n")
+    );
     assert!(
         !routes.contains("0.0.0.0/0")
             && !routes.contains("default")

@@ -652,12 +652,15 @@ fn cleanup_keeps_excluded_virtual_servers_after_a_real_agent_run() {
         "IPv4 only, as configured:\n{table}"
     );
 
-    // The agent published what it programmed (the default owners file): without the agent's
-    // configuration, kube-dns's virtual servers are ours and cleanup would delete them.
+    // Without the agent's configuration, kube-dns's virtual servers are ours (inside the service
+    // CIDR the agent routes locally, and published in its owners file) and cleanup would delete
+    // them.
     let timeout = "--request-timeout 120";
     let plain = kube_ipvs(&format!("cleanup --dry-run {timeout}"));
     assert!(
-        plain.contains("would delete virtual server UDP  10.96.0.10:53 (published by the agent)"),
+        plain.contains(
+            "would delete virtual server UDP  10.96.0.10:53 (address in a service CIDR routed locally)"
+        ),
         "{plain}"
     );
     // With it (cleanup takes run's --config), the excluded ones stay, everything else goes.
