@@ -25,6 +25,7 @@ use kube_ipvs::desired::HealthCheck;
 use kube_ipvs::kernel::{FakeKernel, KernelError};
 use kube_ipvs::model::{ObjectRef, Rejection};
 use kube_ipvs::plan::Op;
+use kube_ipvs::telemetry::{Telemetry, TelemetryOptions};
 use kube_ipvs::source::{
     ClusterEvent, FileOptions, KubernetesOptions, SourceEvent, file, kubernetes, list_events,
 };
@@ -497,28 +498,61 @@ async fn enomem_and_eperm_are_counted_retried_with_backoff_and_reported() {
 
 // ---------- a slow API server, a stalled watch ----------
 
+/// The value of one series in the Prometheus text.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// Every response of the API server takes a second, then the watches stall (open, silent, never
 /// ended: a proxy that stopped forwarding). The agent programs what the slow lists gave it,
-/// keeps its table and its syncs while the watches are silent, gives up on a silent watch after
-/// `timeoutSeconds` + 5 s (kube-runtime's idle timeout), reopens it from its resourceVersion,
-/// and programs the change it had missed.
+/// keeps its table and its syncs while the watches are silent, and reports each kind stale (a
+/// warning, and `kube_ipvs_watch_staleness_seconds`) once it has been silent for `stale_after`,
+/// while a slow but live API server, bookmarking every second, never is. kube-runtime gives up
+/// on a silent watch after `timeoutSeconds` + 5 s, reopens it from its resourceVersion, the
+/// change it had missed is programmed, and each kind is reported fresh again.
 #[tokio::test]
 async fn a_slow_api_server_and_a_stalled_watch_cost_freshness_not_service() {
-    let api = FakeApiServer::start_on_own_thread().unwrap();
+    let logs = Logs::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let api = FakeApiServer::start_on_own_thread().unwrap(); // bookmarks every second
     api.apply(&svc("web", "10.96.0.10")).unwrap();
     api.apply(&slice("web-1", "web", &["10.1.0.1"])).unwrap();
     api.set_delay(Duration::from_secs(1));
     let k = kernel();
     let mut opts = KubernetesOptions::new(NODE);
     opts.watch_timeout = Some(5);
-    let feed = kubernetes::start(api.kube_client().unwrap(), &opts);
+    opts.stale_after = Duration::from_secs(3);
+    let config = kube::Config::new(api.url().parse().unwrap());
+    let client = kubernetes::client_from_config(config, &opts.freshness).unwrap();
+    let feed = kubernetes::start(client, &opts);
+    let fresh = feed.freshness().unwrap();
+    let telemetry = Telemetry::new(
+        &Config::default(),
+        TelemetryOptions {
+            freshness: Some(fresh.clone()),
+            ..TelemetryOptions::default()
+        },
+    );
+    let staleness = |kind: &str| {
+        metric(
+            &telemetry.metrics_text(),
+            &format!("kube_ipvs_watch_staleness_seconds{{kind=\"{kind}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no staleness of {kind}"))
+    };
     let agent = Agent::spawn(&k, feed, settings(Duration::from_secs(2)));
     eventually("programmed despite a second per response", || {
         table(&k) == ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1"]
     })
     .await;
-
+    // Slow, and no change for longer than `stale_after`: the bookmarks keep every kind fresh.
+    sleep(Duration::from_secs(4)).await;
     api.set_delay(Duration::ZERO);
+    assert_eq!(fresh.ages().len(), 4, "every kind watched");
+    assert!(staleness("services") < 3.0, "{}", telemetry.metrics_text());
+    assert_eq!(logs.count("watch stale"), 0, "{}", logs.text());
+
     // Stall the watches while all four are open (each lasts `timeoutSeconds`, 5 s).
     eventually("four watches open", || api.open_watches() >= 4).await;
     assert_eq!(api.stall_watches(), 4);
@@ -526,13 +560,27 @@ async fn a_slow_api_server_and_a_stalled_watch_cost_freshness_not_service() {
         .unwrap();
     // While the watches are silent: the table stays, full repairs go on.
     let syncs = agent.obs.reports().len();
-    sleep(Duration::from_secs(3)).await;
+    sleep(Duration::from_secs(2)).await;
     assert_eq!(table(&k), ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1"]);
     assert!(agent.obs.reports().len() > syncs, "syncs continue");
+    // Silent for `stale_after`: each kind is reported stale, once.
+    eventually("every kind reported stale", || {
+        logs.count("watch stale") == 4
+    })
+    .await;
+    for kind in ["services", "endpointslices", "node", "servicecidrs"] {
+        assert!(staleness(kind) >= 3.0, "{kind}: {}", telemetry.metrics_text());
+    }
     // The client gives up on the silent watch (5 s + 5 s) and catches up.
     eventually("the missed change programmed", || {
         table(&k) == ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1 10.1.0.2:8080/1"]
     })
     .await;
+    eventually("every kind fresh again", || {
+        logs.count("watch fresh again") == 4
+    })
+    .await;
+    assert!(staleness("services") < 3.0);
+    assert_eq!(logs.count("watch stale"), 4, "{}", logs.text());
     agent.stop().await;
 }
