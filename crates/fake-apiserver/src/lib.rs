@@ -136,6 +136,12 @@ impl FakeApiServer {
     /// tests and benches that block on processes): the server keeps answering while they block.
     /// The thread inherits the caller's network namespace.
     pub fn start_on_own_thread() -> Result<Self, Error> {
+        Self::start_on_own_thread_at(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// [`Self::start_on_own_thread`] on `addr` (e.g. `0.0.0.0:0`, for an agent in another
+    /// network namespace that reaches this one through a route).
+    pub fn start_on_own_thread_at(addr: SocketAddr) -> Result<Self, Error> {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
@@ -149,7 +155,7 @@ impl FakeApiServer {
                 }
             };
             rt.block_on(async {
-                let started = Self::start().await;
+                let started = Self::start_at(addr, Some(Duration::from_secs(1))).await;
                 let ok = started.is_ok();
                 let _ = tx.send(started);
                 if ok {

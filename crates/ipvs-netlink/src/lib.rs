@@ -69,6 +69,7 @@ pub use error::DecodeError;
 pub use family::{AddressFamily, Protocol};
 pub use info::Info;
 pub use message::{IpvsAttribute, IpvsCmd, IpvsMessage};
+pub use netlink_transport::{BatchOutcome, Errno, Failure, Faults};
 pub use nla::RawAddr;
 pub use service::{Scheduler, Service, ServiceFlags, ServiceKey};
 pub use stats::Stats;

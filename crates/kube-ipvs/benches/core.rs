@@ -6,6 +6,7 @@
 //!   join of that Service's slices, which must grow as n log n or better, never n^2
 //! - memory of the index per Service port (resident-set growth while building it)
 //! - the full path split into its stages (build, plan, drop, building a kernel view)
+//! - the periodic repair of a large table: one verification slice merged and planned
 //!
 //! The full path is measured as the agent runs it, `Engine::plan_full`: the desired state is
 //! rebuilt from the index, the previous one is handed to a background thread to be freed, and the
@@ -31,6 +32,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_ipvs::desired::NodeState;
+use kube_ipvs::kernel::PartialRead;
 use kube_ipvs::model::ClusterIndex;
 use kube_ipvs::plan::{ObservedState, Planner};
 use kube_ipvs::types::{IpsetEntry, IpsetName, RealServer, VsKey, VsSpec};
@@ -434,6 +436,50 @@ fn full_cpu(c: &mut Criterion<CpuTime>) {
     g.finish();
 }
 
+/// The periodic repair of a large table as the agent now runs it on its loop: one verification
+/// slice (1/16 of the virtual servers, as read from an unchanged kernel) merged into the kernel
+/// view and planned (`Engine::plan_read`), and the last slice of a cycle, which also carries the
+/// table without real servers (specs, addresses, routes, sets). Compare with the no-op full
+/// repair above (`full (thread CPU time)`, converged kernel).
+fn verify_cpu(c: &mut Criterion<CpuTime>) {
+    let mut setup = setup();
+    let e = &mut setup.converged;
+    let keys: Vec<VsKey> = e.observed().virtual_servers().keys().copied().collect();
+    let per = keys.len().div_ceil(16);
+    let read = |from: usize, table: bool, e: &Engine| {
+        let o = e.observed();
+        PartialRead {
+            vs: keys[from..(from + per).min(keys.len())]
+                .iter()
+                .map(|k| (*k, o.virtual_server(k).map(|v| v.reals.clone())))
+                .collect(),
+            table: table.then(|| o.without_reals()),
+        }
+    };
+    // Read before planning: the engine is borrowed mutably while planning.
+    let (slice, last) = (read(per * 7, false, e), read(per * 15, true, e));
+    let mut g = c.benchmark_group("verification slice (thread CPU time)");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function("1/16 of 50k svc, unchanged kernel", |b| {
+        b.iter_batched(
+            || slice.clone(),
+            |r| assert!(e.plan_read(r, &[], true, Duration::ZERO).is_empty()),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function(
+        "last slice of a cycle (with the table), unchanged kernel",
+        |b| {
+            b.iter_batched(
+                || last.clone(),
+                |r| assert!(e.plan_read(r, &[], true, Duration::ZERO).is_empty()),
+                BatchSize::PerIteration,
+            )
+        },
+    );
+    g.finish();
+}
+
 /// Wall time only: a change costs microseconds, below the tick resolution of thread CPU time.
 fn incremental_group<M: Measurement>(c: &mut Criterion<M>, name: &str) {
     let mut g = c.benchmark_group(name);
@@ -517,7 +563,7 @@ criterion_group!(benches, full, incremental, large_service);
 criterion_group! {
     name = cpu;
     config = Criterion::default().with_measurement(THREAD_CPU);
-    targets = full_cpu
+    targets = full_cpu, verify_cpu
 }
 criterion_group! {
     name = process_cpu;

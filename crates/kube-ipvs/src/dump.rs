@@ -239,14 +239,21 @@ fn decode<T: serde::de::DeserializeOwned + DumpStrip>(v: Value) -> Result<T, Str
 }
 
 /// What a dump keeps of an object: Services and EndpointSlices lose what the model never reads
-/// (managedFields, pod references, last-applied annotations: most of their size in a large dump);
+/// (managedFields, pod references, last-applied annotations: most of their size in a large dump;
+/// a Service keeps its selector for `explain`);
 /// Nodes stay whole (`plan` reads their labels, addresses and taints).
 trait DumpStrip {
     fn dump_strip(&mut self) {}
 }
 impl DumpStrip for core::Service {
+    /// Keeps the pod selector, which the watchers drop: `explain -f DUMP` names it when no
+    /// endpoint matches (a few labels per Service).
     fn dump_strip(&mut self) {
+        let selector = self.spec.as_mut().and_then(|s| s.selector.take());
         self.strip();
+        if let Some(spec) = self.spec.as_mut() {
+            spec.selector = selector;
+        }
     }
 }
 impl DumpStrip for discovery::EndpointSlice {

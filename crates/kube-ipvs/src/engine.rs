@@ -13,10 +13,14 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::networking::v1 as networking;
 
+use ipnet::IpNet;
+
+use crate::desired::cidrs::route_matters;
 use crate::desired::{NodeState, Touched};
+use crate::kernel::PartialRead;
 use crate::model::{Affected, ClusterIndex};
 use crate::plan::{ApplyError, ObservedState, Op, Planner};
-use crate::planner_config::PlannerConfig;
+use crate::planner_config::{NodeRoute, PlannerConfig};
 use crate::types::{ServiceKey, VsKey};
 
 /// Index, desired state, cached kernel state and planner of one node.
@@ -127,6 +131,34 @@ impl Engine {
         true
     }
 
+    /// Sets the node's routes (the service CIDR safety check reads them); rebuilds only if a
+    /// route bearing on a service CIDR changed (CNIs add and remove routes all the time).
+    /// Returns whether it rebuilds.
+    pub fn set_node_routes(&mut self, mut routes: Vec<NodeRoute>) -> bool {
+        routes.sort_unstable();
+        routes.dedup();
+        if routes == self.cfg.node_routes {
+            return false;
+        }
+        let candidates: Vec<IpNet> = self
+            .cfg
+            .service_cidrs
+            .iter()
+            .chain(self.index.service_cidrs())
+            .copied()
+            .collect();
+        let relevant = |rs: &[NodeRoute]| -> Vec<NodeRoute> {
+            rs.iter()
+                .filter(|r| candidates.iter().any(|c| route_matters(c, r)))
+                .copied()
+                .collect()
+        };
+        let changed = relevant(&routes) != relevant(&self.cfg.node_routes);
+        self.cfg.node_routes = routes;
+        self.rebuild |= changed;
+        changed
+    }
+
     /// Whether cluster changes are waiting for a plan (a node-wide change or changed Services).
     pub fn has_changes(&self) -> bool {
         self.rebuild || !self.dirty.is_empty()
@@ -198,6 +230,37 @@ impl Engine {
             .plan(&self.cfg, &self.desired, &self.observed, now)
     }
 
+    /// A partial read of the kernel (a verification slice, or the drain tick's virtual servers)
+    /// is merged into the cached view, the ops applied since it began are replayed over it, and
+    /// what it found different is planned with the draining virtual servers, and with
+    /// `changes`, the pending changes and retries: the cost follows the read and the changes,
+    /// not the table.
+    pub fn plan_read(
+        &mut self,
+        read: PartialRead,
+        replay: &[Op],
+        changes: bool,
+        now: Duration,
+    ) -> Vec<Op> {
+        let mut touched = self.observed.merge(read);
+        for op in replay {
+            self.observed.replay(op);
+        }
+        if changes {
+            if self.rebuild {
+                return self.plan_full(now);
+            }
+            touched.extend(std::mem::take(&mut self.retry));
+            touched.extend(self.update_dirty());
+        }
+        touched.extend(self.planner.draining());
+        if touched.is_empty() {
+            return Vec::new();
+        }
+        self.planner
+            .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+    }
+
     /// Brings the desired state of every Service changed since the last plan up to date;
     /// returns what that touched.
     fn update_dirty(&mut self) -> Touched {
@@ -233,12 +296,16 @@ impl Engine {
             .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
     }
 
-    /// The drain tick: re-plans only virtual servers with real servers draining (call after
-    /// refreshing their connection counters in the observed state).
-    pub fn plan_drains(&mut self, now: Duration) -> Vec<Op> {
-        let touched = self.planner.draining();
+    /// The next batch of at most `max` address changes a route makes moot (see
+    /// `plan::retire`): against the cached kernel view, off the change path.
+    pub fn plan_retire(&mut self, max: usize) -> Vec<Op> {
         self.planner
-            .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+            .plan_retire(&self.cfg, &self.desired, &self.observed, max)
+    }
+
+    /// Whether address changes wait for [`Engine::plan_retire`].
+    pub fn retire_pending(&self) -> bool {
+        self.planner.retire_pending()
     }
 
     /// Records ops the kernel refused: their keys are planned again by the next incremental plan

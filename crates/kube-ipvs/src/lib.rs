@@ -12,20 +12,26 @@
 //! | [`engine`] | incremental (per-Service) and full planning over a cached kernel view | kube-proxy's full resync loop |
 //! | [`render`] | `ipvsadm -Ln` layout annotated with owners; plan report | `ipvsadm -Ln` (`kube-ipvs plan`) |
 //! | [`owners`] | which Service port owns each virtual server (published by the agent, read by `list --services`) | - |
+//! | [`failures`] | the ops the kernel refused, still retried (published by the agent, read by `explain`) | - |
+//! | [`explain`] | `kube-ipvs explain`: pure checks of one Service on this node over gathered inputs | the kube-proxy troubleshooting checklist |
 //! | [`dump`] | reading `kubectl get -o yaml/json` dumps | - (`kube-ipvs plan -f`) |
 //! | [`planner_config`] | the plain configuration the planner needs | KubeProxyConfiguration fields |
 //! | [`kernel`] | the apply layer: the only module that touches the kernel (and its fake) | kube-proxy's `ipvs`/`ipset`/`netlink`/`iptables` utils |
-//! | `config` | KubeProxyConfiguration loader | `kube-proxy --config` |
+//! | `config` | KubeProxyConfiguration loader, every stock flag, the effective configuration | `kube-proxy --config`, its flags, `--write-config-to` |
+//! | [`build_info`] | version, commit, build date | `kubernetes_build_info` |
 //! | [`telemetry`] | `/healthz`, `/livez`, `/metrics`, health-check node ports, Events, logging | kube-proxy's `healthcheck` and `metrics` packages |
 //! | `source` | Kubernetes watchers (kube-rs) and file sources feeding the model | kube-proxy's informers |
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod build_info;
 pub mod cleanup;
 pub mod config;
 pub mod desired;
 pub mod dump;
 pub mod engine;
+pub mod explain;
+pub mod failures;
 pub mod kernel;
 pub mod model;
 pub mod owners;

@@ -3,8 +3,6 @@
 
 mod cli;
 
-use clap::Parser;
-
 /// jemalloc, not glibc's malloc: the agent frees on one thread what another allocated (a full
 /// repair's kernel view is read on the dump thread and dropped after the next one), and glibc's
 /// per-thread arenas kept those pages resident (at 50,000 Services, 209-234 MiB resident with
@@ -14,5 +12,5 @@ use clap::Parser;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
-    cli::run(cli::Cli::parse())
+    cli::main(std::env::args_os().collect())
 }

@@ -25,7 +25,7 @@ pub const DEFAULT_PATH: &str = "/run/kube-ipvs/owners.json";
 
 const VERSION: u32 = 1;
 
-/// Reading or writing the owners file failed.
+/// Reading or writing a file the agent publishes (owners, failures) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OwnersError {
     /// A file operation failed (the errno is in `source`).
@@ -38,11 +38,13 @@ pub enum OwnersError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not an owners file this version understands.
-    #[error("{}: not a kube-ipvs owners file: {reason}", path.display())]
+    /// The file is not a file of its kind this version understands.
+    #[error("{}: not a kube-ipvs {what} file: {reason}", path.display())]
     Format {
         /// The file.
         path: PathBuf,
+        /// Which kind (`owners`, `failures`).
+        what: &'static str,
         /// Why.
         reason: String,
     },
@@ -210,15 +212,11 @@ impl Owners {
     pub fn from_json(text: &str, path: &Path) -> Result<Self, OwnersError> {
         let bad = |reason: String| OwnersError::Format {
             path: path.to_path_buf(),
+            what: "owners",
             reason,
         };
-        let form: FileForm = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if form.version != VERSION {
-            return Err(bad(format!(
-                "version {} (this kube-ipvs reads version {VERSION})",
-                form.version
-            )));
-        }
+        let form: FileForm =
+            parse_published(text, path, "owners", VERSION, |f: &FileForm| f.version)?;
         let by_vs = form
             .virtual_servers
             .into_iter()
@@ -234,44 +232,78 @@ impl Owners {
     /// Writes the file so that readers see the old or the new content, never a part:
     /// a temporary file in the same directory, synced, then renamed over `path`.
     pub fn write_atomic(&self, path: &Path) -> Result<(), OwnersError> {
-        let io = |op: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |source| OwnersError::Io {
-                op,
-                path: p,
-                source,
-            }
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
-        }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".tmp.{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(self.to_json().as_bytes())?;
-            f.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io("write", &tmp)(e));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io("rename into place", path)(e)
-        })
+        write_atomic(path, self.to_json().as_bytes())
     }
 
     /// Reads the file.
     pub fn read(path: &Path) -> Result<Self, OwnersError> {
-        let text = std::fs::read_to_string(path).map_err(|source| OwnersError::Io {
-            op: "read",
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(&text, path)
+        Self::from_json(&read_text(path)?, path)
     }
+}
+
+/// The text of a file the agent publishes.
+pub(crate) fn read_text(path: &Path) -> Result<String, OwnersError> {
+    std::fs::read_to_string(path).map_err(|source| OwnersError::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses the JSON of a file the agent publishes, checking its format version (`what` and
+/// `path` name it in errors).
+pub(crate) fn parse_published<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    what: &'static str,
+    want: u32,
+    version: impl Fn(&T) -> u32,
+) -> Result<T, OwnersError> {
+    let bad = |reason: String| OwnersError::Format {
+        path: path.to_path_buf(),
+        what,
+        reason,
+    };
+    let v: T = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let have = version(&v);
+    if have != want {
+        return Err(bad(format!(
+            "version {have} (this kube-ipvs reads version {want})"
+        )));
+    }
+    Ok(v)
+}
+
+/// Writes `bytes` to `path` so that readers see the old or the new content, never a part: a
+/// temporary file in the same directory, synced, then renamed over `path`.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OwnersError> {
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| OwnersError::Io {
+            op,
+            path: p,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("write", &tmp)(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("rename into place", path)(e)
+    })
 }
 
 #[cfg(test)]

@@ -36,6 +36,13 @@ pub struct PlannerConfig {
     /// The node's primary IPs (first InternalIP per family of the Node object, or configured);
     /// used for `primary` NodePorts and for load-balancer source ranges containing the node.
     pub primary_node_ips: Vec<IpAddr>,
+    /// The pod CIDRs (`clusterCIDR`); with the Node's `spec.podCIDRs`, a service CIDR
+    /// overlapping them is never routed locally.
+    pub pod_cidrs: Vec<IpNet>,
+    /// The node's routes as the kernel lists them (every table but `local`), for the service
+    /// CIDR safety check: a CIDR overlapping a route's destination or holding its gateway is
+    /// never routed locally.
+    pub node_routes: Vec<NodeRoute>,
     /// Stock-compatible: bind every ClusterIP to the dummy device instead of one `local` route per
     /// service CIDR.
     pub bind_cluster_ips: bool,
@@ -43,7 +50,7 @@ pub struct PlannerConfig {
     /// endpoints (stock IPVS falls back; iptables mode drops).
     pub strict_local: bool,
     /// Honour EndpointSlice node hints (`hints.forNodes`; stock gates them behind
-    /// `PreferSameTrafficDistribution`).
+    /// `PreferSameTrafficDistribution`: beta and on by default in 1.34, GA in 1.35).
     pub topology_node_hints: bool,
     /// TCP/SCTP real servers at weight 0 are deleted after this long even with open connections
     /// (stock: no limit). `None`: wait for the connections to end.
@@ -54,6 +61,15 @@ pub struct PlannerConfig {
     /// The NodePort range (`--service-node-port-range`): virtual servers on node addresses with a
     /// port here are ours even after their Service is gone.
     pub node_port_range: RangeInclusive<u16>,
+}
+
+/// One route of the node (any table but `local`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeRoute {
+    /// Destination prefix (`0.0.0.0/0`, `::/0` for default routes).
+    pub dst: IpNet,
+    /// Gateway, if any.
+    pub via: Option<IpAddr>,
 }
 
 impl PlannerConfig {
@@ -70,9 +86,11 @@ impl PlannerConfig {
             node_port_primary: false,
             node_addresses: Vec::new(),
             primary_node_ips: Vec::new(),
+            pod_cidrs: Vec::new(),
+            node_routes: Vec::new(),
             bind_cluster_ips: false,
             strict_local: false,
-            topology_node_hints: false,
+            topology_node_hints: true,
             drain_limit: None,
             drain_deleted_services: true,
             node_port_range: 30000..=32767,

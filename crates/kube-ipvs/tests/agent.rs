@@ -726,6 +726,14 @@ async fn cluster_wide_figures_are_reported_at_most_once_a_second_and_never_left_
     agent.stop().await;
 }
 
+/// `(kind, target, attempts)` of each failing op.
+fn log_view(f: &kube_ipvs::failures::Failures) -> Vec<(&str, &str, u32)> {
+    f.failed
+        .iter()
+        .map(|f| (f.kind.as_str(), f.target.as_str(), f.attempts))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn refused_ops_are_counted_and_retried_without_blocking_other_services() {
     let (script, rx) = Script::new();
@@ -764,11 +772,28 @@ async fn refused_ops_are_counted_and_retried_without_blocking_other_services() {
         && r.failed.get("add_vs") == Some(&1)
         && r.applied.is_empty()));
 
+    // What the agent publishes for `explain` (the failures file) follows the reports: db's
+    // two refused ops, each tried three times.
+    let mut log = kube_ipvs::failures::FailureLog::new(None);
+    for r in &retries {
+        log.observe(r);
+    }
+    let failures = log.failures();
+    assert_eq!(
+        log_view(&failures),
+        [
+            ("add_rs", "TCP  10.96.0.20:80", 3),
+            ("add_vs", "TCP  10.96.0.20:80", 3)
+        ]
+    );
+
     // The kernel accepts it now: the next retry programs db, with no cluster event at all.
     k.handle().fail_op = None;
     eventually("db programmed", || table(&k) == [WEB, DB]).await;
     let last = agent.obs.reports().last().unwrap().clone();
     assert!(last.failed.is_empty());
+    log.observe(&last);
+    assert!(log.failures().failed.is_empty(), "nothing fails any more");
     assert_eq!(last.applied["add_vs"], 1);
     sleep(Duration::from_secs(20)).await;
     let n = agent.obs.count();
@@ -948,5 +973,240 @@ async fn an_empty_initial_service_list_keeps_the_kernel_until_the_next_full_sync
     // Still empty at the next full sync: now it is believed.
     sleep(Duration::from_secs(31)).await;
     assert!(table(&k).is_empty());
+    agent.stop().await;
+}
+
+/// An agent on a fake kernel with eight Services (10.96.1.0-7, endpoints 10.1.N.1 and 10.1.N.2)
+/// whose periodic repair verifies them in four slices of two (so the table counts as large).
+async fn eight_started() -> (Script, FakeKernel, Agent) {
+    let (script, rx) = Script::new();
+    let k = kernel();
+    let mut s = settings(Duration::from_secs(30), Duration::ZERO);
+    s.timing.verify_slices = 4;
+    s.timing.verify_slice_min = 2;
+    let agent = Agent::spawn(&k, rx, s);
+    let name = |i: u8| format!("s{i}");
+    script
+        .initial(
+            (0..8)
+                .map(|i| svc(&name(i), &format!("10.96.1.{i}")))
+                .collect(),
+            (0..8)
+                .map(|i| {
+                    slice(
+                        &name(i),
+                        &name(i),
+                        &[&format!("10.1.{i}.1"), &format!("10.1.{i}.2")],
+                    )
+                })
+                .collect(),
+        )
+        .await;
+    eventually("start-up sync", || agent.obs.count() == 1).await;
+    (script, k, agent)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_large_table_is_verified_in_slices_and_drift_is_repaired_within_a_cycle() {
+    let (_script, k, agent) = eight_started().await;
+    let programmed = table(&k);
+    assert_eq!(programmed.len(), 8);
+    let members = k.handle().state.ipsets().clone();
+    let keys: Vec<_> = k.handle().state.virtual_servers().keys().copied().collect();
+    // Behind the agent's back: the last virtual server is deleted, a real server of the first
+    // gets weight 0, a ClusterIP set member goes, and a virtual server nobody wants appears on
+    // a ClusterIP of ours.
+    {
+        let mut h = k.handle();
+        h.state.apply(&Op::DelVs { key: keys[7] }).unwrap();
+        let rs = h.state.virtual_servers()[&keys[0]].reals[0];
+        h.state
+            .apply(&Op::UpdateRs {
+                vs: keys[0],
+                rs: kube_ipvs::types::RealServer { weight: 0, ..rs },
+            })
+            .unwrap();
+        let (set, entry) = members
+            .iter()
+            .find(|(_, m)| m.len() == 8)
+            .map(|(s, m)| (*s, *m.iter().next().unwrap()))
+            .unwrap();
+        h.state.apply(&Op::IpsetDel { set, entry }).unwrap();
+        let stray = kube_ipvs::types::VsKey::new(
+            kube_ipvs::types::Proto::Udp,
+            "10.96.1.3".parse().unwrap(),
+            53,
+        );
+        let spec = h.state.virtual_servers()[&keys[0]].spec;
+        h.state.insert_vs(stray, spec, Vec::new());
+    }
+    // Four periods: one slice of two virtual servers each, the last with the rest of the table.
+    sleep(Duration::from_secs(4 * 30 + 5)).await;
+    {
+        let h = k.handle();
+        assert_eq!(h.observes, 1, "only start-up dumps the whole table");
+        let reads: Vec<(usize, bool)> = h.reads.iter().map(|r| (r.vs.len(), r.table)).collect();
+        assert_eq!(reads, [(2, false), (2, false), (2, false), (2, true)]);
+        let read: Vec<_> = h.reads.iter().flat_map(|r| r.vs.iter().copied()).collect();
+        assert_eq!(read, keys, "every virtual server read once, in turn");
+    }
+    assert_eq!(table(&k), programmed, "every drift repaired");
+    assert_eq!(k.handle().state.ipsets(), &members);
+    let kinds: Vec<SyncKind> = agent.obs.reports().iter().map(|r| r.kind).collect();
+    assert_eq!(kinds[0], SyncKind::Full);
+    assert!(
+        kinds[1..].iter().all(|k| *k == SyncKind::Verify),
+        "{kinds:?}"
+    );
+    // A cycle with nothing to repair applies nothing.
+    let n = agent.obs.count();
+    sleep(Duration::from_secs(4 * 30)).await;
+    let quiet = agent.obs.reports();
+    assert!(quiet.len() >= n + 4);
+    assert!(
+        quiet[n..]
+            .iter()
+            .all(|r| r.applied.is_empty() && r.failed.is_empty()),
+        "{:?}",
+        &quiet[n..]
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verification_slice_neither_undoes_nor_repeats_changes_synced_while_it_read() {
+    let (script, k, agent) = eight_started().await;
+    k.handle().dump_delay = Duration::from_secs(10);
+    sleep(Duration::from_secs(31)).await;
+    assert_eq!(k.handle().reads.len(), 1, "the first slice is reading");
+    let first = k.handle().reads[0].vs[0];
+    // The slice's Service s0 changes while the slice reads: at once, not after the read.
+    let t = Instant::now();
+    script
+        .slice(slice("s0", "s0", &["10.1.0.1", "10.1.0.2", "10.1.0.3"]))
+        .await;
+    eventually("programmed during the read", || {
+        k.handle().state.virtual_servers()[&first].reals.len() == 3
+    })
+    .await;
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    eventually("slice done", || {
+        agent.obs.reports().last().unwrap().kind == SyncKind::Verify
+    })
+    .await;
+    let slice_sync = agent.obs.reports().last().unwrap().clone();
+    assert!(
+        slice_sync.applied.is_empty() && slice_sync.failed.is_empty(),
+        "the read missed the new real server; the replay keeps it: {slice_sync:?}"
+    );
+    assert_eq!(k.handle().state.virtual_servers()[&first].reals.len(), 3);
+    agent.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_never_waits_for_a_drain_tick_reading_counters() {
+    let (script, k, agent) = eight_started().await;
+    // Removing an endpoint of s0 drains it (the cache assumes connections); the drain tick's
+    // read takes 10 s.
+    script.slice(slice("s0", "s0", &["10.1.0.1"])).await;
+    eventually("draining", || {
+        agent.obs.reports().last().unwrap().drain_backlog == 1
+    })
+    .await;
+    k.handle().dump_delay = Duration::from_secs(10);
+    sleep(Duration::from_millis(1500)).await;
+    assert_eq!(k.handle().reads.len(), 1, "the drain tick is reading");
+    let t = Instant::now();
+    script
+        .slice(slice("s1", "s1", &["10.1.1.1", "10.1.1.2", "10.1.1.3"]))
+        .await;
+    eventually("programmed during the drain read", || {
+        table(&k)[1].contains("10.1.1.3")
+    })
+    .await;
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // The read ends: the idle real server is deleted.
+    eventually("drained", || !table(&k)[0].contains("10.1.0.2")).await;
+    let last = agent.obs.reports().last().unwrap().clone();
+    assert_eq!(last.kind, SyncKind::Drain);
+    assert_eq!(last.applied.get("del_rs"), Some(&1));
+    agent.stop().await;
+}
+
+/// A node taken over with every ClusterIP bound (stock's way, here from a run with
+/// `--bind-cluster-ips`): the first sync of an agent that routes the service CIDR adds the route
+/// and nothing else; the bound addresses go afterwards in batches of at most 64, each a retire
+/// sync of its own, and a change arriving meanwhile is synced before the retiring ends.
+#[tokio::test(start_paused = true)]
+async fn bound_cluster_ips_are_retired_in_batches_after_the_route_and_changes_go_first() {
+    let svcs: Vec<Service> = (0..200u32)
+        .map(|i| {
+            svc(
+                &format!("s{i}"),
+                &format!("10.96.{}.{}", i / 250, 1 + i % 250),
+            )
+        })
+        .collect();
+    let (script, rx) = Script::new();
+    let k = kernel();
+    let mut bound = settings(Duration::from_secs(600), Duration::ZERO);
+    bound.planner.bind_cluster_ips = true;
+    let stock = Agent::spawn(&k, rx, bound);
+    script.initial(svcs.clone(), vec![]).await;
+    eventually("all bound", || k.handle().state.bound().len() == 200).await;
+    stock.stop().await;
+
+    let (script, rx) = Script::new();
+    let agent = Agent::spawn(&k, rx, settings(Duration::from_secs(600), Duration::ZERO));
+    script.initial(svcs, vec![]).await;
+    eventually("first sync", || agent.obs.count() >= 1).await;
+    let first = agent.obs.reports()[0].clone();
+    assert_eq!(first.kind, SyncKind::Full);
+    assert_eq!(
+        first.applied.into_iter().collect::<Vec<_>>(),
+        [("add_route", 1)]
+    );
+    eventually("a retire batch", || {
+        agent
+            .obs
+            .reports()
+            .iter()
+            .any(|r| r.kind == SyncKind::Retire)
+    })
+    .await;
+    script.slice(slice("s0-1", "s0", &["10.1.0.1"])).await;
+    eventually("all retired", || k.handle().state.bound().is_empty()).await;
+    eventually("endpoint added", || {
+        table(&k).iter().any(|t| t.contains("10.1.0.1:8080/1"))
+    })
+    .await;
+    let reports = agent.obs.reports();
+    let retires: Vec<u64> = reports
+        .iter()
+        .filter(|r| r.kind == SyncKind::Retire)
+        .map(|r| r.applied.get("unbind_addr").copied().unwrap_or(0))
+        .collect();
+    assert!(retires.iter().all(|n| *n <= 64), "{retires:?}");
+    assert_eq!(retires.iter().sum::<u64>(), 200);
+    let change = reports
+        .iter()
+        .position(|r| r.kind == SyncKind::Incremental)
+        .unwrap();
+    let last_retire = reports
+        .iter()
+        .rposition(|r| r.kind == SyncKind::Retire && r.applied.contains_key("unbind_addr"))
+        .unwrap();
+    assert!(
+        change < last_retire,
+        "the change waited for the retiring: {reports:?}"
+    );
+    let ips = kube_ipvs::types::IpsetName::new(kube_ipvs::types::SetKind::IpvsIps, Family::V4);
+    assert!(
+        k.handle()
+            .state
+            .ipsets()
+            .get(&ips)
+            .is_none_or(|m| m.is_empty())
+    );
     agent.stop().await;
 }

@@ -393,7 +393,7 @@ fn ipvs_errno(op: &Op, errno: nix::errno::Errno) -> KernelError {
         errno => ipvs_netlink::Error::Errno {
             op: "new destination",
             target: op.to_string(),
-            errno,
+            errno: errno.into(),
         },
     };
     KernelError::Ipvs {

@@ -1,5 +1,5 @@
 //! The config loader against a real kube-proxy ConfigMap (kubeadm's, in IPVS mode), read from a
-//! file exactly as `--config` reads it, with flags on top.
+//! file exactly as `--config` reads it, with flags next to it (kube-proxy's precedence).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,16 +67,21 @@ fn kubeadm_configmap_loads_with_stock_ipvs_defaults_and_no_warnings() {
 }
 
 #[test]
-fn kubeadm_daemonset_flags_override_the_configmap() {
+fn next_to_the_configmap_only_hostname_and_logging_flags_apply_as_in_kube_proxy() {
     let loaded = config::load(&args(&[
         "--hostname-override=worker-3",
         "--ipvs-scheduler=lc",
         "--ipvs-strict-arp",
+        "--v=2",
     ]))
     .expect("loads");
     assert_eq!(loaded.config.hostname_override.as_deref(), Some("worker-3"));
-    assert_eq!(loaded.config.scheduler.as_str(), "lc");
-    assert!(loaded.config.strict_arp);
+    assert_eq!(loaded.config.verbosity, 2);
+    // The file's ipvs.scheduler and ipvs.strictARP apply; the flags are named as ignored.
+    assert_eq!(loaded.config.scheduler.as_str(), "rr");
+    assert!(!loaded.config.strict_arp);
+    let ignored: Vec<&str> = loaded.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(ignored, ["--ipvs-scheduler", "--ipvs-strict-arp"]);
     let node = config::resolve_node_name(
         loaded.config.hostname_override.as_deref(),
         Some("ignored"),

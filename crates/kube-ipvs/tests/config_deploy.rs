@@ -4,7 +4,7 @@
 //! loads with the agent's own loader without warnings; and the DaemonSets' probes and ports match
 //! the health and metrics addresses that configuration yields. The DaemonSets' command lines are
 //! parsed with the binary's own CLI in `src/cli/deploy_check.rs` (a unit test of the binary).
-#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test helpers: a panic is the failure report
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -91,6 +91,26 @@ fn every_manifest_parses_into_its_type() {
     let _: ConfigMap = parse("configmap.yaml");
     let _: DaemonSet = parse("daemonset.yaml");
     let _: DaemonSet = parse("overlays/replace-kube-proxy/kube-proxy-daemonset.yaml");
+    // The rollback's hand-back runs a command the binary accepts.
+    let handback: DaemonSet = parse("handback/daemonset.yaml");
+    let cmd = container(&handback, "handback")
+        .command
+        .clone()
+        .unwrap_or_default()
+        .join(" ");
+    assert!(
+        cmd.contains("/usr/local/bin/kube-ipvs cleanup --handback &&"),
+        "{cmd}"
+    );
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_kube-ipvs"))
+        .args(["cleanup", "--handback", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        help.status.success(),
+        "{}",
+        String::from_utf8_lossy(&help.stderr)
+    );
     // Every resource a kustomization lists exists.
     for k in [
         "kustomization.yaml",
@@ -136,23 +156,25 @@ fn shipped_configmap_loads_cleanly_and_matches_the_daemonset() {
 }
 
 #[test]
-fn overlay_probes_match_the_kubeadm_configmap() {
-    // The overlay keeps kubeadm's ConfigMap: its probes must match what that ConfigMap yields.
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kube-proxy-configmap.yaml");
-    let parsed = config::load_file(&fixture).unwrap();
-    let c = config::resolve(Some(&parsed), &config::RunArgs::default())
-        .unwrap()
-        .config;
-    let ds: DaemonSet = parse("overlays/replace-kube-proxy/kube-proxy-daemonset.yaml");
-    let ct = container(&ds, "kube-proxy");
-    let healthz = c.healthz_bind_address.unwrap().port();
-    assert_eq!(probe_port(ct, "/livez"), healthz);
-    assert_eq!(probe_port(ct, "/healthz"), healthz);
-    assert_eq!(
-        container_port(ct, "metrics"),
-        c.metrics_bind_address.unwrap().port()
-    );
+fn overlay_changes_only_the_image() {
+    // The overlay must work for every distribution's kube-proxy DaemonSet (kubeadm's
+    // /var/lib/kube-proxy/config.conf, EKS's /var/lib/kube-proxy-config/config, flag-only ones):
+    // it names the DaemonSet and the container, and sets nothing but the image.
+    let doc: serde_json::Value = serde_saphyr::from_str(&read(
+        "overlays/replace-kube-proxy/kube-proxy-daemonset.yaml",
+    ))
+    .unwrap();
+    let keys =
+        |v: &serde_json::Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(keys(&doc["spec"]), ["selector", "template"]);
+    assert_eq!(keys(&doc["spec"]["template"]), ["spec"]);
+    assert_eq!(keys(&doc["spec"]["template"]["spec"]), ["containers"]);
+    let containers = doc["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 1);
+    assert_eq!(keys(&containers[0]), ["image", "name"]);
+    assert_eq!(containers[0]["name"], "kube-proxy");
 }
 
 /// (apiGroup, resource, verb) triples.
@@ -218,25 +240,55 @@ fn binding_serviceaccount_and_daemonset_agree() {
 
 #[test]
 fn image_installs_the_binary_where_the_daemonsets_run_it() {
+    // What the image provides: COPY targets and `ln -s TARGET LINK` links.
     let containerfile = read("Containerfile");
-    let installed: Vec<&str> = containerfile
+    let mut installed: Vec<String> = containerfile
         .lines()
         .filter_map(|l| l.strip_prefix("COPY --from=build "))
         .filter_map(|l| l.split_whitespace().last())
+        .map(str::to_owned)
         .collect();
-    for (rel, name) in [
-        ("daemonset.yaml", "kube-ipvs"),
-        (
-            "overlays/replace-kube-proxy/kube-proxy-daemonset.yaml",
-            "kube-proxy",
-        ),
-    ] {
-        let ds: DaemonSet = parse(rel);
-        let command = container(&ds, name).command.clone().unwrap_or_default();
-        let binary = command.first().map(String::as_str);
+    for line in containerfile.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for w in words.windows(4) {
+            if w[0] == "ln" && w[1] == "-s" {
+                let link = w[3];
+                installed.push(if link.starts_with('/') {
+                    link.to_owned()
+                } else {
+                    format!("/usr/local/bin/{link}")
+                });
+            }
+        }
+    }
+    let ours: DaemonSet = parse("daemonset.yaml");
+    let kubeadm: DaemonSet = serde_saphyr::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/kubeadm-kube-proxy-daemonset.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // deploy/'s DaemonSet; kubeadm's, whose command the overlay keeps; kops' static pod, which
+    // starts kube-proxy through /go-runner (tests/fixtures/distros/kops.yaml).
+    let wanted = [
+        container(&ours, "kube-ipvs")
+            .command
+            .clone()
+            .unwrap_or_default()[0]
+            .clone(),
+        container(&kubeadm, "kube-proxy")
+            .command
+            .clone()
+            .unwrap_or_default()[0]
+            .clone(),
+        "/go-runner".to_owned(),
+    ];
+    for binary in wanted {
         assert!(
-            binary.is_some_and(|b| installed.contains(&b)),
-            "{rel}: runs {binary:?}, the image installs {installed:?}"
+            installed.contains(&binary),
+            "runs {binary}, the image installs {installed:?}"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! Lab tests of `kube-ipvs list` and `kube-ipvs cleanup` against real IPVS, each in a fresh
 //! network namespace: the built binary is compared live with `ipvsadm` in the same run, and
-//! cleanup is checked against node state built with the stock tools. They need the lab
+//! cleanup is checked against the node state a real `kube-ipvs run` programmed. They need the lab
 //! (`cargo xtask test -p kube-ipvs`) and fail loudly without IPVS.
 // Test code: helpers outside #[test] fns may panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -352,69 +352,78 @@ fn services_names_every_virtual_server_of_the_cluster_and_marks_foreign_ones() {
     std::fs::remove_file(&path).unwrap();
 }
 
-/// What kube-proxy (IPVS mode) or kube-ipvs leaves on a node, next to other tools' state.
-fn build_node() {
+/// Other tools' state on a node: a keepalived VIP, an IPVS service on a node address outside the
+/// NodePort range (sshd behind IPVS), a fwmark service, an ipset, an iptables chain, a `local`
+/// route (`ip route add` makes it `proto boot`), and node-a's addresses (`examples/cluster.yaml`).
+fn foreign_state() {
     sh("set -e
-        ip link add kube-ipvs0 type dummy
-        ip addr add 10.96.0.10/32 dev kube-ipvs0
-        ip addr add fd00:10:96::10/128 dev kube-ipvs0
-        ip route add local 10.100.0.0/16 dev kube-ipvs0 table local proto static
-        ip link add veth0 type veth peer name veth1
-        ip addr add 192.168.50.2/24 dev veth0
-        ip link set veth0 up
+        ip link add eth-node type dummy
+        ip addr add 192.168.1.10/24 dev eth-node
+        ip addr add fd00:1::10/64 dev eth-node nodad
+        ip link set eth-node up
+        ip route add local 198.18.0.0/15 dev lo table local
+        ipset create my-blocklist hash:ip
         iptables -N MY-CHAIN
         iptables -A INPUT -j MY-CHAIN
     ");
-    restore(
-        "-A -t 10.96.0.10:80 -s rr
--a -t 10.96.0.10:80 -r 10.244.0.5:8080 -m
--A -u [fd00:10:96::10]:53 -s rr
--A -t 10.100.0.5:443 -s rr
--A -t 192.168.50.2:30080 -s rr
+    restore(FOREIGN_IPVS);
+}
+
+const FOREIGN_IPVS: &str = "-A -t 192.168.1.10:22 -s rr
 -A -t 203.0.113.5:80 -s wlc
--a -t 203.0.113.5:80 -r 10.9.0.1:80 -g
--A -t 192.168.50.2:22 -s rr
+-a -t 203.0.113.5:80 -r 10.9.0.1:80 -g -w 1
 -A -f 5 -s rr
-",
-    );
-    sh(
-        "printf '%s\\n' 'create KUBE-CLUSTER-IP hash:ip,port' 'add KUBE-CLUSTER-IP 10.96.0.10,tcp:80' \
-        'create KUBE-6-CLUSTER-IP hash:ip,port family inet6' \
-        'create KUBE-NODE-PORT-TCP bitmap:port range 0-65535' 'create my-blocklist hash:ip' | ipset restore",
-    );
-    // Every set the rules reference, as kube-proxy creates them.
-    use nodenet::iptables::{Family, KubeSet};
-    let mut sets = String::new();
-    for family in [Family::V4, Family::V6] {
-        let inet = match family {
-            Family::V4 => "inet",
-            Family::V6 => "inet6",
-        };
-        for (set, kind) in [
-            (KubeSet::LoadBalancer, "hash:ip,port"),
-            (KubeSet::ExternalIp, "hash:ip,port"),
-            (KubeSet::ExternalIpLocal, "hash:ip,port"),
-            (KubeSet::IpvsIps, "hash:ip"),
-        ] {
-            sets.push_str(&format!(
-                "create {} {kind} family {inet}\n",
-                set.name(family)
-            ));
+";
+
+/// `GET /metrics` on the agent's metrics address (in this thread's network namespace).
+fn metrics() -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect("127.0.0.1:10249").ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// Runs `kube-ipvs run --source file:examples/cluster.yaml` as node-a until its first sync has
+/// programmed everything (IPVS, addresses, routes, sets, then the iptables rules), then stops it
+/// with SIGTERM: the node keeps what the agent programmed, as after a pod's deletion.
+fn agent_programs_the_example_cluster() {
+    let mut agent = Command::new(BIN)
+        .args([
+            "run",
+            "--source",
+            "file:examples/cluster.yaml",
+            "--hostname-override",
+            "node-a",
+        ])
+        .current_dir(ROOT)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let synced = |m: &str| {
+        m.lines().any(|l| {
+            l.starts_with("kubeproxy_sync_proxy_rules_duration_seconds_count") && !l.ends_with(" 0")
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !metrics().is_some_and(|m| synced(&m)) {
+        if std::time::Instant::now() > deadline || agent.try_wait().unwrap().is_some() {
+            let _ = agent.kill();
+            let out = agent.wait_with_output().unwrap();
+            panic!(
+                "the agent never synced:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        sets.push_str(&format!(
-            "create {} bitmap:port range 0-65535\n",
-            KubeSet::HealthCheckNodePort.name(family)
-        ));
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    pipe("ipset restore", &sets);
-    let timeout = std::time::Duration::from_secs(120);
-    for family in [nodenet::iptables::Family::V4, nodenet::iptables::Family::V6] {
-        let ipt = nodenet::iptables::Iptables::detect(family, timeout).unwrap();
-        let mut rules = nodenet::iptables::RuleSet::new(family);
-        rules.nonempty_sets = [nodenet::iptables::KubeSet::ClusterIp].into();
-        ipt.apply(&rules).unwrap();
-    }
-    assert!(sh("iptables-save").contains("KUBE-CLUSTER-IP"));
+    sh(&format!("kill -TERM {}", agent.id()));
+    agent.wait().unwrap();
 }
 
 /// Everything cleanup may touch, as text.
@@ -426,71 +435,135 @@ fn node_state() -> String {
     )
 }
 
+/// Cleanup after a real agent run (issue 15): the agent programs the example cluster next to
+/// other tools' state and is stopped; cleanup then leaves no route, address, set, chain or
+/// virtual server of ours, and everything foreign as it was. Without the owners file (cleanup
+/// from a debug pod) every one of the agent's virtual servers is still recognised as ours:
+/// ClusterIPs through the service-CIDR route the agent put on `lo`.
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
-fn cleanup_removes_ours_in_order_and_leaves_foreign_state() {
+fn cleanup_after_the_agent_removes_all_of_ours_and_keeps_foreign_state() {
     fresh_netns();
-    build_node();
-    let before = node_state();
-    let owners = "--owners /nonexistent/owners.json --request-timeout 120";
+    foreign_state();
+    let foreign_before = sh("ipvsadm -Sn");
+    agent_programs_the_example_cluster();
 
-    let dry = kube_ipvs(&format!("cleanup --dry-run {owners}"));
-    assert_eq!(node_state(), before, "--dry-run changed the node:\n{dry}");
-    let expected_order = [
-        "would delete virtual server TCP  10.96.0.10:80 (address on the dummy device)",
-        "would delete virtual server UDP  [fd00:10:96::10]:53 (address on the dummy device)",
-        "would delete virtual server TCP  10.100.0.5:443 (address in a service CIDR routed locally)",
-        "would delete virtual server TCP  192.168.50.2:30080 (node address, NodePort range)",
-        "would remove iptables rules (IPv4",
-        "would remove iptables rules (IPv6",
-        "would destroy ipset KUBE-CLUSTER-IP",
-        "would destroy ipset KUBE-6-CLUSTER-IP",
-        "would destroy ipset KUBE-NODE-PORT-TCP",
-        "would delete route local 10.100.0.0/16",
-        "would delete link kube-ipvs0 and its 2 address(es)",
-    ];
-    let pos = |needle: &str| {
-        dry.lines()
+    // What the agent left: its routes through lo, its device, sets, chains and owners file.
+    let programmed = node_state();
+    for ours in [
+        "local 10.96.0.0/16 dev lo proto static",
+        "local fd00:10:96::/112 dev lo proto static",
+        "kube-ipvs0",
+        "KUBE-CLUSTER-IP",
+        "-j KUBE-SERVICES",
+        "-A -t 10.96.0.1:443",
+        "-A -t 192.168.1.10:30080",
+    ] {
+        assert!(programmed.contains(ours), "{ours:?} not in:\n{programmed}");
+    }
+    let owners_file = std::path::Path::new(kube_ipvs::owners::DEFAULT_PATH);
+    let published = Owners::read(owners_file).unwrap();
+    assert!(published.len() >= 15, "{}", published.len());
+    // The agent left other tools' virtual servers alone.
+    let table = sh("ipvsadm -Sn");
+    for line in foreign_before.lines() {
+        assert!(table.contains(line), "{line:?} gone:\n{table}");
+    }
+
+    // A debug pod sees no owners file: each of the agent's virtual servers is still ours, for
+    // a reason read from the kernel, in the safe order.
+    let timeout = "--request-timeout 120";
+    let dry = kube_ipvs(&format!(
+        "cleanup --dry-run --owners /nonexistent/owners.json {timeout}"
+    ));
+    assert_eq!(
+        node_state(),
+        programmed,
+        "--dry-run changed the node:\n{dry}"
+    );
+    for (key, _) in published.iter() {
+        let line = dry
+            .lines()
+            .find(|l| l.starts_with(&format!("would delete virtual server {key} (")))
+            .unwrap_or_else(|| panic!("{key} not removed:\n{dry}"));
+        assert!(!line.contains("published"), "{line}");
+    }
+    let lines: Vec<&str> = dry.lines().collect();
+    let first = |needle: &str| {
+        lines
+            .iter()
             .position(|l| l.starts_with(needle))
             .unwrap_or_else(|| panic!("{needle:?} not in:\n{dry}"))
     };
-    let p: Vec<usize> = expected_order.iter().map(|n| pos(n)).collect();
-    // Virtual servers (in kernel order) first; then iptables v4, v6; then the sets (in
-    // kernel order); then the route; then the link.
-    let last_vs = p[..4].iter().max().unwrap();
-    let (first_set, last_set) = (p[6..9].iter().min().unwrap(), p[6..9].iter().max().unwrap());
-    assert!(*last_vs < p[4] && p[4] < p[5] && p[5] < *first_set, "{dry}");
-    assert!(*last_set < p[9] && p[9] < p[10], "{dry}");
-    for kept in ["TCP  203.0.113.5:80", "TCP  192.168.50.2:22", "FWM  5"] {
+    let last = |needle: &str| {
+        lines
+            .iter()
+            .rposition(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not in:\n{dry}"))
+    };
+    let order = [
+        (
+            first("would delete virtual server"),
+            last("would delete virtual server"),
+        ),
+        (
+            first("would remove iptables rules (IPv4"),
+            first("would remove iptables rules (IPv6"),
+        ),
+        (first("would destroy ipset"), last("would destroy ipset")),
+        (
+            first("would delete route local 10.96.0.0/16 dev lo"),
+            last("would delete route local"),
+        ),
+        (
+            first("would delete link kube-ipvs0"),
+            first("would delete link kube-ipvs0"),
+        ),
+    ];
+    assert!(order.windows(2).all(|w| w[0].1 < w[1].0), "{dry}");
+    for kept in ["TCP  203.0.113.5:80", "TCP  192.168.1.10:22", "FWM  5"] {
         assert!(
             dry.contains(&format!("kept: virtual server {kept} (not ours)")),
             "{dry}"
         );
     }
-    assert!(!dry.contains("my-blocklist"), "{dry}");
-
-    let done = kube_ipvs(&format!("cleanup {owners}"));
-    assert!(!done.contains("would "), "{done}");
-    let after = node_state();
-    assert_eq!(
-        sh("ipvsadm -Sn"),
-        "-A -t 192.168.50.2:22 -s rr\n-A -t 203.0.113.5:80 -s wlc\n-a -t 203.0.113.5:80 -r 10.9.0.1:80 -g -w 1\n-A -f 5 -s rr\n",
-        "{done}"
+    assert!(
+        !dry.contains("my-blocklist") && !dry.contains("198.18.0.0"),
+        "{dry}"
     );
+
+    // The real run, with the owners file the agent published (removed with the state).
+    let done = kube_ipvs(&format!("cleanup {timeout}"));
+    assert!(!done.contains("would "), "{done}");
+    assert_eq!(sh("ipvsadm -Sn"), foreign_before, "{done}");
     assert_eq!(sh("ipset list -n"), "my-blocklist\n");
-    assert!(!after.contains("KUBE-"), "{after}");
-    assert!(!after.contains("kube-ipvs0"), "{after}");
-    assert!(!after.contains("10.100.0.0/16"), "{after}");
-    assert!(after.contains("-A INPUT -j MY-CHAIN"), "{after}");
-    assert!(after.contains("192.168.50.2/24"), "{after}");
+    let after = node_state();
+    for gone in [
+        "KUBE-",
+        "kube-ipvs0",
+        "proto static",
+        "10.96.",
+        "fd00:10:96:",
+    ] {
+        assert!(!after.contains(gone), "{gone:?} left:\n{after}");
+    }
+    for kept in [
+        "-A INPUT -j MY-CHAIN",
+        "local 198.18.0.0/15 dev lo",
+        "192.168.1.10/24",
+        "fd00:1::10/64",
+    ] {
+        assert!(after.contains(kept), "{kept:?} gone:\n{after}");
+    }
+    assert!(!owners_file.exists(), "the owners file outlived the state");
 
     // Idempotent: a second run has nothing left but the foreign entries.
-    let again = kube_ipvs(&format!("cleanup {owners}"));
+    let again = kube_ipvs(&format!("cleanup {timeout}"));
     assert!(!again.contains("done:"), "{again}");
     assert_eq!(node_state(), after);
 
     // --all flushes foreign entries too, like stock kube-proxy --cleanup.
-    kube_ipvs(&format!("cleanup --all {owners}"));
+    kube_ipvs(&format!("cleanup --all {timeout}"));
     assert_eq!(sh("ipvsadm -Sn"), "");
     assert_eq!(sh("ipset list -n"), "my-blocklist\n");
 }
@@ -526,4 +599,129 @@ fn cleanup_library_entry_removes_what_the_agent_published() {
         !path.exists(),
         "the owners file is removed with the state it describes"
     );
+}
+
+/// A KubeProxyConfiguration file for the agent and cleanup tests (IPv4: the namespace has only
+/// loopback, so the configuration decides the family).
+fn config_file(name: &str, body: &str) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("kube-ipvs-lab-{}-{name}.yaml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n\
+             mode: ipvs\nclusterCIDR: 10.244.0.0/16\n{body}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn cleanup_keeps_excluded_virtual_servers_after_a_real_agent_run() {
+    fresh_netns();
+    let config = config_file("excluded", "ipvs: {excludeCIDRs: [10.96.0.10/32]}\n");
+    let config = config.display();
+    // The agent programs examples/cluster.yaml for node-a, kube-dns (10.96.0.10) included: the
+    // exclusion protects entries from removal, it does not stop the agent from programming them.
+    // Healthz and metrics bind their defaults: with --config, kube-proxy ignores those flags.
+    let mut agent = Command::new(BIN)
+        .current_dir(ROOT)
+        .args([
+            "run",
+            &format!("--config={config}"),
+            "--source=file:examples/cluster.yaml",
+            "--hostname-override=node-a",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once a second: every probe is a process under emulation, and the agent shares the CPUs.
+    let programmed = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let t = sh("ipvsadm -Sn");
+        t.contains("-A -t 10.96.0.10:53") && t.contains("-A -t 10.96.0.1:443")
+    });
+    sh(&format!("kill -TERM {}", agent.id()));
+    let status = agent.wait().unwrap();
+    assert!(programmed, "the agent did not program the table: {status}");
+    let table = sh("ipvsadm -Sn");
+    assert!(
+        !table.contains("[fd00"),
+        "IPv4 only, as configured:\n{table}"
+    );
+
+    // The agent published what it programmed (the default owners file): without the agent's
+    // configuration, kube-dns's virtual servers are ours and cleanup would delete them.
+    let timeout = "--request-timeout 120";
+    let plain = kube_ipvs(&format!("cleanup --dry-run {timeout}"));
+    assert!(
+        plain.contains("would delete virtual server UDP  10.96.0.10:53 (published by the agent)"),
+        "{plain}"
+    );
+    // With it (cleanup takes run's --config), the excluded ones stay, everything else goes.
+    let done = kube_ipvs(&format!("cleanup --config={config} {timeout}"));
+    let left = sh("ipvsadm -Sn");
+    let mut services: Vec<&str> = left.lines().filter(|l| l.starts_with("-A")).collect();
+    services.sort_unstable();
+    assert_eq!(
+        services,
+        [
+            "-A -t 10.96.0.10:53 -s rr",
+            "-A -t 10.96.0.10:9153 -s rr",
+            "-A -u 10.96.0.10:53 -s rr"
+        ],
+        "{done}"
+    );
+    for kept in [
+        "TCP  10.96.0.10:53",
+        "UDP  10.96.0.10:53",
+        "TCP  10.96.0.10:9153",
+    ] {
+        assert!(
+            done.contains(&format!("kept: virtual server {kept} (not ours)")),
+            "{done}"
+        );
+    }
+    assert!(!sh("ip -o link").contains("kube-ipvs0"), "{done}");
+}
+
+#[test]
+#[ignore = "needs IPVS: cargo xtask test"]
+fn init_only_prepares_the_node_and_exits() {
+    fresh_netns();
+    // As an init container runs it: argv[0] kube-proxy, kube-proxy's flags.
+    let dir = std::env::temp_dir().join(format!("kube-proxy-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kube_proxy = dir.join("kube-proxy");
+    let _ = std::fs::remove_file(&kube_proxy);
+    std::os::unix::fs::symlink(BIN, &kube_proxy).unwrap();
+    let config = config_file("init-only", "ipvs: {strictARP: true, tcpTimeout: 900s}\n");
+    assert!(!sh("ip -o link").contains("kube-ipvs0"));
+    let out = Command::new(&kube_proxy)
+        .args([
+            &format!("--config={}", config.display()),
+            "--v=2",
+            "--init-only",
+            "--hostname-override=node-a",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sh("ip -o link").contains("kube-ipvs0"));
+    assert_eq!(sh("sysctl -n net.ipv4.vs.conntrack").trim(), "1");
+    assert_eq!(sh("sysctl -n net.ipv4.conf.all.arp_ignore").trim(), "1");
+    assert!(sh("ipset list -n").contains("KUBE-CLUSTER-IP"));
+    assert!(sh("ipvsadm -Ln --timeout").contains("Timeout (tcp tcpfin udp): 900 "));
+    assert_eq!(
+        sh("ipvsadm -Sn"),
+        "",
+        "no virtual server: nothing was synced"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -130,6 +130,13 @@ fn cases() -> Vec<Case> {
             check: |e| assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.2:8080"]),
         },
         Case {
+            name: "local-serving-terminating-fallback",
+            pins: "stock CategorizeEndpoints: the Local list is local Ready endpoints, else local serving+terminating ones (independently of the Cluster list, which has a remote Ready one)",
+            config: none,
+            yaml: "",
+            check: |e| assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080"]),
+        },
+        Case {
             name: "zone-hints-used",
             pins: "stock topology.go: hints used when every ready endpoint has one and one matches the zone",
             config: none,
@@ -149,9 +156,9 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
-            name: "node-hints-off-by-default",
-            pins: "stock: node hints behind PreferSameTrafficDistribution; here behind topology_node_hints",
-            config: none,
+            name: "node-hints-off",
+            pins: "stock before 1.34 (PreferSameTrafficDistribution off): node hints ignored; here topology_node_hints = false",
+            config: |c| c.topology_node_hints = false,
             yaml: "",
             check: |e| {
                 assert_eq!(
@@ -161,9 +168,9 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
-            name: "node-hints-on",
-            pins: "stock with PreferSameTrafficDistribution: endpoints hinted for this node only",
-            config: |c| c.topology_node_hints = true,
+            name: "node-hints-on-by-default",
+            pins: "stock topologyModeFromHints with PreferSameTrafficDistribution (beta, on by default in 1.34; GA in 1.35): endpoints hinted for this node only",
+            config: none,
             yaml: "",
             check: |e| assert_eq!(table(e), ["TCP 10.96.0.10:80 rr -> 10.0.0.2:8080"]),
         },
@@ -195,6 +202,21 @@ fn cases() -> Vec<Case> {
                     ]
                 );
                 assert_eq!(members(e, "KUBE-NODE-PORT-LOCAL-TCP"), ["30080"]);
+            },
+        },
+        Case {
+            name: "internal-and-external-local-fall-back",
+            pins: "stock UsesClusterEndpoints (serviceport.go): an externally accessible Service needs cluster endpoints even with ETP Local, so ITP Local + ETP Local without a local endpoint falls back on every VS (syncEndpoint, kubernetes#97081)",
+            config: none,
+            yaml: "",
+            check: |e| {
+                assert_eq!(
+                    table(e),
+                    [
+                        "TCP 10.96.0.10:80 rr -> 10.0.0.2:8080",
+                        "TCP 192.168.1.10:30080 rr -> 10.0.0.2:8080"
+                    ]
+                );
             },
         },
         Case {
@@ -263,6 +285,28 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "addresses-per-family",
+            pins: "stock newBaseServiceInfo: externalIPs, LB ingress IPs and source ranges are split by family (trimmed of spaces); a family without a ClusterIP gets nothing (serviceToServiceMap)",
+            config: |c| c.primary_node_ips = vec!["192.168.1.10".parse().unwrap()],
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {type: LoadBalancer, clusterIPs: [10.96.0.1], externalIPs: [198.51.100.1, '2001:db8::1'], loadBalancerSourceRanges: [' 192.168.0.0/16 ', '2001:db8::/32'], ports: [{port: 80, nodePort: 30080}]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.1}, {ip: '2001:db8::2'}]}}\n",
+            check: |e| {
+                assert_eq!(
+                    table(e),
+                    [
+                        "TCP 10.96.0.1:80 rr ->",
+                        "TCP 192.168.1.10:30080 rr ->",
+                        "TCP 198.51.100.1:80 rr ->",
+                        "TCP 203.0.113.1:80 rr ->"
+                    ]
+                );
+                assert_eq!(
+                    members(e, "KUBE-LOAD-BALANCER-SOURCE-CIDR"),
+                    ["203.0.113.1,tcp:80,192.168.0.0/16"]
+                );
+                assert!(members(e, "KUBE-6-LOAD-BALANCER-SOURCE-CIDR").is_empty());
+            },
+        },
+        Case {
             name: "family-disabled",
             pins: "a node programming only IPv4 ignores IPv6 ClusterIPs",
             config: |c| c.families = vec![kube_ipvs::types::Family::V4],
@@ -302,6 +346,21 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "lb-source-ranges-refuse-the-node",
+            pins: "stock syncProxyRules (kubernetes#119656): an LB IP:port whose source ranges leave out the node IP is refused to the node too (KUBE-IPVS-OUT-FILTER); one whose range holds it is not",
+            config: |c| c.primary_node_ips = vec!["192.168.1.10".parse().unwrap()],
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {type: LoadBalancer, clusterIP: 10.96.0.1, loadBalancerSourceRanges: [198.51.100.0/24], ports: [{port: 80}, {name: dns, port: 53, protocol: UDP}]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.1}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: yy}\nspec: {type: LoadBalancer, clusterIP: 10.96.0.2, loadBalancerSourceRanges: [192.168.0.0/16], ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.2}]}}\n",
+            check: |e| {
+                let inputs = e.desired().iptables_inputs();
+                let refused: Vec<String> = inputs[&kube_ipvs::types::Family::V4]
+                    .lb_no_node_access
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                assert_eq!(refused, ["TCP  203.0.113.1:80", "UDP  203.0.113.1:53"]);
+            },
+        },
+        Case {
             name: "external-ips",
             pins: "stock: each externalIP gets a VS, is bound, and is in KUBE-EXTERNAL-IP (-LOCAL with ETP Local)",
             config: none,
@@ -320,6 +379,19 @@ fn cases() -> Vec<Case> {
                 assert_eq!(
                     members(e, "KUBE-EXTERNAL-IP-LOCAL"),
                     ["192.168.1.10,tcp:80", "198.51.100.1,tcp:80"]
+                );
+            },
+        },
+        Case {
+            name: "external-ips-local-not-masqueraded",
+            pins: "stock syncProxyRules: an externalIP goes to KUBE-EXTERNAL-IP-LOCAL with ETP Local, else to KUBE-EXTERNAL-IP (masqueraded): never both, so Local keeps the client address",
+            config: none,
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIP: 10.96.0.1, externalIPs: [198.51.100.1], externalTrafficPolicy: Local, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: yy}\nspec: {clusterIP: 10.96.0.2, externalIPs: [198.51.100.2], ports: [{port: 80}]}\n",
+            check: |e| {
+                assert_eq!(members(e, "KUBE-EXTERNAL-IP"), ["198.51.100.2,tcp:80"]);
+                assert_eq!(
+                    members(e, "KUBE-EXTERNAL-IP-LOCAL"),
+                    ["198.51.100.1,tcp:80"]
                 );
             },
         },
@@ -376,6 +448,65 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "health-check-node-port-by-type",
+            pins: "stock NeedsHealthCheck (pkg/api/v1/service): type LoadBalancer + ETP Local, whatever the addresses: no node ports (allocateLoadBalancerNodePorts: false), no ingress yet, or only a hostname / ipMode Proxy ingress",
+            config: none,
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {type: LoadBalancer, clusterIP: 10.96.0.1, externalTrafficPolicy: Local, allocateLoadBalancerNodePorts: false, healthCheckNodePort: 32000, ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{hostname: lb.example}, {ip: 203.0.113.9, ipMode: Proxy}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: np}\nspec: {type: NodePort, clusterIP: 10.96.0.2, externalTrafficPolicy: Local, healthCheckNodePort: 32001, ports: [{port: 80, nodePort: 30080}]}\n",
+            check: |e| {
+                let hc: Vec<(String, u16)> = e
+                    .desired()
+                    .health_checks()
+                    .iter()
+                    .map(|(k, h)| (k.to_string(), h.port))
+                    .collect();
+                assert_eq!(hc, [("d/x".to_owned(), 32000)]);
+                assert_eq!(members(e, "KUBE-HEALTH-CHECK-NODE-PORT"), ["32000"]);
+            },
+        },
+        Case {
+            name: "health-check-only-where-programmed",
+            pins: "stock ServicePortMap.HealthCheckNodePorts: only Services the proxier programs (a ClusterIP of a family the node serves) get a health check",
+            config: |c| c.families = vec![kube_ipvs::types::Family::V4],
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: v6}\nspec: {type: LoadBalancer, clusterIPs: ['fd00:96::1'], externalTrafficPolicy: Local, healthCheckNodePort: 32000, ports: [{port: 80, nodePort: 30080}]}\n",
+            check: |e| {
+                assert!(e.desired().health_checks().is_empty());
+                assert!(members(e, "KUBE-HEALTH-CHECK-NODE-PORT").is_empty());
+            },
+        },
+        Case {
+            name: "health-check-counts-local-ready-ips",
+            pins: "stock EndpointsMap.LocalReadyEndpoints: local Ready endpoints only (a node with only terminating local endpoints answers 503), counted once per IP over all ports",
+            config: none,
+            yaml: "",
+            check: |e| {
+                let counts: Vec<(String, u32)> = e
+                    .desired()
+                    .health_checks()
+                    .iter()
+                    .map(|(k, h)| (k.to_string(), h.local_endpoints))
+                    .collect();
+                assert_eq!(
+                    counts,
+                    [
+                        ("default/terminating".to_owned(), 0),
+                        ("default/web".to_owned(), 3)
+                    ]
+                );
+            },
+        },
+        Case {
+            name: "duplicate-endpoint-prefers-non-terminating",
+            pins: "stock EndpointSliceCache.addEndpoints: an address in two slices (a reused pod IP) takes the non-terminating copy's conditions, whatever the slice order",
+            config: none,
+            yaml: "",
+            check: |e| {
+                assert_eq!(
+                    table(e),
+                    ["TCP 10.96.0.10:80 rr -> 10.0.0.1:8080 10.0.0.2:8080"]
+                )
+            },
+        },
+        Case {
             name: "scheduler-annotation",
             pins: "ours: kube-ipvs.io/scheduler + scheduler-flags (kubernetes#115526: sh hashing on ports)",
             config: none,
@@ -421,6 +552,26 @@ fn cases() -> Vec<Case> {
             config: none,
             yaml: "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {namespace: d, name: s, labels: {kubernetes.io/service-name: gone}}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.1]}]\n",
             check: |e| assert_eq!(rejected(e), ["EndpointSlice d/s: no usable Service d/gone"]),
+        },
+        Case {
+            name: "slice-without-service-label",
+            pins: "stock endpointSliceCacheKeys: a slice without kubernetes.io/service-name is ignored (here also reported)",
+            config: none,
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {namespace: d, name: s}\naddressType: IPv4\nports: [{name: '', port: 8080}]\nendpoints: [{addresses: [10.0.0.1]}]\n",
+            check: |e| {
+                assert_eq!(table(e), ["TCP 10.96.0.1:80 rr ->"]);
+                assert_eq!(rejected(e).len(), 1);
+            },
+        },
+        Case {
+            name: "slice-endpoint-of-another-family-rejected",
+            pins: "stock addEndpoints skips an endpoint whose address is not of the slice's family (with an Event); the API server refuses such slices, so here the slice is rejected with a reason and its Service keeps its other slices",
+            config: none,
+            yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: x}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {namespace: d, name: bad, labels: {kubernetes.io/service-name: x}}\naddressType: IPv4\nports: [{name: '', port: 8080}]\nendpoints: [{addresses: ['fd00::1']}, {addresses: [10.0.0.9]}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {namespace: d, name: good, labels: {kubernetes.io/service-name: x}}\naddressType: IPv4\nports: [{name: '', port: 8080}]\nendpoints: [{addresses: [10.0.0.1]}]\n",
+            check: |e| {
+                assert_eq!(table(e), ["TCP 10.96.0.1:80 rr -> 10.0.0.1:8080"]);
+                assert_eq!(rejected(e).len(), 1);
+            },
         },
         Case {
             name: "cluster-ips-routed-not-bound",
@@ -494,11 +645,13 @@ fn fixture(name: &str) -> String {
             + &slice("a", "[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2], conditions: {ready: true}}, {addresses: [10.0.0.3], conditions: {ready: false}}]"),
         "serving-terminating-fallback" => svc("")
             + &slice("a", "[{addresses: [10.0.0.1], conditions: {ready: false, serving: false, terminating: true}}, {addresses: [10.0.0.2], conditions: {ready: false, serving: true, terminating: true}}, {addresses: [10.0.0.3], conditions: {ready: false}}]"),
+        "local-serving-terminating-fallback" => svc("  internalTrafficPolicy: Local\n")
+            + &slice("a", "[{addresses: [10.0.0.1], nodeName: node-a, conditions: {ready: false, serving: true, terminating: true}}, {addresses: [10.0.0.2], nodeName: node-b}, {addresses: [10.0.0.3], nodeName: node-a, conditions: {ready: false, serving: false, terminating: true}}]"),
         "zone-hints-used" => zone_node() + &svc("")
             + &slice("a", "[{addresses: [10.0.0.1], hints: {forZones: [{name: z1}]}}, {addresses: [10.0.0.2], hints: {forZones: [{name: z2}]}}]"),
         "zone-hints-ignored-when-incomplete" => zone_node() + &svc("")
             + &slice("a", "[{addresses: [10.0.0.1], hints: {forZones: [{name: z1}]}}, {addresses: [10.0.0.2]}]"),
-        "node-hints-off-by-default" | "node-hints-on" => svc("")
+        "node-hints-off" | "node-hints-on-by-default" => svc("")
             + &slice("a", "[{addresses: [10.0.0.1], hints: {forNodes: [{name: node-b}]}}, {addresses: [10.0.0.2], hints: {forNodes: [{name: node-a}]}}]"),
         "internal-local-uses-local" => svc("  internalTrafficPolicy: Local\n")
             + &slice("a", "[{addresses: [10.0.0.1], nodeName: node-a}, {addresses: [10.0.0.2], nodeName: node-b}]"),
@@ -508,6 +661,35 @@ fn fixture(name: &str) -> String {
             SVC_WEB.replace("  ports: [{name: http, port: 80}]", "  type: NodePort\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80, nodePort: 30080}]")
                 + &slice("a", "[{addresses: [10.0.0.2], nodeName: node-b}]")
         }
+        "internal-and-external-local-fall-back" => {
+            SVC_WEB.replace("  ports: [{name: http, port: 80}]", "  type: NodePort\n  internalTrafficPolicy: Local\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80, nodePort: 30080}]")
+                + &slice("a", "[{addresses: [10.0.0.2], nodeName: node-b}]")
+        }
+        "health-check-counts-local-ready-ips" => {
+            let lb = |name: &str, hc: u16| {
+                SVC_WEB.replace("name: web", &format!("name: {name}")).replace(
+                    "  ports: [{name: http, port: 80}]",
+                    &format!("  type: LoadBalancer\n  externalTrafficPolicy: Local\n  healthCheckNodePort: {hc}\n  ports: [{{name: http, port: 80, nodePort: 30080}}, {{name: https, port: 443, nodePort: 30443}}]"),
+                )
+            };
+            let slice_of = |svc: &str, name: &str, port: &str, eps: &str| {
+                slice(name, eps)
+                    .replace("service-name: web", &format!("service-name: {svc}"))
+                    .replace("name: http, port: 8080", port)
+            };
+            // web: 10.0.0.1 serves http and https (one IP), 10.0.0.5 http only, 10.0.0.3 https
+            // only: 3 IPs; a remote and a local terminating endpoint do not count.
+            lb("web", 32000)
+                + &slice_of("web", "a", "name: http, port: 8080", "[{addresses: [10.0.0.1], nodeName: node-a}, {addresses: [10.0.0.5], nodeName: node-a}, {addresses: [10.0.0.2], nodeName: node-b}, {addresses: [10.0.0.4], nodeName: node-a, conditions: {ready: false, serving: true, terminating: true}}]")
+                + &slice_of("web", "b", "name: https, port: 8443", "[{addresses: [10.0.0.1], nodeName: node-a}, {addresses: [10.0.0.3], nodeName: node-a}]")
+                + "---\n"
+                + &lb("terminating", 32001)
+                + &slice_of("terminating", "t", "name: http, port: 8080", "[{addresses: [10.0.1.1], nodeName: node-a, conditions: {ready: false, serving: true, terminating: true}}]")
+        }
+        "duplicate-endpoint-prefers-non-terminating" => svc("")
+            // Slice a (first by name) still lists the old, terminating pod at the reused IP.
+            + &slice("a", "[{addresses: [10.0.0.1], conditions: {ready: false, serving: true, terminating: true}}, {addresses: [10.0.0.2]}]")
+            + &slice("b", "[{addresses: [10.0.0.1]}]"),
         "loop-back-set" => svc("") + &slice("a", "[{addresses: [10.0.0.1], nodeName: node-a}, {addresses: [10.0.0.2], nodeName: node-b}]"),
         _ => String::new(),
     }
@@ -562,4 +744,24 @@ fn rejected_update_keeps_last_valid_version() {
         rejected(&e),
         ["Service d/x: spec.ports[0].port: invalid port 70000"]
     );
+}
+
+/// A Service port that loses several virtual-server conflicts is reported with the first of them
+/// (in virtual-server order), the same text on every run: never in hash order.
+#[test]
+fn conflict_report_is_the_same_every_time() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: b}\nspec: {clusterIP: 10.96.0.2, externalIPs: [198.51.100.2, 198.51.100.1, 198.51.100.3], ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: d, name: a}\nspec: {clusterIP: 10.96.0.1, externalIPs: [198.51.100.3, 198.51.100.1, 198.51.100.2], ports: [{port: 80}]}\n";
+    for _ in 0..32 {
+        let e = engine(cfg(), yaml);
+        let reported: Vec<String> = e
+            .desired()
+            .conflicts()
+            .iter()
+            .map(|(port, r)| format!("{port}: {r}"))
+            .collect();
+        assert_eq!(
+            reported,
+            ["d/b:: virtual server TCP  198.51.100.1:80 is already owned by d/a:"]
+        );
+    }
 }

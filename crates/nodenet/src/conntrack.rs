@@ -16,12 +16,21 @@ use netlink_packet_netfilter::conntrack::{
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
-use netlink_sys::protocols::NETLINK_NETFILTER;
+use netlink_transport::{
+    Ack, BatchOptions, BatchOutcome, DumpPart, Errno, Failure, NETLINK_NETFILTER, Transport,
+    decode_packet, encode_packet,
+};
 
-use crate::link::socket::{NlSocket, TransportError};
+use crate::SocketOptions;
 
 const IPPROTO_UDP: u8 = 17;
-const ENOENT: i32 = 2;
+/// Deletions: 128 per `sendmsg`, each answered.
+const BATCH: BatchOptions = BatchOptions {
+    window: 128,
+    ack: Ack::Every,
+    max_datagram: 64 * 1024,
+    keep_echo: false,
+};
 
 /// Address family of the table to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,43 +104,58 @@ impl ReplySource {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConntrackError {
-    /// Socket, kernel or decoding failure.
+    /// Socket or kernel failure.
     #[error("conntrack {op}: {source}")]
     Netlink {
         /// The operation.
         op: &'static str,
-        /// What went wrong (kernel errno, timeout, socket error, undecodable reply).
+        /// What went wrong (kernel errno, timeout, lost replies, socket error).
         #[source]
-        source: ConntrackCause,
+        source: netlink_transport::Error,
     },
     /// Some deletions failed (the others were done).
-    #[error("conntrack delete: {} entries failed, first: {}", failed.len(), failed.first().map(|(f, e)| format!("{f:?}: {}", crate::link::errno_text(*e))).unwrap_or_default())]
+    #[error("conntrack delete: {} entries failed, first: {}", failed.len(), failed.first().map(|(f, e)| format!("{f:?}: {e}")).unwrap_or_default())]
     Delete {
-        /// Each failed flow and its positive errno.
-        failed: Vec<(Flow, i32)>,
+        /// Each failed flow and why.
+        failed: Vec<(Flow, Failure)>,
+    },
+    /// A reply that does not decode.
+    #[error("conntrack {op}: undecodable reply: {reason}")]
+    Decode {
+        /// The operation.
+        op: &'static str,
+        /// What was wrong.
+        reason: String,
     },
 }
 
-/// The transport-level cause, public for matching.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct ConntrackCause(#[from] TransportError);
-
-impl ConntrackCause {
+impl ConntrackError {
     /// The errno, when the kernel or the socket gave one.
-    pub fn errno(&self) -> Option<i32> {
-        match &self.0 {
-            TransportError::Kernel(e) => Some(*e),
-            TransportError::Io(e) => e.raw_os_error(),
-            _ => None,
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            ConntrackError::Netlink { source, .. } => source.errno(),
+            ConntrackError::Delete { failed } => failed.first().and_then(|(_, f)| f.errno()),
+            ConntrackError::Decode { .. } => None,
         }
     }
 }
 
-fn err(op: &'static str) -> impl FnOnce(TransportError) -> ConntrackError {
-    move |e| ConntrackError::Netlink {
-        op,
-        source: ConntrackCause(e),
+/// A failure inside an exchange.
+enum Fail {
+    Transport(netlink_transport::Error),
+    Decode(String),
+}
+
+impl From<netlink_transport::Error> for Fail {
+    fn from(e: netlink_transport::Error) -> Self {
+        Fail::Transport(e)
+    }
+}
+
+fn err(op: &'static str) -> impl FnOnce(Fail) -> ConntrackError {
+    move |e| match e {
+        Fail::Transport(source) => ConntrackError::Netlink { op, source },
+        Fail::Decode(reason) => ConntrackError::Decode { op, reason },
     }
 }
 
@@ -234,48 +258,84 @@ pub fn select_udp(flows: &[Flow], dst: IpAddr, dport: u16, reply: &ReplySource) 
         .collect()
 }
 
-/// ctnetlink client of the caller's network namespace.
+/// ctnetlink client of one network namespace.
 #[derive(Debug)]
 pub struct Conntrack {
-    sock: NlSocket,
+    sock: Transport,
 }
 
 impl Conntrack {
-    /// Opens a NETLINK_NETFILTER socket (async only because it registers with tokio).
+    /// Opens a NETLINK_NETFILTER socket in the caller's namespace (async only because it
+    /// registers with tokio).
     pub async fn connect(timeout: Duration) -> Result<Self, ConntrackError> {
-        Ok(Self {
-            sock: NlSocket::open(NETLINK_NETFILTER, timeout).map_err(err("connect"))?,
+        Self::connect_with(&SocketOptions {
+            timeout,
+            ..SocketOptions::default()
         })
+        .await
+    }
+
+    /// Opens the socket as `opts` say (namespace, timeout, fault layer).
+    pub async fn connect_with(opts: &SocketOptions) -> Result<Self, ConntrackError> {
+        let sock = Transport::connect(opts.transport(NETLINK_NETFILTER, 1 << 20))
+            .await
+            .map_err(|e| err("connect")(Fail::Transport(e)))?;
+        Ok(Self { sock })
     }
 
     /// Every entry of the family's table that has ports (`conntrack -L -f FAMILY`).
     pub async fn flows(&mut self, family: Family) -> Result<Vec<Flow>, ConntrackError> {
-        let msgs = self
-            .sock
-            .dump(|| message(family, ConntrackMessage::Get(Vec::new())))
+        let mut flows = Vec::new();
+        self.sock
+            .dump(
+                |b| {
+                    encode_packet(b, &message(family, ConntrackMessage::Get(Vec::new())), 0);
+                    Ok::<_, Fail>(())
+                },
+                |part| {
+                    match part {
+                        DumpPart::Message(m) => {
+                            let msg: Option<NetfilterMessage> =
+                                decode_packet(&m).map_err(|e| Fail::Decode(e.to_string()))?;
+                            flows.extend(msg.as_ref().and_then(decode_flow));
+                        }
+                        DumpPart::Restart => flows.clear(),
+                    }
+                    Ok(())
+                },
+            )
             .await
             .map_err(err("dump"))?;
-        Ok(msgs.iter().filter_map(decode_flow).collect())
+        Ok(flows)
     }
 
     /// Deletes the given entries; ones already gone count as deleted. Returns how many the
     /// kernel removed or had already dropped.
     pub async fn delete(&mut self, flows: &[Flow]) -> Result<usize, ConntrackError> {
-        let failures = self
-            .sock
-            .batch(flows.iter().map(delete_message), 0)
-            .await
-            .map_err(err("delete"))?;
-        let failed: Vec<(Flow, i32)> = failures
-            .iter()
-            .filter(|f| f.errno != ENOENT)
-            .filter_map(|f| Some((*flows.get(f.index)?, f.errno)))
-            .collect();
-        if failed.is_empty() {
-            Ok(flows.len())
-        } else {
-            Err(ConntrackError::Delete { failed })
+        let outcome = self.delete_each(flows).await;
+        if outcome.is_ok() {
+            return Ok(flows.len());
         }
+        Err(ConntrackError::Delete {
+            failed: outcome
+                .failed
+                .into_iter()
+                .filter_map(|(i, f)| Some((*flows.get(i)?, f)))
+                .collect(),
+        })
+    }
+
+    /// [`Conntrack::delete`], answered per flow (the index into `flows`).
+    pub async fn delete_each(&mut self, flows: &[Flow]) -> BatchOutcome {
+        self.sock
+            .batch(flows.len(), &BATCH, |i, b| {
+                if let Some(f) = flows.get(i) {
+                    encode_packet(b, &delete_message(f), 0);
+                }
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .await
+            .forgive(|_, f| matches!(f, Failure::Refused { errno, .. } if *errno == Errno::ENOENT))
     }
 
     /// Deletes UDP entries whose original destination is `dst:dport` and whose reply

@@ -14,18 +14,16 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use netlink_transport::{BatchOutcome, Errno, Failure};
 use rtnetlink::RouteMessageBuilder;
 
-use crate::link::socket::TransportError;
-use crate::link::{LinkError, Links, Op};
+use crate::link::{LinkError, Links, Op, dump, exchange};
 
 /// The kernel's local routing table (`table local`).
 pub const RT_TABLE_LOCAL: u8 = 255;
 /// The protocol our routes carry (`proto static`), so they can be told from the kernel's own
 /// per-address local routes (`proto kernel`).
 pub const OUR_PROTOCOL: RouteProtocol = RouteProtocol::Static;
-
-const ESRCH: i32 = 3;
 
 /// A `local` route of the local table.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,6 +54,66 @@ fn message(prefix: IpNet, ifindex: u32) -> Result<RouteMessage, LinkError> {
     Ok(msg)
 }
 
+/// One route of any table but `local` (`ip route show table all`, less the local table).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    /// Routing table.
+    pub table: u32,
+    /// Destination prefix (`0.0.0.0/0`, `::/0` for a default route).
+    pub prefix: IpNet,
+    /// Gateways (several for a multipath route).
+    pub gateways: Vec<IpAddr>,
+}
+
+fn route_address(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+fn decode_any(msg: &RouteMessage) -> Option<Route> {
+    let mut table = u32::from(msg.header.table);
+    let mut dst = None;
+    let mut gateways = Vec::new();
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(a) => dst = route_address(a),
+            RouteAttribute::Gateway(a) => gateways.extend(route_address(a)),
+            RouteAttribute::MultiPath(hops) => {
+                for hop in hops {
+                    for a in &hop.attributes {
+                        if let RouteAttribute::Gateway(g) = a {
+                            gateways.extend(route_address(g));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if table == u32::from(RT_TABLE_LOCAL) {
+        return None;
+    }
+    // No destination attribute: a default route of the message's family.
+    let dst = match dst {
+        Some(d) => d,
+        None => match msg.header.address_family {
+            netlink_packet_route::AddressFamily::Inet => IpAddr::from([0u8; 4]),
+            netlink_packet_route::AddressFamily::Inet6 => IpAddr::from([0u8; 16]),
+            _ => return None,
+        },
+    };
+    let prefix = IpNet::new(dst, msg.header.destination_prefix_length).ok()?;
+    Some(Route {
+        table,
+        prefix: prefix.trunc(),
+        gateways,
+    })
+}
+
 pub(crate) fn decode(msg: &RouteMessage) -> Option<LocalRoute> {
     if msg.header.kind != RouteType::Local {
         return None;
@@ -83,18 +141,27 @@ pub(crate) fn decode(msg: &RouteMessage) -> Option<LocalRoute> {
     })
 }
 
+/// A change to one `local` prefix route, for [`Links::change_local_routes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteChange {
+    /// Add (or replace) `local PREFIX`.
+    Add(IpNet),
+    /// Delete `local PREFIX` (absent counts as done).
+    Del(IpNet),
+}
+
 impl Links {
     /// Adds (or replaces) `local PREFIX dev IFINDEX table local proto static`. Idempotent.
     pub async fn add_local_route(&mut self, prefix: IpNet, ifindex: u32) -> Result<(), LinkError> {
         let msg = message(prefix, ifindex)?;
-        self.sock_mut()
-            .exchange(
-                RouteNetlinkMessage::NewRoute(msg),
-                NLM_F_CREATE | NLM_F_REPLACE,
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| LinkError::from_transport(Op::AddRoute(prefix), e))
+        exchange(
+            self.sock_mut(),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.into_link(Op::AddRoute(prefix)))
     }
 
     /// Deletes that route; `Ok(false)` if it was not there.
@@ -104,25 +171,73 @@ impl Links {
         ifindex: u32,
     ) -> Result<bool, LinkError> {
         let msg = message(prefix, ifindex)?;
-        match self
-            .sock_mut()
-            .exchange(RouteNetlinkMessage::DelRoute(msg), 0)
-            .await
-        {
+        match exchange(self.sock_mut(), RouteNetlinkMessage::DelRoute(msg), 0).await {
             Ok(_) => Ok(true),
-            Err(TransportError::Kernel(ESRCH)) => Ok(false),
-            Err(e) => Err(LinkError::from_transport(Op::DelRoute(prefix), e)),
+            Err(e) if e.kernel() == Some(Errno::ESRCH) => Ok(false),
+            Err(e) => Err(e.into_link(Op::DelRoute(prefix))),
         }
+    }
+
+    /// Applies route changes through `ifindex` pipelined, answered per change (the index into
+    /// `changes`). Adding a present route and deleting an absent one count as done.
+    pub async fn change_local_routes(
+        &mut self,
+        ifindex: u32,
+        changes: &[RouteChange],
+    ) -> BatchOutcome {
+        let mut msgs = Vec::with_capacity(changes.len());
+        let mut at = Vec::with_capacity(changes.len());
+        let mut invalid = Vec::new();
+        for (i, c) in changes.iter().enumerate() {
+            let (prefix, add) = match c {
+                RouteChange::Add(p) => (*p, true),
+                RouteChange::Del(p) => (*p, false),
+            };
+            match message(prefix, ifindex) {
+                Ok(m) if add => {
+                    msgs.push((
+                        RouteNetlinkMessage::NewRoute(m),
+                        NLM_F_CREATE | NLM_F_REPLACE,
+                    ));
+                    at.push(i);
+                }
+                Ok(m) => {
+                    msgs.push((RouteNetlinkMessage::DelRoute(m), 0));
+                    at.push(i);
+                }
+                Err(e) => invalid.push((
+                    i,
+                    Failure::NotSent(netlink_transport::Error::Encode(std::sync::Arc::new(e))),
+                )),
+            }
+        }
+        let sock = self.sock_mut();
+        let outcome = sock
+            .batch(msgs.len(), &crate::link::BATCH, |i, b| {
+                if let Some((m, flags)) = msgs.get(i) {
+                    netlink_transport::encode_packet(b, m, *flags);
+                }
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .await
+            .forgive(|i, f| {
+                matches!(f, Failure::Refused { errno, .. } if *errno == Errno::ESRCH)
+                    && matches!(msgs.get(i), Some((RouteNetlinkMessage::DelRoute(_), _)))
+            });
+        let mut outcome = outcome.reindex(|i| at.get(i).copied().unwrap_or(i));
+        outcome.failed.extend(invalid);
+        outcome.failed.sort_by_key(|(i, _)| *i);
+        outcome
     }
 
     /// Every `local` route of the local table covering more than one address (both
     /// families), ours and others'. Filter on `protocol == OUR_PROTOCOL` for ours.
     pub async fn local_prefix_routes(&mut self) -> Result<Vec<LocalRoute>, LinkError> {
-        let replies = self
-            .sock_mut()
-            .dump(|| RouteNetlinkMessage::GetRoute(RouteMessage::default()))
-            .await
-            .map_err(|e| LinkError::from_transport(Op::DumpRoutes, e))?;
+        let replies = dump(self.sock_mut(), || {
+            RouteNetlinkMessage::GetRoute(RouteMessage::default())
+        })
+        .await
+        .map_err(|e| e.into_link(Op::DumpRoutes))?;
         let mut routes: Vec<LocalRoute> = replies
             .iter()
             .filter_map(|m| match m {
@@ -132,6 +247,25 @@ impl Links {
             .filter(|r| r.prefix.prefix_len() < r.prefix.max_prefix_len())
             .collect();
         routes.sort();
+        Ok(routes)
+    }
+
+    /// Every route of every table but `local`, both families (what the node reaches where).
+    pub async fn routes(&mut self) -> Result<Vec<Route>, LinkError> {
+        let replies = dump(self.sock_mut(), || {
+            RouteNetlinkMessage::GetRoute(RouteMessage::default())
+        })
+        .await
+        .map_err(|e| e.into_link(Op::DumpRoutes))?;
+        let mut routes: Vec<Route> = replies
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => decode_any(r),
+                _ => None,
+            })
+            .collect();
+        routes.sort();
+        routes.dedup();
         Ok(routes)
     }
 }
@@ -155,6 +289,24 @@ mod tests {
                 protocol: 4
             }
         );
+    }
+
+    #[test]
+    fn any_route_decodes_with_its_gateways_and_the_local_table_is_left_out() {
+        let mut msg = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .gateway("192.168.10.1".parse().unwrap())
+            .build();
+        msg.header.table = 254;
+        assert_eq!(
+            decode_any(&msg).unwrap(),
+            Route {
+                table: 254,
+                prefix: "0.0.0.0/0".parse().unwrap(),
+                gateways: vec!["192.168.10.1".parse().unwrap()],
+            }
+        );
+        let ours = message("10.96.0.0/12".parse().unwrap(), 1).unwrap();
+        assert_eq!(decode_any(&ours), None);
     }
 
     #[test]

@@ -11,33 +11,31 @@
 //! | [`conntrack_flows`] | `IPCTNL_MSG_CT_GET` (dump) |
 
 use ipnet::IpNet;
-use netlink_packet_core::{NetlinkDeserializable, NetlinkPayload};
+use netlink_packet_core::NetlinkDeserializable;
 use netlink_packet_netfilter::NetfilterMessage;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkFlags;
 
 use crate::conntrack::{Flow, decode_flow};
-use crate::link::socket::{TransportError, parse_all};
 use crate::route::LocalRoute;
+use netlink_transport::decode_packet;
 
 /// A datagram that is not a sequence of well-formed netlink messages.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed netlink datagram: {0}")]
 pub struct DecodeError(String);
 
-/// The inner messages of a datagram (acks, errors and `NLMSG_DONE` skipped).
+/// The inner messages of a datagram (acks, errors and `NLMSG_DONE` skipped), framed and decoded
+/// as the sockets do (`netlink_transport::wire::messages`, `decode_packet`).
 fn messages<I: NetlinkDeserializable>(datagram: &[u8]) -> Result<Vec<I>, DecodeError> {
-    let parsed = parse_all::<I>(datagram).map_err(|e| match e {
-        TransportError::Decode(m) => DecodeError(m),
-        other => DecodeError(other.to_string()),
-    })?;
-    Ok(parsed
-        .into_iter()
-        .filter_map(|(_, p)| match p {
-            NetlinkPayload::InnerMessage(m) => Some(m),
-            _ => None,
-        })
-        .collect())
+    let mut out = Vec::new();
+    for msg in netlink_transport::wire::messages(datagram) {
+        let msg = msg.map_err(|e| DecodeError(e.to_string()))?;
+        if let Some(m) = decode_packet::<I>(&msg).map_err(|e| DecodeError(e.to_string()))? {
+            out.push(m);
+        }
+    }
+    Ok(out)
 }
 
 /// One link of an `RTM_GETLINK` dump, as nodenet reads it.

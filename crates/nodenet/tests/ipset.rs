@@ -10,6 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::process::Command;
 
 use nix::sched::{CloneFlags, unshare};
+use nodenet::Errno;
+use nodenet::ipset::constants::{
+    IPSET_ERR_COMMENT, IPSET_ERR_EXIST, IPSET_ERR_HASH_FULL, IPSET_ERR_TYPE_MISMATCH,
+};
 use nodenet::ipset::*;
 
 const IGNORE: &str = "needs root and netns: cargo xtask test";
@@ -424,7 +428,7 @@ async fn ipset_errors_are_typed() {
             e,
             IpsetError::SetExists {
                 op: Op::Create,
-                errno: 17,
+                errno: Errno::EEXIST,
                 ..
             }
         ),
@@ -461,7 +465,7 @@ async fn ipset_errors_are_typed() {
     c.add("ERR", &one).await.unwrap();
     let e = c.add("ERR", &one).await.unwrap_err();
     assert!(
-        matches!(&e, IpsetError::ElementExists { errno: 4103, entry, .. } if entry == "10.0.0.1"),
+        matches!(&e, IpsetError::ElementExists { errno: IPSET_ERR_EXIST, entry, .. } if entry == "10.0.0.1"),
         "{e}"
     );
     assert!(e.to_string().contains("IPSET_ERR_EXIST"), "{e}");
@@ -492,7 +496,7 @@ async fn ipset_errors_are_typed() {
             e,
             IpsetError::TypeMismatch {
                 op: Op::Swap,
-                errno: 4102,
+                errno: IPSET_ERR_TYPE_MISMATCH,
                 ..
             }
         ),
@@ -511,7 +515,16 @@ async fn ipset_errors_are_typed() {
 
     // A comment on a set without comment support.
     let e = c.add_with_comment("ERR", &one, "x").await.unwrap_err();
-    assert!(matches!(e, IpsetError::Kernel { errno: 4112, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            IpsetError::Kernel {
+                errno: IPSET_ERR_COMMENT,
+                ..
+            }
+        ),
+        "{e}"
+    );
 
     // A full set: the batch error names the first entry that did not fit.
     let mut small = CreateSpec::hash("SMALL", SetType::HashIp, Family::Inet);
@@ -520,7 +533,7 @@ async fn ipset_errors_are_typed() {
     let entries: Vec<Entry> = (1..=10).map(|i| Entry::Ip(v4(10, 0, 1, i))).collect();
     let e = c.add_batch("SMALL", &entries).await.unwrap_err();
     assert!(
-        matches!(&e, IpsetError::Kernel { errno: 4352, entry: Some(entry), .. } if entry == "10.0.1.5"),
+        matches!(&e, IpsetError::Kernel { errno: IPSET_ERR_HASH_FULL, entry: Some(entry), .. } if entry == "10.0.1.5"),
         "{e}"
     );
 

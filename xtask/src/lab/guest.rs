@@ -172,9 +172,18 @@ pub fn command_script(cwd: &Path, argv: &[String], env: &[(String, String)]) -> 
 }
 
 /// The host environment passed into the guest: everything with a valid shell name except what
-/// describes the host session itself.
-pub fn guest_env(share_out: &str) -> Vec<(String, String)> {
-    const SKIP: [&str; 6] = ["PWD", "OLDPWD", "SHLVL", "_", "LAB_SHARE", "KUBE_IPVS_LAB"];
+/// describes the host session itself; plus `LAB_SHARE` (the writable share), `KUBE_IPVS_LAB=1` and
+/// `LAB_MODULES` (the running kernel's module tree, what a node has at /lib/modules).
+pub fn guest_env(share_out: &str, modules: &Path) -> Vec<(String, String)> {
+    const SKIP: [&str; 7] = [
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+        "LAB_SHARE",
+        "KUBE_IPVS_LAB",
+        "LAB_MODULES",
+    ];
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
             !SKIP.contains(&k.as_str())
@@ -183,11 +192,29 @@ pub fn guest_env(share_out: &str) -> Vec<(String, String)> {
                     .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
+        .map(|(k, v)| {
+            let v = if k == "PATH" { without_shims(&v) } else { v };
+            (k, v)
+        })
         .collect();
     env.push(("LAB_SHARE".into(), share_out.into()));
     env.push(("KUBE_IPVS_LAB".into(), "1".into()));
+    env.push(("LAB_MODULES".into(), modules.to_string_lossy().into_owned()));
     env.sort();
     env
+}
+
+/// PATH without pyenv's shim directories when the system has its own python3: a shim is a shell
+/// script that spawns a dozen processes per `python3` start, seconds each time under emulation
+/// (the traffic tests start a python3 per backend and client).
+fn without_shims(path: &str) -> String {
+    if !Path::new("/usr/bin/python3").exists() {
+        return path.to_string();
+    }
+    path.split(':')
+        .filter(|dir| !dir.contains("/.pyenv/"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::util::{exit_code_of, lab_dir, target_dir, workspace_root};
-pub use kernel::Kernel;
+pub use kernel::{Kernel, Series};
 
 #[derive(Debug, Args)]
 pub struct VmArgs {
@@ -36,6 +36,9 @@ pub struct VmArgs {
     /// Run CMD directly on this host instead (for a kernel that has IPVS itself).
     #[arg(long)]
     pub local: bool,
+    /// The guest's kernel: Debian bookworm's 6.1 or trixie's 6.12 (each fetched once).
+    #[arg(long, value_enum, default_value = "6.1")]
+    pub kernel: Series,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub argv: Vec<String>,
@@ -77,7 +80,7 @@ fn run_local(argv: &[String]) -> Result<ExitCode> {
 pub fn run(args: &VmArgs) -> Result<u8> {
     setup::ensure_host_tools(local_ipvs())?;
     let lab = lab_dir();
-    let kernel = Kernel::ensure(&lab)?;
+    let kernel = Kernel::ensure(&lab, args.kernel)?;
     let run_dir = new_run_dir(&lab)?;
     let cwd = std::env::current_dir()?;
 
@@ -107,7 +110,11 @@ pub fn run(args: &VmArgs) -> Result<u8> {
 
     let share_out = "/run/lab/out";
     fs::create_dir_all(run_dir.join("in"))?;
-    let script = guest::command_script(&cwd, &args.argv, &guest::guest_env(share_out));
+    let script = guest::command_script(
+        &cwd,
+        &args.argv,
+        &guest::guest_env(share_out, &kernel.root.join("lib/modules")),
+    );
     fs::write(run_dir.join("in/cmd.sh"), script)?;
 
     let serial = run_dir.join("serial.log");

@@ -22,6 +22,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("conntrack", "conntrack"),
     ("dpkg-deb", "dpkg"),
+    ("xz", "xz-utils"),
 ];
 
 /// Install what is missing (as root, with apt-get), or explain what to install.
@@ -64,6 +65,20 @@ pub fn ensure_host_tools(local_ipvs: bool) -> Result<()> {
     )
 }
 
+fn output_bytes(cmd: &mut Command) -> Result<Vec<u8>> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
 /// Write the initramfs: busybox, `/init`, and the modules to reach the host root over 9p.
 pub fn write_initramfs<'a>(
     path: &Path,
@@ -95,12 +110,19 @@ pub fn write_initramfs<'a>(
         let name = module
             .file_name()
             .context("module path without a file name")?;
-        let dest = format!("lib/modules/{}", name.to_string_lossy());
-        archive.file(
-            &dest,
-            fs::read(module).with_context(|| format!("reading {}", module.display()))?,
-            false,
-        );
+        let name = name.to_string_lossy();
+        // Busybox's insmod takes plain modules; trixie's kernel ships them xz-compressed.
+        let (dest, data) = match name.strip_suffix(".xz") {
+            Some(plain) => (
+                format!("lib/modules/{plain}"),
+                output_bytes(Command::new("xz").arg("-dc").arg(module))?,
+            ),
+            None => (
+                format!("lib/modules/{name}"),
+                fs::read(module).with_context(|| format!("reading {}", module.display()))?,
+            ),
+        };
+        archive.file(&dest, data, false);
         inside.push(format!("/{dest}"));
     }
     archive.file(

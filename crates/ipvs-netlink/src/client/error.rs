@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nix::errno::Errno;
+use netlink_transport::Errno;
 
 use crate::error::DecodeError;
 
@@ -105,7 +105,7 @@ pub enum Error {
         target: String,
     },
     /// Any other errno from the kernel.
-    #[error("{op} {target}: {errno} ({})", errno.desc())]
+    #[error("{op} {target}: {errno}")]
     Errno {
         /// Operation.
         op: &'static str,
@@ -122,6 +122,15 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Any other failure of the netlink transport (the namespace could not be entered, a dump
+    /// kept being interrupted, ...).
+    #[error("{op}: {source}")]
+    Transport {
+        /// Operation.
+        op: &'static str,
+        /// The transport's error.
+        source: netlink_transport::Error,
+    },
 }
 
 impl Error {
@@ -137,8 +146,74 @@ impl Error {
             Self::Timeout { .. } => Some(Errno::ETIMEDOUT),
             Self::RepliesLost { .. } => Some(Errno::ENOBUFS),
             Self::Errno { errno, .. } => Some(*errno),
-            Self::Io { source, .. } => source.raw_os_error().map(Errno::from_raw),
+            Self::Io { source, .. } => source.raw_os_error().map(Errno::new),
+            Self::Transport { source, .. } => source.errno(),
             Self::Decode { .. } => None,
+        }
+    }
+
+    /// The error of `op` on `target` for a transport failure.
+    pub(crate) fn transport(op: &'static str, target: String, e: netlink_transport::Error) -> Self {
+        use netlink_transport::Error as T;
+        match e {
+            T::Kernel(errno) => match errno {
+                Errno::EPERM | Errno::EACCES => Self::PermissionDenied { op },
+                Errno::ESRCH => Self::NoSuchService { op, target },
+                _ => Self::Errno { op, target, errno },
+            },
+            T::NoFamily(_) => Self::ModuleNotLoaded,
+            T::Timeout(after) => Self::Timeout { op, after },
+            T::RepliesLost => Self::RepliesLost { op, target },
+            T::Io(source) => Self::Io {
+                op,
+                source: std::sync::Arc::try_unwrap(source)
+                    .unwrap_or_else(|a| std::io::Error::new(a.kind(), a.to_string())),
+            },
+            T::Frame(f) => Self::Decode {
+                op,
+                source: DecodeError::Wire(netlink_packet_core::DecodeError::from(f.to_string())),
+            },
+            T::Encode(inner) => match inner.downcast_ref::<Error>() {
+                Some(Error::InvalidArgument { reason, .. }) => Self::InvalidArgument {
+                    op,
+                    target,
+                    reason: reason.clone(),
+                },
+                _ => Self::InvalidArgument {
+                    op,
+                    target,
+                    reason: inner.to_string(),
+                },
+            },
+            source => Self::Transport { op, source },
+        }
+    }
+
+    /// A request of `op` too large to encode.
+    pub(crate) fn encode(op: &'static str, e: &crate::frame::EncodeError) -> Self {
+        Self::InvalidArgument {
+            op,
+            target: String::new(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// The same error attributed to another operation name.
+    pub(crate) fn renamed(self, new: &'static str) -> Self {
+        match self {
+            Self::NoSuchService { target, .. } => Self::NoSuchService { op: new, target },
+            Self::Errno { target, errno, .. } => Self::Errno {
+                op: new,
+                target,
+                errno,
+            },
+            Self::InvalidArgument { target, reason, .. } => Self::InvalidArgument {
+                op: new,
+                target,
+                reason,
+            },
+            Self::PermissionDenied { .. } => Self::PermissionDenied { op: new },
+            other => other,
         }
     }
 }

@@ -1,10 +1,8 @@
-//! The async client: one netlink socket per [`Client`], no request waiting longer than a timeout
-//! for the kernel's next message, rebuilt after a timeout or socket error.
+//! The async client: one netlink socket per [`Client`] through the shared transport
+//! (`netlink-transport`): no request waits longer than a timeout for the kernel's next message,
+//! and the socket is rebuilt after a timeout, lost replies or a socket error.
 
-mod batch;
-mod conn;
 mod error;
-mod family;
 mod op;
 mod table;
 
@@ -13,6 +11,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use netlink_transport::{
+    Ack, BatchOptions, BatchOutcome, DumpPart, Failure, Faults, NETLINK_GENERIC, Transport,
+};
+
 pub use error::Error;
 pub use op::Op;
 pub use table::{Table, TableService};
@@ -20,12 +22,11 @@ pub use table::{Table, TableService};
 use crate::config::Timeouts;
 use crate::daemon::Daemon;
 use crate::destination::Destination;
-use crate::frame::{FLAGS_ACK, FLAGS_DUMP, FLAGS_GET, ReplyBody, encode, replies};
+use crate::frame;
 use crate::info::Info;
-use crate::message::{IpvsCmd, IpvsMessage};
+use crate::message::{IPVS_GENL_NAME, IpvsCmd, IpvsMessage};
 use crate::procfs::{self, Snapshot};
 use crate::service::{Service, ServiceKey};
-use conn::Conn;
 
 /// How a [`Client`] talks to the kernel.
 #[derive(Debug, Clone)]
@@ -43,9 +44,11 @@ pub struct ClientOptions {
     pub rcvbuf: usize,
     /// Ask for an acknowledgement of every operation in [`Client::apply`] (`true`), or only of
     /// the last one per datagram, errors still being reported per operation (`false`: fewer
-    /// syscalls; the kernel executes a datagram's requests in order, so the last ACK proves the
+    /// replies; the kernel executes a datagram's requests in order, so the last ACK proves the
     /// earlier ones done).
     pub ack_every_op: bool,
+    /// The fault-injecting layer under the socket (tests).
+    pub faults: Option<Faults>,
 }
 
 impl Default for ClientOptions {
@@ -56,9 +59,13 @@ impl Default for ClientOptions {
             window: 1024,
             rcvbuf: 32 << 20,
             ack_every_op: true,
+            faults: None,
         }
     }
 }
+
+/// Requests per datagram of [`Client::apply`]: well under the default socket send buffer.
+const MAX_SEND: usize = 48 * 1024;
 
 /// A connection to the IPVS of one network namespace.
 ///
@@ -67,22 +74,43 @@ impl Default for ClientOptions {
 #[derive(Debug)]
 pub struct Client {
     opts: ClientOptions,
-    conn: Option<Conn>,
-    family_id: u16,
-    seq: u32,
+    transport: Transport,
     proc_table: Option<File>,
 }
 
-impl std::fmt::Debug for Conn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Conn")
+/// A failure inside an exchange: the transport's, or ours (decoding the answer).
+enum Fail {
+    Transport(netlink_transport::Error),
+    Client(Error),
+}
+
+impl From<netlink_transport::Error> for Fail {
+    fn from(e: netlink_transport::Error) -> Self {
+        Fail::Transport(e)
     }
 }
 
-/// Outcome of one exchange before it is mapped to an operation's error.
-enum Failure {
-    Errno(i32),
-    Other(Error),
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Client(e)
+    }
+}
+
+/// Appends `msg` as one request (the transport sets the family id, sequence number and flags).
+fn put(buf: &mut Vec<u8>, msg: &IpvsMessage) -> Result<(), frame::EncodeError> {
+    frame::encode(buf, 0, 0, 0, msg)
+}
+
+/// `/proc/net/ip_vs` of the namespace (opened there: `thread-self` is the opening thread's).
+async fn open_proc_table(netns: Option<&std::path::Path>) -> Option<File> {
+    let open = || File::open("/proc/thread-self/net/ip_vs").ok();
+    match netns {
+        None => open(),
+        Some(_) => netlink_transport::netns::run_in(netns, open)
+            .await
+            .ok()
+            .flatten(),
+    }
 }
 
 impl Client {
@@ -93,15 +121,22 @@ impl Client {
 
     /// Connect with `opts` (namespace, timeout, window, receive buffer).
     pub async fn with_options(opts: ClientOptions) -> Result<Self, Error> {
-        let mut client = Self {
+        let transport = Transport::connect(netlink_transport::Options {
+            netns: opts.netns.clone(),
+            timeout: opts.timeout,
+            rcvbuf: opts.rcvbuf,
+            genl_family: Some(IPVS_GENL_NAME),
+            faults: opts.faults.clone(),
+            ..netlink_transport::Options::new(NETLINK_GENERIC)
+        })
+        .await
+        .map_err(|e| Error::transport("connect", String::new(), e))?;
+        let proc_table = open_proc_table(opts.netns.as_deref()).await;
+        Ok(Self {
             opts,
-            conn: None,
-            family_id: 0,
-            seq: 0,
-            proc_table: None,
-        };
-        client.reconnect().await?;
-        Ok(client)
+            transport,
+            proc_table,
+        })
     }
 
     /// The options in use.
@@ -109,126 +144,101 @@ impl Client {
         &self.opts
     }
 
-    async fn reconnect(&mut self) -> Result<(), Error> {
-        self.conn = None;
-        let opened = conn::open(self.opts.netns.as_deref(), self.opts.rcvbuf)
-            .await
-            .map_err(|source| Error::Io {
-                op: "open netlink socket",
-                source,
-            })?;
-        let mut conn = Conn::new(opened.socket);
-        let seq = self.next_seqs(1);
-        let id = tokio::time::timeout(self.opts.timeout, family::resolve(&mut conn, seq))
-            .await
-            .map_err(|_| Error::Timeout {
-                op: "resolve IPVS family",
-                after: self.opts.timeout,
-            })??;
-        self.family_id = id;
-        self.proc_table = opened.proc_table;
-        self.conn = Some(conn);
-        Ok(())
-    }
-
-    /// Reserve `n` consecutive sequence numbers, returning the first.
-    fn next_seqs(&mut self, n: usize) -> u32 {
-        let first = self.seq.wrapping_add(1);
-        self.seq = self.seq.wrapping_add(u32::try_from(n).unwrap_or(u32::MAX));
-        first
-    }
-
-    /// Send one request and collect its reply messages until ACK, DONE or an error.
-    async fn exchange(
-        &mut self,
-        op: &'static str,
-        msg: &IpvsMessage,
-        flags: u16,
-    ) -> Result<Vec<IpvsMessage>, Failure> {
-        let mut out = Vec::new();
-        self.exchange_each(op, msg, flags, &mut |m| {
-            out.push(m);
-            Ok(())
-        })
-        .await?;
-        Ok(out)
-    }
-
-    /// Send one request and hand each reply message to `each` as it arrives, until ACK, DONE
-    /// or an error (from the kernel, or from `each`, which ends the exchange).
-    async fn exchange_each(
-        &mut self,
-        op: &'static str,
-        msg: &IpvsMessage,
-        flags: u16,
-        each: &mut (dyn FnMut(IpvsMessage) -> Result<(), Error> + Send),
-    ) -> Result<(), Failure> {
-        if self.conn.is_none() {
-            self.reconnect().await.map_err(Failure::Other)?;
-        }
-        let seq = self.next_seqs(1);
-        let mut buf = Vec::with_capacity(256);
-        encode(&mut buf, self.family_id, flags, seq, msg).map_err(|e| {
-            Failure::Other(Error::InvalidArgument {
-                op,
-                target: String::new(),
-                reason: e.to_string(),
-            })
-        })?;
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(Failure::Other(Error::Io {
-                op,
-                source: std::io::Error::other("not connected"),
-            }));
-        };
-        match exchange_on(conn, op, &buf, seq, self.opts.timeout, each).await {
-            Ok(out) => out,
-            Err(e) => {
-                // The rest of the answer may still be queued: start over on a fresh socket.
-                self.conn = None;
-                Err(Failure::Other(e))
-            }
-        }
-    }
-
     /// Run one operation and wait for its acknowledgement.
     async fn run(&mut self, op: &Op) -> Result<(), Error> {
         op.validate()?;
-        match self.exchange(op.name(), &op.message(), FLAGS_ACK).await {
-            Ok(_) => Ok(()),
-            Err(Failure::Errno(e)) => Err(op.error(e)),
-            Err(Failure::Other(e)) => Err(e),
+        let msg = op.message();
+        let res = self
+            .transport
+            .request(
+                0,
+                |b| put(b, &msg).map_err(|e| Fail::Client(op.invalid(e.to_string()))),
+                |_| Ok::<_, Fail>(()),
+            )
+            .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(Fail::Transport(netlink_transport::Error::Kernel(errno))) => Err(op.error(errno)),
+            Err(Fail::Transport(e)) => Err(Error::transport(op.name(), op.target(), e)),
+            Err(Fail::Client(e)) => Err(e),
         }
     }
 
-    async fn query(
+    /// One "do" request answered by one message.
+    async fn get(
         &mut self,
         op: &'static str,
         msg: &IpvsMessage,
-        flags: u16,
+        cmd: IpvsCmd,
+    ) -> Result<IpvsMessage, Fail> {
+        let mut got = None;
+        self.transport
+            .request(
+                0,
+                |b| put(b, msg).map_err(|e| Fail::Client(Error::encode(op, &e))),
+                |m| {
+                    let m = frame::decode(&m).map_err(|source| Error::Decode { op, source })?;
+                    if m.cmd == cmd {
+                        got = Some(m);
+                    }
+                    Ok::<_, Fail>(())
+                },
+            )
+            .await?;
+        got.ok_or_else(|| {
+            Fail::Client(Error::Decode {
+                op,
+                source: crate::DecodeError::Unexpected(format!(
+                    "expected a {cmd:?} message, got none"
+                )),
+            })
+        })
+    }
+
+    /// A dump, each message decoded and handed to `each` as it arrives. IPVS dumps are never
+    /// flagged interrupted (ip_vs keeps no dump generation), so a restart is refused rather than
+    /// replayed into `each`.
+    async fn dump_each(
+        &mut self,
+        op: &'static str,
+        msg: &IpvsMessage,
+        each: &mut (dyn FnMut(IpvsMessage) -> Result<(), Error> + Send),
+    ) -> Result<(), Error> {
+        let res = self
+            .transport
+            .dump(
+                |b| put(b, msg).map_err(|e| Fail::Client(Error::encode(op, &e))),
+                |part| match part {
+                    DumpPart::Message(m) => {
+                        each(frame::decode(&m).map_err(|source| Error::Decode { op, source })?)?;
+                        Ok(())
+                    }
+                    DumpPart::Restart => Err(Fail::Transport(
+                        netlink_transport::Error::DumpInterrupted(1),
+                    )),
+                },
+            )
+            .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(Fail::Transport(e)) => Err(Error::transport(op, String::new(), e)),
+            Err(Fail::Client(e)) => Err(e),
+        }
+    }
+
+    /// A dump's messages, decoded.
+    async fn dump(
+        &mut self,
+        op: &'static str,
+        msg: &IpvsMessage,
     ) -> Result<Vec<IpvsMessage>, Error> {
         let mut out = Vec::new();
-        self.query_each(op, msg, flags, &mut |m| {
+        self.dump_each(op, msg, &mut |m| {
             out.push(m);
             Ok(())
         })
         .await?;
         Ok(out)
-    }
-
-    /// [`Client::query`], handing each reply message to `each` as it arrives.
-    async fn query_each(
-        &mut self,
-        op: &'static str,
-        msg: &IpvsMessage,
-        flags: u16,
-        each: &mut (dyn FnMut(IpvsMessage) -> Result<(), Error> + Send),
-    ) -> Result<(), Error> {
-        match self.exchange_each(op, msg, flags, each).await {
-            Ok(()) => Ok(()),
-            Err(Failure::Errno(e)) => Err(query_error(op, e)),
-            Err(Failure::Other(e)) => Err(e),
-        }
     }
 
     /// `ipvsadm -A`.
@@ -295,37 +305,42 @@ impl Client {
         self.run(&Op::SetTimeouts(*timeouts)).await
     }
 
+    fn query<T>(op: &'static str, res: Result<T, Fail>) -> Result<T, Error> {
+        res.map_err(|f| match f {
+            Fail::Transport(e) => Error::transport(op, String::new(), e),
+            Fail::Client(e) => e,
+        })
+    }
+
     /// `ipvsadm -L --timeout`.
     pub async fn timeouts(&mut self) -> Result<Timeouts, Error> {
-        let msgs = self
-            .query("get timeouts", &IpvsMessage::get_config(), FLAGS_GET)
-            .await?;
-        expect_one("get timeouts", msgs, IpvsCmd::SetConfig).map(|m| m.timeouts())
+        const OP: &str = "get timeouts";
+        let res = self
+            .get(OP, &IpvsMessage::get_config(), IpvsCmd::SetConfig)
+            .await;
+        Self::query(OP, res).map(|m| m.timeouts())
     }
 
     /// Version and connection table size (`ipvsadm -L` header line).
     pub async fn info(&mut self) -> Result<Info, Error> {
-        let msgs = self
-            .query("get info", &IpvsMessage::get_info(), FLAGS_GET)
-            .await?;
-        let m = expect_one("get info", msgs, IpvsCmd::SetInfo)?;
-        m.info().map_err(|source| Error::Decode {
-            op: "get info",
-            source,
-        })
+        const OP: &str = "get info";
+        let res = self
+            .get(OP, &IpvsMessage::get_info(), IpvsCmd::SetInfo)
+            .await;
+        Self::query(OP, res)?
+            .info()
+            .map_err(|source| Error::Decode { op: OP, source })
     }
 
     /// `ipvsadm -L --daemon`.
     pub async fn daemons(&mut self) -> Result<Vec<Daemon>, Error> {
-        let msgs = self
-            .query("list daemons", &IpvsMessage::dump_daemons(), FLAGS_DUMP)
-            .await?;
-        msgs.iter()
+        const OP: &str = "list daemons";
+        self.dump(OP, &IpvsMessage::dump_daemons())
+            .await?
+            .iter()
             .map(|m| {
-                m.daemon().map_err(|source| Error::Decode {
-                    op: "list daemons",
-                    source,
-                })
+                m.daemon()
+                    .map_err(|source| Error::Decode { op: OP, source })
             })
             .collect()
     }
@@ -338,8 +353,8 @@ impl Client {
     }
 
     /// All services (GET_SERVICE dump), in kernel order, each handed to `f` as soon as its
-    /// message is decoded: the dump keeps nothing but what `f` keeps (the decoded messages of a
-    /// 100,000-service dump, held until its end, take ~160 MiB).
+    /// message is decoded: the dump keeps nothing but what `f` keeps (holding every decoded
+    /// message to the end costs memory in proportion to the table: docs/benchmarks.md).
     pub async fn visit_services(&mut self, mut f: impl FnMut(Service) + Send) -> Result<(), Error> {
         const OP: &str = "list services";
         let mut each = |m: IpvsMessage| {
@@ -347,7 +362,7 @@ impl Client {
                 .map_err(|source| Error::Decode { op: OP, source })?);
             Ok(())
         };
-        self.query_each(OP, &IpvsMessage::dump_services(), FLAGS_DUMP, &mut each)
+        self.dump_each(OP, &IpvsMessage::dump_services(), &mut each)
             .await
     }
 
@@ -355,14 +370,17 @@ impl Client {
     pub async fn get_service(&mut self, key: &ServiceKey) -> Result<Service, Error> {
         const OP: &str = "get service";
         match self
-            .exchange(OP, &IpvsMessage::get_service(key), FLAGS_GET)
+            .get(OP, &IpvsMessage::get_service(key), IpvsCmd::NewService)
             .await
         {
-            Ok(msgs) => expect_one(OP, msgs, IpvsCmd::NewService)?
+            Ok(m) => m
                 .service()
                 .map_err(|source| Error::Decode { op: OP, source }),
-            Err(Failure::Errno(e)) => Err(Op::DeleteService(*key).error(e).renamed(OP)),
-            Err(Failure::Other(e)) => Err(e),
+            Err(Fail::Transport(netlink_transport::Error::Kernel(errno))) => {
+                Err(Op::DeleteService(*key).error(errno).renamed(OP))
+            }
+            Err(Fail::Transport(e)) => Err(Error::transport(OP, key.to_string(), e)),
+            Err(Fail::Client(e)) => Err(e),
         }
     }
 
@@ -374,10 +392,9 @@ impl Client {
     ) -> Result<Vec<Destination>, Error> {
         const OP: &str = "list destinations";
         let family = service.family();
-        let msgs = self
-            .query(OP, &IpvsMessage::dump_dests(service), FLAGS_DUMP)
-            .await?;
-        msgs.iter()
+        self.dump(OP, &IpvsMessage::dump_dests(service))
+            .await?
+            .iter()
             .map(|m| {
                 m.destination(family)
                     .map_err(|source| Error::Decode { op: OP, source })
@@ -394,8 +411,8 @@ impl Client {
         for service in services {
             let destinations = self.list_destinations(&service.key).await?;
             // One request per service, each usually answered at once: without a yield the task
-            // runs a whole cooperative budget of requests (over 100 ms on a slow machine) before
-            // anything else on its thread, such as the caller's change syncs, gets a turn.
+            // runs a whole cooperative budget of requests before anything else on its thread,
+            // such as the caller's change syncs, gets a turn (docs/benchmarks.md).
             tokio::task::yield_now().await;
             table.services.insert(
                 service.key,
@@ -415,12 +432,12 @@ impl Client {
     /// Only trustworthy while no other network namespace on the host has IPVS services: the
     /// kernel's `ip_vs_info_seq_next` walks the global service hash without checking the
     /// namespace (only `seq_start`, re-run on every ~4 KiB read, does), so this text then omits
-    /// some of ours and includes theirs (seen on 6.1 with two namespaces of 500 services: 251
-    /// read back). Use [`Client::table`] where that cannot be ruled out.
+    /// some of ours and includes theirs (docs/benchmarks.md has the lab case). Use
+    /// [`Client::table`] where that cannot be ruled out.
     pub async fn snapshot(&mut self) -> Result<Snapshot, Error> {
         const OP: &str = "read /proc/net/ip_vs";
         if self.proc_table.is_none() {
-            self.reconnect().await?;
+            self.proc_table = open_proc_table(self.opts.netns.as_deref()).await;
         }
         let file = self
             .proc_table
@@ -445,7 +462,53 @@ impl Client {
     /// [`ClientOptions::window`] and [`ClientOptions::ack_every_op`]. Returns one result per
     /// operation, in order; a failed operation does not stop the others.
     pub async fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), Error>> {
-        batch::apply(self, ops).await
+        let outcome = self.apply_batch(ops).await;
+        let mut results: Vec<Result<(), Error>> = ops.iter().map(|_| Ok(())).collect();
+        for (i, failure) in outcome.failed {
+            if let (Some(slot), Some(op)) = (results.get_mut(i), ops.get(i)) {
+                *slot = Err(Error::from_failure(op, failure));
+            }
+        }
+        results
+    }
+
+    /// [`Client::apply`], answered as the transport's [`BatchOutcome`]: the index of every
+    /// operation that failed, and why (the kernel's errno, a lost answer, not sent). An
+    /// operation refused before sending fails as not sent, with its [`Error`] as the cause.
+    pub async fn apply_batch(&mut self, ops: &[Op]) -> BatchOutcome {
+        let opts = BatchOptions {
+            window: self.opts.window,
+            ack: if self.opts.ack_every_op {
+                Ack::Every
+            } else {
+                Ack::LastPerDatagram
+            },
+            max_datagram: MAX_SEND,
+            keep_echo: false,
+        };
+        self.transport
+            .batch(ops.len(), &opts, |i, buf| {
+                let Some(op) = ops.get(i) else {
+                    return Err(Error::InvalidArgument {
+                        op: "apply",
+                        target: String::new(),
+                        reason: format!("no operation {i}"),
+                    });
+                };
+                op.validate()?;
+                put(buf, &op.message()).map_err(|e| op.invalid(e.to_string()))
+            })
+            .await
+    }
+}
+
+impl Error {
+    /// The error of `op` that failed in a batch.
+    pub fn from_failure(op: &Op, failure: Failure) -> Self {
+        match failure {
+            Failure::Refused { errno, .. } => op.error(errno),
+            Failure::Lost(e) | Failure::NotSent(e) => Error::transport(op.name(), op.target(), e),
+        }
     }
 }
 
@@ -454,104 +517,4 @@ fn read_all(mut file: File) -> std::io::Result<String> {
     let mut text = String::with_capacity(1 << 20);
     file.read_to_string(&mut text)?;
     Ok(text)
-}
-
-impl Error {
-    /// The same error attributed to another operation name.
-    fn renamed(self, new: &'static str) -> Self {
-        match self {
-            Self::NoSuchService { target, .. } => Self::NoSuchService { op: new, target },
-            Self::Errno { target, errno, .. } => Self::Errno {
-                op: new,
-                target,
-                errno,
-            },
-            Self::InvalidArgument { target, reason, .. } => Self::InvalidArgument {
-                op: new,
-                target,
-                reason,
-            },
-            Self::PermissionDenied { .. } => Self::PermissionDenied { op: new },
-            other => other,
-        }
-    }
-}
-
-fn query_error(op: &'static str, errno: i32) -> Error {
-    let errno = nix::errno::Errno::from_raw(errno);
-    match errno {
-        nix::errno::Errno::EPERM | nix::errno::Errno::EACCES => Error::PermissionDenied { op },
-        nix::errno::Errno::ESRCH => Error::NoSuchService {
-            op,
-            target: String::new(),
-        },
-        _ => Error::Errno {
-            op,
-            target: String::new(),
-            errno,
-        },
-    }
-}
-
-fn expect_one(
-    op: &'static str,
-    msgs: Vec<IpvsMessage>,
-    cmd: IpvsCmd,
-) -> Result<IpvsMessage, Error> {
-    let n = msgs.len();
-    msgs.into_iter()
-        .find(|m| m.cmd == cmd)
-        .ok_or_else(|| Error::Decode {
-            op,
-            source: crate::DecodeError::Unexpected(format!(
-                "expected a {cmd:?} message, got {n} other message(s)"
-            )),
-        })
-}
-
-/// Sends `buf` (one request, sequence `seq`) and hands each message of its answer to `each`
-/// until the terminating reply. `timeout` bounds the send and each wait for the kernel's next
-/// message, not the whole exchange: a dump of 100,000 services takes as long as it takes, a
-/// kernel that stops answering fails it.
-async fn exchange_on(
-    conn: &mut Conn,
-    op: &'static str,
-    buf: &[u8],
-    seq: u32,
-    timeout: Duration,
-    each: &mut (dyn FnMut(IpvsMessage) -> Result<(), Error> + Send),
-) -> Result<Result<(), Failure>, Error> {
-    let timed_out = |_| Error::Timeout { op, after: timeout };
-    tokio::time::timeout(timeout, conn.send(buf))
-        .await
-        .map_err(timed_out)?
-        .map_err(|source| Error::Io { op, source })?;
-    loop {
-        let data = tokio::time::timeout(timeout, conn.recv())
-            .await
-            .map_err(timed_out)?
-            .map_err(|source| Error::Io { op, source })?;
-        for reply in replies(data) {
-            let reply = match reply {
-                Ok(r) => r,
-                Err(e) if e.seq.is_some_and(|s| s != seq) => continue,
-                Err(e) => {
-                    return Err(Error::Decode {
-                        op,
-                        source: e.error,
-                    });
-                }
-            };
-            if reply.seq != seq {
-                // A late answer to an earlier request; not ours.
-                continue;
-            }
-            match reply.body {
-                ReplyBody::Message(m) => each(m)?,
-                ReplyBody::Ack | ReplyBody::Done => return Ok(Ok(())),
-                ReplyBody::Error(errno) => return Ok(Err(Failure::Errno(errno))),
-                ReplyBody::Noise => {}
-            }
-        }
-    }
 }

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use nix::errno::Errno;
+use netlink_transport::Errno;
 
 use crate::client::Error;
 use crate::config::Timeouts;
@@ -80,13 +80,18 @@ impl Op {
         }
     }
 
-    /// Refuse values the kernel would misread, before sending.
-    pub(crate) fn validate(&self) -> Result<(), Error> {
-        let invalid = |reason: String| Error::InvalidArgument {
+    /// This operation refused for `reason` before sending.
+    pub(crate) fn invalid(&self, reason: String) -> Error {
+        Error::InvalidArgument {
             op: self.name(),
             target: self.target(),
             reason,
-        };
+        }
+    }
+
+    /// Refuse values the kernel would misread, before sending.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: String| self.invalid(reason);
         match self {
             Self::AddService(s) | Self::UpdateService(s) => {
                 if let ServiceKey::Fwmark { mark: 0, .. } = s.key {
@@ -137,8 +142,7 @@ impl Op {
     }
 
     /// Turn the kernel's errno for this operation into an [`Error`].
-    pub(crate) fn error(&self, errno: i32) -> Error {
-        let errno = Errno::from_raw(errno);
+    pub fn error(&self, errno: Errno) -> Error {
         let (op, target) = (self.name(), self.target());
         let is_dest = matches!(
             self,

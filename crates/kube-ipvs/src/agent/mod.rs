@@ -9,7 +9,7 @@
 //! | `delivered` | which objects of a kind were delivered: what a streamed list's end removes |
 //! | `sync` | one full / incremental / drain sync against the kernel, reported to the observer |
 //! | `run_loop` | [`run_agent`]: when which sync runs (gate on `Synced`, coalescing, periods, retries, drains) |
-//! | `start` | [`run`]: real sources and kernel, SIGTERM/SIGINT |
+//! | `start` | [`run`]: real sources and kernel, SIGTERM/SIGINT; [`init_only`] |
 //! | `local` | Services with a Local policy and no local endpoint (for the report) |
 //! | [`report`] | [`SyncReport`], [`ChangeKind`], the [`Observer`] hooks telemetry implements |
 
@@ -29,4 +29,4 @@ pub use feed::EventFeed;
 pub use report::{ChangeKind, NoopObserver, Observer, SyncKind, SyncReport};
 pub use run_loop::run_agent;
 pub use settings::{Settings, SettingsError, Timing};
-pub use start::run;
+pub use start::{init_only, run};

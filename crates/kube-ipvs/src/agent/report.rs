@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::desired::HealthCheck;
 use crate::model::{ObjectRef, Rejection};
+use crate::plan::Op;
 use crate::types::ServiceKey;
 
 /// Which kind of object changed (kube-proxy counts Service and endpoint changes apart).
@@ -20,12 +21,18 @@ pub enum ChangeKind {
 /// Which path a sync took.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SyncKind {
-    /// Fresh kernel dump + full plan (start-up and every `syncPeriod`).
+    /// Fresh kernel dump + full plan (start-up, and every `syncPeriod` for a small table).
     Full,
+    /// The periodic verification of a large table: one slice of it read afresh, what differs
+    /// repaired (every `syncPeriod`; every entry within `verify_slices` periods).
+    Verify,
     /// Only the Services changed since the last sync, against the cached kernel view.
     Incremental,
     /// The graceful-termination drain timer: only virtual servers with draining real servers.
     Drain,
+    /// A batch of address changes a route makes moot (stock's bound ClusterIPs after a
+    /// takeover): see `plan::retire`.
+    Retire,
 }
 
 impl SyncKind {
@@ -33,9 +40,17 @@ impl SyncKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Full => "full",
+            Self::Verify => "verify",
             Self::Incremental => "incremental",
             Self::Drain => "drain",
+            Self::Retire => "retire",
         }
+    }
+
+    /// Whether the sync applies queued changes (a timer's sync does not: it is no proxy-rules
+    /// sync in stock's sense, and it does not make `/healthz` fresh).
+    pub fn syncs_changes(self) -> bool {
+        matches!(self, Self::Full | Self::Incremental)
     }
 }
 
@@ -52,6 +67,9 @@ pub struct SyncReport {
     pub applied: BTreeMap<&'static str, u64>,
     /// Ops the kernel refused (retried next sync), by kind.
     pub failed: BTreeMap<&'static str, u64>,
+    /// The refused ops with the kernel's error, at most [`crate::failures::MAX_LISTED`] (for the
+    /// failures file `kube-ipvs explain` reads).
+    pub refused: Vec<(Op, String)>,
     /// The iptables rules were rewritten by this sync.
     pub rules_written: bool,
     /// Writing the iptables rules failed (`kubeproxy_sync_proxy_rules_iptables_restore_failures_total`).
@@ -91,6 +109,10 @@ pub trait Observer: Send + Sync {
     /// The node's own Node changed: whether it is eligible for traffic (not being deleted, not
     /// tainted `ToBeDeletedByClusterAutoscaler`), for `/healthz`.
     fn node_eligible(&self, _eligible: bool) {}
+
+    /// A sync of `kind` has applied `done` of its `planned` ops (after each chunk of a plan:
+    /// initial programming of a large node takes tens of seconds).
+    fn progress(&self, _kind: SyncKind, _done: usize, _planned: usize) {}
 }
 
 /// An observer that ignores everything (tests, `plan`).

@@ -3,15 +3,23 @@
 //! - Nothing touches the kernel before the sources deliver `Synced`.
 //! - Start-up is a full sync (prepare, one dump, full plan): against an unchanged cluster it
 //!   issues no op. Until one succeeds it is retried with backoff; events keep being ingested.
-//! - A full repair's dump runs in its own task (seconds for a large table): changes keep being
-//!   synced incrementally meanwhile, and the ops they apply are replayed over the dump before
-//!   the full plan. The next repair is due `syncPeriod` after the previous one ended.
+//! - Every kernel read runs in its own task (a full dump takes seconds for a large table): a
+//!   repair's dump or verification slice, a drain tick's counters, one at a time. Changes keep
+//!   being synced incrementally meanwhile, and the ops they apply are replayed over the read
+//!   before it is planned against. The next repair is due `syncPeriod` after the previous one
+//!   ended.
+//! - The periodic repair of a large table reads one slice of it per `syncPeriod`
+//!   (`Timing::verify_slices`), the last slice of a cycle with the table's other parts: every
+//!   entry is verified within `verify_slices` periods, and an idle node reads a fraction of its
+//!   table per period. A small table, start-up and a diverged view are dumped whole.
 //! - Changes are coalesced: every queued event is ingested before a sync, and at most one sync
 //!   runs per `minSyncPeriod`. A full repair runs at least every `syncPeriod`; incremental syncs
 //!   in between plan only what changed.
 //! - Refused ops are retried by the next sync, or after a backoff (1 s doubling up to
 //!   `syncPeriod`) if nothing else changes; a failing kernel never ends the loop.
-//! - The drain timer runs while real servers drain.
+//! - The drain timer runs while real servers drain; its read waits for a running repair's.
+//! - The retire timer runs while address changes a route makes moot wait (stock's bound
+//!   ClusterIPs after a takeover): one bounded batch per tick, after pending changes.
 //! - Cluster-wide figures (rejections, Services without a local endpoint) walk every Service:
 //!   reported after a full repair, else at most once a second after syncs.
 //! - On shutdown the loop returns and leaves the kernel programmed (as kube-proxy does).
@@ -27,8 +35,9 @@ use super::error::AgentError;
 use super::feed::EventFeed;
 use super::intake::{Ingested, Intake};
 use super::report::Observer;
+use super::report::SyncKind;
 use super::settings::{Settings, Timing};
-use super::sync::Syncer;
+use super::sync::{FetchedOf, Syncer};
 use crate::engine::Engine;
 use crate::kernel::Kernel;
 
@@ -37,6 +46,9 @@ const MAX_BATCH: usize = 4096;
 
 /// How long the loop sleeps when nothing is due (it wakes for events and the dump anyway).
 const IDLE: Duration = Duration::from_secs(3600);
+
+/// Pause between two retire ticks: the loop takes in events and runs change syncs first.
+const RETIRE_PAUSE: Duration = Duration::from_millis(10);
 
 /// The running dump's result; pending forever when none runs.
 async fn join<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
@@ -86,6 +98,8 @@ struct Clock {
     retry_at: Option<Instant>,
     /// The next drain tick, while real servers drain.
     drain_at: Option<Instant>,
+    /// The next retire tick, while moot address changes wait (`plan::retire`).
+    retire_at: Option<Instant>,
     kernel_backoff: Backoff,
     retry_backoff: Backoff,
 }
@@ -98,6 +112,7 @@ impl Clock {
             full_due: now,
             retry_at: None,
             drain_at: None,
+            retire_at: None,
             kernel_backoff: Backoff::new(timing.retry_min, timing.sync_period),
             retry_backoff: Backoff::new(timing.retry_min, timing.sync_period),
         }
@@ -145,6 +160,15 @@ impl Clock {
             self.full_due = now;
         }
         self.drains(s, now);
+        self.retires(s, now);
+    }
+
+    fn retires<K: Kernel>(&mut self, s: &Syncer<K>, now: Instant) {
+        if !s.retire_pending() {
+            self.retire_at = None;
+        } else if self.retire_at.is_none() {
+            self.retire_at = Some(now + RETIRE_PAUSE);
+        }
     }
 
     fn drains<K: Kernel>(&mut self, s: &Syncer<K>, now: Instant) {
@@ -192,20 +216,26 @@ where
     let (services, ports) = engine.index().counts();
     tracing::info!(services, ports, "initial lists complete");
 
-    let mut s = Syncer::new(kernel, engine, observer.clone()).publish_owners(settings.owners_path);
+    let mut s = Syncer::new(kernel, engine, observer.clone())
+        .publish_owners(settings.owners_path)
+        .verify_slices(timing.verify_slices, timing.verify_slice_min);
     let mut clock = Clock::new(timing, Instant::now());
-    // The running repair's dump: its own task, so syncs of changes go on while it reads.
-    let mut repair: Option<JoinHandle<K::Dump>> = None;
+    // The running kernel read (a repair's dump or slice, a drain tick's counters): its own task,
+    // so syncs of changes go on while it reads.
+    let mut read: Option<JoinHandle<FetchedOf<K>>> = None;
     loop {
         let now = Instant::now();
-        let mut wake = match repair {
-            Some(_) => now + IDLE,
-            None => clock.full_at(now),
-        };
-        if let Some(t) = clock.incremental_at(&s, &intake, now) {
-            wake = wake.min(t);
+        let mut wake = now + IDLE;
+        if read.is_none() {
+            wake = wake.min(clock.full_at(now));
+            if let Some(t) = clock.drain_at {
+                wake = wake.min(t);
+            }
         }
-        if let Some(t) = clock.drain_at {
+        for t in [clock.incremental_at(&s, &intake, now), clock.retire_at]
+            .into_iter()
+            .flatten()
+        {
             wake = wake.min(t);
         }
         if let Some(t) = s.cluster_at() {
@@ -215,28 +245,43 @@ where
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                dump = join(&mut repair) => {
-                    repair = None;
-                    let failed = match dump {
-                        Ok(dump) => s.finish_full(dump, &mut intake).await.err().map(|e| e.to_string()),
-                        Err(e) => {
-                            s.abandon_repair();
-                            Some(format!("the kernel dump's task failed: {e}"))
-                        }
+                fetched = join(&mut read) => {
+                    read = None;
+                    let outcome = match fetched {
+                        Ok(fetched) => s.finish_read(fetched, &mut intake).await,
+                        Err(e) => Err((
+                            s.abandon_read(),
+                            crate::kernel::KernelError::Namespace {
+                                op: "kernel read".into(),
+                                source: std::io::Error::other(e.to_string()),
+                            },
+                        )),
                     };
                     let after = Instant::now();
-                    match failed {
-                        None => {
+                    match outcome {
+                        Ok(SyncKind::Drain) => {
+                            clock.drain_at = None;
+                            clock.drains(&s, after);
+                        }
+                        Ok(_) => {
                             clock.kernel_backoff.reset();
                             // From the end: a repair longer than syncPeriod does not run back to back.
                             clock.full_due = after + timing.sync_period;
                             clock.synced(&s, after, after);
                         }
-                        Some(error) => {
+                        Err((SyncKind::Drain, e)) => {
+                            tracing::warn!(error = %e, "drain tick: reading connection counters failed");
+                            clock.drain_at = None;
+                            clock.drains(&s, after);
+                        }
+                        Err((_, error)) => {
                             let wait = clock.kernel_backoff.next();
                             tracing::warn!(%error, retry_in = ?wait, "full sync failed; keeping the kernel as it is");
                             clock.full_due = after + wait;
                         }
+                    }
+                    if s.needs_full() {
+                        clock.full_due = clock.full_due.min(after);
                     }
                     continue;
                 }
@@ -254,9 +299,9 @@ where
             }
         }
         let now = Instant::now();
-        if repair.is_none() && now >= clock.full_at(now) {
-            match s.start_full().await {
-                Ok(dump) => repair = Some(tokio::spawn(dump)),
+        if read.is_none() && now >= clock.full_at(now) {
+            match s.start_repair().await {
+                Ok(fetch) => read = Some(tokio::spawn(fetch)),
                 Err(e) => {
                     let wait = clock.kernel_backoff.next();
                     tracing::warn!(error = %e, retry_in = ?wait, "full sync failed; keeping the kernel as it is");
@@ -276,16 +321,20 @@ where
         if s.cluster_at().is_some_and(|t| now >= t) {
             s.report_cluster();
         }
-        if clock.drain_at.is_some_and(|t| now >= t) {
-            if let Err(e) = s.drain().await {
-                tracing::warn!(error = %e, "drain tick: reading connection counters failed");
+        if read.is_none() && clock.drain_at.is_some_and(|t| now >= t) {
+            match s.start_drain() {
+                Some(fetch) => read = Some(tokio::spawn(fetch)),
+                None => {
+                    clock.drain_at = None;
+                    clock.drains(&s, now);
+                }
             }
-            let after = Instant::now();
-            clock.drain_at = None;
-            clock.drains(&s, after);
-            if s.needs_full() {
-                clock.full_due = after;
-            }
+            continue;
+        }
+        if clock.retire_at.is_some_and(|t| now >= t) {
+            s.retire().await;
+            clock.retire_at = None;
+            clock.retires(&s, Instant::now());
         }
     }
     tracing::info!("shutting down; the kernel stays programmed");

@@ -1,9 +1,12 @@
 //! From the effective configuration ([`Config`]) to what the sync loop runs with: the planner's
-//! [`PlannerConfig`], the families this node programs, and the loop's timings.
+//! [`PlannerConfig`], the families this node programs, and the loop's timings; and to what
+//! `cleanup` recognises as ours. `run`, `plan`, `cleanup` and `run --cleanup` all derive their
+//! settings here ([`Settings::derive`], [`cleanup_options`]), so they cannot disagree.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::cleanup::CleanupOptions;
 use crate::config::{Config, LocalDetection, NodePortAddresses};
 use crate::planner_config::PlannerConfig;
 use crate::types::{Family, Scheduler};
@@ -13,11 +16,19 @@ use crate::types::{Family, Scheduler};
 pub const DEFAULT_DRAIN_INTERVAL: Duration = Duration::from_secs(5);
 /// First delay after a failed kernel dump or refused ops; doubles up to the sync period.
 pub const DEFAULT_RETRY_MIN: Duration = Duration::from_secs(1);
+/// The periodic verification reads a large table in this many slices, one per `syncPeriod`: an
+/// idle node reads 1/16 of its table per period instead of all of it, and drift (an entry
+/// deleted or changed behind the agent's back) is found and repaired within 16 periods.
+pub const DEFAULT_VERIFY_SLICES: usize = 16;
+/// Tables of at most this many virtual servers are read whole every `syncPeriod` (one full
+/// dump, as stock does); a slice of a larger table is never smaller than this.
+pub const DEFAULT_VERIFY_SLICE_MIN: usize = 2048;
 
 /// The sync loop's timings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
-    /// A full repair sync (fresh kernel dump + full plan) at least this often (`syncPeriod`).
+    /// A repair sync at least this often (`syncPeriod`): a full kernel dump + full plan for a
+    /// small table, one verification slice of a large one.
     pub sync_period: Duration,
     /// At most one sync this often (`minSyncPeriod`); changes arriving meanwhile are coalesced.
     pub min_sync_period: Duration,
@@ -25,6 +36,12 @@ pub struct Timing {
     pub drain_interval: Duration,
     /// First retry delay after a kernel failure (doubles, capped at `sync_period`).
     pub retry_min: Duration,
+    /// Slices the periodic verification reads a large table in, one per `sync_period`: every
+    /// entry is read within `verify_slices` periods.
+    pub verify_slices: usize,
+    /// Tables up to this many virtual servers are dumped whole every `sync_period`; no slice
+    /// is smaller.
+    pub verify_slice_min: usize,
 }
 
 impl Timing {
@@ -36,6 +53,8 @@ impl Timing {
             min_sync_period: cfg.sync.min.min(sync_period),
             drain_interval: DEFAULT_DRAIN_INTERVAL.min(sync_period),
             retry_min: DEFAULT_RETRY_MIN.min(sync_period),
+            verify_slices: DEFAULT_VERIFY_SLICES,
+            verify_slice_min: DEFAULT_VERIFY_SLICE_MIN,
         }
     }
 }
@@ -61,6 +80,17 @@ pub enum SettingsError {
 }
 
 impl Settings {
+    /// The settings of node `node_name` whose links carry `node_addresses` (every link but the
+    /// dummy device): the families it programs ([`families`]), then [`Settings::from_config`].
+    pub fn derive(
+        cfg: &Config,
+        node_name: &str,
+        node_addresses: Vec<IpAddr>,
+    ) -> Result<Self, SettingsError> {
+        let families = families(cfg, &node_addresses);
+        Self::from_config(cfg, node_name, families, node_addresses)
+    }
+
     /// Maps the configuration for node `node_name`, whose kernel lists `node_addresses`
     /// (every link but the dummy device), programming `families`.
     pub fn from_config(
@@ -83,14 +113,29 @@ impl Settings {
         p.node_addresses = node_addresses;
         // `bindAddress` overrides the Node object's primary IP (as kube-proxy's --bind-address).
         p.primary_node_ips = cfg.node_ip_override.into_iter().collect();
+        if let LocalDetection::ClusterCidr(c) = &cfg.local_detection {
+            p.pod_cidrs.clone_from(c);
+        }
         p.bind_cluster_ips = cfg.bind_cluster_ips;
         p.strict_local = cfg.strict_local;
         p.drain_limit = cfg.drain_limit;
+        p.node_port_range = cfg.node_port_range.clone();
         Ok(Self {
             planner: p,
             timing: Timing::from_config(cfg),
             owners_path: None,
         })
+    }
+}
+
+/// What `cleanup` and `run --cleanup` recognise as ours and leave alone, from the same
+/// configuration as the agent: the dummy device, the NodePort range and `excludeCIDRs`.
+pub fn cleanup_options(cfg: &Config) -> CleanupOptions {
+    CleanupOptions {
+        dummy_device: cfg.dummy_device.as_str().to_owned(),
+        node_port_range: cfg.node_port_range.clone(),
+        exclude_cidrs: cfg.exclude_cidrs.clone(),
+        ..CleanupOptions::default()
     }
 }
 
@@ -179,12 +224,22 @@ mod tests {
             bind_cluster_ips: true,
             drain_limit: None,
             service_cluster_ip_ranges: vec!["10.96.0.0/12".parse().unwrap()],
+            node_port_range: 20000..=22767,
             sync: SyncPeriods {
                 period: Duration::from_secs(2),
                 min: Duration::from_secs(1),
             },
             ..Config::default()
         };
+        let c = cleanup_options(&cfg);
+        assert_eq!(
+            (
+                c.node_port_range.clone(),
+                c.exclude_cidrs.clone(),
+                c.dummy_device.as_str()
+            ),
+            (20000..=22767, cfg.exclude_cidrs.clone(), "kube-ipvs0")
+        );
         let s =
             Settings::from_config(&cfg, "n1", vec![Family::V4], ips(&["192.168.1.10"])).unwrap();
         let p = &s.planner;
@@ -203,6 +258,7 @@ mod tests {
         assert!(p.strict_local && p.bind_cluster_ips);
         assert_eq!(p.drain_limit, None);
         assert_eq!(p.service_cidrs, cfg.service_cluster_ip_ranges);
+        assert_eq!(p.node_port_range, cfg.node_port_range);
         assert_eq!(
             s.timing,
             Timing {
@@ -210,6 +266,8 @@ mod tests {
                 min_sync_period: Duration::from_secs(1),
                 drain_interval: Duration::from_secs(2),
                 retry_min: Duration::from_secs(1),
+                verify_slices: DEFAULT_VERIFY_SLICES,
+                verify_slice_min: DEFAULT_VERIFY_SLICE_MIN,
             }
         );
     }

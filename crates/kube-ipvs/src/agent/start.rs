@@ -9,7 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::error::AgentError;
 use super::run_loop::run_agent;
-use super::settings::{Settings, families};
+use super::settings::Settings;
 use crate::config::{Config, Loaded, Source};
 use crate::kernel::{KernelConfig, NetlinkKernel};
 use crate::owners;
@@ -34,22 +34,27 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
         }
     };
     let host = host_addresses(cfg).await?;
-    let families = families(cfg, &host);
+    let mut settings = Settings::derive(cfg, &node.name, host)?;
+    let families = settings.planner.families.clone();
     tracing::info!(
         node = %node.name, node_from = %node.source, source = %cfg.source,
         families = ?families, sync_period = ?cfg.sync.period, min_sync_period = ?cfg.sync.min,
         "starting"
     );
-    let mut settings = Settings::from_config(cfg, &node.name, families.clone(), host)?;
     settings.owners_path = Some(PathBuf::from(owners::DEFAULT_PATH));
     let kernel = NetlinkKernel::connect(KernelConfig::from_config(cfg, &families))
         .await
         .map_err(AgentError::Kernel)?;
     let watch = KubernetesOptions::new(&node.name);
     let client = match &cfg.source {
-        Source::Kubernetes => {
-            Some(kubernetes::client(cfg.kubeconfig.as_deref(), &watch.freshness).await?)
-        }
+        Source::Kubernetes => Some(
+            kubernetes::client_with_master(
+                cfg.kubeconfig.as_deref(),
+                cfg.master.as_deref(),
+                &watch.freshness,
+            )
+            .await?,
+        ),
         Source::File(_) => None,
     };
     let sources = match (&cfg.source, &client) {
@@ -84,12 +89,55 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
                     },
                 )
             }),
+            failures_path: Some(PathBuf::from(crate::failures::DEFAULT_PATH)),
             ..TelemetryOptions::default()
         },
     ));
     // Dropping the handles stops the servers: keep them for the agent's lifetime.
     let _servers = telemetry.start().await?;
+    tokio::spawn(remove_nftables_proxier(telemetry.health().clone()));
     run_agent(kernel, sources, settings, telemetry, shutdown).await
+}
+
+/// kube-proxy's IPVS mode deletes the nftables proxier's tables when it starts (their prerouting
+/// DNAT would keep sending Service traffic to the endpoints they last knew, before IPVS sees it).
+/// kube-ipvs does it once its first sync is done, so a node taken over from nftables mode keeps
+/// serving through those rules until IPVS serves the same Services.
+async fn remove_nftables_proxier(health: crate::telemetry::health::ProxyHealth) {
+    use nodenet::nft::{NftFamily, delete_table};
+    while health.status().last_updated.is_none() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let done = tokio::task::spawn_blocking(|| {
+        [NftFamily::Ip, NftFamily::Ip6].map(|f| (f, delete_table(f, "kube-proxy", NETLINK_TIMEOUT)))
+    })
+    .await;
+    for (family, result) in done.into_iter().flatten() {
+        match result {
+            Ok(true) => tracing::info!(
+                table = %format!("{} kube-proxy", family.name()),
+                "deleted the nftables proxier's table: IPVS now serves its Services"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not delete the nftables proxier's table"),
+        }
+    }
+}
+
+/// `--init-only`: kube-proxy's privileged one-shot setup in IPVS mode (its proxier's constructor
+/// up to `if initOnly { return }`: the IPVS sysctls and timeouts), done by the same preparation
+/// every full sync runs (sysctls, conntrack sysctls, IPVS timeouts, the dummy device and the
+/// ipsets of this node's families). The agent started afterwards then needs only CAP_NET_ADMIN.
+pub async fn init_only(cfg: &Config) -> Result<(), AgentError> {
+    use crate::kernel::Kernel as _;
+    let host = host_addresses(cfg).await?;
+    let families = super::settings::families(cfg, &host);
+    let mut kernel = NetlinkKernel::connect(KernelConfig::from_config(cfg, &families))
+        .await
+        .map_err(AgentError::Kernel)?;
+    kernel.prepare().await.map_err(AgentError::Kernel)?;
+    tracing::info!(families = ?families, "system initialized and --init-only given: exiting");
+    Ok(())
 }
 
 /// The node's addresses (all links but the dummy device), to choose the families.

@@ -1,7 +1,8 @@
-//! One sync of each kind, against the kernel: full repair (fresh dump + full plan; the dump runs
-//! on its own while other syncs go on, and what they applied meanwhile is replayed over it),
-//! incremental (changed Services against the cached kernel view) and drain (fresh connection
-//! counters of the draining virtual servers only). Each applies its plan, commits what the
+//! One sync of each kind, against the kernel: full repair (fresh dump + full plan), verification
+//! (a slice of a large table read afresh, what differs repaired), incremental (changed Services
+//! against the cached kernel view) and drain (fresh real servers and connection counters of the
+//! draining virtual servers only). Every kernel read runs on its own while other syncs go on, and
+//! what they applied meanwhile is replayed over it. Each sync applies its plan, commits what the
 //! kernel accepted, queues what it refused for the next sync, and reports to the [`Observer`].
 //!
 //! Connection counters are fresh only right after a dump; in between, the cached view assumes
@@ -11,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,7 +25,7 @@ use super::local::no_local_endpoints;
 use super::report::{Observer, SyncKind, SyncReport};
 use crate::desired::HealthCheck;
 use crate::engine::Engine;
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::{Kernel, KernelError, ReadScope};
 use crate::plan::Op;
 use crate::types::{RsKey, ServiceKey, VsKey};
 
@@ -31,10 +33,14 @@ use crate::types::{RsKey, ServiceKey, VsKey};
 const LOGGED_FAILURES: usize = 10;
 
 /// Draining virtual servers whose counters one drain tick reads at most. The read is one dump
-/// per virtual server on the loop's task, so a backlog of thousands (a rollout) is read over
-/// several ticks, each a short pause for change syncs (1,000 at once held them for ~350 ms in
-/// the emulated lab). The others stay assumed busy until their turn.
+/// per virtual server (off the loop, on the dump thread), so a backlog of thousands (a rollout)
+/// is read over several ticks, each short. The others stay assumed busy until their turn.
 const DRAIN_READ_MAX: usize = 128;
+
+/// Moot address changes one retire tick applies at most (see `plan::retire`). Unbinding one of
+/// 50,000 addresses costs the kernel a walk of the device's address list (~2 ms natively), so a
+/// batch holds a change sync back by about 0.1 s.
+const RETIRE_MAX: usize = 64;
 
 /// The cluster-wide figures walk every Service: during a burst of changes they are reported at
 /// most this often (and after every full repair), not after each sync.
@@ -59,22 +65,43 @@ pub struct Syncer<K> {
     owners_path: Option<std::path::PathBuf>,
     /// The owners file holds the current set of virtual servers.
     owners_written: bool,
-    /// The full repair whose dump is running.
-    repair: Option<Repair>,
+    /// The kernel read that is running (one at a time).
+    inflight: Option<Inflight>,
     /// A sync ran since the cluster-wide figures were last reported.
     cluster_due: bool,
     /// When they were last reported.
     cluster_reported: Option<Instant>,
     /// The last virtual server whose counters the previous drain tick read.
     drain_cursor: Option<VsKey>,
+    /// The last virtual server the previous verification slice read (`None`: a cycle starts).
+    verify_cursor: Option<VsKey>,
+    /// Verification slices: how many a large table is read in, and their least size.
+    verify: (usize, usize),
+    /// Since when retire ticks run, and the addresses they (un)bound so far.
+    retiring: Option<(Instant, u64)>,
 }
 
-/// A full repair between its start and its dump's end.
-struct Repair {
+/// A kernel read between its start and its end.
+struct Inflight {
+    kind: SyncKind,
     started: (SystemTime, Instant),
-    /// Ops the kernel accepted since the dump started: the dump may or may not show them.
+    /// Ops the kernel accepted since the read started: it may or may not show them.
     replay: Vec<Op>,
+    /// A verification slice: where the next one starts once this one is read.
+    cursor: Option<Option<VsKey>>,
 }
+
+/// A finished kernel read, for [`Syncer::finish_read`] (`D`, `R`: the kernel's dump and
+/// partial read).
+pub enum Fetched<D, R> {
+    /// A full dump.
+    Dump(D),
+    /// A partial read (verification slice or drain tick).
+    Read(R),
+}
+
+/// A kernel's finished read.
+pub type FetchedOf<K> = Fetched<<K as Kernel>::Dump, <K as Kernel>::Read>;
 
 impl<K: Kernel> Syncer<K> {
     /// A syncer over an engine already fed with the initial lists.
@@ -90,11 +117,24 @@ impl<K: Kernel> Syncer<K> {
             rules_failed: false,
             owners_path: None,
             owners_written: false,
-            repair: None,
+            inflight: None,
             cluster_due: false,
             cluster_reported: None,
             drain_cursor: None,
+            verify_cursor: None,
+            verify: (
+                super::settings::DEFAULT_VERIFY_SLICES,
+                super::settings::DEFAULT_VERIFY_SLICE_MIN,
+            ),
+            retiring: None,
         }
+    }
+
+    /// How many slices the periodic verification reads a large table in, and their least size
+    /// (tables up to that size are dumped whole).
+    pub fn verify_slices(mut self, slices: usize, min: usize) -> Self {
+        self.verify = (slices.max(1), min.max(1));
+        self
     }
 
     /// Publishes the owner of each virtual server to `path` after every sync that added or
@@ -164,44 +204,175 @@ impl<K: Kernel> Syncer<K> {
         self.epoch.elapsed()
     }
 
-    /// Starts a full repair: prepare, the node's addresses, then a dump that runs on its own
-    /// (the returned future borrows nothing): incremental and drain syncs go on while it reads
-    /// a large table, and [`Syncer::finish_full`] plans against it. A kernel error here leaves
-    /// everything as it was and is returned.
-    pub async fn start_full(
+    /// Starts the periodic repair: prepare, the node's addresses, then a kernel read that runs
+    /// on its own (the returned future borrows nothing) while incremental syncs go on;
+    /// [`Syncer::finish_read`] plans against it. The read is a full dump at start-up, after the
+    /// cached view diverged, or when the table is small; else the next verification slice. A
+    /// kernel error here leaves everything as it was and is returned.
+    pub async fn start_repair(
         &mut self,
-    ) -> Result<impl Future<Output = K::Dump> + Send + 'static, KernelError> {
+    ) -> Result<impl Future<Output = FetchedOf<K>> + Send + 'static, KernelError> {
         let started = (SystemTime::now(), Instant::now());
+        let scope = self.next_slice();
+        let kind = if scope.is_some() {
+            SyncKind::Verify
+        } else {
+            SyncKind::Full
+        };
         async {
             self.kernel.prepare().await?;
             let addrs = self.kernel.node_addresses().await?;
             if self.engine.set_node_addresses(addrs) {
                 tracing::info!(addresses = ?self.engine.config().node_addresses, "node addresses");
             }
+            let routes = self.kernel.node_routes().await?;
+            if self.engine.set_node_routes(routes) {
+                tracing::info!("a route bearing on a service CIDR changed");
+            }
             Ok::<(), KernelError>(())
         }
-        .instrument(sync_span(SyncKind::Full))
+        .instrument(sync_span(kind))
         .await?;
-        self.repair = Some(Repair {
+        self.inflight = Some(Inflight {
+            kind,
             started,
             replay: Vec::new(),
+            cursor: None,
         });
-        Ok(self.kernel.dump())
+        Ok(match scope {
+            None => futures::future::Either::Left(futures::FutureExt::map(
+                self.kernel.dump(),
+                Fetched::Dump,
+            )),
+            Some(scope) => {
+                // Where the next slice starts, once this one is read (a failed read is retried).
+                let next = scope.vs.last().copied().filter(|_| !scope.table);
+                if let Some(r) = &mut self.inflight {
+                    r.cursor = Some(next);
+                }
+                futures::future::Either::Right(futures::FutureExt::map(
+                    self.kernel.read(scope),
+                    Fetched::Read,
+                ))
+            }
+        })
     }
 
-    /// Ends the full repair [`Syncer::start_full`] began: the dump, with every op applied since
-    /// it started replayed over it (the dump may have missed them), becomes the cached kernel
-    /// view; the full plan against it is applied. A failed dump leaves everything as it was and
-    /// is returned.
-    pub async fn finish_full(
+    /// The next verification slice, or `None` when the repair must dump the whole table: the
+    /// view was never adopted or diverged, or the table is at most one slice. A slice is the
+    /// next `max(n / slices, min)` virtual servers of the cached view after the previous one;
+    /// the last slice of a cycle also reads the table without real servers (specs, virtual
+    /// servers added or removed behind our back, addresses, routes, sets). So with `n` stable,
+    /// every entry is read at least once every `slices` periods.
+    fn next_slice(&self) -> Option<ReadScope> {
+        let (slices, min) = self.verify;
+        let vs = self.engine.observed().virtual_servers();
+        if self.needs_full() || vs.len() <= min {
+            return None;
+        }
+        let per = vs.len().div_ceil(slices).max(min);
+        let rest = match &self.verify_cursor {
+            Some(c) => vs.range((Bound::Excluded(*c), Bound::Unbounded)),
+            None => vs.range(..),
+        };
+        let mut rest = rest.map(|(k, _)| *k);
+        let keys: Vec<VsKey> = rest.by_ref().take(per).collect();
+        let table = rest.next().is_none();
+        Some(ReadScope { vs: keys, table })
+    }
+
+    /// Starts the drain tick's read: the real servers and counters of up to [`DRAIN_READ_MAX`]
+    /// draining virtual servers (taking turns), off the loop; `None` when nothing drains.
+    pub fn start_drain(&mut self) -> Option<impl Future<Output = FetchedOf<K>> + Send + 'static> {
+        let draining = drain_window(
+            &self.engine.draining_vs(),
+            self.drain_cursor.as_ref(),
+            DRAIN_READ_MAX,
+        );
+        self.drain_cursor = Some(*draining.last()?);
+        self.inflight = Some(Inflight {
+            kind: SyncKind::Drain,
+            started: (SystemTime::now(), Instant::now()),
+            replay: Vec::new(),
+            cursor: None,
+        });
+        let read = self.kernel.read(ReadScope {
+            vs: draining,
+            table: false,
+        });
+        Some(futures::FutureExt::map(read, Fetched::Read))
+    }
+
+    /// Ends the read [`Syncer::start_repair`] or [`Syncer::start_drain`] began: plans against
+    /// it (with every op applied meanwhile replayed over it) and applies the plan. A failed read
+    /// leaves everything as it was and is returned, with the kind of sync it was for.
+    pub async fn finish_read(
         &mut self,
-        dump: K::Dump,
+        fetched: FetchedOf<K>,
         intake: &mut Intake,
-    ) -> Result<(), KernelError> {
+    ) -> Result<SyncKind, (SyncKind, KernelError)> {
+        match fetched {
+            Fetched::Dump(d) => self
+                .finish_full(d, intake)
+                .await
+                .map(|()| SyncKind::Full)
+                .map_err(|e| (SyncKind::Full, e)),
+            Fetched::Read(r) => self.finish_partial(r, intake).await,
+        }
+    }
+
+    async fn finish_partial(
+        &mut self,
+        read: K::Read,
+        intake: &mut Intake,
+    ) -> Result<SyncKind, (SyncKind, KernelError)> {
+        let Some(inflight) = self.inflight.take() else {
+            return Err((
+                SyncKind::Verify,
+                KernelError::Namespace {
+                    op: "kernel read".into(),
+                    source: std::io::Error::other("a read ended that was never started"),
+                },
+            ));
+        };
+        let kind = inflight.kind;
+        let span = sync_span(kind);
+        async {
+            let plan_from = Instant::now();
+            let read = self.kernel.adopt_read(read).map_err(|e| (kind, e))?;
+            if let Some(next) = inflight.cursor {
+                self.verify_cursor = next;
+            }
+            tracing::Span::current().record("dump_ms", ms(plan_from - inflight.started.1));
+            let keys: Vec<VsKey> = read.vs.iter().map(|(k, _)| *k).collect();
+            // A drain tick plans draining virtual servers only; pending changes wait for their
+            // own sync (which reports their latency).
+            let changes = kind != SyncKind::Drain;
+            let pending = if changes {
+                intake.take_pending()
+            } else {
+                Pending::default()
+            };
+            let ops = self
+                .engine
+                .plan_read(read, &inflight.replay, changes, self.now());
+            self.finish(kind, inflight.started, plan_from, pending, &ops, changes)
+                .await;
+            assume_busy(&mut self.engine, Some(&keys));
+            Ok(kind)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Ends a full repair: the dump, with every op applied since it started replayed over it
+    /// (the dump may have missed them), becomes the cached kernel view; the full plan against
+    /// it is applied. A failed dump leaves everything as it was and is returned.
+    async fn finish_full(&mut self, dump: K::Dump, intake: &mut Intake) -> Result<(), KernelError> {
         let span = sync_span(SyncKind::Full);
         async {
             let plan_from = Instant::now();
-            let repair = self.repair.take();
+            let repair = self.inflight.take();
             let mut observed = self.kernel.adopt(dump)?;
             let (started, replay) = repair.map_or_else(
                 || ((SystemTime::now(), plan_from), Vec::new()),
@@ -240,15 +411,23 @@ impl<K: Kernel> Syncer<K> {
     /// Reports the cluster-wide figures (walks every Service).
     pub fn report_cluster(&mut self) {
         let index = self.engine.index();
+        let mut rejections = index.rejections();
+        rejections.extend(
+            self.engine
+                .desired()
+                .refused_cidrs()
+                .iter()
+                .map(|(o, r)| (o.clone(), r.clone())),
+        );
         self.observer
-            .cluster(&index.rejections(), no_local_endpoints(index));
+            .cluster(&rejections, no_local_endpoints(index));
         self.cluster_due = false;
         self.cluster_reported = Some(Instant::now());
     }
 
-    /// Forgets a repair whose dump never came back (its task failed).
-    pub fn abandon_repair(&mut self) {
-        self.repair = None;
+    /// Forgets a read that never came back (its task failed); returns the kind of sync it was for.
+    pub fn abandon_read(&mut self) -> SyncKind {
+        self.inflight.take().map_or(SyncKind::Full, |r| r.kind)
     }
 
     /// On start-up, an empty Services list against a kernel full of our virtual servers is more
@@ -291,39 +470,46 @@ impl<K: Kernel> Syncer<K> {
         .await;
     }
 
-    /// The drain tick: fresh connection counters of up to [`DRAIN_READ_MAX`] draining virtual
-    /// servers (one dump each, taking turns), then only the draining virtual servers are planned.
-    pub async fn drain(&mut self) -> Result<(), KernelError> {
-        let span = sync_span(SyncKind::Drain);
+    /// Whether address changes a route makes moot wait for [`Syncer::retire`].
+    pub fn retire_pending(&self) -> bool {
+        self.adopted && self.engine.retire_pending()
+    }
+
+    /// The retire tick: one batch of at most [`RETIRE_MAX`] moot address changes.
+    pub async fn retire(&mut self) {
+        let span = sync_span(SyncKind::Retire);
         async {
             let started = (SystemTime::now(), Instant::now());
-            let draining = drain_window(
-                &self.engine.draining_vs(),
-                self.drain_cursor.as_ref(),
-                DRAIN_READ_MAX,
-            );
-            self.drain_cursor = draining.last().copied();
-            let counters = self.kernel.counters(&draining).await?;
-            let plan_from = Instant::now();
-            let observed = self.engine.observed_mut();
-            for c in &counters {
-                observed.set_connections(&c.vs, &c.rs, c.active, c.inactive);
+            let ops = self.engine.plan_retire(RETIRE_MAX);
+            let (since, done) = self.retiring.get_or_insert_with(|| {
+                tracing::info!(
+                    batch = RETIRE_MAX,
+                    "addresses a service-CIDR route covers: (un)binding them in batches"
+                );
+                (started.1, 0)
+            });
+            let since = *since;
+            let addrs = ops
+                .iter()
+                .filter(|o| matches!(o, Op::BindAddr { .. } | Op::UnbindAddr { .. }))
+                .count();
+            *done += u64::try_from(addrs).unwrap_or(u64::MAX);
+            if !self.engine.retire_pending() {
+                tracing::info!(addresses = *done, took = ?since.elapsed(), "retiring done");
+                self.retiring = None;
             }
-            let ops = self.engine.plan_drains(self.now());
             self.finish(
-                SyncKind::Drain,
+                SyncKind::Retire,
                 started,
-                plan_from,
+                started.1,
                 Pending::default(),
                 &ops,
                 false,
             )
             .await;
-            assume_busy(&mut self.engine, Some(&draining));
-            Ok(())
         }
         .instrument(span)
-        .await
+        .await;
     }
 
     /// Applies, commits, queues retries, writes the rules, reports. `plan_from`: when planning
@@ -343,6 +529,7 @@ impl<K: Kernel> Syncer<K> {
             duration: Duration::ZERO,
             applied: BTreeMap::new(),
             failed: BTreeMap::new(),
+            refused: Vec::new(),
             rules_written: false,
             rules_failed: false,
             service_changes: pending.service_changes,
@@ -382,18 +569,31 @@ impl<K: Kernel> Syncer<K> {
         report.services = self.engine.desired().service_count();
         report.drain_backlog = self.engine.drain_backlog();
         self.report(&report);
-        self.cluster_due = true;
+        // Only changes move the cluster-wide figures (walking every Service is not free).
+        self.cluster_due |= kind == SyncKind::Full || !pending.is_empty();
         if kind == SyncKind::Full || self.cluster_at().is_some_and(|t| t <= Instant::now()) {
             self.report_cluster();
         }
     }
 
+    /// Applies a plan in chunks of [`APPLY_CHUNK`] ops (the apply layer's per-op buffers
+    /// follow the chunk, not the plan: 400,000 ops when programming an empty node), logging and
+    /// publishing progress of a long one.
     async fn apply(&mut self, ops: &[Op], report: &mut SyncReport) {
         if ops.is_empty() {
             return;
         }
+        let mut progress = Progress::new(report.kind, ops.len());
+        for chunk in ops.chunks(APPLY_CHUNK) {
+            self.apply_chunk(chunk, report).await;
+            progress.applied(chunk.len(), &*self.observer);
+        }
+        progress.done(&*self.observer);
+    }
+
+    async fn apply_chunk(&mut self, ops: &[Op], report: &mut SyncReport) {
         let outcome = self.kernel.apply(ops).await;
-        if let Some(r) = &mut self.repair {
+        if let Some(r) = &mut self.inflight {
             r.replay.extend(outcome.succeeded(ops).cloned());
         }
         for op in outcome.succeeded(ops) {
@@ -419,6 +619,9 @@ impl<K: Kernel> Syncer<K> {
         let mut refused = Vec::new();
         for (op, err) in outcome.failures(ops) {
             *report.failed.entry(op.kind()).or_default() += 1;
+            if report.refused.len() < crate::failures::MAX_LISTED {
+                report.refused.push((op.clone(), err.to_string()));
+            }
             if refused.len() < LOGGED_FAILURES {
                 tracing::warn!(op = %op, error = %err, "kernel refused op; retrying next sync");
             }
@@ -444,8 +647,16 @@ impl<K: Kernel> Syncer<K> {
         span.record("endpoint_changes", report.endpoint_changes);
         span.record("drain_backlog", report.drain_backlog);
         span.record("duration_ms", ms(report.duration));
-        if applied > 0 || failed > 0 || report.kind == SyncKind::Full {
-            tracing::info!(rules_written = report.rules_written, "synced");
+        // Retire batches (hundreds at 50,000 Services) log their start and end instead.
+        let quiet = report.kind == SyncKind::Retire && failed == 0;
+        if !quiet && (applied > 0 || failed > 0 || report.kind == SyncKind::Full) {
+            let ops = report
+                .applied
+                .iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            tracing::info!(rules_written = report.rules_written, %ops, "synced");
         } else {
             tracing::debug!("synced");
         }
@@ -455,6 +666,79 @@ impl<K: Kernel> Syncer<K> {
         if self.health.as_ref() != Some(health) {
             self.observer.health_checks(health);
             self.health = Some(health.clone());
+        }
+    }
+}
+
+/// Ops applied per call of the apply layer.
+const APPLY_CHUNK: usize = 16_384;
+
+/// A plan this long logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Progress of applying one plan: logged every [`PROGRESS_EVERY`] and at the end when it took
+/// longer, and published through [`Observer::progress`] (`kube_ipvs_sync_ops`).
+struct Progress {
+    kind: SyncKind,
+    total: usize,
+    done: usize,
+    started: Instant,
+    logged: Instant,
+}
+
+impl Progress {
+    fn new(kind: SyncKind, total: usize) -> Self {
+        let now = Instant::now();
+        Self {
+            kind,
+            total,
+            done: 0,
+            started: now,
+            logged: now,
+        }
+    }
+
+    fn applied(&mut self, n: usize, observer: &dyn Observer) {
+        self.done += n;
+        observer.progress(self.kind, self.done, self.total);
+        if self.logged.elapsed() >= PROGRESS_EVERY && self.done < self.total {
+            self.logged = Instant::now();
+            tracing::info!(
+                kind = self.kind.as_str(),
+                applied = self.done,
+                planned = self.total,
+                ops_per_second = self.rate(),
+                "programming the kernel"
+            );
+        }
+    }
+
+    fn done(&self, observer: &dyn Observer) {
+        observer.progress(self.kind, self.done, self.total);
+        if self.started.elapsed() >= PROGRESS_EVERY {
+            tracing::info!(
+                kind = self.kind.as_str(),
+                applied = self.done,
+                seconds = self.started.elapsed().as_secs_f64(),
+                ops_per_second = self.rate(),
+                "programmed the kernel"
+            );
+        }
+    }
+
+    fn rate(&self) -> u64 {
+        let s = self.started.elapsed().as_secs_f64();
+        if s > 0.0 {
+            // Display only: a rate below 2^53 ops/s converts exactly.
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let r = (self.done as f64 / s) as u64;
+            r
+        } else {
+            0
         }
     }
 }

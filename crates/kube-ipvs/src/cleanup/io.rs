@@ -166,6 +166,7 @@ pub async fn observe(opts: &CleanupOptions) -> Result<Observed, CleanupError> {
         }),
         None => None,
     };
+    let loopback = links.link_index("lo").await?;
     let local_routes = links
         .local_prefix_routes()
         .await?
@@ -194,6 +195,7 @@ pub async fn observe(opts: &CleanupOptions) -> Result<Observed, CleanupError> {
     Ok(Observed {
         ipvs,
         dummy,
+        loopback,
         local_routes,
         node_addresses,
         iptables,
@@ -279,7 +281,9 @@ async fn run_step(step: &Step, c: &mut Clients, timeout: Duration) -> Result<(),
             Ok(()) | Err(IpsetError::SetMissing { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         },
-        Step::DeleteLocalRoute { prefix, ifindex } => c
+        Step::DeleteLocalRoute {
+            prefix, ifindex, ..
+        } => c
             .links(timeout)
             .await?
             .remove_local_route(*prefix, *ifindex)

@@ -5,12 +5,19 @@
 //! steps. [`cleanup`] does all three. Unlike stock `--cleanup` (which flushes the whole IPVS
 //! table) only virtual servers on addresses we own are removed unless `--all` is given.
 
+mod handback;
 mod io;
 mod plan;
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use handback::{
+    HandbackObserved, HandbackStep, ObservedSet, STOCK_MAXELEM, execute_handback, observe_handback,
+    plan_handback,
+};
+use ipnet::IpNet;
 
 pub use io::{CleanupError, Outcome, cleanup, execute, observe};
 pub use plan::{Observed, ObservedDummy, ObservedIptables, ObservedRoute, Plan, Step, Why, plan};
@@ -22,6 +29,8 @@ pub struct CleanupOptions {
     pub all: bool,
     /// The dummy device (`kube-ipvs0`).
     pub dummy_device: String,
+    /// `ipvs.excludeCIDRs`: virtual servers on these addresses are never removed (but `--all`).
+    pub exclude_cidrs: Vec<IpNet>,
     /// Virtual servers on node addresses with a port in this range are NodePorts (ours).
     pub node_port_range: RangeInclusive<u16>,
     /// The owners file the agent publishes: its virtual servers are ours; it is removed too.
@@ -35,6 +44,7 @@ impl Default for CleanupOptions {
         Self {
             all: false,
             dummy_device: nodenet::link::DEFAULT_DUMMY_NAME.to_string(),
+            exclude_cidrs: Vec::new(),
             node_port_range: 30000..=32767,
             owners_file: Some(PathBuf::from(crate::owners::DEFAULT_PATH)),
             timeout: Duration::from_secs(10),

@@ -11,10 +11,10 @@ use nodenet::iptables::{Backend, Family as IptFamily, KubeSet};
 
 use super::CleanupOptions;
 use crate::owners::Owners;
+pub use crate::plan::ownership::Why;
+use crate::plan::ownership::{Evidence, Rules, our_route, owned};
 use crate::render::kernel_table::vs_key;
-
-/// `proto static`: what our local routes carry (the kernel's own are `proto kernel`).
-const RTPROT_STATIC: u8 = 4;
+use crate::types::VsKey;
 
 /// Prefix of ipsets only kube-ipvs creates (temporary sets of an interrupted replace).
 const OUR_SET_PREFIX: &str = "KIPVS-";
@@ -61,6 +61,8 @@ pub struct Observed {
     pub ipvs: Option<Vec<ServiceKey>>,
     /// The dummy device, if present.
     pub dummy: Option<ObservedDummy>,
+    /// The index of `lo`, which carries the agent's `local` routes.
+    pub loopback: Option<u32>,
     /// Every local prefix route of the local table.
     pub local_routes: Vec<ObservedRoute>,
     /// Node addresses (all interfaces but the dummy and loopback).
@@ -75,30 +77,6 @@ pub struct Observed {
     pub owners: Option<Owners>,
     /// The owners file, if it exists.
     pub owners_file: Option<PathBuf>,
-}
-
-/// Why a virtual server is ours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
-    /// Its address is on the dummy device.
-    DummyAddress,
-    /// Its address is in a service CIDR we route locally.
-    LocalRoute,
-    /// A node address with a port in the NodePort range.
-    NodePort,
-    /// The agent published it as a Service's.
-    Published,
-}
-
-impl fmt::Display for Why {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Why::DummyAddress => "address on the dummy device",
-            Why::LocalRoute => "address in a service CIDR routed locally",
-            Why::NodePort => "node address, NodePort range",
-            Why::Published => "published by the agent",
-        })
-    }
 }
 
 /// One cleanup step. Steps run in the order of the plan.
@@ -132,12 +110,14 @@ pub enum Step {
         /// The set.
         name: String,
     },
-    /// `ip route del local PREFIX dev DUMMY table local`.
+    /// `ip route del local PREFIX dev DEV table local`.
     DeleteLocalRoute {
         /// Destination.
         prefix: IpNet,
         /// Output interface.
         ifindex: u32,
+        /// Its name (`lo`, or the dummy device).
+        dev: String,
     },
     /// `ip link del DUMMY` (its addresses go with it).
     DeleteLink {
@@ -192,11 +172,8 @@ impl fmt::Display for Step {
                 Ok(())
             }
             Step::DestroyIpset { name } => write!(f, "destroy ipset {name}"),
-            Step::DeleteLocalRoute { prefix, ifindex } => {
-                write!(
-                    f,
-                    "delete route local {prefix} (ifindex {ifindex}) table local"
-                )
+            Step::DeleteLocalRoute { prefix, dev, .. } => {
+                write!(f, "delete route local {prefix} dev {dev} table local")
             }
             Step::DeleteLink { name, addresses } => {
                 write!(f, "delete link {name} and its {addresses} address(es)")
@@ -219,31 +196,33 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// Why a virtual server is ours, or `None` if it is foreign.
-fn owned(key: &ServiceKey, obs: &Observed, routes: &[IpNet], opts: &CleanupOptions) -> Option<Why> {
-    if obs
-        .owners
-        .as_ref()
-        .is_some_and(|o| o.get(&vs_key(key)).is_some())
-    {
-        return Some(Why::Published);
+/// Cleanup's evidence: the node as observed, and the owners file the agent published.
+struct Node<'a> {
+    obs: &'a Observed,
+    routes: &'a [IpNet],
+}
+
+impl Evidence for Node<'_> {
+    fn on_dummy(&self, addr: &IpAddr) -> bool {
+        self.obs
+            .dummy
+            .as_ref()
+            .is_some_and(|d| d.addresses.iter().any(|a| a.addr() == *addr))
     }
-    // Fwmark services are never created by kube-ipvs or kube-proxy.
-    let ServiceKey::Inet { addr, port, .. } = *key else {
-        return None;
-    };
-    let on_dummy = obs
-        .dummy
-        .as_ref()
-        .is_some_and(|d| d.addresses.iter().any(|a| a.addr() == addr));
-    if on_dummy {
-        Some(Why::DummyAddress)
-    } else if routes.iter().any(|r| r.contains(&addr)) {
-        Some(Why::LocalRoute)
-    } else if opts.node_port_range.contains(&port) && obs.node_addresses.contains(&addr) {
-        Some(Why::NodePort)
-    } else {
-        None
+
+    fn routed(&self, addr: &IpAddr) -> bool {
+        self.routes.iter().any(|r| r.contains(addr))
+    }
+
+    fn node_address(&self, addr: &IpAddr) -> bool {
+        self.obs.node_addresses.contains(addr)
+    }
+
+    fn published(&self, key: &VsKey) -> bool {
+        self.obs
+            .owners
+            .as_ref()
+            .is_some_and(|o| o.get(key).is_some())
     }
 }
 
@@ -260,15 +239,21 @@ fn ours(set: &str) -> bool {
 /// chains (they reference the sets), ipsets, local routes, the dummy device.
 pub fn plan(obs: &Observed, opts: &CleanupOptions) -> Plan {
     let mut out = Plan::default();
-    let routes: Vec<IpNet> = obs
+    let dummy = obs.dummy.as_ref().map(|d| d.ifindex);
+    let our_routes: Vec<&ObservedRoute> = obs
         .local_routes
         .iter()
-        .filter(|r| {
-            r.protocol == RTPROT_STATIC
-                && obs.dummy.as_ref().is_some_and(|d| d.ifindex == r.ifindex)
-        })
-        .map(|r| r.prefix)
+        .filter(|r| our_route(r.protocol, r.ifindex, obs.loopback, dummy))
         .collect();
+    let routes: Vec<IpNet> = our_routes.iter().map(|r| r.prefix).collect();
+    let node = Node {
+        obs,
+        routes: &routes,
+    };
+    let rules = Rules {
+        exclude_cidrs: &opts.exclude_cidrs,
+        node_port_range: &opts.node_port_range,
+    };
     match &obs.ipvs {
         None => out
             .warnings
@@ -282,7 +267,7 @@ pub fn plan(obs: &Observed, opts: &CleanupOptions) -> Plan {
         }
         Some(services) => {
             for key in services {
-                match owned(key, obs, &routes, opts) {
+                match owned(&vs_key(key), rules, &node) {
                     Some(why) => out.steps.push(Step::DeleteVirtualServer { key: *key, why }),
                     None => out.kept.push(*key),
                 }
@@ -304,15 +289,18 @@ pub fn plan(obs: &Observed, opts: &CleanupOptions) -> Plan {
     for set in obs.ipsets.iter().filter(|s| ours(s)) {
         out.steps.push(Step::DestroyIpset { name: set.clone() });
     }
+    for r in our_routes {
+        let dev = match &obs.dummy {
+            Some(d) if d.ifindex == r.ifindex => d.name.clone(),
+            _ => "lo".to_owned(),
+        };
+        out.steps.push(Step::DeleteLocalRoute {
+            prefix: r.prefix,
+            ifindex: r.ifindex,
+            dev,
+        });
+    }
     if let Some(d) = &obs.dummy {
-        for r in &obs.local_routes {
-            if routes.contains(&r.prefix) && r.ifindex == d.ifindex {
-                out.steps.push(Step::DeleteLocalRoute {
-                    prefix: r.prefix,
-                    ifindex: r.ifindex,
-                });
-            }
-        }
         out.steps.push(Step::DeleteLink {
             name: d.name.clone(),
             addresses: d.addresses.len(),
@@ -331,6 +319,9 @@ mod tests {
 
     use super::*;
 
+    /// `proto static`, as the agent's routes carry.
+    const ROUTE_PROTOCOL: u8 = 4;
+
     fn tcp(addr: &str, port: u16) -> ServiceKey {
         ServiceKey::tcp(addr.parse().unwrap(), port)
     }
@@ -339,7 +330,7 @@ mod tests {
         Observed {
             ipvs: Some(vec![
                 tcp("10.96.0.1", 443),          // on kube-ipvs0
-                tcp("10.100.0.7", 80),          // in our routed service CIDR
+                tcp("10.100.0.7", 80),          // in our routed service CIDR (route on lo)
                 tcp("192.168.1.10", 30080),     // NodePort on a node address
                 tcp("192.168.1.10", 22),        // node address, not a NodePort: foreign
                 tcp("203.0.113.5", 80),         // keepalived VIP: foreign
@@ -359,17 +350,25 @@ mod tests {
                 ifindex: 7,
                 addresses: vec!["10.96.0.1/32".parse().unwrap(), "fd00::a/128".parse().unwrap()],
             }),
+            loopback: Some(1),
             local_routes: vec![
+                // Where the agent puts it: through lo, proto static.
                 ObservedRoute {
                     prefix: "10.100.0.0/16".parse().unwrap(),
-                    ifindex: 7,
-                    protocol: RTPROT_STATIC,
+                    ifindex: 1,
+                    protocol: ROUTE_PROTOCOL,
                 },
-                // Someone else's local route: neither ownership nor deletion.
+                // Someone else's local routes (`ip route add local ... dev lo` is proto boot;
+                // another device's): neither ownership nor deletion.
                 ObservedRoute {
                     prefix: "203.0.113.0/24".parse().unwrap(),
                     ifindex: 1,
-                    protocol: RTPROT_STATIC,
+                    protocol: 3,
+                },
+                ObservedRoute {
+                    prefix: "198.18.0.0/15".parse().unwrap(),
+                    ifindex: 2,
+                    protocol: ROUTE_PROTOCOL,
                 },
             ],
             node_addresses: ["192.168.1.10".parse().unwrap()].into(),
@@ -419,7 +418,7 @@ mod tests {
                 "destroy ipset KUBE-CLUSTER-IP",
                 "destroy ipset KUBE-6-CLUSTER-IP",
                 "destroy ipset KIPVS-TMP-0123abcd",
-                "delete route local 10.100.0.0/16 (ifindex 7) table local",
+                "delete route local 10.100.0.0/16 dev lo table local",
                 "delete link kube-ipvs0 and its 2 address(es)",
                 "remove the owners file /run/kube-ipvs/owners.json",
             ]
@@ -436,6 +435,23 @@ mod tests {
             ]
         );
         assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn excluded_cidrs_are_kept_even_when_they_look_like_ours() {
+        let opts = CleanupOptions {
+            exclude_cidrs: vec![
+                "10.96.0.1/32".parse().unwrap(),
+                "198.51.100.0/24".parse().unwrap(),
+            ],
+            ..CleanupOptions::default()
+        };
+        let p = plan(&observed(), &opts);
+        // On the dummy device and published by the agent, but excluded: kept.
+        assert!(p.kept.contains(&tcp("10.96.0.1", 443)), "{:?}", p.kept);
+        assert!(p.kept.contains(&tcp("198.51.100.1", 80)), "{:?}", p.kept);
+        assert!(!p.steps.iter().any(|s| matches!(s,
+            Step::DeleteVirtualServer { key, .. } if *key == tcp("10.96.0.1", 443) || *key == tcp("198.51.100.1", 80))));
     }
 
     #[test]
@@ -467,27 +483,75 @@ mod tests {
         assert!(p.warnings[1].contains("IPv6") && p.warnings[1].contains("not found"));
     }
 
-    #[test]
-    fn without_the_dummy_device_only_published_and_nodeport_services_are_ours() {
-        let mut obs = observed();
-        obs.dummy = None;
-        let p = plan(&obs, &CleanupOptions::default());
-        let deleted: Vec<ServiceKey> = p
-            .steps
+    fn deleted(p: &Plan) -> Vec<ServiceKey> {
+        p.steps
             .iter()
             .filter_map(|s| match s {
                 Step::DeleteVirtualServer { key, .. } => Some(*key),
                 _ => None,
             })
+            .collect()
+    }
+
+    /// Cleanup from a debug pod after the agent's pod is gone: no owners file, and the routed
+    /// service CIDR still marks its ClusterIPs ours (the route is on lo, not on the dummy).
+    #[test]
+    fn without_dummy_device_or_owners_file_the_route_through_lo_still_marks_cluster_ips_ours() {
+        let mut obs = observed();
+        obs.dummy = None;
+        obs.owners = None;
+        obs.owners_file = None;
+        let p = plan(&obs, &CleanupOptions::default());
+        assert_eq!(
+            deleted(&p),
+            vec![tcp("10.100.0.7", 80), tcp("192.168.1.10", 30080)]
+        );
+        let routes: Vec<&Step> = p
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::DeleteLocalRoute { .. }))
             .collect();
         assert_eq!(
-            deleted,
-            vec![tcp("192.168.1.10", 30080), tcp("198.51.100.1", 80)]
+            routes,
+            [&Step::DeleteLocalRoute {
+                prefix: "10.100.0.0/16".parse().unwrap(),
+                ifindex: 1,
+                dev: "lo".into(),
+            }]
         );
-        assert!(
-            !p.steps
-                .iter()
-                .any(|s| matches!(s, Step::DeleteLocalRoute { .. } | Step::DeleteLink { .. }))
-        );
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::DeleteLink { .. })));
+    }
+
+    /// `ipvs.excludeCIDRs`: never ours, whatever else says so (the planner's rule too).
+    #[test]
+    fn exclude_cidrs_keep_virtual_servers_that_would_be_ours() {
+        let opts = CleanupOptions {
+            exclude_cidrs: vec![
+                "10.100.0.0/24".parse().unwrap(),
+                "198.51.100.1/32".parse().unwrap(),
+            ],
+            ..CleanupOptions::default()
+        };
+        let p = plan(&observed(), &opts);
+        assert!(p.kept.contains(&tcp("10.100.0.7", 80)), "{:?}", p.kept);
+        assert!(p.kept.contains(&tcp("198.51.100.1", 80)), "{:?}", p.kept);
+        assert_eq!(deleted(&p).len(), 3, "{:?}", p.steps);
+    }
+
+    /// A route of ours through the dummy device (earlier versions) goes too, before the link.
+    #[test]
+    fn a_route_through_the_dummy_device_is_ours_too() {
+        let mut obs = observed();
+        obs.local_routes[0].ifindex = 7;
+        let p = plan(&obs, &CleanupOptions::default());
+        let text: Vec<String> = p.steps.iter().map(ToString::to_string).collect();
+        let route = text
+            .iter()
+            .position(|t| t == "delete route local 10.100.0.0/16 dev kube-ipvs0 table local");
+        let link = text
+            .iter()
+            .position(|t| t.starts_with("delete link kube-ipvs0"));
+        assert!(route.is_some() && route < link, "{text:?}");
+        assert!(deleted(&p).contains(&tcp("10.100.0.7", 80)));
     }
 }

@@ -2,13 +2,17 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use kube_ipvs::cleanup::{CleanupError, CleanupOptions, Outcome, Plan, cleanup};
+use kube_ipvs::agent::settings::cleanup_options;
+use kube_ipvs::cleanup::{
+    CleanupError, CleanupOptions, Outcome, Plan, cleanup, execute_handback, observe_handback,
+    plan_handback,
+};
+use kube_ipvs::config::{self, Config, RunArgs};
 use kube_ipvs::render::kernel_table::vs_key;
 
 const AFTER_HELP: &str = "\
@@ -17,14 +21,26 @@ device, service CIDRs it routes locally, node addresses with a NodePort-range po
 agent published in its owners file); then the iptables jumps and KUBE-* chains (both families,
 nft and legacy); then the KUBE-* ipsets; then the local routes and the dummy device.
 Other IPVS entries (keepalived, kube-vip, fwmark services) are left alone unless --all, which
-flushes the whole IPVS table like stock `kube-proxy --cleanup`.
+flushes the whole IPVS table like stock `kube-proxy --cleanup`. Virtual servers in
+ipvs.excludeCIDRs are never removed (except by --all). The dummy device, the NodePort range and
+excludeCIDRs come from the same flags and --config file as `kube-ipvs run`.
+
+With --handback, it removes nothing of Service routing: after a rollback to stock kube-proxy in
+IPVS mode, it leaves the node in the shape stock programs. It resizes ipsets kube-ipvs grew past
+stock's maxelem 65536 back to it (stock programs nothing while one differs), binds the virtual-
+server addresses kube-ipvs's service-CIDR routes cover to the dummy device (as stock binds
+them), then deletes those routes (with them, every unallocated service address would answer on
+host ports). Run it once stock kube-proxy runs on the node; it is idempotent.
 
 Examples:
   kube-ipvs cleanup --dry-run     # print each step, change nothing
   kube-ipvs cleanup
-  kube-ipvs cleanup --all         # also foreign IPVS entries";
+  kube-ipvs cleanup --all         # also foreign IPVS entries
+  kube-ipvs cleanup --config /var/lib/kube-proxy/config.conf   # the agent's excludeCIDRs, device, ...
+  kube-ipvs cleanup --handback    # after `kubectl rollout undo` to stock kube-proxy";
 
-/// Arguments of `kube-ipvs cleanup`.
+/// Arguments of `kube-ipvs cleanup`: its own options, then `run`'s flags, from which the
+/// dummy device, the NodePort range and `excludeCIDRs` come exactly as the agent's do.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct CleanupArgs {
@@ -32,43 +48,29 @@ pub struct CleanupArgs {
     #[arg(long)]
     dry_run: bool,
     /// Flush the whole IPVS table, foreign entries included (stock kube-proxy behaviour).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "handback")]
     all: bool,
-    /// The dummy device holding service addresses.
-    #[arg(long, value_name = "NAME", default_value = nodenet::link::DEFAULT_DUMMY_NAME)]
-    dummy_device: String,
-    /// Virtual servers on node addresses with a port in this range are NodePorts.
-    #[arg(long, value_name = "FROM-TO", default_value = "30000-32767", value_parser = parse_range)]
-    nodeport_range: RangeInclusive<u16>,
+    /// Only hand the node back to stock kube-proxy (IPVS mode): sets to stock's options,
+    /// service-CIDR routes replaced by bound addresses. See below.
+    #[arg(long)]
+    handback: bool,
     /// The owners file the agent publishes: its virtual servers are ours; it is removed too.
     #[arg(long, value_name = "PATH", default_value = kube_ipvs::owners::DEFAULT_PATH)]
     owners: PathBuf,
     /// Bound on each kernel request and iptables command, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     request_timeout: u64,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
-fn parse_range(s: &str) -> Result<RangeInclusive<u16>, String> {
-    let bad = || format!("{s:?}: expected FROM-TO, e.g. 30000-32767");
-    let (a, b) = s.split_once('-').ok_or_else(bad)?;
-    let (a, b): (u16, u16) = (
-        a.trim().parse().map_err(|_| bad())?,
-        b.trim().parse().map_err(|_| bad())?,
-    );
-    if a > b {
-        return Err(bad());
-    }
-    Ok(a..=b)
-}
-
-/// The options the library takes.
-fn options(args: &CleanupArgs) -> CleanupOptions {
+/// The options the library takes: the configuration's ([`cleanup_options`]) and this command's.
+fn options(args: &CleanupArgs, cfg: &Config) -> CleanupOptions {
     CleanupOptions {
         all: args.all,
-        dummy_device: args.dummy_device.clone(),
-        node_port_range: args.nodeport_range.clone(),
         owners_file: Some(args.owners.clone()),
         timeout: Duration::from_secs(args.request_timeout.max(1)),
+        ..cleanup_options(cfg)
     }
 }
 
@@ -103,14 +105,50 @@ fn error(e: CleanupError) -> anyhow::Error {
     }
 }
 
-/// Removes our kernel state.
+/// Hands the node back to stock kube-proxy (`--handback`).
+fn handback(opts: &CleanupOptions, dry_run: bool) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let obs = rt.block_on(observe_handback(opts)).map_err(error)?;
+    let steps = plan_handback(&obs);
+    let mut out = String::new();
+    let verb = if dry_run { "would" } else { "done:" };
+    if !dry_run {
+        rt.block_on(execute_handback(&steps, opts))
+            .map_err(error)
+            .context("hand-back stopped (later steps not taken)")?;
+    }
+    for s in &steps {
+        let _ = writeln!(out, "{verb} {s}");
+    }
+    if steps.is_empty() {
+        out.push_str("nothing to hand back: the node is in stock kube-proxy's shape\n");
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("writing output")
+}
+
+/// Removes our kernel state (or, with `--handback`, hands the node back to stock).
 pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
-    let opts = options(args);
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let loaded = config::load(&args.run).context("loading the configuration")?;
+    let opts = options(args, &loaded.config);
+    if args.handback {
+        return handback(&opts, args.dry_run);
+    }
+    execute(&opts, args.dry_run)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    let (plan, outcome) = rt.block_on(cleanup(&opts, args.dry_run)).map_err(error)?;
+        .context("starting the async runtime")
+}
+
+fn execute(opts: &CleanupOptions, dry_run: bool) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let (plan, outcome) = rt.block_on(cleanup(opts, dry_run)).map_err(error)?;
     for w in &plan.warnings {
         eprintln!("kube-ipvs: warning: {w}");
     }
@@ -128,17 +166,9 @@ pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `kube-ipvs run --cleanup` (the stock flag): the same as `kube-ipvs cleanup` with the agent's
-/// dummy device and default options.
-pub fn run_for_agent(dummy_device: &str) -> anyhow::Result<()> {
-    run(&CleanupArgs {
-        dry_run: false,
-        all: false,
-        dummy_device: dummy_device.to_owned(),
-        nodeport_range: 30000..=32767,
-        owners: PathBuf::from(kube_ipvs::owners::DEFAULT_PATH),
-        request_timeout: 10,
-    })
+/// `kube-ipvs run --cleanup` (the stock flag): `kube-ipvs cleanup` with the agent's configuration.
+pub fn run_for_agent(cfg: &Config) -> anyhow::Result<()> {
+    execute(&cleanup_options(cfg), false)
 }
 
 fn error_text(e: &CleanupError) -> String {
@@ -154,15 +184,6 @@ fn error_text(e: &CleanupError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nodeport_range_parses_like_kube_proxy() {
-        assert_eq!(parse_range("30000-32767"), Ok(30000..=32767));
-        assert_eq!(parse_range(" 80 - 90"), Ok(80..=90));
-        for bad in ["30000", "a-b", "9-1", "1-70000"] {
-            assert!(parse_range(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn dry_run_report_says_would_and_lists_kept_entries() {

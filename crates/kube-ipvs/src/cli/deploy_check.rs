@@ -5,7 +5,9 @@
 //! `tests/config_deploy.rs`.
 //!
 //! The in-place overlay is checked against kubeadm's kube-proxy DaemonSet
-//! (`tests/fixtures/kubeadm-kube-proxy-daemonset.yaml`), whose env, mounts and ConfigMap it keeps.
+//! (`tests/fixtures/kubeadm-kube-proxy-daemonset.yaml`), whose command, env, mounts and ConfigMap
+//! it keeps: only the image changes, and argv[0] `/usr/local/bin/kube-proxy` selects kube-proxy's
+//! command line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // a panic is the report
 
 use std::collections::BTreeMap;
@@ -18,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube_ipvs::config::{self, Loaded, RunArgs, WarningKind};
 use serde::de::DeserializeOwned;
 
-use super::{Cli, Command};
+use super::{Cli, Command, KubeProxyCli, Personality, normalize};
 
 /// The node the pod lands on (what the downward API gives `spec.nodeName`).
 const NODE: &str = "node-a";
@@ -116,12 +118,22 @@ fn argv(c: &Container) -> Vec<String> {
     argv
 }
 
-/// Parses argv with the binary's CLI; it must be `kube-ipvs run`.
+/// Parses argv with the binary's CLI as argv[0] selects it: `kube-ipvs run ...` or `kube-proxy ...`.
 fn run_args(argv: &[String]) -> RunArgs {
-    let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}:\n{e}"));
-    match cli.command {
-        Command::Run(cmd) => cmd.args,
-        other => panic!("{argv:?} is not `run`: {other:?}"),
+    let args: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+    match Personality::of(&args[0]) {
+        Personality::KubeProxy => {
+            KubeProxyCli::try_parse_from(normalize(args))
+                .unwrap_or_else(|e| panic!("{argv:?}:\n{e}"))
+                .args
+        }
+        _ => match Cli::try_parse_from(normalize(args))
+            .unwrap_or_else(|e| panic!("{argv:?}:\n{e}"))
+            .command
+        {
+            Command::Run(cmd) => cmd.args,
+            other => panic!("{argv:?} is not `run`: {other:?}"),
+        },
     }
 }
 
@@ -258,7 +270,7 @@ fn daemonset_command_line_parses_and_loads_the_shipped_configmap() {
 }
 
 /// kubeadm's kube-proxy DaemonSet after the overlay: kubeadm's container with the overlay's image,
-/// command, ports and probes (server-side apply replaces those lists; `args` stays kubeadm's).
+/// nothing else changed (the overlay names only the image; `config_deploy.rs` checks that).
 fn overlaid_kubeadm() -> DaemonSet {
     let mut ds: DaemonSet = parse(&fixture("kubeadm-kube-proxy-daemonset.yaml"));
     let overlay: DaemonSet = parse(&deploy(
@@ -273,85 +285,90 @@ fn overlaid_kubeadm() -> DaemonSet {
     );
     let patch = container(pod_spec(&overlay), "kube-proxy").clone();
     let pod = ds.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    let volumes = pod.volumes.get_or_insert_default();
+    for v in pod_spec(&overlay).volumes.iter().flatten() {
+        assert!(
+            volumes.iter().all(|k| k.name != v.name),
+            "{} clashes",
+            v.name
+        );
+        volumes.push(v.clone());
+    }
     let c = pod
         .containers
         .iter_mut()
         .find(|c| c.name == "kube-proxy")
         .unwrap();
     c.image = patch.image;
-    c.command = patch.command;
-    c.ports = patch.ports;
-    c.liveness_probe = patch.liveness_probe;
-    c.readiness_probe = patch.readiness_probe;
-    assert!(
-        patch.args.is_none(),
-        "the overlay keeps the DaemonSet's args"
-    );
-    assert!(patch.env.is_none() && patch.volume_mounts.is_none());
     ds
 }
 
+/// The host directory mounted at `path` (a writable hostPath volume), if any.
+fn host_dir_at<'a>(pod: &'a PodSpec, c: &Container, path: &Path) -> Option<&'a str> {
+    let m = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| Path::new(&m.mount_path) == path && m.read_only != Some(true))?;
+    let v = pod.volumes.iter().flatten().find(|v| v.name == m.name)?;
+    let host = v.host_path.as_ref()?;
+    assert_eq!(host.type_.as_deref(), Some("DirectoryOrCreate"), "{v:?}");
+    Some(host.path.as_str())
+}
+
+/// The owners file outlives the pod: deploy/'s DaemonSet puts its directory on the host, so
+/// `kube-ipvs list --services` on the node and cleanup from a debug pod find it. The overlay
+/// changes only the image (issue 14): there the file lives in the pod, and cleanup from outside
+/// finds kube-ipvs's virtual servers by the dummy device and the service-CIDR routes.
 #[test]
-fn overlay_command_line_parses_and_loads_kubeadms_configmap() {
+fn deploy_daemonset_keeps_the_owners_file_on_the_host() {
+    let dir = Path::new(kube_ipvs::owners::DEFAULT_PATH).parent().unwrap();
+    let ours: DaemonSet = parse(&deploy("daemonset.yaml"));
+    let pod = pod_spec(&ours);
+    assert_eq!(
+        host_dir_at(pod, container(pod, "kube-ipvs"), dir),
+        dir.to_str(),
+        "{} is not the host's",
+        dir.display()
+    );
+}
+
+#[test]
+fn overlay_runs_kubeadms_command_line_and_configmap_unchanged() {
     let ds = overlaid_kubeadm();
     let pod = pod_spec(&ds);
     let c = container(pod, "kube-proxy");
-    let args = run_args(&argv(c));
-    assert_eq!(args.proxy_mode.as_deref(), Some("ipvs"));
+    let argv = argv(c);
+    assert_eq!(
+        argv[0], "/usr/local/bin/kube-proxy",
+        "kubeadm's own command"
+    );
+    let args = run_args(&argv);
     let cm: ConfigMap = parse(&fixture("kube-proxy-configmap.yaml"));
 
     // A cluster already in IPVS mode: loads cleanly.
     let (loaded, _) = load_as_run("overlay-ipvs", pod, c, &cm, args.clone());
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.config.hostname_override.as_deref(), Some(NODE));
-    assert_ports(c, &loaded);
     // kubeadm's kubeconfig (the API server's real address) comes from the same ConfigMap mount.
     let kubeconfig = loaded.config.kubeconfig.clone().expect("kubeadm sets one");
     let (cm_name, key) = mounted_config_map(pod, c, &kubeconfig);
     assert_eq!(cm_name, "kube-proxy");
     assert!(cm.data.as_ref().unwrap().contains_key(&key), "{key}");
 
-    // Migrating from iptables mode: the shared ConfigMap still says `mode: iptables`; the overlay's
-    // --proxy-mode=ipvs overrides it on this node, with one notice.
-    let mut iptables = cm.clone();
-    let conf = iptables
-        .data
-        .as_mut()
-        .unwrap()
-        .get_mut("config.conf")
-        .unwrap();
-    assert!(conf.contains("\nmode: ipvs\n"));
-    *conf = conf.replace("\nmode: ipvs\n", "\nmode: iptables\n");
-    let (loaded, _) = load_as_run("overlay-iptables", pod, c, &iptables, args.clone());
-    let fields: Vec<(&WarningKind, &str)> = loaded
-        .warnings
-        .iter()
-        .map(|w| (&w.kind, w.field.as_str()))
-        .collect();
-    assert_eq!(fields, [(&WarningKind::Notice, "mode")]);
-
-    // Without the flag the same ConfigMap is refused, naming the field: the flag is what lets the
-    // ConfigMap stay unchanged during the migration.
-    let mut without = args;
-    without.proxy_mode = None;
-    let projected = Projected::new("overlay-noflag", &iptables);
-    without.config = Some(projected.0.join("config.conf"));
-    let err = config::load(&without).unwrap_err().to_string();
-    assert!(err.contains("mode"), "{err}");
-}
-
-#[test]
-fn kubeadms_own_kube_proxy_arguments_parse_as_run_flags() {
-    // The stock command line minus the binary: what an operator keeps when swapping the image.
-    let ds: DaemonSet = parse(&fixture("kubeadm-kube-proxy-daemonset.yaml"));
-    let c = container(pod_spec(&ds), "kube-proxy");
-    let stock = argv(c);
-    let mut line = vec!["/usr/local/bin/kube-ipvs".to_owned(), "run".to_owned()];
-    line.extend(stock.into_iter().skip(1));
-    let args = run_args(&line);
-    assert_eq!(
-        args.config.as_deref(),
-        Some(Path::new("/var/lib/kube-proxy/config.conf"))
-    );
-    assert_eq!(args.hostname_override.as_deref(), Some(NODE));
+    // A cluster in iptables mode (and kubeadm's default `mode: ""`): the same ConfigMap runs the
+    // IPVS proxier, with one notice naming the field, instead of crash-looping the rollout.
+    for mode in ["iptables", "\"\"", "nftables"] {
+        let mut other = cm.clone();
+        let conf = other.data.as_mut().unwrap().get_mut("config.conf").unwrap();
+        assert!(conf.contains("\nmode: ipvs\n"));
+        *conf = conf.replace("\nmode: ipvs\n", &format!("\nmode: {mode}\n"));
+        let (loaded, _) = load_as_run("overlay-other-mode", pod, c, &other, args.clone());
+        let fields: Vec<(&WarningKind, &str)> = loaded
+            .warnings
+            .iter()
+            .map(|w| (&w.kind, w.field.as_str()))
+            .collect();
+        assert_eq!(fields, [(&WarningKind::Notice, "mode")], "mode {mode}");
+    }
 }

@@ -209,9 +209,8 @@ pub(super) fn ipvs_error(e: ipvs_netlink::Error) -> anyhow::Error {
 
 /// EPERM or EACCES, whether from the kernel's answer or from opening the socket.
 fn is_permission(e: &ipvs_netlink::Error) -> bool {
-    const EPERM: i32 = 1;
-    const EACCES: i32 = 13;
-    matches!(e.errno().map(|n| n as i32), Some(EPERM | EACCES))
+    use ipvs_netlink::Errno;
+    matches!(e.errno(), Some(Errno::EPERM | Errno::EACCES))
 }
 
 fn node_name(given: Option<&str>) -> anyhow::Result<String> {

@@ -5,14 +5,14 @@ use std::io::{Read as _, Write as _};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
-use ipnet::IpNet;
+use kube_ipvs::agent::Settings;
+use kube_ipvs::config::{self, Config, RunArgs};
 use kube_ipvs::dump::ClusterDump;
 use kube_ipvs::kernel::{Kernel as _, KernelConfig, KernelError, NetlinkKernel};
 use kube_ipvs::plan::{ObservedState, Op};
 use kube_ipvs::render::{PlanReport, plan_json, plan_text};
-use kube_ipvs::types::Scheduler;
 use kube_ipvs::{Engine, PlannerConfig};
 
 const AFTER_HELP: &str = "\
@@ -20,6 +20,10 @@ Examples:
   kube-ipvs plan -f examples/cluster.yaml --node node-a
   kubectl get svc,endpointslices,nodes,servicecidrs -A -o yaml > dump.yaml
   kube-ipvs plan -f dump.yaml --node $(hostname) --service-cluster-ip-range 10.96.0.0/12,fd00:10:96::/112
+  kube-ipvs plan -f dump.yaml --config /var/lib/kube-proxy/config.conf   # the DaemonSet's own flags
+
+Settings come from the same flags and --config file as `kube-ipvs run` (see `kube-ipvs run
+--help`), derived the same way: the families follow the configuration and the node's addresses.
 
 Output: the desired IPVS table in `ipvsadm -Ln` layout, each virtual server annotated with
 `# namespace/name:port` (--no-owners prints ipvsadm's exact bytes), then the local routes that make
@@ -31,7 +35,9 @@ addresses, local routes, ipset members) into that state, one per line (or a JSON
 --json). Read-only: nothing is created or changed. Needs root (CAP_NET_ADMIN) and the ip_vs module.
 Node addresses come from the kernel unless --node-address is given.";
 
-/// Arguments of `kube-ipvs plan`.
+/// Arguments of `kube-ipvs plan`: the dump and output options, then `run`'s flags (the same
+/// `--config`, `--hostname-override`, ...), from which the planner settings are derived exactly as
+/// `run` derives them.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct PlanArgs {
@@ -40,47 +46,25 @@ pub struct PlanArgs {
     #[arg(short = 'f', long = "filename", value_name = "FILE", required = true, num_args = 1..)]
     files: Vec<PathBuf>,
 
-    /// The node to plan for: its endpoints are local, its Node object gives zone and addresses.
+    /// The node to plan for, like --hostname-override (default: as `run` finds it: the
+    /// configuration's hostnameOverride, $NODE_NAME, the hostname): its endpoints are local, its
+    /// Node object gives zone and addresses.
     #[arg(long, value_name = "NAME")]
-    node: String,
+    node: Option<String>,
 
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 
-    /// Service CIDRs (one per family, as kube-apiserver's flag): ClusterIPs inside are made local
-    /// by one route per CIDR instead of one address each. ServiceCIDR objects in the dump add more.
-    #[arg(long, value_name = "CIDR[,CIDR]", value_delimiter = ',')]
-    service_cluster_ip_range: Vec<IpNet>,
-
-    /// Default IPVS scheduler (kube-proxy's ipvs.scheduler).
-    #[arg(long, value_name = "NAME", default_value = "rr")]
-    ipvs_scheduler: String,
-
-    /// Virtual servers on these CIDRs are never changed or deleted (ipvs.excludeCIDRs).
-    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
-    ipvs_exclude_cidrs: Vec<IpNet>,
-
-    /// NodePorts listen only on node addresses in these CIDRs, or `primary` (nodePortAddresses).
-    #[arg(long, value_name = "CIDR|primary,...", value_delimiter = ',')]
-    nodeport_addresses: Vec<String>,
-
     /// The node's addresses as the kernel lists them (default: InternalIP and ExternalIP of the
-    /// Node object).
+    /// Node object). They also decide the families, as the kernel's addresses do for `run`.
     #[arg(long, value_name = "IP,...", value_delimiter = ',')]
     node_address: Vec<IpAddr>,
 
-    /// Bind every ClusterIP to kube-ipvs0 like stock kube-proxy instead of routing service CIDRs.
-    #[arg(long)]
-    bind_cluster_ips: bool,
-
-    /// Traffic policy Local without a local endpoint drops traffic instead of falling back to
-    /// cluster endpoints (stock IPVS falls back).
-    #[arg(long)]
-    strict_local: bool,
-
-    /// Honour EndpointSlice node hints (hints.forNodes).
-    #[arg(long)]
+    /// Honour EndpointSlice node hints (hints.forNodes), as stock 1.34+ does
+    /// (PreferSameTrafficDistribution); `=false` ignores them, as stock before 1.34.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     topology_node_hints: bool,
 
     /// Print the owner-free `ipvsadm -Ln` table exactly.
@@ -92,38 +76,40 @@ pub struct PlanArgs {
     #[arg(long)]
     against_kernel: bool,
 
-    /// The dummy device kube-ipvs binds addresses to (with --against-kernel).
-    #[arg(long, value_name = "NAME", default_value = "kube-ipvs0")]
-    dummy_device: String,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
-fn config(
+/// The configuration as `run` loads it, with `--node` as the hostname override.
+fn load_config(args: &PlanArgs) -> anyhow::Result<Config> {
+    let mut run = args.run.clone();
+    if let Some(node) = &args.node {
+        run.hostname_override = Some(node.clone());
+    }
+    let loaded = config::load(&run).context("loading the configuration")?;
+    // The configuration's own notes matter when one was given (`check-config` prints them all).
+    if run.config.is_some() {
+        for w in &loaded.warnings {
+            eprintln!("kube-ipvs: warning: {w}");
+        }
+    }
+    Ok(loaded.config)
+}
+
+/// The planner settings `run` would use on this node: [`Settings::derive`] over the node's
+/// addresses (`--node-address`, else the kernel's with `--against-kernel`, else the Node object's).
+fn planner(
     args: &PlanArgs,
+    cfg: &Config,
+    node: &str,
     dump: &ClusterDump,
     kernel_addresses: Option<Vec<IpAddr>>,
 ) -> anyhow::Result<PlannerConfig> {
-    let Some(scheduler) = Scheduler::parse(&args.ipvs_scheduler) else {
-        bail!(
-            "--ipvs-scheduler: unknown scheduler {:?}",
-            args.ipvs_scheduler
-        );
-    };
-    let mut cfg = PlannerConfig::new(&args.node).with_scheduler(scheduler);
-    cfg.service_cidrs.clone_from(&args.service_cluster_ip_range);
-    cfg.exclude_cidrs.clone_from(&args.ipvs_exclude_cidrs);
-    for a in &args.nodeport_addresses {
-        if a == "primary" {
-            cfg.node_port_primary = true;
-        } else {
-            cfg.node_port_addresses.push(
-                a.parse()
-                    .with_context(|| format!("--nodeport-addresses: {a:?}"))?,
-            );
-        }
-    }
-    let node = dump.node(&args.node);
-    let info = node.map(kube_ipvs::model::convert_node).unwrap_or_default();
-    cfg.node_addresses = if !args.node_address.is_empty() {
+    let info = dump
+        .node(node)
+        .map(kube_ipvs::model::convert_node)
+        .unwrap_or_default();
+    let node_addresses = if !args.node_address.is_empty() {
         args.node_address.clone()
     } else if let Some(addrs) = kernel_addresses {
         addrs
@@ -134,10 +120,9 @@ fn config(
             .copied()
             .collect()
     };
-    cfg.bind_cluster_ips = args.bind_cluster_ips;
-    cfg.strict_local = args.strict_local;
-    cfg.topology_node_hints = args.topology_node_hints;
-    Ok(cfg)
+    let mut p = Settings::derive(cfg, node, node_addresses)?.planner;
+    p.topology_node_hints = args.topology_node_hints;
+    Ok(p)
 }
 
 fn load(files: &[PathBuf]) -> anyhow::Result<ClusterDump> {
@@ -174,9 +159,15 @@ fn explain(e: KernelError) -> anyhow::Error {
         } => anyhow::anyhow!(
             "permission denied: --against-kernel needs CAP_NET_ADMIN (run as root): {e}"
         ),
-        _ if matches!(e.errno(), Some(1 | 13)) => anyhow::anyhow!(
-            "permission denied: --against-kernel needs CAP_NET_ADMIN (run as root): {e}"
-        ),
+        _ if matches!(
+            e.errno(),
+            Some(ipvs_netlink::Errno::EPERM | ipvs_netlink::Errno::EACCES)
+        ) =>
+        {
+            anyhow::anyhow!(
+                "permission denied: --against-kernel needs CAP_NET_ADMIN (run as root): {e}"
+            )
+        }
         _ => anyhow::anyhow!("reading the kernel: {e}"),
     }
 }
@@ -196,7 +187,7 @@ fn read_kernel(device: &str) -> anyhow::Result<(Vec<IpAddr>, ObservedState)> {
     })
 }
 
-fn print_ops(ops: &[Op], json: bool) -> anyhow::Result<()> {
+fn ops_text(ops: &[Op], json: bool) -> anyhow::Result<String> {
     let mut text = String::new();
     if json {
         text = serde_json::to_string_pretty(ops)?;
@@ -207,17 +198,25 @@ fn print_ops(ops: &[Op], json: bool) -> anyhow::Result<()> {
             text.push('\n');
         }
     }
+    Ok(text)
+}
+
+/// Runs `kube-ipvs plan`.
+pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
+    let text = render(args)?;
     std::io::stdout()
         .lock()
         .write_all(text.as_bytes())
         .context("writing output")
 }
 
-/// Runs `kube-ipvs plan`.
-pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
+/// What `kube-ipvs plan` prints.
+pub fn render(args: &PlanArgs) -> anyhow::Result<String> {
+    let cfg = load_config(args)?;
+    let node = cfg.node_name()?.name;
     let dump = load(&args.files)?;
     let kernel = if args.against_kernel {
-        Some(read_kernel(&args.dummy_device)?)
+        Some(read_kernel(cfg.dummy_device.as_str())?)
     } else {
         None
     };
@@ -225,13 +224,11 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
         Some((a, o)) => (Some(a), Some(o)),
         None => (None, None),
     };
-    let cfg = config(args, &dump, kernel_addresses)?;
-    let mut engine = Engine::new(cfg);
-    match dump.node(&args.node) {
+    let mut engine = Engine::new(planner(args, &cfg, &node, &dump, kernel_addresses)?);
+    match dump.node(&node) {
         Some(n) => engine.apply_node(n),
         None => eprintln!(
-            "kube-ipvs: warning: no Node {:?} in the dump: no zone, NodePorts only on --node-address",
-            args.node
+            "kube-ipvs: warning: no Node {node:?} in the dump: no zone, NodePorts only on --node-address"
         ),
     }
     for c in &dump.service_cidrs {
@@ -246,7 +243,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
     if let Some(observed) = observed {
         engine.set_observed(observed);
         let ops = engine.plan_full(std::time::Duration::ZERO);
-        return print_ops(&ops, args.json);
+        return ops_text(&ops, args.json);
     }
     engine.plan_full(std::time::Duration::ZERO);
     let bad: BTreeMap<String, String> = dump
@@ -260,12 +257,9 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
         })
         .collect();
     let report = PlanReport::new(engine.desired(), engine.index(), bad);
-    let text = if args.json {
+    Ok(if args.json {
         plan_json(&report)?
     } else {
         plan_text(&report, !args.no_owners)
-    };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).context("writing output")?;
-    Ok(())
+    })
 }

@@ -71,9 +71,6 @@ pub fn not_applicable(c: &KubeProxyConfiguration) -> Vec<ConfigWarning> {
                 "logs are written unbuffered; ignored",
             );
         }
-        if l.verbosity.is_some_and(|v| v != 0) {
-            w.push("logging.verbosity", "klog verbosity does not apply; set RUST_LOG (e.g. RUST_LOG=kube_ipvs=debug) instead");
-        }
         if l.vmodule.as_ref().is_some_and(|v| !v.is_empty()) {
             w.push(
                 "logging.vmodule",
@@ -286,7 +283,6 @@ mod tests {
                 "featureGates.A",
                 "featureGates.B",
                 "clientConnection.qps",
-                "logging.verbosity",
                 "enableProfiling",
                 "iptables.syncPeriod",
                 "iptables.minSyncPeriod",

@@ -3,6 +3,7 @@
 //! file's field path (`ipvs.excludeCIDRs[1]`) or the flag (`--ipvs-sync-period`).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,11 +11,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::applicability::not_applicable;
-use super::args::{HEALTHZ_PORT, METRICS_PORT, RunArgs};
+use super::args::{BindFlag, HEALTHZ_PORT, METRICS_PORT, RunArgs};
 use super::duration::{GoDuration, format_go};
 use super::error::{ConfigError, ConfigWarning, WarningKind};
 use super::file::ParsedFile;
 use super::kubeproxy::{KubeProxyConfiguration, non_empty, non_zero};
+use super::stock_flags::{self, Handling, parse_map_string_bool};
 use super::types::{
     InterfaceName, LocalDetection, LogFormat, MasqueradeBit, NodePortAddress, NodePortAddresses,
     Scheduler, Source, parse_bind_address, parse_cidr, parse_cluster_cidrs,
@@ -34,6 +36,8 @@ pub const DEFAULT_CONNTRACK_MIN: u32 = 128 * 1024;
 pub const DEFAULT_TCP_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Stock `conntrack.tcpCloseWaitTimeout`.
 pub const DEFAULT_TCP_CLOSE_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The API server's default `--service-node-port-range`.
+pub const DEFAULT_NODE_PORT_RANGE: RangeInclusive<u16> = 30000..=32767;
 
 /// Everything `kube-ipvs run` needs to know, resolved and validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,8 +48,17 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     /// `--hostname-override` / `hostnameOverride`; see `node_name::resolve_node_name`.
     pub hostname_override: Option<String>,
+    /// `--master`: the API server's address, over the kubeconfig's.
+    pub master: Option<String>,
     /// `--cleanup`: remove everything and exit.
     pub cleanup: bool,
+    /// `--init-only`: the privileged one-shot setup, then exit.
+    pub init_only: bool,
+    /// `--write-config-to`: write the effective configuration there and exit.
+    pub write_config_to: Option<PathBuf>,
+    /// `mode` as configured (file or `--proxy-mode`; empty when unset). kube-ipvs always runs
+    /// its IPVS proxier; the value says what a previous kube-proxy may have left behind.
+    pub proxy_mode: String,
     /// Full repair sync interval and coalescing interval.
     pub sync: SyncPeriods,
     pub scheduler: Scheduler,
@@ -78,7 +91,11 @@ pub struct Config {
     pub bind_cluster_ips: bool,
     /// `--service-cluster-ip-range`, in addition to the ServiceCIDR objects of the API server.
     pub service_cluster_ip_ranges: Vec<IpNet>,
+    /// `--service-node-port-range`: node-address virtual servers with a port here are NodePorts.
+    pub node_port_range: RangeInclusive<u16>,
     pub log_format: LogFormat,
+    /// klog verbosity (`--v`, `logging.verbosity`), mapped to a default log filter.
+    pub verbosity: u32,
 }
 
 /// Sync timing; `min <= period` holds.
@@ -133,7 +150,11 @@ impl Default for Config {
             source: Source::Kubernetes,
             kubeconfig: None,
             hostname_override: None,
+            master: None,
             cleanup: false,
+            init_only: false,
+            write_config_to: None,
+            proxy_mode: String::new(),
             sync: SyncPeriods {
                 period: DEFAULT_SYNC_PERIOD,
                 min: DEFAULT_MIN_SYNC_PERIOD,
@@ -157,7 +178,9 @@ impl Default for Config {
             dummy_device: InterfaceName::kube_ipvs0(),
             bind_cluster_ips: false,
             service_cluster_ip_ranges: Vec::new(),
+            node_port_range: DEFAULT_NODE_PORT_RANGE,
             log_format: LogFormat::Text,
+            verbosity: 0,
         }
     }
 }
@@ -198,15 +221,26 @@ fn pick<T>(
 /// The shortest sync period used without a warning.
 const MIN_SENSIBLE_SYNC_PERIOD: Duration = Duration::from_secs(1);
 
-/// Resolves defaults <- file <- flags. `file` is the decoded `--config` file, if any.
+/// Resolves the effective configuration with stock kube-proxy's precedence: without `--config`,
+/// defaults <- flags; with it, defaults <- file, and the flags bound to configuration fields are
+/// ignored (each with a warning), as kube-proxy's `Options.Complete` replaces its configuration
+/// with the file's. `--hostname-override` and the logging flags apply over the file; flags that
+/// are not configuration fields (`--master`, `--cleanup`, kube-ipvs's own) always apply.
 pub fn resolve(file: Option<&ParsedFile>, flags: &RunArgs) -> Result<Loaded, ConfigError> {
     let empty = KubeProxyConfiguration::default();
     let wire = file.map_or(&empty, |f| &f.config);
     let mut warnings: Vec<ConfigWarning> = file.map(|f| f.warnings.clone()).unwrap_or_default();
     warnings.extend(not_applicable(wire));
-    let mode_flag = flags.proxy_mode.as_deref() == Some("ipvs");
-    let f = FileValues::from_wire(wire, mode_flag, &mut warnings)?;
+    warnings.extend(inert_flag_warnings(flags));
+    let flags = &applicable_flags(file.is_some(), flags, &mut warnings);
+    let f = FileValues::from_wire(wire, &mut warnings)?;
     let d = Config::default();
+
+    let proxy_mode = match (&flags.proxy_mode, non_empty(&wire.mode)) {
+        (Some(m), _) => decide_mode(m, "--proxy-mode", &mut warnings)?,
+        (None, Some(m)) => decide_mode(m, "mode", &mut warnings)?,
+        (None, None) => decide_mode("", "mode", &mut warnings)?,
+    };
 
     let period = pick(
         flags.ipvs_sync_period,
@@ -252,7 +286,23 @@ pub fn resolve(file: Option<&ParsedFile>, flags: &RunArgs) -> Result<Loaded, Con
         .unwrap_or(d.scheduler);
 
     let cluster_cidrs = flags.cluster_cidr.clone().map(|c| c.0).or(f.cluster_cidrs);
-    let local_detection = match f.local_detection {
+    let detection = match &flags.detect_local_mode {
+        Some(mode) => local_detection_from(
+            Some(mode.as_str()),
+            flags
+                .pod_bridge_interface
+                .as_ref()
+                .map(InterfaceName::as_str),
+            flags.pod_interface_name_prefix.as_deref(),
+            [
+                "--detect-local-mode",
+                "--pod-bridge-interface",
+                "--pod-interface-name-prefix",
+            ],
+        )?,
+        None => f.local_detection,
+    };
+    let local_detection = match detection {
         Some(LocalDetection::ClusterCidr(_)) | None => match cluster_cidrs {
             Some(c) if !c.is_empty() => LocalDetection::ClusterCidr(c),
             _ => {
@@ -276,7 +326,8 @@ pub fn resolve(file: Option<&ParsedFile>, flags: &RunArgs) -> Result<Loaded, Con
     let bind_cluster_ips = flags.bind_cluster_ips.unwrap_or(d.bind_cluster_ips);
 
     // bindAddress picks the family of the default server addresses, as in kube-proxy.
-    let (default_healthz, default_metrics) = if f.ipv6_defaults {
+    let bind_address = flags.bind_address.or(f.bind_address);
+    let (default_healthz, default_metrics) = if bind_address.is_some_and(|ip| ip.is_ipv6()) {
         (
             Some(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), HEALTHZ_PORT)),
             Some(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), METRICS_PORT)),
@@ -284,21 +335,50 @@ pub fn resolve(file: Option<&ParsedFile>, flags: &RunArgs) -> Result<Loaded, Con
     } else {
         (d.healthz_bind_address, d.metrics_bind_address)
     };
+    let healthz_bind_address = server_address(
+        flags.healthz_bind_address,
+        flags.healthz_port,
+        f.healthz_bind_address.or(default_healthz),
+    );
+    let metrics_bind_address = server_address(
+        flags.metrics_bind_address,
+        flags.metrics_port,
+        f.metrics_bind_address.or(default_metrics),
+    );
+
+    let node_port_addresses = match flags.node_port_addresses() {
+        Some(r) => r.map_err(|e| ConfigError::invalid("--nodeport-addresses", e))?,
+        None => f.node_port_addresses.unwrap_or_default(),
+    };
+
+    let hostname_override = match &flags.hostname_override {
+        // kube-proxy: a flag that trims to nothing is an error, not "unset".
+        Some(h) if !h.is_empty() && h.trim().is_empty() => {
+            return Err(ConfigError::invalid(
+                "--hostname-override",
+                "empty hostname-override is invalid",
+            ));
+        }
+        Some(h) if !h.is_empty() => Some(h.clone()),
+        _ => f.hostname_override,
+    };
 
     let config = Config {
         source: flags.source.clone().unwrap_or(d.source),
         kubeconfig: flags.kubeconfig.clone().or(f.kubeconfig),
-        hostname_override: flags.hostname_override.clone().or(f.hostname_override),
+        hostname_override,
+        master: flags.master.clone(),
         cleanup: flags.cleanup.unwrap_or(false),
+        init_only: flags.init_only.unwrap_or(false),
+        write_config_to: flags.write_config_to.clone(),
+        proxy_mode,
         sync: SyncPeriods {
             period: period.value,
             min: min.value,
         },
         scheduler,
         exclude_cidrs: flags
-            .ipvs_exclude_cidrs
-            .clone()
-            .map(|c| c.0)
+            .exclude_cidrs()
             .or(f.exclude_cidrs)
             .unwrap_or_default(),
         strict_arp: flags
@@ -319,23 +399,17 @@ pub fn resolve(file: Option<&ParsedFile>, flags: &RunArgs) -> Result<Loaded, Con
             .or(f.masquerade_all)
             .unwrap_or(d.masquerade_all),
         local_detection,
-        node_port_addresses: flags
-            .nodeport_addresses
-            .clone()
-            .or(f.node_port_addresses)
-            .unwrap_or_default(),
-        healthz_bind_address: match flags.healthz_bind_address {
-            Some(b) => b.0,
-            None => f.healthz_bind_address.or(default_healthz),
-        },
-        metrics_bind_address: match flags.metrics_bind_address {
-            Some(b) => b.0,
-            None => f.metrics_bind_address.or(default_metrics),
-        },
-        node_ip_override: f.node_ip_override,
-        bind_address_hard_fail: f.bind_address_hard_fail.unwrap_or(false),
+        node_port_addresses,
+        healthz_bind_address,
+        metrics_bind_address,
+        // "0.0.0.0" / "::" are the stock default meaning "not overridden".
+        node_ip_override: bind_address.filter(|ip| !ip.is_unspecified()),
+        bind_address_hard_fail: flags
+            .bind_address_hard_fail
+            .or(f.bind_address_hard_fail)
+            .unwrap_or(false),
         service_proxy_name: f.service_proxy_name,
-        conntrack: f.conntrack,
+        conntrack: conntrack_flags(flags, f.conntrack),
         drain_limit: match flags.drain_limit {
             Some(l) => nonzero(Some(l)),
             None => d.drain_limit,
@@ -344,11 +418,203 @@ pub fn resolve(file: Option<&ParsedFile>, flags: &RunArgs) -> Result<Loaded, Con
         dummy_device: flags.dummy_device.clone().unwrap_or(d.dummy_device),
         bind_cluster_ips,
         service_cluster_ip_ranges,
-        log_format: flags.log_format.or(f.log_format).unwrap_or(d.log_format),
+        node_port_range: flags
+            .service_node_port_range
+            .clone()
+            .unwrap_or(d.node_port_range),
+        log_format: flags
+            .logging_format
+            .or(f.log_format)
+            .unwrap_or(d.log_format),
+        verbosity: flags.verbosity.or(f.verbosity).unwrap_or(d.verbosity),
     };
     warnings.sort();
     warnings.dedup();
     Ok(Loaded { config, warnings })
+}
+
+/// One warning per inert flag given (the catalogue says why it does not apply).
+fn inert_flag_warnings(flags: &RunArgs) -> Vec<ConfigWarning> {
+    let mut out = Vec::new();
+    for (name, values) in &flags.inert.given {
+        let Some(Handling::Inert(why)) = stock_flags::lookup(name).map(|f| f.handling) else {
+            continue;
+        };
+        let message = if *name == "feature-gates" {
+            let gates: Vec<String> = values
+                .iter()
+                .filter_map(|v| parse_map_string_bool(v).ok())
+                .flatten()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("{why} ({})", gates.join(","))
+        } else {
+            why.to_owned()
+        };
+        out.push(ConfigWarning::new(
+            WarningKind::NotApplicable,
+            format!("--{name}"),
+            message,
+        ));
+    }
+    out
+}
+
+/// The flags that apply. With `--config`, kube-proxy replaces its whole configuration with the
+/// file's, so the flags bound to configuration fields (and the deprecated --healthz-port and
+/// --metrics-port) have no effect: they are dropped here, each with a warning.
+pub(crate) fn applicable_flags(
+    file_given: bool,
+    flags: &RunArgs,
+    warnings: &mut Vec<ConfigWarning>,
+) -> RunArgs {
+    let mut f = flags.clone();
+    if !file_given {
+        return f;
+    }
+    let mut dropped: Vec<&'static str> = Vec::new();
+    macro_rules! drop_flags {
+        ($($field:ident => $name:literal),* $(,)?) => {
+            $(if f.$field.take().is_some() { dropped.push($name); })*
+        };
+    }
+    drop_flags!(
+        proxy_mode => "proxy-mode",
+        kubeconfig => "kubeconfig",
+        bind_address => "bind-address",
+        healthz_bind_address => "healthz-bind-address",
+        metrics_bind_address => "metrics-bind-address",
+        bind_address_hard_fail => "bind-address-hard-fail",
+        iptables_masquerade_bit => "iptables-masquerade-bit",
+        masquerade_all => "masquerade-all",
+        ipvs_sync_period => "ipvs-sync-period",
+        ipvs_min_sync_period => "ipvs-min-sync-period",
+        ipvs_scheduler => "ipvs-scheduler",
+        ipvs_exclude_cidrs => "ipvs-exclude-cidrs",
+        ipvs_strict_arp => "ipvs-strict-arp",
+        ipvs_tcp_timeout => "ipvs-tcp-timeout",
+        ipvs_tcpfin_timeout => "ipvs-tcpfin-timeout",
+        ipvs_udp_timeout => "ipvs-udp-timeout",
+        detect_local_mode => "detect-local-mode",
+        pod_bridge_interface => "pod-bridge-interface",
+        pod_interface_name_prefix => "pod-interface-name-prefix",
+        cluster_cidr => "cluster-cidr",
+        nodeport_addresses => "nodeport-addresses",
+        conntrack_max_per_core => "conntrack-max-per-core",
+        conntrack_min => "conntrack-min",
+        conntrack_tcp_timeout_established => "conntrack-tcp-timeout-established",
+        conntrack_tcp_timeout_close_wait => "conntrack-tcp-timeout-close-wait",
+        conntrack_tcp_be_liberal => "conntrack-tcp-be-liberal",
+        conntrack_udp_timeout => "conntrack-udp-timeout",
+        conntrack_udp_timeout_stream => "conntrack-udp-timeout-stream",
+        healthz_port => "healthz-port",
+        metrics_port => "metrics-port",
+    );
+    for name in dropped {
+        let field = stock_flags::lookup(name).map_or("", |f| f.field);
+        let message = if field.is_empty() {
+            "ignored because --config is given, as in kube-proxy".to_owned()
+        } else {
+            format!(
+                "ignored because --config is given, as in kube-proxy (the file's {field} applies; \
+                 set it there)"
+            )
+        };
+        warnings.push(ConfigWarning::new(
+            WarningKind::Notice,
+            format!("--{name}"),
+            message,
+        ));
+    }
+    f
+}
+
+/// kube-ipvs runs its IPVS proxier whatever `mode` says: a stock ConfigMap or command line with
+/// another Linux mode (kube-proxy's default is iptables) gets one warning saying what that mode
+/// leaves behind. Only values kube-proxy itself refuses on Linux are errors.
+fn decide_mode(
+    mode: &str,
+    field: &'static str,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<String, ConfigError> {
+    let note = match mode {
+        "ipvs" => None,
+        "" | "iptables" => Some(format!(
+            "{}: kube-ipvs runs its IPVS proxier instead of kube-proxy's iptables proxier. If this \
+             node ran kube-proxy in iptables mode, remove that mode's leftover chains once the node \
+             is migrated (deploy/cleanup-iptables-mode.sh, see deploy/MIGRATING.md)",
+            if mode.is_empty() {
+                "not set (kube-proxy's default is iptables)".to_owned()
+            } else {
+                format!("{mode:?}")
+            }
+        )),
+        "nftables" => Some(
+            "\"nftables\": kube-ipvs runs its IPVS proxier instead; after its first sync it deletes \
+             the nftables proxier's tables (ip and ip6 \"kube-proxy\"), as kube-proxy's IPVS mode \
+             does at start"
+                .to_owned(),
+        ),
+        other => {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "{other:?} is not a Linux proxy mode (iptables, ipvs, nftables); kube-ipvs \
+                     runs IPVS: set it to \"ipvs\""
+                ),
+            ));
+        }
+    };
+    if let Some(message) = note {
+        warnings.push(ConfigWarning::new(WarningKind::Notice, field, message));
+    }
+    Ok(mode.to_owned())
+}
+
+/// A server address: the flag (empty disables), else the file's or the default; the deprecated
+/// port flag disables with 0 and otherwise fills in a port the flag's address did not name
+/// (kube-proxy's `addressFromDeprecatedFlags`).
+fn server_address(
+    flag: Option<BindFlag>,
+    port: Option<u16>,
+    otherwise: Option<SocketAddr>,
+) -> Option<SocketAddr> {
+    let (addr, port_given) = match flag {
+        Some(BindFlag(addr, given)) => (addr, given),
+        None => (otherwise, true),
+    };
+    match port {
+        Some(0) => None,
+        Some(p) if !port_given => addr.map(|a| SocketAddr::new(a.ip(), p)),
+        _ => addr,
+    }
+}
+
+/// The conntrack settings: the file's (or the defaults), then the flags (only given without
+/// `--config`; `applicable_flags` drops them otherwise).
+fn conntrack_flags(flags: &RunArgs, mut s: ConntrackSettings) -> ConntrackSettings {
+    if let Some(v) = flags.conntrack_max_per_core {
+        s.max_per_core = (v != 0).then_some(v);
+    }
+    if let Some(v) = flags.conntrack_min {
+        s.min = v;
+    }
+    if let Some(d) = flags.conntrack_tcp_timeout_established {
+        s.tcp_established_timeout = nonzero(Some(d));
+    }
+    if let Some(d) = flags.conntrack_tcp_timeout_close_wait {
+        s.tcp_close_wait_timeout = nonzero(Some(d));
+    }
+    if let Some(b) = flags.conntrack_tcp_be_liberal {
+        s.tcp_be_liberal = b;
+    }
+    if let Some(d) = flags.conntrack_udp_timeout {
+        s.udp_timeout = nonzero(Some(d));
+    }
+    if let Some(d) = flags.conntrack_udp_timeout_stream {
+        s.udp_stream_timeout = nonzero(Some(d));
+    }
+    s
 }
 
 fn nonzero(d: Option<Duration>) -> Option<Duration> {
@@ -373,44 +639,23 @@ struct FileValues {
     node_port_addresses: Option<NodePortAddresses>,
     healthz_bind_address: Option<SocketAddr>,
     metrics_bind_address: Option<SocketAddr>,
-    /// `bindAddress` is IPv6: the servers default to `[::]` and `[::1]`.
-    ipv6_defaults: bool,
-    node_ip_override: Option<IpAddr>,
+    /// `bindAddress` as written (`0.0.0.0` included).
+    bind_address: Option<IpAddr>,
     bind_address_hard_fail: Option<bool>,
     hostname_override: Option<String>,
     kubeconfig: Option<PathBuf>,
     service_proxy_name: Option<String>,
     conntrack: ConntrackSettings,
     log_format: Option<LogFormat>,
+    verbosity: Option<u32>,
 }
 
 impl FileValues {
-    /// `mode_flag`: `--proxy-mode=ipvs` was given, which overrides the file's `mode`. Unlike
-    /// kube-proxy (which ignores the flag when a file is given), this lets a node be migrated from
-    /// iptables mode while the shared ConfigMap still says `mode: iptables` for the other nodes.
+    /// Validates the honoured fields (`mode` is decided by `decide_mode`).
     fn from_wire(
         c: &KubeProxyConfiguration,
-        mode_flag: bool,
         warnings: &mut Vec<ConfigWarning>,
     ) -> Result<Self, ConfigError> {
-        if let Some(mode) = non_empty(&c.mode)
-            && mode != "ipvs"
-        {
-            if !mode_flag {
-                return Err(ConfigError::invalid(
-                    "mode",
-                    format!(
-                        "{mode:?} is not supported: kube-ipvs implements only \"ipvs\" (or empty); \
-                         set mode: ipvs, or pass --proxy-mode=ipvs to override it"
-                    ),
-                ));
-            }
-            warnings.push(ConfigWarning::new(
-                WarningKind::Notice,
-                "mode",
-                format!("{mode:?} is overridden by --proxy-mode=ipvs"),
-            ));
-        }
         let mut v = FileValues::default();
         let ipvs = c.ipvs.clone().unwrap_or_default();
         let ipt = c.iptables.clone().unwrap_or_default();
@@ -482,7 +727,17 @@ impl FileValues {
         v.cluster_cidrs = non_empty(&c.cluster_cidr)
             .map(|s| parse_cluster_cidrs(s).map_err(|e| ConfigError::invalid("clusterCIDR", e)))
             .transpose()?;
-        v.local_detection = local_detection(c)?;
+        let dl = c.detect_local.clone().unwrap_or_default();
+        v.local_detection = local_detection_from(
+            non_empty(&c.detect_local_mode),
+            non_empty(&dl.bridge_interface),
+            non_empty(&dl.interface_name_prefix),
+            [
+                "detectLocalMode",
+                "detectLocal.bridgeInterface",
+                "detectLocal.interfaceNamePrefix",
+            ],
+        )?;
         v.node_port_addresses = c
             .node_port_addresses
             .as_ref()
@@ -500,17 +755,13 @@ impl FileValues {
             })
             .transpose()?;
 
-        v.node_ip_override = non_empty(&c.bind_address)
+        v.bind_address = non_empty(&c.bind_address)
             .map(|s| {
                 IpAddr::from_str(s).map_err(|_| {
                     ConfigError::invalid("bindAddress", format!("invalid IP address {s:?}"))
                 })
             })
             .transpose()?;
-        v.ipv6_defaults = v.node_ip_override.is_some_and(|ip| ip.is_ipv6());
-        if v.node_ip_override.is_some_and(|ip| ip.is_unspecified()) {
-            v.node_ip_override = None; // "0.0.0.0" is the stock default meaning "not overridden".
-        }
         v.healthz_bind_address = non_empty(&c.healthz_bind_address)
             .map(|s| {
                 parse_bind_address(s, HEALTHZ_PORT)
@@ -539,6 +790,7 @@ impl FileValues {
             .and_then(|l| non_empty(&l.format))
             .map(|s| LogFormat::from_str(s).map_err(|e| ConfigError::invalid("logging.format", e)))
             .transpose()?;
+        v.verbosity = c.logging.as_ref().and_then(|l| l.verbosity);
         Ok(v)
     }
 }
@@ -566,36 +818,43 @@ fn non_negative(field: &str, d: &Option<GoDuration>) -> Result<Option<Duration>,
     .transpose()
 }
 
-fn local_detection(c: &KubeProxyConfiguration) -> Result<Option<LocalDetection>, ConfigError> {
-    let dl = c.detect_local.clone().unwrap_or_default();
-    let Some(mode) = non_empty(&c.detect_local_mode) else {
+/// `detectLocalMode` with its parameter; `names` are how the three inputs are called in errors
+/// (file fields or flags).
+fn local_detection_from(
+    mode: Option<&str>,
+    bridge: Option<&str>,
+    prefix: Option<&str>,
+    names: [&'static str; 3],
+) -> Result<Option<LocalDetection>, ConfigError> {
+    let [mode_name, bridge_name, prefix_name] = names;
+    let Some(mode) = mode.filter(|m| !m.is_empty()) else {
         return Ok(None);
     };
     match mode {
         "ClusterCIDR" => Ok(Some(LocalDetection::ClusterCidr(Vec::new()))),
         "NodeCIDR" => Ok(Some(LocalDetection::NodeCidr)),
         "BridgeInterface" => {
-            let name = non_empty(&dl.bridge_interface).ok_or_else(|| {
+            let name = bridge.filter(|b| !b.is_empty()).ok_or_else(|| {
                 ConfigError::invalid(
-                    "detectLocal.bridgeInterface",
+                    bridge_name,
                     "required when detectLocalMode is BridgeInterface",
                 )
             })?;
-            let name = InterfaceName::from_str(name)
-                .map_err(|e| ConfigError::invalid("detectLocal.bridgeInterface", e))?;
+            let name =
+                InterfaceName::from_str(name).map_err(|e| ConfigError::invalid(bridge_name, e))?;
             Ok(Some(LocalDetection::BridgeInterface(name)))
         }
         "InterfaceNamePrefix" => {
-            let prefix = non_empty(&dl.interface_name_prefix).ok_or_else(|| {
+            let prefix = prefix.filter(|p| !p.is_empty()).ok_or_else(|| {
                 ConfigError::invalid(
-                    "detectLocal.interfaceNamePrefix",
+                    prefix_name,
                     "required when detectLocalMode is InterfaceNamePrefix",
                 )
             })?;
             Ok(Some(LocalDetection::InterfaceNamePrefix(prefix.to_owned())))
         }
         other => Err(ConfigError::invalid(
-            "detectLocalMode",
+            mode_name,
             format!(
                 "{other:?} is not one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix"
             ),

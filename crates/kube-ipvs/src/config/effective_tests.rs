@@ -9,6 +9,7 @@ use super::*;
 use crate::config::file::parse_str;
 
 #[derive(Debug, Parser)]
+#[command(args_override_self = true)]
 struct Cli {
     #[command(flatten)]
     run: RunArgs,
@@ -55,9 +56,15 @@ fn stock_defaults_without_file_or_flags() {
     assert!(!c.bind_cluster_ips && !c.strict_local && !c.cleanup && !c.strict_arp);
     assert_eq!(c.source, Source::Kubernetes);
     assert_eq!(c.local_detection, LocalDetection::Disabled);
-    // The only note: without a cluster CIDR, pod traffic cannot be told apart.
+    // The notes: without a cluster CIDR, pod traffic cannot be told apart; no mode given (kube-proxy
+    // would run iptables).
     let fields: Vec<&str> = l.warnings.iter().map(|w| w.field.as_str()).collect();
-    assert_eq!(fields, ["clusterCIDR"]);
+    assert_eq!(fields, ["clusterCIDR", "mode"]);
+    assert_eq!(c.node_port_range, 30000..=32767);
+    assert_eq!(
+        (c.verbosity, c.init_only, c.master.as_deref()),
+        (0, false, None)
+    );
 }
 
 #[test]
@@ -128,25 +135,24 @@ fn every_honoured_field_is_read_from_the_file() {
 }
 
 #[test]
-fn flags_override_the_file_and_the_file_overrides_defaults() {
+fn with_a_file_the_flags_bound_to_its_fields_are_ignored_as_in_kube_proxy() {
     let yaml = format!(
-        "{HEADER}ipvs:\n  scheduler: wlc\n  syncPeriod: 1m\n  minSyncPeriod: 5s\n  strictARP: true\n\
+        "{HEADER}mode: ipvs\nipvs:\n  scheduler: wlc\n  syncPeriod: 1m\n  minSyncPeriod: 5s\n  strictARP: true\n\
          \x20 excludeCIDRs: [10.1.0.0/16]\n  tcpTimeout: 10m\n\
          iptables: {{masqueradeAll: true, masqueradeBit: 13}}\n\
          clusterCIDR: 10.244.0.0/16\nnodePortAddresses: [primary]\n\
          healthzBindAddress: 0.0.0.0:1111\nmetricsBindAddress: 0.0.0.0:2222\n\
          hostnameOverride: from-file\nclientConnection: {{kubeconfig: /file/kubeconfig}}\n\
-         logging: {{format: json}}\n"
+         logging: {{format: json, verbosity: 1}}\n"
     );
-    // The file alone.
-    let c = load(Some(&yaml), &[]).unwrap().config;
+    let from_file = load(Some(&yaml), &[]).unwrap().config;
     assert_eq!(
         (
-            c.scheduler.as_str(),
-            c.sync.period,
-            c.sync.min,
-            c.strict_arp,
-            c.masquerade_all
+            from_file.scheduler.as_str(),
+            from_file.sync.period,
+            from_file.sync.min,
+            from_file.strict_arp,
+            from_file.masquerade_all
         ),
         (
             "wlc",
@@ -156,9 +162,12 @@ fn flags_override_the_file_and_the_file_overrides_defaults() {
             true
         )
     );
-    assert_eq!(c.node_port_addresses, NodePortAddresses::Primary);
-    // Flags on top: each one wins.
-    let c = load(
+    assert_eq!(from_file.node_port_addresses, NodePortAddresses::Primary);
+    assert_eq!(from_file.verbosity, 1);
+    // kube-proxy's Options.Complete replaces its configuration with the file's: every flag bound
+    // to a field is ignored (each named in a warning); --hostname-override and the logging flags
+    // apply over the file; flags that are not fields apply.
+    let l = load(
         Some(&yaml),
         &[
             "--ipvs-scheduler=sh",
@@ -173,24 +182,89 @@ fn flags_override_the_file_and_the_file_overrides_defaults() {
             "--nodeport-addresses=10.0.0.0/8",
             "--healthz-bind-address=",
             "--metrics-bind-address=127.0.0.1",
-            "--hostname-override=from-flag",
             "--kubeconfig=/flag/kubeconfig",
+            "--proxy-mode=iptables",
+            "--conntrack-min=1",
+            "--healthz-port=0",
+            "--hostname-override=from-flag",
             "--log-format=text",
+            "--v=4",
+            "--master=https://10.0.0.1:6443",
+            "--drain-limit=1m",
+        ],
+    )
+    .unwrap();
+    let c = &l.config;
+    let mut same = from_file.clone();
+    same.hostname_override = Some("from-flag".into());
+    same.log_format = LogFormat::Text;
+    same.verbosity = 4;
+    same.master = Some("https://10.0.0.1:6443".into());
+    same.drain_limit = Some(Duration::from_secs(60));
+    assert_eq!(c, &same);
+    let ignored: Vec<&str> = l
+        .warnings
+        .iter()
+        .filter(|w| w.message.starts_with("ignored because --config is given"))
+        .map(|w| w.field.as_str())
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            "--cluster-cidr",
+            "--conntrack-min",
+            "--healthz-bind-address",
+            "--healthz-port",
+            "--iptables-masquerade-bit",
+            "--ipvs-exclude-cidrs",
+            "--ipvs-min-sync-period",
+            "--ipvs-scheduler",
+            "--ipvs-strict-arp",
+            "--ipvs-sync-period",
+            "--ipvs-tcp-timeout",
+            "--kubeconfig",
+            "--masquerade-all",
+            "--metrics-bind-address",
+            "--nodeport-addresses",
+            "--proxy-mode",
+        ]
+    );
+}
+
+#[test]
+fn without_a_file_the_flags_set_the_fields() {
+    let c = load(
+        None,
+        &[
+            "--ipvs-scheduler=sh",
+            "--ipvs-sync-period=10s",
+            "--ipvs-strict-arp",
+            "--ipvs-exclude-cidrs=10.1.0.0/16",
+            "--ipvs-exclude-cidrs=10.2.0.0/16",
+            "--masquerade-all",
+            "--iptables-masquerade-bit=12",
+            "--cluster-cidr=10.0.0.0/8",
+            "--nodeport-addresses=10.0.0.0/8",
+            "--metrics-bind-address=127.0.0.1",
+            "--healthz-bind-address=0.0.0.0",
+            "--healthz-port=12345",
+            "--metrics-port=0",
+            "--kubeconfig=/flag/kubeconfig",
+            "--bind-address=fd00::10",
+            "--bind-address-hard-fail",
+            "--conntrack-max-per-core=0",
+            "--conntrack-tcp-timeout-established=0s",
+            "--conntrack-tcp-be-liberal",
+            "--conntrack-udp-timeout=30s",
+            "--proxy-mode=ipvs",
         ],
     )
     .unwrap()
     .config;
     assert_eq!(c.scheduler.as_str(), "sh");
-    assert_eq!(
-        c.sync,
-        SyncPeriods {
-            period: Duration::from_secs(10),
-            min: Duration::ZERO
-        }
-    );
-    assert!(!c.strict_arp && !c.masquerade_all);
-    assert_eq!(c.exclude_cidrs, vec![]);
-    assert_eq!(c.ipvs_timeouts.tcp, None);
+    assert_eq!(c.sync.period, Duration::from_secs(10));
+    assert!(c.strict_arp && c.masquerade_all && c.bind_address_hard_fail);
+    assert_eq!(c.exclude_cidrs.len(), 2, "a repeated list flag extends");
     assert_eq!(c.masquerade_bit.bit(), 12);
     assert_eq!(
         c.local_detection,
@@ -200,14 +274,105 @@ fn flags_override_the_file_and_the_file_overrides_defaults() {
         c.node_port_addresses,
         NodePortAddresses::Cidrs(vec!["10.0.0.0/8".parse().unwrap()])
     );
-    assert_eq!(
-        c.healthz_bind_address, None,
-        "an empty flag disables the server"
-    );
-    assert_eq!(c.metrics_bind_address, addr("127.0.0.1:10249"));
-    assert_eq!(c.hostname_override.as_deref(), Some("from-flag"));
+    // --healthz-port fills in the port the address flag left out; --metrics-port=0 disables.
+    assert_eq!(c.healthz_bind_address, addr("0.0.0.0:12345"));
+    assert_eq!(c.metrics_bind_address, None);
     assert_eq!(c.kubeconfig, Some("/flag/kubeconfig".into()));
-    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.node_ip_override, Some("fd00::10".parse().unwrap()));
+    assert_eq!(
+        c.conntrack,
+        ConntrackSettings {
+            max_per_core: None,
+            tcp_established_timeout: None,
+            tcp_be_liberal: true,
+            udp_timeout: Some(Duration::from_secs(30)),
+            ..ConntrackSettings::default()
+        }
+    );
+    assert_eq!(c.proxy_mode, "ipvs");
+}
+
+#[test]
+fn every_flag_bound_to_a_field_is_dropped_with_a_file() {
+    // Each stock flag the catalogue marks as a configuration field (or one only used without
+    // --config) and RunArgs applies: given with a file, it is ignored with a warning.
+    use crate::config::stock_flags::{Handling, Precedence, STOCK_FLAGS};
+    let value = |name: &str| -> &'static str {
+        match name {
+            "proxy-mode" => "ipvs",
+            "kubeconfig" => "/k",
+            "bind-address" => "10.0.0.1",
+            "healthz-bind-address" | "metrics-bind-address" => "127.0.0.1:1",
+            "bind-address-hard-fail"
+            | "masquerade-all"
+            | "ipvs-strict-arp"
+            | "conntrack-tcp-be-liberal" => "true",
+            "iptables-masquerade-bit" => "3",
+            "ipvs-scheduler" => "rr",
+            "ipvs-exclude-cidrs" | "cluster-cidr" | "nodeport-addresses" => "10.0.0.0/8",
+            "detect-local-mode" => "NodeCIDR",
+            "pod-bridge-interface" => "br0",
+            "pod-interface-name-prefix" => "veth",
+            "conntrack-max-per-core" | "conntrack-min" | "healthz-port" | "metrics-port" => "1",
+            _ => "1s",
+        }
+    };
+    let gated: Vec<&str> = STOCK_FLAGS
+        .iter()
+        .filter(|f| f.handling == Handling::Applied)
+        .filter(|f| {
+            matches!(
+                f.precedence,
+                Precedence::ConfigField | Precedence::WithoutConfig
+            )
+        })
+        .map(|f| f.name)
+        .collect();
+    assert!(gated.len() > 25, "{gated:?}");
+    let args: Vec<String> = gated
+        .iter()
+        .map(|n| format!("--{n}={}", value(n)))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let l = load(Some(&format!("{HEADER}mode: ipvs\n")), &args).unwrap();
+    let mut ignored: Vec<&str> = l
+        .warnings
+        .iter()
+        .filter(|w| w.message.starts_with("ignored because --config is given"))
+        .map(|w| w.field.trim_start_matches("--"))
+        .collect();
+    ignored.sort_unstable();
+    let mut want = gated.clone();
+    want.sort_unstable();
+    assert_eq!(ignored, want);
+    assert_eq!(
+        l.config,
+        load(Some(&format!("{HEADER}mode: ipvs\n")), &[])
+            .unwrap()
+            .config
+    );
+}
+
+#[test]
+fn inert_flags_get_one_warning_each() {
+    let l = load(
+        None,
+        &[
+            "--oom-score-adj=-998",
+            "--feature-gates=A=true,B=false",
+            "--iptables-sync-period=1m",
+            "--logtostderr",
+            "--cluster-cidr=10.0.0.0/8",
+            "--proxy-mode=ipvs",
+        ],
+    )
+    .unwrap();
+    let got: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got[0].starts_with("--feature-gates: ") && got[0].ends_with("(A=true,B=false)"));
+    assert!(got[1].starts_with("--iptables-sync-period: applies to kube-proxy's iptables"));
+    assert!(got[2].starts_with("--logtostderr: a klog flag"));
+    assert!(got[3].starts_with("--oom-score-adj: "));
 }
 
 #[test]
@@ -259,11 +424,10 @@ fn ours_and_their_defaults() {
 fn invalid_values_name_their_field() {
     let cases: &[(&str, &[&str], &str)] = &[
         (
-            "mode: iptables\n",
+            "mode: userspace\n",
             &[],
-            "mode: \"iptables\" is not supported",
+            "mode: \"userspace\" is not a Linux proxy mode",
         ),
-        ("mode: nftables\n", &[], "mode: "),
         (
             "ipvs: {excludeCIDRs: [10.0.0.0/8, 10.0.0/8]}\n",
             &[],
@@ -297,16 +461,6 @@ fn invalid_values_name_their_field() {
             "ipvs: {minSyncPeriod: 1m}\n",
             &[],
             "ipvs.minSyncPeriod: minimum sync period 1m0s exceeds the sync period 30s (from the default)",
-        ),
-        (
-            "ipvs: {minSyncPeriod: 5s}\n",
-            &["--ipvs-sync-period=1s"],
-            "ipvs.minSyncPeriod: minimum sync period 5s exceeds the sync period 1s (from --ipvs-sync-period)",
-        ),
-        (
-            "",
-            &["--ipvs-min-sync-period=1m"],
-            "--ipvs-min-sync-period: minimum sync period 1m0s exceeds",
         ),
         (
             "iptables: {masqueradeBit: 32}\n",
@@ -392,17 +546,64 @@ fn invalid_values_name_their_field() {
             "{body} {args:?}:\n got: {err}\nwant: {want}"
         );
     }
+    // Without a file, the flags' own cross-field errors name the flag.
+    let err = load(None, &["--ipvs-min-sync-period=1m"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("--ipvs-min-sync-period: minimum sync period 1m0s exceeds"),
+        "{err}"
+    );
+    let err = load(None, &["--detect-local-mode=BridgeInterface"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("--pod-bridge-interface: required"), "{err}");
+    let err = load(None, &["--hostname-override=  "])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "--hostname-override: empty hostname-override is invalid"
+    );
 }
 
 #[test]
-fn proxy_mode_flag_overrides_the_file_mode() {
-    let yaml = format!("{HEADER}mode: iptables\nclusterCIDR: 10.0.0.0/8\n");
-    assert!(load(Some(&yaml), &[]).is_err());
-    let l = load(Some(&yaml), &["--proxy-mode=ipvs"]).unwrap();
-    let notes: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
-    assert_eq!(
-        notes,
-        ["mode: \"iptables\" is overridden by --proxy-mode=ipvs"]
+fn other_modes_run_ipvs_with_one_notice() {
+    for (body, args, field) in [
+        ("mode: iptables\n", &[][..], "mode"),
+        ("mode: \"\"\n", &[][..], "mode"),
+        ("mode: nftables\n", &[][..], "mode"),
+        ("", &["--proxy-mode=iptables"][..], "mode"),
+    ] {
+        let file = format!("{HEADER}{body}clusterCIDR: 10.0.0.0/8\n");
+        let l = load(Some(&file), args).unwrap();
+        let fields: Vec<&str> = l.warnings.iter().map(|w| w.field.as_str()).collect();
+        let want: &[&str] = if args.is_empty() {
+            &[field]
+        } else {
+            // --proxy-mode is ignored next to --config (warned), and the file sets no mode.
+            &["--proxy-mode", field]
+        };
+        assert_eq!(fields, want, "{body} {args:?}");
+    }
+    let l = load(
+        None,
+        &["--proxy-mode=nftables", "--cluster-cidr=10.0.0.0/8"],
+    )
+    .unwrap();
+    assert_eq!(l.warnings.len(), 1);
+    assert_eq!(l.warnings[0].field, "--proxy-mode");
+    assert!(
+        l.warnings[0]
+            .message
+            .contains("tables (ip and ip6 \"kube-proxy\")")
+    );
+    let err = load(None, &["--proxy-mode=kernelspace"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("--proxy-mode: \"kernelspace\" is not a Linux proxy mode"),
+        "{err}"
     );
 }
 
@@ -436,7 +637,7 @@ fn local_detection_modes() {
 fn warnings_for_non_applicable_unknown_and_unusual_values() {
     let yaml = format!(
         "{HEADER}iptables: {{syncPeriod: 10s}}\nnftables: {{tableName: kp}}\nfoo: bar\n\
-         clusterCIDR: 10.0.0.0/8\n"
+         clusterCIDR: 10.0.0.0/8\nmode: ipvs\n"
     );
     let l = load(Some(&yaml), &[]).unwrap();
     let got: Vec<(WarningKind, &str)> = l

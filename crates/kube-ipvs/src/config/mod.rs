@@ -8,8 +8,9 @@
 //! - `duration`: Go duration text ("1m0s").
 //! - `types`: domain types (scheduler, masquerade bit, CIDR lists, bind addresses, sources).
 //! - `applicability`: warnings for stock fields that do not apply to IPVS.
-//! - `args`: the clap flags ([`RunArgs`]) to flatten into `kube-ipvs run`.
-//! - `effective`: defaults <- file <- flags, validated into [`Config`].
+//! - `args`: the clap flags ([`RunArgs`]) of `kube-ipvs run` and `kube-proxy`.
+//! - `stock_flags`: every stock kube-proxy flag and what kube-ipvs does with it.
+//! - `effective`: defaults, file and flags with kube-proxy's precedence, validated into [`Config`].
 //! - `node_name`: which Node this agent is.
 //!
 //! Typical use: `let loaded = config::load(&args)?;` then log each of `loaded.warnings` once.
@@ -22,6 +23,8 @@ pub mod error;
 pub mod file;
 pub mod kubeproxy;
 pub mod node_name;
+pub mod render;
+pub mod stock_flags;
 pub mod types;
 
 pub use args::RunArgs;

@@ -3,6 +3,7 @@
 //!
 //! Families are independent: every key carries its family, so IPv4 and IPv6 never share an entry.
 
+pub mod cidrs;
 mod iptables;
 mod members;
 mod service;
@@ -16,7 +17,7 @@ use ipnet::IpNet;
 pub use iptables::IptablesInputs;
 pub use service::{DesiredVs, HealthCheck, NodeContext, ServiceDesired, service_desired};
 
-use crate::model::{ClusterIndex, Rejection};
+use crate::model::{ClusterIndex, ObjectKind, ObjectRef, Rejection};
 use crate::planner_config::PlannerConfig;
 use crate::types::{Family, IpsetEntry, IpsetName, ServiceKey, VsKey};
 
@@ -29,12 +30,14 @@ pub struct Touched {
     pub addrs: BTreeSet<IpAddr>,
     /// ipset members.
     pub ipset: BTreeSet<(IpsetName, IpsetEntry)>,
+    /// The `local` routes (a kernel read found them changed).
+    pub routes: bool,
 }
 
 impl Touched {
     /// Whether nothing was touched.
     pub fn is_empty(&self) -> bool {
-        self.vs.is_empty() && self.addrs.is_empty() && self.ipset.is_empty()
+        self.vs.is_empty() && self.addrs.is_empty() && self.ipset.is_empty() && !self.routes
     }
 
     fn add(&mut self, d: &ServiceDesired) {
@@ -48,6 +51,7 @@ impl Touched {
         self.vs.extend(other.vs);
         self.addrs.extend(other.addrs);
         self.ipset.extend(other.ipset);
+        self.routes |= other.routes;
     }
 }
 
@@ -56,22 +60,62 @@ impl Touched {
 pub struct NodeState {
     ctx: NodeContext,
     routes: BTreeSet<IpNet>,
+    /// Service CIDRs refused a route (their ClusterIPs are bound), with where each came from.
+    refused: BTreeMap<ObjectRef, Rejection>,
+    /// The same CIDRs: a route of ours for one of them goes at once, not after its addresses
+    /// are bound in batches.
+    unsafe_cidrs: BTreeSet<IpNet>,
     services: HashMap<ServiceKey, ServiceDesired>,
     vs: BTreeMap<VsKey, Arc<DesiredVs>>,
     /// Claims that lost a conflict over a virtual server (rare; kept to promote on removal).
-    losers: HashMap<VsKey, Vec<Arc<DesiredVs>>>,
+    /// Ordered, so reports name the same conflict on every run.
+    losers: BTreeMap<VsKey, Vec<Arc<DesiredVs>>>,
     bound: BTreeMap<IpAddr, u32>,
     ipsets: BTreeMap<IpsetName, BTreeMap<IpsetEntry, u32>>,
     health: BTreeMap<ServiceKey, HealthCheck>,
 }
 
-/// The node-wide context: routed CIDRs, NodePort addresses, zone.
-pub fn node_context(index: &ClusterIndex, cfg: &PlannerConfig) -> (NodeContext, BTreeSet<IpNet>) {
+/// The node-wide context: routed CIDRs, NodePort addresses, zone; and the service CIDRs
+/// refused a route ([`cidrs::vet`]), by the object that named them (a ServiceCIDR, or the Node
+/// for `--service-cluster-ip-range`).
+pub fn node_context(
+    index: &ClusterIndex,
+    cfg: &PlannerConfig,
+) -> (NodeContext, BTreeSet<IpNet>, Refused) {
     let mut routes = BTreeSet::new();
+    let mut refused = BTreeMap::new();
+    let mut unsafe_cidrs = BTreeSet::new();
     if !cfg.bind_cluster_ips {
-        for c in cfg.service_cidrs.iter().chain(index.service_cidrs()) {
-            if cfg.has_family(Family::of(&c.addr())) {
-                routes.insert(c.trunc());
+        let flag = cfg
+            .service_cidrs
+            .iter()
+            .map(|c| (ObjectKind::Node, &*cfg.node_name, c));
+        let objects = index
+            .named_service_cidrs()
+            .map(|(name, c)| (ObjectKind::ServiceCidr, name, c));
+        for (kind, name, c) in flag.chain(objects) {
+            if !cfg.has_family(Family::of(&c.addr())) {
+                continue;
+            }
+            match cidrs::vet(c, cfg, &index.node().pod_cidrs) {
+                Ok(()) => {
+                    routes.insert(c.trunc());
+                }
+                Err(why) => {
+                    unsafe_cidrs.insert(c.trunc());
+                    let oref = ObjectRef {
+                        kind,
+                        namespace: String::new(),
+                        name: name.to_owned(),
+                    };
+                    refused.insert(
+                        oref,
+                        Rejection::UnsafeServiceCidr {
+                            cidr: c.trunc().to_string(),
+                            why: why.to_string(),
+                        },
+                    );
+                }
             }
         }
     }
@@ -85,8 +129,11 @@ pub fn node_context(index: &ClusterIndex, cfg: &PlannerConfig) -> (NodeContext, 
         zone: index.node().zone.clone(),
         primary_ips: cfg_ips.primary_node_ips.clone(),
     };
-    (ctx, routes)
+    (ctx, routes, (refused, unsafe_cidrs))
 }
+
+/// Service CIDRs refused a route: by the object that named them, and as a set.
+pub type Refused = (BTreeMap<ObjectRef, Rejection>, BTreeSet<IpNet>);
 
 fn first_per_family(ips: &[IpAddr]) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::new();
@@ -102,7 +149,10 @@ impl NodeState {
     /// Computes the desired state of every Service (the full path). Builds every map in bulk
     /// from sorted vectors: O(n log n) with cache-friendly sorts instead of n tree insertions.
     pub fn build(index: &ClusterIndex, cfg: &PlannerConfig) -> Self {
-        let (ctx, routes) = node_context(index, cfg);
+        let (ctx, routes, (refused, unsafe_cidrs)) = node_context(index, cfg);
+        for (obj, why) in &refused {
+            tracing::warn!(object = %obj, "{why}");
+        }
         // Services in the index's (hash) order: everything below is sorted by a total order
         // (virtual servers by key then owner, members by value), so the result does not depend
         // on it.
@@ -113,6 +163,8 @@ impl NodeState {
         let mut st = NodeState {
             ctx,
             routes,
+            refused,
+            unsafe_cidrs,
             ..NodeState::default()
         };
 
@@ -266,6 +318,17 @@ impl NodeState {
         &self.routes
     }
 
+    /// Service CIDRs refused a route, by the object that named them (reported like rejected
+    /// objects: a Warning Event each, `kube_ipvs_rejected_objects{reason="UnsafeServiceCIDR"}`).
+    pub fn refused_cidrs(&self) -> &BTreeMap<ObjectRef, Rejection> {
+        &self.refused
+    }
+
+    /// Whether a CIDR was refused a route as unsafe.
+    pub fn is_unsafe_cidr(&self, cidr: &IpNet) -> bool {
+        self.unsafe_cidrs.contains(cidr)
+    }
+
     /// Whether an address is covered by a desired local route.
     pub fn routed(&self, ip: &IpAddr) -> bool {
         self.routes.iter().any(|r| r.contains(ip))
@@ -274,6 +337,20 @@ impl NodeState {
     /// Addresses bound to the dummy device.
     pub fn bound(&self) -> impl Iterator<Item = &IpAddr> {
         self.bound.keys()
+    }
+
+    /// Addresses bound to the dummy device, from `start` on (in address order).
+    pub fn bound_from(&self, start: std::ops::Bound<IpAddr>) -> impl Iterator<Item = &IpAddr> {
+        self.bound
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(a, _)| a)
+    }
+
+    /// Addresses desired on the dummy device inside a CIDR.
+    pub fn bound_in(&self, cidr: &IpNet) -> impl Iterator<Item = &IpAddr> {
+        self.bound
+            .range(cidr.network()..=cidr.broadcast())
+            .map(|(a, _)| a)
     }
 
     /// Whether an address is desired on the dummy device.
@@ -309,7 +386,7 @@ impl NodeState {
         &self.ctx.node_port_ips
     }
 
-    /// Service ports that lost a virtual-server conflict.
+    /// Service ports that lost a virtual-server conflict, each with its first lost virtual server.
     pub fn conflicts(&self) -> BTreeMap<String, Rejection> {
         let mut out = BTreeMap::new();
         for (key, losers) in &self.losers {
@@ -319,13 +396,12 @@ impl NodeState {
                 .map(|v| v.owner.to_string())
                 .unwrap_or_default();
             for l in losers {
-                out.insert(
-                    l.owner.to_string(),
+                out.entry(l.owner.to_string()).or_insert_with(|| {
                     Rejection::VirtualServerConflict {
                         vs: key.to_string(),
                         owner: owner.clone(),
-                    },
-                );
+                    }
+                });
             }
         }
         out

@@ -1,5 +1,6 @@
 //! The desired state of one Service: a pure function of the Service, its slices and the node.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -133,14 +134,14 @@ impl Builder<'_> {
         }
     }
 
-    /// Adds one Service port; returns its number of usable local endpoints.
+    /// Adds one Service port.
     fn port(
         &mut self,
         svc: &Service,
         port: &ServicePort,
         eps: &[PortEndpoint<'_>],
         cluster_ip: IpAddr,
-    ) -> usize {
+    ) {
         let owner = ServicePortName {
             service: svc.key.clone(),
             port: port.name.clone(),
@@ -175,10 +176,14 @@ impl Builder<'_> {
             .filter(|ip| Family::of(ip) == family)
         {
             self.vs(VsKey::new(proto, ip, p), spec, &owner, external);
-            self.set(SetKind::ExternalIp, IpsetEntry::IpPort(ip, proto, p));
-            if svc.external_local {
-                self.set(SetKind::ExternalIpLocal, IpsetEntry::IpPort(ip, proto, p));
-            }
+            // One set or the other (stock): KUBE-EXTERNAL-IP members are masqueraded, which
+            // would lose the client address externalTrafficPolicy Local keeps.
+            let kind = if svc.external_local {
+                SetKind::ExternalIpLocal
+            } else {
+                SetKind::ExternalIp
+            };
+            self.set(kind, IpsetEntry::IpPort(ip, proto, p));
             self.bind(ip);
         }
         for ip in svc
@@ -198,7 +203,6 @@ impl Builder<'_> {
         if let Some(np) = port.node_port {
             self.node_port(svc, proto, np, spec, &owner, external);
         }
-        cat.local.len()
     }
 
     fn source_ranges(&mut self, svc: &Service, ip: IpAddr, proto: Proto, p: u16) {
@@ -297,7 +301,10 @@ pub fn service_desired<'a>(
         cfg,
         family: Family::V4,
     };
-    let mut local_endpoints: u32 = 0;
+    // The health check's count (stock `LocalReadyEndpoints`): local Ready endpoints, once per
+    // IP over all ports; a node with only terminating local endpoints fails the check.
+    let mut local_ready: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut programmed = false;
     // Resolved once: each lookup hashes the slice's name, and every port and family walks them.
     let slices: Vec<&Slice> = slices.collect();
     for family in Family::ALL {
@@ -307,18 +314,26 @@ pub fn service_desired<'a>(
         b.family = family;
         for port in svc.ports.iter() {
             let eps = port_endpoints(slices.iter().copied(), port, family);
-            let local = b.port(svc, port, &eps, cluster_ip);
-            local_endpoints = local_endpoints.max(u32::try_from(local).unwrap_or(u32::MAX));
+            local_ready.extend(
+                eps.iter()
+                    .filter(|e| e.ep.local && e.ep.ready)
+                    .map(|e| e.key.addr),
+            );
+            b.port(svc, port, &eps, cluster_ip);
+            programmed = true;
         }
         if let Some(hc) = svc.health_check_node_port {
             b.set(SetKind::HealthCheckNodePort, IpsetEntry::Port(hc));
         }
     }
     let mut out = b.out;
-    out.health_check = svc.health_check_node_port.map(|port| HealthCheck {
-        port,
-        local_endpoints,
-    });
+    out.health_check = svc
+        .health_check_node_port
+        .filter(|_| programmed)
+        .map(|port| HealthCheck {
+            port,
+            local_endpoints: u32::try_from(local_ready.len()).unwrap_or(u32::MAX),
+        });
     out.vs.sort_by_key(|v| v.key);
     out.vs.dedup_by_key(|v| v.key);
     out.bound.sort_unstable();

@@ -1,6 +1,38 @@
 //! Errors of the apply layer: which subsystem, which object, and the kernel's errno.
 
+use std::fmt;
+use std::sync::Arc;
+
+use netlink_transport::{Errno, Failure};
+
 use crate::plan::ApplyError;
+
+/// The kernel subsystem a request went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subsystem {
+    /// IPVS (generic netlink).
+    Ipvs,
+    /// Links and addresses (rtnetlink).
+    Link,
+    /// Local routes (rtnetlink).
+    Route,
+    /// ipsets (nfnetlink).
+    Ipset,
+    /// Conntrack (nfnetlink).
+    Conntrack,
+}
+
+impl fmt::Display for Subsystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ipvs => "IPVS",
+            Self::Link => "link",
+            Self::Route => "route",
+            Self::Ipset => "ipset",
+            Self::Conntrack => "conntrack",
+        })
+    }
+}
 
 /// A kernel operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,15 +89,27 @@ pub enum KernelError {
         #[source]
         source: nodenet::conntrack::ConntrackError,
     },
-    /// A batch request failed as a whole (timeout, socket error), so every op in it failed.
-    #[error("{op}: the batch it was sent in failed: {cause}")]
-    Batch {
+    /// The op's request failed in its batch: the kernel refused it (errno), its answer was
+    /// lost (timeout, ENOBUFS: its outcome is unknown, the socket was rebuilt), or it was not
+    /// sent.
+    #[error("{subsystem}: {op}: {failure}")]
+    Request {
+        /// Where it went.
+        subsystem: Subsystem,
         /// The op.
         op: String,
-        /// The batch's error.
-        cause: String,
-        /// Its errno, when it had one.
-        errno: Option<i32>,
+        /// What happened to its request.
+        failure: Failure,
+    },
+    /// The op was not sent: what its batch needed first failed (looking up the device, listing
+    /// the conntrack table, ...).
+    #[error("{op}: not sent: {cause}")]
+    NotSent {
+        /// The op.
+        op: String,
+        /// What failed.
+        #[source]
+        cause: Arc<KernelError>,
     },
     /// The dummy device does not exist (`prepare` creates it).
     #[error("{op}: device {device} does not exist (not prepared?)")]
@@ -113,21 +157,16 @@ pub enum KernelError {
 
 impl KernelError {
     /// The errno behind the error, when the kernel (or a socket) gave one.
-    pub fn errno(&self) -> Option<i32> {
+    pub fn errno(&self) -> Option<Errno> {
         match self {
-            Self::Ipvs { source, .. } => source.errno().map(|e| e as i32),
+            Self::Ipvs { source, .. } => source.errno(),
             Self::Link { source, .. } => source.errno(),
             Self::Ipset { source, .. } => source.errno(),
-            Self::Conntrack { source, .. } => match source {
-                nodenet::conntrack::ConntrackError::Netlink { source, .. } => source.errno(),
-                nodenet::conntrack::ConntrackError::Delete { failed } => {
-                    failed.first().map(|(_, e)| *e)
-                }
-                _ => None,
-            },
-            Self::Batch { errno, .. } => *errno,
+            Self::Conntrack { source, .. } => source.errno(),
+            Self::Request { failure, .. } => failure.errno(),
+            Self::NotSent { cause, .. } => cause.errno(),
             Self::SysctlFile { source, .. } | Self::Namespace { source, .. } => {
-                source.raw_os_error()
+                source.raw_os_error().map(Errno::new)
             }
             Self::Sysctl { .. }
             | Self::Iptables { .. }

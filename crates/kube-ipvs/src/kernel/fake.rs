@@ -7,10 +7,11 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{ApplyOutcome, Counters, Kernel, KernelError};
+use super::{ApplyOutcome, Kernel, KernelError, PartialRead, ReadScope};
 use crate::desired::IptablesInputs;
 use crate::plan::{ObservedState, Op};
-use crate::types::{Family, VsKey};
+use crate::planner_config::NodeRoute;
+use crate::types::Family;
 
 /// What the fake kernel holds and records.
 #[derive(Default)]
@@ -19,10 +20,14 @@ pub struct FakeState {
     pub state: ObservedState,
     /// The node's addresses.
     pub node_addresses: Vec<IpAddr>,
+    /// The node's routes.
+    pub node_routes: Vec<NodeRoute>,
     /// Every op applied successfully, in order.
     pub applied: Vec<Op>,
     /// Every `observe` call so far.
     pub observes: usize,
+    /// The scope of every partial read so far ([`Kernel::read`]).
+    pub reads: Vec<ReadScope>,
     /// The rule inputs last written, and how many times rules were written.
     pub rules: Option<BTreeMap<Family, IptablesInputs>>,
     /// Number of rule writes.
@@ -38,8 +43,8 @@ pub struct FakeState {
     pub refuse: Option<Arc<dyn Fn(&Op) -> Option<KernelError> + Send + Sync>>,
     /// Every call fails while set (a kernel that refuses everything).
     pub fail_all: bool,
-    /// A full dump takes its snapshot at once but finishes only after this long (a large
-    /// table): ops applied meanwhile are missing from it, as they can be from a real dump.
+    /// A full dump or partial read takes its snapshot at once but finishes only after this long
+    /// (a large table): ops applied meanwhile are missing from it, as they can be from a real one.
     pub dump_delay: std::time::Duration,
 }
 
@@ -107,6 +112,11 @@ impl Kernel for FakeKernel {
         Ok(self.handle().node_addresses.clone())
     }
 
+    async fn node_routes(&mut self) -> Result<Vec<NodeRoute>, KernelError> {
+        self.check("node routes")?;
+        Ok(self.handle().node_routes.clone())
+    }
+
     type Dump = Result<ObservedState, KernelError>;
 
     fn dump(&mut self) -> impl Future<Output = Self::Dump> + Send + 'static {
@@ -163,21 +173,31 @@ impl Kernel for FakeKernel {
         Ok(true)
     }
 
-    async fn counters(&mut self, of: &[VsKey]) -> Result<Vec<Counters>, KernelError> {
-        self.check("counters")?;
-        let h = self.handle();
-        let vss = h.state.virtual_servers();
-        Ok(of
-            .iter()
-            .filter_map(|vs| vss.get(vs).map(|v| (vs, v)))
-            .flat_map(|(vs, v)| {
-                v.reals.iter().map(|r| Counters {
-                    vs: *vs,
-                    rs: r.key,
-                    active: r.active,
-                    inactive: r.inactive,
-                })
-            })
-            .collect())
+    type Read = Result<PartialRead, KernelError>;
+
+    fn read(&mut self, scope: ReadScope) -> impl Future<Output = Self::Read> + Send + 'static {
+        let snapshot = self.check("read").map(|()| {
+            let mut h = self.handle();
+            h.reads.push(scope.clone());
+            let vss = h.state.virtual_servers();
+            let vs = scope
+                .vs
+                .iter()
+                .map(|k| (*k, vss.get(k).map(|v| v.reals.clone())))
+                .collect();
+            let table = scope.table.then(|| h.state.without_reals());
+            (PartialRead { vs, table }, h.dump_delay)
+        });
+        async move {
+            let (read, delay) = snapshot?;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(read)
+        }
+    }
+
+    fn adopt_read(&mut self, read: Self::Read) -> Result<PartialRead, KernelError> {
+        read
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The agent talks to a [`Kernel`]: one full dump in domain terms ([`Kernel::observe`]), ordered
 //! plan ops applied through the batch paths ([`Kernel::apply`]), the constant iptables rule set
-//! ([`Kernel::sync_rules`]) and the drain tick's counters ([`Kernel::counters`]). [`NetlinkKernel`]
+//! ([`Kernel::sync_rules`]) and partial reads for the periodic verification and the drain tick
+//! ([`Kernel::read`]). [`NetlinkKernel`]
 //! is the real one (ipvs-netlink + nodenet); [`FakeKernel`] keeps an [`ObservedState`] with the
 //! kernel's EEXIST/ENOENT semantics for the agent tests.
 //!
@@ -20,13 +21,16 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 
-pub use error::KernelError;
+pub use error::{KernelError, Subsystem};
 pub use fake::FakeKernel;
+/// Domain values <-> the kernel clients' values (for `explain`'s targeted reads).
+pub(crate) use netlink::convert;
 pub use netlink::{KernelConfig, NetlinkKernel};
 
 use crate::desired::IptablesInputs;
 use crate::plan::{ObservedState, Op};
-use crate::types::{Family, RsKey, VsKey};
+use crate::planner_config::NodeRoute;
+use crate::types::{Family, RealServer, VsKey};
 
 /// The outcome of applying a plan: which ops failed, and why. Ops not listed were applied.
 #[derive(Debug, Default)]
@@ -67,17 +71,25 @@ impl ApplyOutcome {
     }
 }
 
-/// Connection counters of one real server, from one IPVS dump.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Counters {
-    /// Virtual server.
-    pub vs: VsKey,
-    /// Real server.
-    pub rs: RsKey,
-    /// ActiveConn.
-    pub active: u32,
-    /// InActConn.
-    pub inactive: u32,
+/// What a partial read of the kernel covers ([`Kernel::read`]): the periodic verification reads
+/// the table in rotating slices, the drain tick the draining virtual servers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadScope {
+    /// Virtual servers whose real servers (with connection counters) are read.
+    pub vs: Vec<VsKey>,
+    /// Also the rest of what a full dump reads, without real servers: every virtual server's key
+    /// and spec, the dummy device's addresses, our routes, our sets' members.
+    pub table: bool,
+}
+
+/// What a partial read saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartialRead {
+    /// For each virtual server of [`ReadScope::vs`]: its real servers, or `None` when the kernel
+    /// has no such virtual server.
+    pub vs: Vec<(VsKey, Option<Vec<RealServer>>)>,
+    /// With [`ReadScope::table`]: the kernel's state, its virtual servers without real servers.
+    pub table: Option<ObservedState>,
 }
 
 /// The node's kernel, as the agent sees it.
@@ -91,6 +103,10 @@ pub trait Kernel: Send {
 
     /// The node's own addresses (every link but the dummy device), for NodePorts.
     fn node_addresses(&mut self) -> impl Future<Output = Result<Vec<IpAddr>, KernelError>> + Send;
+
+    /// The node's routes (every table but `local`), for the service CIDR safety check
+    /// ([`crate::desired::cidrs`]).
+    fn node_routes(&mut self) -> impl Future<Output = Result<Vec<NodeRoute>, KernelError>> + Send;
 
     /// What a detached dump hands back to [`Kernel::adopt`].
     type Dump: Send + 'static;
@@ -123,11 +139,14 @@ pub trait Kernel: Send {
         inputs: &BTreeMap<Family, IptablesInputs>,
     ) -> impl Future<Output = Result<bool, KernelError>> + Send;
 
-    /// Connection counters of the real servers of these virtual servers (one destination dump
-    /// each: the drain tick's cost follows the drain backlog, not the table), for the drain
-    /// tick. A virtual server that no longer exists is left out.
-    fn counters(
-        &mut self,
-        of: &[VsKey],
-    ) -> impl Future<Output = Result<Vec<Counters>, KernelError>> + Send;
+    /// What a detached partial read hands back to [`Kernel::adopt_read`].
+    type Read: Send + 'static;
+
+    /// Starts a partial read (see [`ReadScope`]); like [`Kernel::dump`], it borrows nothing and
+    /// may see objects changed while it runs before or after the change. The cost follows the
+    /// scope: one destination dump per virtual server of `scope.vs`.
+    fn read(&mut self, scope: ReadScope) -> impl Future<Output = Self::Read> + Send + 'static;
+
+    /// Takes back a finished [`Kernel::read`]: what it saw, or why it failed.
+    fn adopt_read(&mut self, read: Self::Read) -> Result<PartialRead, KernelError>;
 }

@@ -1,7 +1,7 @@
 //! Endpoint selection for one Service port and family (pkg/proxy `CategorizeEndpoints` and
 //! topology.go), plus the traffic-policy choice of pkg/proxy/ipvs `syncEndpoint`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,20 +19,21 @@ pub struct PortEndpoint<'a> {
 }
 
 /// Up to this many endpoints, duplicates are found by a linear scan (no allocation; the common
-/// Service has a handful); past it, by a hash set, so a Service of 100,000 endpoints costs
+/// Service has a handful); past it, by a hash map of positions, so a Service of 100,000 endpoints costs
 /// O(n), not O(n^2) (40,000 endpoints took 14 s per change with the scan alone).
 const LINEAR_DEDUP: usize = 32;
 
 /// Joins the slices of a Service for one port and family: the slice port with the same name and
-/// protocol, the first address of each endpoint, duplicates across slices dropped (first slice in
-/// name order wins).
+/// protocol, the first address of each endpoint, duplicates across slices dropped: a
+/// non-terminating copy wins over a terminating one (a reused pod IP, as stock
+/// `EndpointSliceCache.addEndpoints`), else the first slice in name order.
 pub fn port_endpoints<'a>(
     slices: impl Iterator<Item = &'a Slice>,
     port: &ServicePort,
     family: Family,
 ) -> Vec<PortEndpoint<'a>> {
     let mut out: Vec<PortEndpoint<'a>> = Vec::new();
-    let mut seen: Option<HashSet<RsKey>> = None;
+    let mut seen: Option<HashMap<RsKey, usize>> = None;
     for slice in slices.filter(|s| s.family == family) {
         let Some(sp) = slice
             .ports
@@ -46,18 +47,27 @@ pub fn port_endpoints<'a>(
                 addr: ep.addr,
                 port: sp.port,
             };
-            let new = match &mut seen {
-                Some(set) => set.insert(key),
-                None if out.len() < LINEAR_DEDUP => !out.iter().any(|e| e.key == key),
+            // Where an earlier copy of this endpoint is, if any.
+            let at = match &mut seen {
+                Some(index) => index.get(&key).copied(),
+                None if out.len() < LINEAR_DEDUP => out.iter().position(|e| e.key == key),
                 None => {
-                    let mut set: HashSet<RsKey> = out.iter().map(|e| e.key).collect();
-                    let new = set.insert(key);
-                    seen = Some(set);
-                    new
+                    let index: HashMap<RsKey, usize> =
+                        out.iter().enumerate().map(|(i, e)| (e.key, i)).collect();
+                    let at = index.get(&key).copied();
+                    seen = Some(index);
+                    at
                 }
             };
-            if new {
-                out.push(PortEndpoint { key, ep });
+            match at.and_then(|i| out.get_mut(i)) {
+                None => {
+                    if let Some(index) = &mut seen {
+                        index.insert(key, out.len());
+                    }
+                    out.push(PortEndpoint { key, ep });
+                }
+                Some(e) if e.ep.terminating && !ep.terminating => e.ep = ep,
+                Some(_) => {}
             }
         }
     }

@@ -378,6 +378,13 @@ impl ClusterIndex {
         self.service_cidrs.values().flatten()
     }
 
+    /// CIDRs of all ServiceCIDR objects, with the name of the object that holds each.
+    pub fn named_service_cidrs(&self) -> impl Iterator<Item = (&str, &IpNet)> {
+        self.service_cidrs
+            .iter()
+            .flat_map(|(name, cidrs)| cidrs.iter().map(move |c| (name.as_str(), c)))
+    }
+
     /// Objects rejected, with the reason, including slices whose Service is unknown.
     pub fn rejections(&self) -> BTreeMap<ObjectRef, Rejection> {
         let mut out = self.rejected.clone();

@@ -21,6 +21,8 @@ pub struct NodeInfo {
     pub internal_ips: Vec<IpAddr>,
     /// ExternalIP addresses.
     pub external_ips: Vec<IpAddr>,
+    /// `spec.podCIDRs` (or `spec.podCIDR`): a service CIDR overlapping them is never routed.
+    pub pod_cidrs: Vec<IpNet>,
 }
 
 /// Converts the node's Node object. Unparsable addresses are ignored (the kubelet writes them).
@@ -47,6 +49,17 @@ pub fn convert_node(node: &core::Node) -> NodeInfo {
             _ => {}
         }
     }
+    let spec = node.spec.as_ref();
+    let pod_cidrs = spec
+        .and_then(|s| s.pod_cidrs.clone())
+        .filter(|c| !c.is_empty())
+        .or_else(|| spec.and_then(|s| s.pod_cidr.clone()).map(|c| vec![c]));
+    info.pod_cidrs = pod_cidrs
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.parse::<IpNet>().ok())
+        .map(|c| c.trunc())
+        .collect();
     info
 }
 

@@ -165,6 +165,18 @@ pub enum Rejection {
         /// `namespace/name` of the Service.
         service: String,
     },
+    /// A service CIDR (a ServiceCIDR object's, or `--service-cluster-ip-range` reported on the
+    /// Node) that one `local` route would make dangerous: its ClusterIPs are bound one by one
+    /// instead, as stock kube-proxy does.
+    #[error(
+        "service CIDR {cidr} is not routed locally: {why}; its ClusterIPs are bound to the dummy device one by one instead"
+    )]
+    UnsafeServiceCidr {
+        /// The CIDR.
+        cidr: String,
+        /// Why routing it would be unsafe.
+        why: String,
+    },
     /// Two Services claim the same virtual server; the one sorting first keeps it.
     #[error("virtual server {vs} is already owned by {owner}")]
     VirtualServerConflict {
@@ -196,6 +208,7 @@ impl Rejection {
             Self::MissingServiceLabel => "MissingServiceLabel",
             Self::SliceWithoutService { .. } => "SliceWithoutService",
             Self::VirtualServerConflict { .. } => "VirtualServerConflict",
+            Self::UnsafeServiceCidr { .. } => "UnsafeServiceCIDR",
         }
     }
 }

@@ -79,10 +79,12 @@ impl Service {
     }
 
     /// Whether the Service uses its cluster-wide endpoint list anywhere (pkg/proxy
-    /// `UsesClusterEndpoints`): stock computes the cluster list only then, which decides
-    /// whether a Local policy without local endpoints can fall back.
+    /// `UsesClusterEndpoints`): with a Cluster internal policy, or when reachable from outside
+    /// at all (even with ETP Local: stock short-circuits traffic from inside the cluster). Stock
+    /// computes the cluster list only then, which decides whether a Local policy without local
+    /// endpoints can fall back.
     pub fn uses_cluster_endpoints(&self) -> bool {
-        !self.internal_local || (self.externally_accessible() && !self.external_local)
+        !self.internal_local || self.externally_accessible()
     }
 
     /// Whether any address outside the cluster reaches it (NodePort, externalIPs, LB).
@@ -204,9 +206,11 @@ pub fn convert_service(svc: &core::Service) -> Result<Converted, Rejection> {
         health_check_node_port: None,
         scheduler,
     };
-    out.external_local =
-        out.externally_accessible() && spec.external_traffic_policy.as_deref() == Some("Local");
-    if out.external_local && spec.type_.as_deref() == Some("LoadBalancer") {
+    let etp_local = spec.external_traffic_policy.as_deref() == Some("Local");
+    out.external_local = out.externally_accessible() && etp_local;
+    // Stock `NeedsHealthCheck`: by type, not by addresses (an LB with no node ports and no
+    // ingress IP yet still serves its healthCheckNodePort).
+    if etp_local && spec.type_.as_deref() == Some("LoadBalancer") {
         out.health_check_node_port = match spec.health_check_node_port {
             None | Some(0) => None,
             Some(p) => Some(parse_port("spec.healthCheckNodePort".into(), p)?),

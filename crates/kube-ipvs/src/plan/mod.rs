@@ -7,7 +7,8 @@
 mod merge;
 mod observed;
 mod op;
-mod ownership;
+pub mod ownership;
+mod retire;
 mod vs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,7 +20,7 @@ pub use op::Op;
 
 use crate::desired::{NodeState, Touched};
 use crate::planner_config::PlannerConfig;
-use crate::types::{RsKey, VsKey};
+use crate::types::{IpsetEntry, IpsetName, RsKey, VsKey};
 use merge::merge_join;
 
 /// Ops collected per phase, concatenated in phase order.
@@ -62,6 +63,10 @@ pub struct Planner {
     drains: HashMap<(VsKey, RsKey), Duration>,
     /// Undesired virtual servers kept while their real servers drain, by address.
     draining_vs: BTreeMap<IpAddr, BTreeSet<VsKey>>,
+    /// Address changes a route makes moot were left to [`Planner::plan_retire`] (see `retire`).
+    retire_pending: bool,
+    /// Where the next retire batch starts.
+    retire_cursor: Option<IpAddr>,
 }
 
 struct Ctx<'a> {
@@ -107,29 +112,14 @@ impl Planner {
         let want = desired.bound().map(|a| (a, ()));
         let have = observed.bound().iter().map(|a| (a, ()));
         for (a, want, have) in merge_join(want, have) {
-            self.addr_op(a, want.is_some(), have.is_some(), &mut ops);
+            self.addr_op(&ctx, a, want.is_some(), have.is_some(), &mut ops);
         }
-        for r in desired.routes().difference(observed.routes()) {
-            ops.push(Op::AddRoute { cidr: *r });
-        }
-        for r in observed.routes().difference(desired.routes()) {
-            ops.push(Op::DelRoute { cidr: *r });
-        }
+        self.plan_routes(&ctx, &mut ops);
         for (set, want, have) in merge_join(desired.ipsets(), observed.ipsets()) {
             let want = want.into_iter().flatten().map(|e| (e, ()));
             let have = have.into_iter().flatten().map(|e| (e, ()));
             for (e, want, have) in merge_join(want, have) {
-                match (want, have) {
-                    (Some(()), None) => ops.push(Op::IpsetAdd {
-                        set: *set,
-                        entry: *e,
-                    }),
-                    (None, Some(())) => ops.push(Op::IpsetDel {
-                        set: *set,
-                        entry: *e,
-                    }),
-                    _ => {}
-                }
+                self.member_op(&ctx, set, e, want.is_some(), have.is_some(), &mut ops);
             }
         }
         ops.into_vec()
@@ -166,20 +156,29 @@ impl Planner {
         for a in &addrs {
             self.plan_addr(&ctx, a, &mut ops);
         }
+        if touched.routes {
+            self.plan_routes(&ctx, &mut ops);
+        }
         for (set, e) in &touched.ipset {
-            match (desired.has_member(set, e), observed.has_member(set, e)) {
-                (true, false) => ops.push(Op::IpsetAdd {
-                    set: *set,
-                    entry: *e,
-                }),
-                (false, true) => ops.push(Op::IpsetDel {
-                    set: *set,
-                    entry: *e,
-                }),
-                _ => {}
-            }
+            let (want, have) = (desired.has_member(set, e), observed.has_member(set, e));
+            self.member_op(&ctx, set, e, want, have, &mut ops);
         }
         ops.into_vec()
+    }
+
+    /// Routes: added at once; one no longer wanted goes only once what it covers is bound (else
+    /// the retire tick binds that first, see `retire`).
+    fn plan_routes(&mut self, ctx: &Ctx<'_>, ops: &mut Ops) {
+        for r in ctx.desired.routes().difference(ctx.observed.routes()) {
+            ops.push(Op::AddRoute { cidr: *r });
+        }
+        for r in ctx.observed.routes().difference(ctx.desired.routes()) {
+            if retire::route_can_go(ctx, r) {
+                ops.push(Op::DelRoute { cidr: *r });
+            } else {
+                self.retire_pending = true;
+            }
+        }
     }
 
     /// The keys with a drain in progress: plan them (with fresh connection counters) on the drain
@@ -199,18 +198,52 @@ impl Planner {
         self.drains.len()
     }
 
-    fn plan_addr(&self, ctx: &Ctx<'_>, a: &IpAddr, ops: &mut Ops) {
+    fn plan_addr(&mut self, ctx: &Ctx<'_>, a: &IpAddr, ops: &mut Ops) {
         let want = ctx.desired.is_bound(a);
         let have = ctx.observed.bound().contains(a);
-        self.addr_op(a, want, have, ops);
+        self.addr_op(ctx, a, want, have, ops);
     }
 
-    fn addr_op(&self, a: &IpAddr, want: bool, have: bool, ops: &mut Ops) {
-        if want && !have {
+    fn addr_op(&mut self, ctx: &Ctx<'_>, a: &IpAddr, want: bool, have: bool, ops: &mut Ops) {
+        if want != have && retire::moot(ctx, a, want) {
+            self.retire_pending = true;
+        } else if want && !have {
             ops.push(Op::BindAddr { addr: *a });
         } else if !want && have && !self.holds(a) {
             ops.push(Op::UnbindAddr { addr: *a });
         }
+    }
+
+    /// An ipset member op; a `KUBE-IPVS-IPS` member follows its address, so it waits with it.
+    fn member_op(
+        &mut self,
+        ctx: &Ctx<'_>,
+        set: &IpsetName,
+        e: &IpsetEntry,
+        want: bool,
+        have: bool,
+        ops: &mut Ops,
+    ) {
+        if want == have {
+            return;
+        }
+        if let Some(a) = retire::address_member(set, e)
+            && retire::moot(ctx, &a, want)
+        {
+            self.retire_pending = true;
+            return;
+        }
+        ops.push(if want {
+            Op::IpsetAdd {
+                set: *set,
+                entry: *e,
+            }
+        } else {
+            Op::IpsetDel {
+                set: *set,
+                entry: *e,
+            }
+        });
     }
 
     /// Whether a draining virtual server still needs the address.

@@ -7,7 +7,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::merge::merge_join;
 use super::op::Op;
+use crate::desired::Touched;
+use crate::kernel::PartialRead;
 use crate::types::{IpsetEntry, IpsetName, Proto, RealServer, RsKey, VsKey, VsSpec};
 
 /// A virtual server as read from the kernel.
@@ -135,6 +138,106 @@ impl ObservedState {
                 .range(VsKey::new(p, addr, 0)..=VsKey::new(p, addr, u16::MAX))
                 .map(|(k, _)| k)
         })
+    }
+
+    /// A copy without real servers (what a partial read's table part holds).
+    pub fn without_reals(&self) -> Self {
+        Self {
+            vs: self
+                .vs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        *k,
+                        ObservedVs {
+                            spec: v.spec,
+                            reals: Vec::new(),
+                        },
+                    )
+                })
+                .collect(),
+            bound: self.bound.clone(),
+            routes: self.routes.clone(),
+            ipsets: self.ipsets.clone(),
+        }
+    }
+
+    /// Takes in a partial read of the kernel ([`crate::kernel::Kernel::read`]); returns what it
+    /// found different from this view, for the planner. Replay the ops applied since the read
+    /// began afterwards, as over a full dump.
+    ///
+    /// - Real servers of each read virtual server replace the cached ones (connection counters
+    ///   included); a virtual server the kernel lacks is removed. Keys this view does not hold
+    ///   (deleted by an op while the read ran) are left to the table part.
+    /// - The table part (every virtual server without real servers, addresses, routes, sets)
+    ///   replaces the rest: virtual servers the kernel lacks are removed, new ones are added
+    ///   without real servers (their real servers are read with the next slice; an `AddRs` over
+    ///   one already present is applied as an update), changed specs are taken.
+    pub fn merge(&mut self, read: PartialRead) -> Touched {
+        let mut t = Touched::default();
+        for (key, reals) in read.vs {
+            match (self.vs.get_mut(&key), reals) {
+                (Some(v), Some(mut reals)) => {
+                    reals.sort_unstable_by_key(|r| r.key);
+                    reals.dedup_by_key(|r| r.key);
+                    let same = v.reals.len() == reals.len()
+                        && v.reals.iter().zip(&reals).all(|(a, b)| {
+                            a.key == b.key && a.weight == b.weight && a.forward == b.forward
+                        });
+                    if !same {
+                        t.vs.insert(key);
+                    }
+                    v.reals = reals;
+                }
+                (Some(_), None) => {
+                    self.vs.remove(&key);
+                    t.vs.insert(key);
+                }
+                (None, _) => {}
+            }
+        }
+        if let Some(table) = read.table {
+            self.merge_table(table, &mut t);
+        }
+        t
+    }
+
+    fn merge_table(&mut self, table: ObservedState, t: &mut Touched) {
+        let mut gone = Vec::new();
+        let mut new = Vec::new();
+        let cached = self.vs.iter_mut();
+        for (key, have, read) in merge_join(cached, table.vs.iter()) {
+            match (have, read) {
+                (Some(_), None) => gone.push(*key),
+                (None, Some(r)) => new.push((*key, r.spec)),
+                (Some(h), Some(r)) if h.spec != r.spec => {
+                    h.spec = r.spec;
+                    t.vs.insert(*key);
+                }
+                _ => {}
+            }
+        }
+        for key in gone {
+            self.vs.remove(&key);
+            t.vs.insert(key);
+        }
+        for (key, spec) in new {
+            self.insert_vs(key, spec, Vec::new());
+            t.vs.insert(key);
+        }
+        t.addrs
+            .extend(self.bound.symmetric_difference(&table.bound).copied());
+        self.bound = table.bound;
+        t.routes |= self.routes != table.routes;
+        self.routes = table.routes;
+        let empty = BTreeSet::new();
+        let cached = self.ipsets.iter();
+        for (set, have, read) in merge_join(cached, table.ipsets.iter()) {
+            let (have, read) = (have.unwrap_or(&empty), read.unwrap_or(&empty));
+            t.ipset
+                .extend(have.symmetric_difference(read).map(|e| (*set, *e)));
+        }
+        self.ipsets = table.ipsets;
     }
 
     /// Applies one op with the kernel's semantics (EEXIST / ENOENT on mismatches).
@@ -359,6 +462,88 @@ mod tests {
         st.apply(&Op::DelVs { key: want[0] }).unwrap();
         assert_eq!(st.vs_on(&"10.96.0.10".parse().unwrap()).count(), 3);
         assert_eq!(st.vs_on(&"10.96.0.12".parse().unwrap()).count(), 0);
+    }
+
+    #[test]
+    fn a_partial_read_replaces_what_it_read_and_reports_only_what_differs() {
+        let other = VsKey::new(Proto::Tcp, "10.96.0.11".parse().unwrap(), 80);
+        let unknown = VsKey::new(Proto::Tcp, "10.96.0.12".parse().unwrap(), 80);
+        let mut st = dump();
+        st.insert_vs(other, spec(Scheduler::Rr), vec![rs(5, 1)]);
+        // Same real servers with fresh counters: no difference, counters taken.
+        let mut busy = rs(1, 1);
+        busy.active = 7;
+        let read = PartialRead {
+            vs: vec![(vs(), Some(vec![rs(2, 1), busy])), (unknown, Some(vec![]))],
+            table: None,
+        };
+        let mut cached = st.clone();
+        assert!(
+            cached.merge(read).is_empty(),
+            "an unknown key is left alone"
+        );
+        assert_eq!(cached.virtual_servers()[&vs()].reals[0].active, 7);
+        // A weight changed behind our back, a virtual server deleted.
+        let read = PartialRead {
+            vs: vec![(vs(), Some(vec![rs(1, 0), rs(2, 1)])), (other, None)],
+            table: None,
+        };
+        let mut cached = st.clone();
+        let t = cached.merge(read);
+        assert_eq!(t.vs.into_iter().collect::<Vec<_>>(), [vs(), other]);
+        assert_eq!(reals(&cached), [(1, 0), (2, 1)]);
+        assert!(cached.virtual_server(&other).is_none());
+        // An op applied while the read ran (the read missed it) is replayed afterwards.
+        cached.replay(&Op::AddRs {
+            vs: vs(),
+            rs: rs(3, 1),
+        });
+        assert_eq!(reals(&cached), [(1, 0), (2, 1), (3, 1)]);
+    }
+
+    #[test]
+    fn the_table_part_of_a_read_finds_changed_added_and_removed_entries() {
+        let set = IpsetName::new(crate::types::SetKind::ClusterIp, Family::V4);
+        let member = |last: u8| IpsetEntry::IpPort([10, 96, 0, last].into(), Proto::Tcp, 80);
+        let other = VsKey::new(Proto::Tcp, "10.96.0.11".parse().unwrap(), 80);
+        let stray = VsKey::new(Proto::Udp, "10.96.0.10".parse().unwrap(), 53);
+        let mut st = dump();
+        st.insert_vs(other, spec(Scheduler::Rr), vec![rs(5, 1)]);
+        st.insert_member(set, member(10));
+        st.insert_member(set, member(11));
+        st.insert_bound("10.96.0.10".parse().unwrap());
+        // The kernel: `vs` rescheduled, `other` gone, `stray` added, a member lost and one
+        // gained, the address unbound, a route added.
+        let mut kernel = ObservedState::new();
+        kernel.insert_vs(vs(), spec(Scheduler::Lc), Vec::new());
+        kernel.insert_vs(stray, spec(Scheduler::Rr), Vec::new());
+        kernel.insert_member(set, member(10));
+        kernel.insert_member(set, member(12));
+        kernel.insert_route("10.96.0.0/16".parse().unwrap());
+        let t = st.merge(PartialRead {
+            vs: Vec::new(),
+            table: Some(kernel),
+        });
+        let mut vs_touched: Vec<VsKey> = t.vs.iter().copied().collect();
+        vs_touched.sort();
+        let mut want = vec![vs(), other, stray];
+        want.sort();
+        assert_eq!(vs_touched, want);
+        assert_eq!(
+            t.ipset.into_iter().collect::<Vec<_>>(),
+            [(set, member(11)), (set, member(12))]
+        );
+        assert_eq!(t.addrs.len(), 1);
+        assert!(t.routes);
+        assert_eq!(st.virtual_servers()[&vs()].spec, spec(Scheduler::Lc));
+        assert_eq!(reals(&st), [(1, 1), (2, 1)], "real servers are kept");
+        assert!(st.virtual_server(&other).is_none());
+        assert!(
+            st.virtual_server(&stray)
+                .is_some_and(|v| v.reals.is_empty())
+        );
+        assert!(st.bound().is_empty() && st.routes().len() == 1);
+        assert!(st.has_member(&set, &member(12)) && !st.has_member(&set, &member(11)));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use super::{Ctx, Ops, Planner};
 use crate::desired::DesiredVs;
 use crate::plan::observed::ObservedVs;
 use crate::plan::op::Op;
-use crate::plan::ownership::owned;
+use crate::plan::ownership::planner_owns;
 use crate::types::{Proto, RealServer, VsKey};
 
 impl Planner {
@@ -22,7 +22,7 @@ impl Planner {
         match (desired, observed) {
             (Some(d), None) => create(d, ops),
             (Some(d), Some(o)) => self.update(ctx, d, o, ops),
-            (None, Some(o)) if owned(ctx, key) => retained = self.remove(ctx, key, o, ops),
+            (None, Some(o)) if planner_owns(ctx, key) => retained = self.remove(ctx, key, o, ops),
             _ => {}
         }
         if let Some(a) = key.addr() {

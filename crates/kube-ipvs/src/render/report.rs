@@ -56,6 +56,9 @@ impl<'a> PlanReport<'a> {
         for (owner, r) in st.conflicts() {
             rejected.insert(format!("Service port {owner}"), r.to_string());
         }
+        for (o, r) in st.refused_cidrs() {
+            rejected.insert(o.to_string(), r.to_string());
+        }
         rejected.extend(extra_rejected);
         Self {
             node: index.node_name(),

@@ -4,6 +4,11 @@
 //! `tests/config_deploy.rs`), and the tests below run the watchers and the event recorder against the
 //! fake API server and classify every request they send: a call missing from the list, or a declared
 //! verb nothing uses, fails them. So the ClusterRole follows the code, not a hand-kept copy.
+//!
+//! `kube-ipvs explain` needs nothing more: it lists (with a field or label selector) Services,
+//! EndpointSlices, its Node and ServiceCIDRs, all granted here; its test
+//! (`explain::gather::tests::api_reads_are_lists_the_cluster_role_grants`) checks each request
+//! against [`API_ACCESS`], so it runs with the agent's ServiceAccount.
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;

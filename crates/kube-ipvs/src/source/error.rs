@@ -22,6 +22,14 @@ pub enum SourceError {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    /// `--master` is not a URL.
+    #[error("invalid --master {value:?}: {reason}")]
+    Master {
+        /// The flag's value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
     /// Neither in-cluster config nor `$KUBECONFIG`/`~/.kube/config` worked.
     #[error("finding API server credentials (in-cluster or kubeconfig): {0}")]
     InferConfig(#[source] kube::config::InferConfigError),

@@ -65,12 +65,51 @@ impl KubernetesOptions {
     }
 }
 
-/// A client from `--kubeconfig PATH`, else in-cluster config, else `$KUBECONFIG`/`~/.kube/config`;
-/// its list and watch responses mark their kind fresh in `freshness`.
-pub async fn client(
+/// A client from `--kubeconfig PATH`, else in-cluster config, else `$KUBECONFIG`/`~/.kube/config`.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, SourceError> {
+    Client::try_from(config_from(kubeconfig).await?).map_err(SourceError::Client)
+}
+
+/// The agent's client: [`client`] with kube-proxy's `--master` (the API server's address
+/// replaces the kubeconfig's; with `--master` alone the connection is unauthenticated, as in
+/// kube-proxy), whose list and watch responses mark their kind fresh in `freshness`.
+pub async fn client_with_master(
     kubeconfig: Option<&Path>,
+    master: Option<&str>,
     freshness: &Freshness,
 ) -> Result<Client, SourceError> {
+    let url = master
+        .map(|m| {
+            m.parse::<http::Uri>().map_err(|e| SourceError::Master {
+                value: m.to_owned(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()?;
+    let config = match url {
+        None => config_from(kubeconfig).await?,
+        Some(url) if kubeconfig.is_none() => kube::Config::new(url),
+        Some(url) => {
+            let mut c = config_from(kubeconfig).await?;
+            c.cluster_url = url;
+            c
+        }
+    };
+    client_from_config(config, freshness)
+}
+
+/// A client for `config` whose list and watch responses mark their kind fresh in `freshness`.
+pub fn client_from_config(
+    config: kube::Config,
+    freshness: &Freshness,
+) -> Result<Client, SourceError> {
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(SourceError::Client)?
+        .with_layer(&ActivityLayer(freshness.clone()))
+        .build())
+}
+
+async fn config_from(kubeconfig: Option<&Path>) -> Result<kube::Config, SourceError> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path).map_err(|source| {
@@ -90,18 +129,7 @@ pub async fn client(
             .await
             .map_err(SourceError::InferConfig)?,
     };
-    client_from_config(config, freshness)
-}
-
-/// A client for `config` whose list and watch responses mark their kind fresh in `freshness`.
-pub fn client_from_config(
-    config: kube::Config,
-    freshness: &Freshness,
-) -> Result<Client, SourceError> {
-    Ok(kube::client::ClientBuilder::try_from(config)
-        .map_err(SourceError::Client)?
-        .with_layer(&ActivityLayer(freshness.clone()))
-        .build())
+    Ok(config)
 }
 
 /// The node name as kube-proxy finds it: `--hostname-override`, else `$NODE_NAME`, else the

@@ -356,19 +356,13 @@ async fn client_from_a_kubeconfig_file() {
     let path =
         std::env::temp_dir().join(format!("kube-ipvs-kubeconfig-{}.yaml", std::process::id()));
     std::fs::write(&path, fake.kubeconfig_yaml()).unwrap();
-    let opts = KubernetesOptions::new("n1");
-    let client = kubernetes::client(Some(&path), &opts.freshness)
-        .await
-        .unwrap();
+    let client = kubernetes::client(Some(&path)).await.unwrap();
     let _ = std::fs::remove_file(&path);
-    let mut s = kubernetes::start(client, &opts);
+    let mut s = kubernetes::start(client, &KubernetesOptions::new("n1"));
     let evs = until_synced(&mut s).await;
     assert_eq!(listed_services(&evs), [["db", "web"]]);
-    let missing = kubernetes::client(
-        Some(std::path::Path::new("/nonexistent/kubeconfig")),
-        &opts.freshness,
-    )
-    .await
+    let missing = kubernetes::client(Some(std::path::Path::new("/nonexistent/kubeconfig")))
+        .await
         .err()
         .expect("a missing kubeconfig is an error");
     assert!(

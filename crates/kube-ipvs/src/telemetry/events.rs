@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::model::{ObjectRef, Rejection};
 
 /// Every [`Rejection::reason`], so the `kube_ipvs_rejected_objects` gauge shows zeros.
-pub const ALL_REASONS: [&str; 16] = [
+pub const ALL_REASONS: [&str; 17] = [
     "MissingName",
     "InvalidIP",
     "InvalidCIDR",
@@ -35,6 +35,7 @@ pub const ALL_REASONS: [&str; 16] = [
     "Undecodable",
     "DuplicatePort",
     "InvalidAddressType",
+    "UnsafeServiceCIDR",
 ];
 
 /// Event notes are limited to 1 KiB by the API server.
@@ -327,6 +328,10 @@ mod tests {
                 value: "v".into(),
             },
             Rejection::InvalidAddressType { value: "v".into() },
+            Rejection::UnsafeServiceCidr {
+                cidr: "0.0.0.0/0".into(),
+                why: "w".into(),
+            },
         ];
         let reasons: Vec<&str> = samples.iter().map(Rejection::reason).collect();
         assert_eq!(reasons, ALL_REASONS);

@@ -22,7 +22,7 @@ use super::gotime;
 use super::http::{Handler, not_found, respond};
 use super::metrics::Metrics;
 use super::pending::{Counts, PendingChanges};
-use crate::agent::{ChangeKind, SyncKind, SyncReport};
+use crate::agent::{ChangeKind, SyncReport};
 
 /// The Cluster Autoscaler's taint on a node it is about to delete.
 pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
@@ -125,8 +125,9 @@ impl ProxyHealth {
     /// A sync finished; returns the pending counts after it.
     pub fn synced(&self, report: &SyncReport) -> Counts {
         let mut s = self.state();
-        // The drain timer covers no queued change; a failed rules write is not an update.
-        if report.kind != SyncKind::Drain && !report.rules_failed {
+        // The drain and retire timers cover no queued change; a failed rules write is not an
+        // update.
+        if report.kind.syncs_changes() && !report.rules_failed {
             s.pending.synced(report.started);
             s.last_updated = Some((self.inner.clock)());
         }
@@ -220,6 +221,7 @@ pub(crate) mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
+    use crate::agent::SyncKind;
     use crate::telemetry::http::{HttpServer, test_client};
     use crate::telemetry::metrics::IpFamily;
 
@@ -250,6 +252,7 @@ pub(crate) mod tests {
             duration: Duration::from_millis(1),
             applied: BTreeMap::new(),
             failed: BTreeMap::new(),
+            refused: Vec::new(),
             rules_written: false,
             rules_failed: false,
             service_changes: 0,

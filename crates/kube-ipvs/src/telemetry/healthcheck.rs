@@ -200,7 +200,12 @@ fn service_handler(key: ServiceKey, endpoints: Arc<AtomicU32>, health: ProxyHeal
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        respond(code, "application/json", body(&key, n, healthy))
+        let mut resp = respond(code, "application/json", body(&key, n, healthy));
+        resp.headers_mut().insert(
+            "x-load-balancing-endpoint-weight",
+            http::HeaderValue::from(n),
+        );
+        resp
     })
 }
 
@@ -265,12 +270,16 @@ mod tests {
         let r = get(addr_a, "/").await.unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        // Stock's weight hint for load balancers: the local endpoint count.
+        assert_eq!(r.header("x-load-balancing-endpoint-weight"), Some("2"));
         assert_eq!(
             r.body,
             "{\n\t\"service\": {\n\t\t\"namespace\": \"ns\",\n\t\t\"name\": \"a\"\n\t},\n\t\"localEndpoints\": 2,\n\t\"serviceProxyHealthy\": true\n}"
         );
         let r = get(addr_b, "/any/path").await.unwrap();
         assert_eq!(r.status, 503);
+        assert_eq!(r.header("x-load-balancing-endpoint-weight"), Some("0"));
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["localEndpoints"], 0);
 

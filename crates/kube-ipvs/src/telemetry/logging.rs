@@ -29,12 +29,43 @@ pub enum LoggingError {
 }
 
 /// Installs the global subscriber writing to stderr. `default_directive` applies when `RUST_LOG`
-/// is unset or empty.
+/// is unset or empty. An invalid `RUST_LOG` does not silence logging: the default applies and the
+/// problem is logged as the first warning.
 pub fn init(format: LogFormat, default_directive: &str) -> Result<(), LoggingError> {
+    init_to(format, default_directive, std::io::stderr)
+}
+
+/// [`init`] with another writer (the log file of `go-runner --log-file`, for one).
+pub fn init_to<W>(format: LogFormat, default_directive: &str, writer: W) -> Result<(), LoggingError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let rust_log = std::env::var("RUST_LOG").ok();
-    let filter = filter(rust_log.as_deref(), default_directive)?;
+    let (filter, problem) = filter_or_default(rust_log.as_deref(), default_directive)?;
     let ansi = std::io::stderr().is_terminal();
-    init_with(format, filter, std::io::stderr, ansi)
+    init_with(format, filter, writer, ansi)?;
+    if let Some(e) = problem {
+        tracing::warn!("{e}; logging with the default filter {default_directive:?} instead");
+    }
+    Ok(())
+}
+
+/// The filter from `RUST_LOG`, or the default with the reason `RUST_LOG` was not used when it
+/// does not parse. Only an invalid default is an error.
+pub fn filter_or_default(
+    rust_log: Option<&str>,
+    default_directive: &str,
+) -> Result<(EnvFilter, Option<LoggingError>), LoggingError> {
+    match filter(rust_log, default_directive) {
+        Ok(f) => Ok((f, None)),
+        Err(
+            e @ LoggingError::Filter {
+                source_name: "RUST_LOG",
+                ..
+            },
+        ) => Ok((filter(None, default_directive)?, Some(e))),
+        Err(e) => Err(e),
+    }
 }
 
 /// The filter from `RUST_LOG` (if set and not empty) or the default.
@@ -50,13 +81,15 @@ pub fn filter(rust_log: Option<&str>, default_directive: &str) -> Result<EnvFilt
     })
 }
 
-/// The default directive for kube-proxy's klog verbosity (`--v`, `logging.verbosity`): 0-1 info,
-/// 2-3 our debug, 4 and up everything at debug, 6 and up trace.
+/// The default directive for kube-proxy's klog verbosity (`--v`, `logging.verbosity`), following
+/// the Kubernetes logging conventions: 0-2 (steady-state, what operators run with; kops, GCE and
+/// EKS pass --v=2) info, 3-4 (extended and debug information) kube-ipvs's debug, 5 everything at
+/// debug, 6 and up trace.
 pub fn klog_directive(v: u32) -> &'static str {
     match v {
-        0 | 1 => "info",
-        2 | 3 => "info,kube_ipvs=debug",
-        4 | 5 => "debug",
+        0..=2 => "info",
+        3 | 4 => "info,kube_ipvs=debug",
+        5 => "debug",
         _ => "trace",
     }
 }
@@ -104,6 +137,24 @@ mod tests {
         for v in 0..8 {
             assert!(filter(None, klog_directive(v)).is_ok(), "{v}");
         }
+    }
+
+    #[test]
+    fn an_invalid_rust_log_falls_back_to_the_default() {
+        let (f, problem) = filter_or_default(Some("kube_ipvs=loud"), "info").unwrap();
+        assert_eq!(f.to_string(), "info");
+        let problem = problem.expect("the bad RUST_LOG is reported").to_string();
+        assert!(
+            problem.contains("RUST_LOG") && problem.contains("kube_ipvs=loud"),
+            "{problem}"
+        );
+        let (f, problem) = filter_or_default(Some("warn"), "info").unwrap();
+        assert_eq!(
+            (f.to_string(), problem.is_none()),
+            ("warn".to_owned(), true)
+        );
+        assert!(filter_or_default(None, "=bad=").is_err());
+        assert_eq!(klog_directive(2), "info", "the --v=2 of kops, GCE and EKS");
     }
 
     #[test]

@@ -94,6 +94,16 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+/// Labels of `kube_ipvs_build_info`, named as in stock's `kubernetes_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildInfoLabels {
+    git_version: &'static str,
+    git_commit: &'static str,
+    build_date: &'static str,
+    compiler: &'static str,
+    platform: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -141,6 +151,12 @@ pub struct Metrics {
     rejected: Family<ReasonLabels, Gauge>,
     drain_backlog: Gauge,
     services: Gauge,
+    sync_ops: Family<ProgressLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgressLabels {
+    state: &'static str,
 }
 
 fn secs(t: SystemTime) -> f64 {
@@ -185,6 +201,7 @@ impl Metrics {
             rejected: Family::default(),
             drain_backlog: Gauge::default(),
             services: Gauge::default(),
+            sync_ops: Family::default(),
         };
         m.register()
     }
@@ -270,7 +287,7 @@ impl Metrics {
         );
         r.register(
             "kube_ipvs_syncs",
-            "Syncs by kind (full, incremental, drain)",
+            "Syncs by kind (full, verify, incremental, drain)",
             self.syncs.clone(),
         );
         r.register(
@@ -287,6 +304,27 @@ impl Metrics {
             "kube_ipvs_services",
             "Services with desired state on this node",
             self.services.clone(),
+        );
+        let build_info = Family::<BuildInfoLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildInfoLabels {
+                git_version: crate::build_info::VERSION,
+                git_commit: crate::build_info::GIT_COMMIT,
+                build_date: crate::build_info::BUILD_DATE,
+                compiler: crate::build_info::RUSTC,
+                platform: crate::build_info::PLATFORM,
+            })
+            .set(1);
+        r.register(
+            "kube_ipvs_build_info",
+            "A metric with a constant '1' value labeled by version, commit, build date, compiler and platform",
+            build_info,
+        );
+        r.register(
+            "kube_ipvs_sync_ops",
+            "Ops of the last sync that applied any: planned, and applied so far (moves while a long \
+             plan, such as the initial programming of a large node, is applied)",
+            self.sync_ops.clone(),
         );
         r.register_collector(Box::new(process::ProcessCollector));
         // Every family exists from the start so dashboards see zeros, not gaps.
@@ -336,6 +374,15 @@ impl Metrics {
             .set(gauge_value(pending.endpoints));
     }
 
+    /// A sync has applied `done` of its `planned` ops.
+    pub fn progress(&self, done: usize, planned: usize) {
+        for (state, n) in [("planned", planned), ("applied", done)] {
+            self.sync_ops
+                .get_or_create(&ProgressLabels { state })
+                .set(gauge_value(u64::try_from(n).unwrap_or(u64::MAX)));
+        }
+    }
+
     /// A sync finished; `pending` is what is still waiting after it.
     pub fn synced(&self, r: &SyncReport, pending: Counts) {
         self.syncs
@@ -363,8 +410,8 @@ impl Metrics {
             u64::try_from(r.drain_backlog).unwrap_or(u64::MAX),
         ));
         self.set_pending(pending);
-        // The drain timer is not a proxy-rules sync: stock has no counterpart for it.
-        if r.kind == SyncKind::Drain {
+        // The drain and retire timers are no proxy-rules syncs: stock has no counterpart.
+        if !r.kind.syncs_changes() {
             return;
         }
         self.services
@@ -606,6 +653,7 @@ pub(crate) mod tests {
             duration: Duration::from_millis(3),
             applied: BTreeMap::from([("add_dest", 5), ("add_vs", 2)]),
             failed: BTreeMap::from([("add_dest", 1)]),
+            refused: Vec::new(),
             rules_written: true,
             rules_failed: false,
             service_changes: 1,
@@ -613,6 +661,25 @@ pub(crate) mod tests {
             programming_latencies: vec![Duration::from_millis(100), Duration::from_millis(1500)],
             services: 7,
             drain_backlog: 4,
+        }
+    }
+
+    #[test]
+    fn build_info_is_a_constant_gauge_labelled_like_stocks() {
+        let text = Metrics::new(&[IpFamily::V4]).encode_text();
+        assert_eq!(types(&text)["kube_ipvs_build_info"], "gauge");
+        let v = parse(&text);
+        let (key, value) = v
+            .iter()
+            .find(|(k, _)| k.starts_with("kube_ipvs_build_info{"))
+            .expect("kube_ipvs_build_info");
+        assert_eq!(*value, 1.0);
+        for label in [
+            format!("git_commit=\"{}\"", crate::build_info::GIT_COMMIT),
+            format!("git_version=\"{}\"", crate::build_info::VERSION),
+            format!("build_date=\"{}\"", crate::build_info::BUILD_DATE),
+        ] {
+            assert!(key.contains(&label), "{key}");
         }
     }
 
@@ -628,6 +695,7 @@ pub(crate) mod tests {
         m.queued(ChangeKind::Endpoints, t0, pending);
         m.queued(ChangeKind::Endpoints, t0, pending);
         m.synced(&report(SyncKind::Incremental, t0), Counts::default());
+        m.progress(16_384, 400_000);
         m.rejections(&BTreeMap::from([("InvalidIP", 3)]));
         m.no_local_endpoints((1, 2));
         m.healthz(200);
@@ -715,6 +783,8 @@ pub(crate) mod tests {
         );
         assert_eq!(get("kube_ipvs_drain_backlog"), 4.0);
         assert_eq!(get("kube_ipvs_services"), 7.0);
+        assert_eq!(get("kube_ipvs_sync_ops{state=\"planned\"}"), 400_000.0);
+        assert_eq!(get("kube_ipvs_sync_ops{state=\"applied\"}"), 16_384.0);
 
         // Stock types, and stock names in the classic format (counters with `_total`).
         let ty = types(&text);
@@ -756,6 +826,7 @@ pub(crate) mod tests {
             ("kube_ipvs_ops_total", "counter"),
             ("kube_ipvs_rejected_objects", "gauge"),
             ("kube_ipvs_drain_backlog", "gauge"),
+            ("kube_ipvs_sync_ops", "gauge"),
         ] {
             assert_eq!(ty.get(name).map(String::as_str), Some(want), "{name}");
         }

@@ -54,6 +54,7 @@ use self::metrics::{IpFamily, Metrics};
 use crate::agent::{ChangeKind, Observer, SyncReport};
 use crate::config::Config;
 use crate::desired::HealthCheck;
+use crate::failures::FailureLog;
 use crate::model::{ObjectRef, Rejection};
 use crate::source::freshness::Freshness;
 use crate::types::ServiceKey;
@@ -75,6 +76,8 @@ pub struct TelemetryOptions {
     pub event_limit: RateLimit,
     /// The wall clock (tests inject one).
     pub clock: Clock,
+    /// Where the ops the kernel refused are published for `kube-ipvs explain` (`None`: not).
+    pub failures_path: Option<std::path::PathBuf>,
 }
 
 impl Default for TelemetryOptions {
@@ -86,6 +89,7 @@ impl Default for TelemetryOptions {
             freshness: None,
             event_limit: RateLimit::default(),
             clock: health::system_clock(),
+            failures_path: None,
         }
     }
 }
@@ -97,6 +101,7 @@ impl std::fmt::Debug for TelemetryOptions {
             .field("health_check_ips", &self.health_check_ips)
             .field("events", &self.events.as_ref().map(|(_, r)| r))
             .field("event_limit", &self.event_limit)
+            .field("failures_path", &self.failures_path)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +138,7 @@ pub struct Telemetry {
     health_checks: watch::Sender<Wanted>,
     health_check_ips: Vec<IpAddr>,
     events: Mutex<RejectionEvents>,
+    failures: Mutex<FailureLog>,
     publisher: Mutex<Option<Publisher>>,
     started: Mutex<bool>,
     origin: Instant,
@@ -219,6 +225,7 @@ impl Telemetry {
             health_checks: watch::Sender::new(Arc::default()),
             health_check_ips: opts.health_check_ips,
             events: Mutex::new(RejectionEvents::new(sink, opts.event_limit)),
+            failures: Mutex::new(FailureLog::new(opts.failures_path)),
             publisher: Mutex::new(publisher),
             started: Mutex::new(false),
             origin: Instant::now(),
@@ -351,9 +358,18 @@ impl Observer for Telemetry {
         self.metrics.queued(kind, at, pending);
     }
 
+    fn progress(&self, _kind: crate::agent::SyncKind, done: usize, planned: usize) {
+        self.metrics.progress(done, planned);
+    }
+
     fn synced(&self, report: &SyncReport) {
         let pending = self.health.synced(report);
         self.metrics.synced(report, pending);
+        // A small file rewritten only while ops fail (and once at start-up).
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .publish(report);
     }
 
     fn cluster(&self, current: &BTreeMap<ObjectRef, Rejection>, no_local_endpoints: (u64, u64)) {

@@ -1,15 +1,18 @@
-//! The ipset client: one NETLINK_NETFILTER socket, every request bounded by a timeout,
-//! batches of many entries per message, and set-level `sync` and `replace`.
+//! The ipset client: one NETLINK_NETFILTER socket through the shared transport (every request
+//! bounded by a timeout, the socket rebuilt after a fault), batches of many entries per message,
+//! and set-level `sync` and `replace`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use netlink_sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
+use netlink_transport::{
+    Ack, BatchOptions, BatchOutcome, DumpPart, Failure, Faults, NETLINK_NETFILTER, Transport,
+};
 
-use super::constants::{IPSET_PROTOCOL, IPSET_PROTOCOL_MIN, NETLINK_NETFILTER};
+use super::constants::{IPSET_ERR_HASH_FULL, IPSET_PROTOCOL, IPSET_PROTOCOL_MIN};
 use super::entry::{Entry, Family, Member, SetType};
 use super::error::{DecodeError, EncodeError, IpsetError, Op};
-use super::message::Messages;
 use super::reply::{self, ListDecoder, ListedSet, Reply, SetHeader};
 use super::request::{self, AdtOp, BatchHeader, CreateSpec, ListMode, Request};
 
@@ -20,6 +23,10 @@ pub struct Config {
     pub timeout: Duration,
     /// Receive buffer asked of the kernel (SO_RCVBUF).
     pub socket_rcvbuf: usize,
+    /// Network namespace to open the socket in; `None`: the calling thread's.
+    pub netns: Option<PathBuf>,
+    /// The fault-injecting layer under the socket (tests).
+    pub faults: Option<Faults>,
 }
 
 impl Default for Config {
@@ -27,6 +34,8 @@ impl Default for Config {
         Config {
             timeout: Duration::from_secs(10),
             socket_rcvbuf: 4 << 20,
+            netns: None,
+            faults: None,
         }
     }
 }
@@ -50,30 +59,87 @@ pub fn diff<'a>(
 }
 
 /// One entry of a batch, with its comment.
-type Item<'a> = (&'a Entry, Option<&'a str>);
+pub type Item<'a> = (&'a Entry, Option<&'a str>);
 /// A batch operation over entries.
-type Job<'a, 'b> = (AdtOp, &'b [Item<'a>]);
+pub type Job<'a, 'b> = (AdtOp, &'b [Item<'a>]);
 
-/// Most bytes packed into one `sendmsg` (three 64 KiB ADT messages). Netlink refuses a
-/// datagram larger than the socket's send buffer minus 32, so the limit is lowered to fit
-/// (the default buffer, 212992, holds three).
-const SEND_LIMIT: usize = 200 << 10;
+/// The op and entry of entry `i` numbered across `jobs`.
+fn locate<'a>(jobs: &[Job<'a, '_>], mut i: usize) -> (Op, Option<&'a Entry>) {
+    for (op, items) in jobs {
+        if i < items.len() {
+            return (adt_op(*op), items.get(i).map(|(e, _)| *e));
+        }
+        i -= items.len();
+    }
+    (Op::Add, None)
+}
 
-/// Receive buffer: a dump part is at most 32 KiB, an echoed failed batch about 64 KiB.
-const RECV_BUF: usize = 256 << 10;
+/// ADT batches: up to three 64 KiB messages per `sendmsg` (the transport lowers that to what
+/// the socket's send buffer takes: the default, 212992, holds three), every message
+/// acknowledged, the echo of a refused one kept (its LINENO names the failing entry).
+const BATCH: BatchOptions = BatchOptions {
+    window: 64,
+    ack: Ack::Every,
+    max_datagram: 200 << 10,
+    keep_echo: true,
+};
 
-/// An ipset client bound to the caller's network namespace (the one of the thread that
-/// called [`IpsetClient::connect`]).
+/// An ipset client bound to one network namespace.
 pub struct IpsetClient {
-    socket: TokioSocket,
-    seq: u32,
+    sock: Transport,
     protocol: u8,
-    timeout: Duration,
-    send_buf: Vec<u8>,
-    recv_buf: Vec<u8>,
-    /// Bytes per `sendmsg` (at least one message always goes alone).
-    send_limit: usize,
     revisions: BTreeMap<(SetType, Family), u8>,
+}
+
+/// A failure inside an exchange: the transport's, or ours.
+enum Fail {
+    Transport(netlink_transport::Error),
+    Client(IpsetError),
+}
+
+impl From<netlink_transport::Error> for Fail {
+    fn from(e: netlink_transport::Error) -> Self {
+        Fail::Transport(e)
+    }
+}
+
+impl Fail {
+    fn into_error(self, op: Op, set: &str, entry: Option<String>) -> IpsetError {
+        match self {
+            Fail::Transport(e) => transport_error(op, set, e, entry),
+            Fail::Client(e) => e,
+        }
+    }
+}
+
+/// The error of `op` on `set` for a transport failure.
+fn transport_error(
+    op: Op,
+    set: &str,
+    e: netlink_transport::Error,
+    entry: Option<String>,
+) -> IpsetError {
+    match e {
+        netlink_transport::Error::Kernel(errno) => IpsetError::from_errno(op, set, errno, entry),
+        netlink_transport::Error::Timeout(after) => IpsetError::Timeout {
+            op,
+            set: set.to_string(),
+            after,
+        },
+        source => IpsetError::Transport {
+            op,
+            set: set.to_string(),
+            source,
+        },
+    }
+}
+
+/// One pre-encoded ADT message of a batch: its bytes in the shared buffer and the entries
+/// (indices into the batch's items) it carries, in LINENO order.
+struct AdtMessage {
+    bytes: std::ops::Range<usize>,
+    job: usize,
+    entries: std::ops::Range<usize>,
 }
 
 impl IpsetClient {
@@ -82,31 +148,20 @@ impl IpsetClient {
         Self::connect_with(Config::default()).await
     }
 
+    /// Opens the socket as `config` says and negotiates the protocol.
     pub async fn connect_with(config: Config) -> Result<Self, IpsetError> {
-        let io = |source| IpsetError::Io {
-            op: Op::Protocol,
-            source,
-        };
-        let mut socket = TokioSocket::new(NETLINK_NETFILTER).map_err(io)?;
-        socket.socket_mut().bind_auto().map_err(io)?;
-        socket
-            .socket_ref()
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(io)?;
-        // A small buffer only slows dumps down; not fatal.
-        let _ = socket.socket_ref().set_rx_buf_sz(config.socket_rcvbuf);
-        let sndbuf =
-            nix::sys::socket::getsockopt(socket.socket_ref(), nix::sys::socket::sockopt::SndBuf)
-                .unwrap_or(SEND_LIMIT);
-        let send_limit = SEND_LIMIT.min(sndbuf.saturating_sub(1024));
-        let mut client = IpsetClient {
-            socket,
-            seq: std::process::id().wrapping_mul(0x9E37_79B9),
-            protocol: IPSET_PROTOCOL,
+        let sock = Transport::connect(netlink_transport::Options {
+            netns: config.netns.clone(),
             timeout: config.timeout,
-            send_buf: Vec::with_capacity(70 << 10),
-            recv_buf: Vec::with_capacity(RECV_BUF),
-            send_limit,
+            rcvbuf: config.socket_rcvbuf,
+            faults: config.faults.clone(),
+            ..netlink_transport::Options::new(NETLINK_NETFILTER)
+        })
+        .await
+        .map_err(|e| transport_error(Op::Protocol, "", e, None))?;
+        let mut client = IpsetClient {
+            sock,
+            protocol: IPSET_PROTOCOL,
             revisions: BTreeMap::new(),
         };
         match client
@@ -431,142 +486,161 @@ impl IpsetClient {
         })
     }
 
-    /// Encodes every job (op + entries) as ADT messages of up to 64 KiB, packs several
-    /// messages per `sendmsg` (the kernel handles them in order within the call), and checks
-    /// every acknowledgement. A failed entry is named from the LINENO the kernel echoes.
+    /// Runs every job (op + entries) as ADT batch messages of up to 64 KiB, pipelined, and
+    /// reports the first failure in entry order.
     async fn batch(&mut self, set: &str, jobs: &[Job<'_, '_>]) -> Result<(), IpsetError> {
-        let mut chunk: Vec<u8> = Vec::new();
-        let mut pending: Vec<(u32, usize)> = Vec::new();
-        for (job, (op, items)) in jobs.iter().enumerate() {
+        let outcome = self.batch_each(set, jobs).await?;
+        let Some((i, failure)) = outcome.failed.into_iter().next() else {
+            return Ok(());
+        };
+        let (op, entry) = locate(jobs, i);
+        let entry = entry.map(|e| e.to_string());
+        Err(match failure {
+            Failure::Refused { errno, .. } => IpsetError::from_errno(op, set, errno, entry),
+            Failure::Lost(e) | Failure::NotSent(e) => transport_error(op, set, e, entry),
+        })
+    }
+
+    /// The jobs' entries (numbered across jobs in order) as pipelined ADT batch messages,
+    /// answered per entry: which failed and why. A message the kernel refuses stops at the
+    /// failing entry, which its LINENO names; the entries after it go again in a next round,
+    /// except adds to a set that is full (`IPSET_ERR_HASH_FULL`), which fail with it unsent. The
+    /// kernel treats present (add) and absent (del) entries as done (no `NLM_F_EXCL`).
+    pub async fn batch_each(
+        &mut self,
+        set: &str,
+        jobs: &[Job<'_, '_>],
+    ) -> Result<BatchOutcome, IpsetError> {
+        let offsets: Vec<usize> = jobs
+            .iter()
+            .scan(0, |n, (_, items)| {
+                let at = *n;
+                *n += items.len();
+                Some(at)
+            })
+            .collect();
+        // Entries still to send, per job (indices into the job's items).
+        let mut pending: Vec<Vec<usize>> =
+            jobs.iter().map(|(_, it)| (0..it.len()).collect()).collect();
+        let mut failed: Vec<(usize, Failure)> = Vec::new();
+        let mut full = false;
+        while pending.iter().any(|p| !p.is_empty()) {
+            let (buf, msgs) = self.encode_round(set, jobs, &pending)?;
+            let outcome = self
+                .sock
+                .batch(msgs.len(), &BATCH, |i, b| {
+                    if let Some(m) = msgs.get(i) {
+                        b.extend_from_slice(buf.get(m.bytes.clone()).unwrap_or_default());
+                    }
+                    Ok::<_, std::convert::Infallible>(())
+                })
+                .await;
+            let mut next: Vec<Vec<usize>> = jobs.iter().map(|_| Vec::new()).collect();
+            for (m, f) in outcome.failed {
+                let Some(msg) = msgs.get(m) else { continue };
+                let Some(round) = pending.get(msg.job) else {
+                    continue;
+                };
+                let items = round.get(msg.entries.clone()).unwrap_or_default();
+                let global = |k: usize| offsets.get(msg.job).copied().unwrap_or(0) + k;
+                let is_add = jobs.get(msg.job).is_some_and(|(op, _)| *op == AdtOp::Add);
+                match f {
+                    Failure::Refused { errno, echo } => {
+                        // LINENO counts from the round's first pending entry of the job.
+                        let at = reply::lineno_of(&echo)
+                            .and_then(|l| usize::try_from(l).ok())
+                            .and_then(|l| l.checked_sub(1 + msg.entries.start))
+                            .filter(|p| *p < items.len());
+                        let Some(at) = at else {
+                            // The kernel did not say which: every entry shares the failure.
+                            failed.extend(
+                                items.iter().map(|k| (global(*k), Failure::refused(errno))),
+                            );
+                            continue;
+                        };
+                        if let Some(k) = items.get(at) {
+                            failed.push((global(*k), Failure::refused(errno)));
+                        }
+                        full |= is_add && errno == IPSET_ERR_HASH_FULL;
+                        let rest = items.get(at + 1..).unwrap_or_default();
+                        if full && is_add {
+                            failed
+                                .extend(rest.iter().map(|k| (global(*k), Failure::refused(errno))));
+                        } else if let Some(n) = next.get_mut(msg.job) {
+                            n.extend_from_slice(rest);
+                        }
+                    }
+                    other => failed.extend(items.iter().map(|k| (global(*k), other.clone()))),
+                }
+            }
+            if full {
+                // A full set refuses every further add: fail them without a request each.
+                for (job, (op, _)) in jobs.iter().enumerate() {
+                    if *op == AdtOp::Add
+                        && let Some(n) = next.get_mut(job)
+                    {
+                        let errno = IPSET_ERR_HASH_FULL;
+                        failed.extend(n.drain(..).map(|k| {
+                            (
+                                offsets.get(job).copied().unwrap_or(0) + k,
+                                Failure::refused(errno),
+                            )
+                        }));
+                    }
+                }
+            }
+            pending = next;
+        }
+        failed.sort_by_key(|(i, _)| *i);
+        if full {
+            tracing::warn!(
+                set,
+                "ipset is full: its remaining adds fail without being sent"
+            );
+        }
+        Ok(BatchOutcome { failed })
+    }
+
+    /// Encodes the pending entries of every job as ADT messages into one buffer.
+    fn encode_round(
+        &self,
+        set: &str,
+        jobs: &[Job<'_, '_>],
+        pending: &[Vec<usize>],
+    ) -> Result<(Vec<u8>, Vec<AdtMessage>), IpsetError> {
+        let mut buf = Vec::new();
+        let mut scratch = Vec::new();
+        let mut msgs = Vec::new();
+        for (job, ((op, items), round)) in jobs.iter().zip(pending).enumerate() {
             let mut pos = 0usize;
-            while pos < items.len() {
-                let rest = items.get(pos..).unwrap_or_default();
-                let seq = self.next_seq();
+            while pos < round.len() {
                 let header = BatchHeader {
-                    seq,
+                    seq: 0,
                     protocol: self.protocol,
                     op: *op,
                     name: set,
                     exist_ok: true,
                     first_lineno: u32::try_from(pos + 1).unwrap_or(u32::MAX),
                 };
-                let mut buf = std::mem::take(&mut self.send_buf);
-                // The iterator must not live across an await: the future would not be
-                // provably Send (rustc's higher-ranked lifetime limits on `Copied`).
-                let encoded = {
-                    let mut iter = rest.iter().copied().peekable();
-                    request::encode_batch(&mut buf, header, &mut iter)
-                };
-                let count = match encoded {
-                    Ok(count) => count,
-                    Err(source) => {
-                        self.send_buf = buf;
-                        return Err(encode_error(adt_op(*op), set, source));
-                    }
-                };
-                if !chunk.is_empty() && chunk.len() + buf.len() > self.send_limit {
-                    self.flush_batches(set, &mut chunk, &mut pending, jobs)
-                        .await?;
-                }
-                chunk.extend_from_slice(&buf);
-                self.send_buf = buf;
-                pending.push((seq, job));
+                let mut iter = round
+                    .get(pos..)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|k| items.get(*k).copied())
+                    .peekable();
+                let count = request::encode_batch(&mut scratch, header, &mut iter)
+                    .map_err(|source| encode_error(adt_op(*op), set, source))?;
+                let start = buf.len();
+                buf.extend_from_slice(&scratch);
+                msgs.push(AdtMessage {
+                    bytes: start..buf.len(),
+                    job,
+                    entries: pos..pos + count,
+                });
                 pos += count;
             }
         }
-        if !chunk.is_empty() {
-            self.flush_batches(set, &mut chunk, &mut pending, jobs)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Sends the packed messages and waits for all their acks (bounded by the timeout);
-    /// reports the first failure in message order.
-    async fn flush_batches(
-        &mut self,
-        set: &str,
-        chunk: &mut Vec<u8>,
-        pending: &mut Vec<(u32, usize)>,
-        jobs: &[Job<'_, '_>],
-    ) -> Result<(), IpsetError> {
-        let first_op = pending
-            .first()
-            .and_then(|(_, job)| jobs.get(*job))
-            .map_or(Op::Add, |(op, _)| adt_op(*op));
-        std::mem::swap(&mut self.send_buf, chunk);
-        let sent = self.send(first_op, set).await;
-        std::mem::swap(&mut self.send_buf, chunk);
-        chunk.clear();
-        sent?;
-        let seqs: Vec<u32> = pending.iter().map(|(seq, _)| *seq).collect();
-        let timeout = self.timeout;
-        let waited = tokio::time::timeout(timeout, self.wait_acks(first_op, set, &seqs)).await;
-        let failure = match waited {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(IpsetError::Timeout {
-                    op: first_op,
-                    set: set.to_string(),
-                    after: timeout,
-                });
-            }
-        };
-        let jobs_of: Vec<usize> = pending.iter().map(|(_, job)| *job).collect();
-        pending.clear();
-        if let Some((index, errno, lineno)) = failure {
-            let (op, items) = jobs_of
-                .get(index)
-                .and_then(|job| jobs.get(*job))
-                .copied()
-                .unwrap_or((AdtOp::Add, &[]));
-            let entry = lineno
-                .and_then(|l| usize::try_from(l).ok())
-                .and_then(|l| l.checked_sub(1))
-                .and_then(|i| items.get(i))
-                .map(|(e, _)| e.to_string());
-            return Err(IpsetError::from_errno(adt_op(op), set, errno, entry));
-        }
-        Ok(())
-    }
-
-    /// Waits until every message in `seqs` is acknowledged; returns the first failure
-    /// (index into `seqs`, errno, lineno).
-    async fn wait_acks(
-        &mut self,
-        op: Op,
-        set: &str,
-        seqs: &[u32],
-    ) -> Result<Option<(usize, i32, Option<u32>)>, IpsetError> {
-        let mut answered = vec![false; seqs.len()];
-        let mut left = seqs.len();
-        let mut failure: Option<(usize, i32, Option<u32>)> = None;
-        while left > 0 {
-            self.recv(op, set).await?;
-            for msg in Messages::new(&self.recv_buf) {
-                let (hdr, msg) = msg.map_err(|source| decode_error(op, set, source))?;
-                let Some(index) = seqs.iter().position(|s| *s == hdr.seq) else {
-                    continue; // a late answer to an earlier, timed-out request
-                };
-                let reply =
-                    reply::parse_reply(msg).map_err(|source| decode_error(op, set, source))?;
-                let result = match reply.1 {
-                    Reply::Ack => None,
-                    Reply::Error { errno, lineno } => Some((index, errno, lineno)),
-                    _ => continue,
-                };
-                if let Some(slot) = answered.get_mut(index).filter(|a| !**a) {
-                    *slot = true;
-                    left -= 1;
-                    if let Some(fail) = result
-                        && failure.is_none_or(|(i, _, _)| fail.0 < i)
-                    {
-                        failure = Some(fail);
-                    }
-                }
-            }
-        }
-        Ok(failure)
+        Ok((buf, msgs))
     }
 
     /// Brings `set` to exactly `wanted`: lists the kernel's members, then deletes and adds
@@ -652,48 +726,37 @@ impl IpsetClient {
         cleanup
     }
 
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        self.seq
-    }
-
-    async fn send(&mut self, op: Op, set: &str) -> Result<(), IpsetError> {
-        let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.socket.send(&self.send_buf)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(source)) => Err(IpsetError::Io { op, source }),
-            Err(_) => Err(IpsetError::Timeout {
-                op,
-                set: set.to_string(),
-                after: timeout,
-            }),
+    /// Gives a hash set another `maxelem`, members kept, atomically: a temporary set of the
+    /// same type, family and options but `maxelem` is filled and SWAPped in (iptables rules
+    /// keep referring to the name), then destroyed. The kernel compares `maxelem` when
+    /// `ipset create -exist` meets an existing set, which is how stock kube-proxy ensures its
+    /// sets. Shrinking keeps the first `maxelem` members in order; returns how many did not fit.
+    pub async fn resize(&mut self, set: &str, maxelem: u32) -> Result<usize, IpsetError> {
+        let listed = self.list(set).await?;
+        let header = listed.header.ok_or_else(|| IpsetError::Decode {
+            op: Op::List,
+            set: set.to_string(),
+            source: DecodeError::Missing { what: "set header" },
+        })?;
+        let tmp = temp_name(set);
+        let mut spec = header.create_spec(tmp.clone());
+        spec.maxelem = Some(maxelem);
+        let members: BTreeSet<Entry> = listed.members.into_iter().map(|m| m.entry).collect();
+        let fit = usize::try_from(maxelem).unwrap_or(usize::MAX);
+        let dropped = members.len().saturating_sub(fit);
+        match self.destroy(&tmp).await {
+            Ok(()) | Err(IpsetError::SetMissing { .. }) => {}
+            Err(e) => return Err(e),
         }
-    }
-
-    async fn recv(&mut self, op: Op, set: &str) -> Result<(), IpsetError> {
-        self.recv_buf.clear();
-        if self.recv_buf.capacity() < RECV_BUF {
-            self.recv_buf.reserve(RECV_BUF);
+        self.create(&spec).await?;
+        let result = async {
+            self.add_batch(&tmp, members.iter().take(fit)).await?;
+            self.swap(set, &tmp).await
         }
-        let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.socket.recv(&mut self.recv_buf)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(IpsetError::Io { op, source }),
-            Err(_) => Err(IpsetError::Timeout {
-                op,
-                set: set.to_string(),
-                after: timeout,
-            }),
-        }
-    }
-
-    fn encode(&mut self, op: Op, set: &str, req: &Request) -> Result<u32, IpsetError> {
-        let seq = self.next_seq();
-        let mut buf = std::mem::take(&mut self.send_buf);
-        let result = req.emit_into(&mut buf, seq, self.protocol);
-        self.send_buf = buf;
-        result.map_err(|source| encode_error(op, set, source))?;
-        Ok(seq)
+        .await;
+        let cleanup = self.destroy(&tmp).await;
+        result?;
+        cleanup.map(|()| dropped)
     }
 
     /// Sends `req` and waits for its acknowledgement.
@@ -704,44 +767,18 @@ impl IpsetClient {
         req: &Request,
         entries: Option<&[String]>,
     ) -> Result<(), IpsetError> {
-        let seq = self.encode(op, set, req)?;
-        self.send(op, set).await?;
-        let overall = self.timeout;
-        let entries = entries.unwrap_or_default();
-        match tokio::time::timeout(overall, self.wait_ack(op, set, seq)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(WaitError::Kernel { errno, .. })) => Err(IpsetError::from_errno(
-                op,
-                set,
-                errno,
-                entries.first().cloned(),
-            )),
-            Ok(Err(WaitError::Other(e))) => Err(e),
-            Err(_) => Err(IpsetError::Timeout {
-                op,
-                set: set.to_string(),
-                after: overall,
-            }),
-        }
-    }
-
-    async fn wait_ack(&mut self, op: Op, set: &str, seq: u32) -> Result<(), WaitError> {
-        loop {
-            self.recv(op, set).await?;
-            for msg in Messages::new(&self.recv_buf) {
-                let (hdr, msg) = msg.map_err(|source| decode_error(op, set, source))?;
-                if hdr.seq != seq {
-                    continue; // a late answer to an earlier, timed-out request
-                }
-                match reply::parse_reply(msg).map_err(|source| decode_error(op, set, source))? {
-                    (_, Reply::Ack) => return Ok(()),
-                    (_, Reply::Error { errno, .. }) => {
-                        return Err(WaitError::Kernel { errno });
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let protocol = self.protocol;
+        self.sock
+            .request(
+                0,
+                |b| {
+                    req.emit_into(b, 0, protocol)
+                        .map_err(|source| Fail::Client(encode_error(op, set, source)))
+                },
+                |_| Ok::<_, Fail>(()),
+            )
+            .await
+            .map_err(|f| f.into_error(op, set, entries.and_then(|e| e.first().cloned())))
     }
 
     /// Sends `req` and returns its (non-ack) reply.
@@ -751,43 +788,35 @@ impl IpsetClient {
         set: &str,
         req: &Request,
     ) -> Result<Reply, IpsetError> {
-        let seq = self.encode(op, set, req)?;
-        self.send(op, set).await?;
-        let overall = self.timeout;
-        let wait = async {
-            loop {
-                self.recv(op, set).await?;
-                for msg in Messages::new(&self.recv_buf) {
-                    let (hdr, msg) = msg.map_err(|source| IpsetError::Decode {
-                        op,
-                        set: set.to_string(),
-                        source,
-                    })?;
-                    if hdr.seq != seq {
-                        continue;
+        let protocol = self.protocol;
+        let mut got = None;
+        self.sock
+            .request(
+                0,
+                |b| {
+                    req.emit_into(b, 0, protocol)
+                        .map_err(|source| Fail::Client(encode_error(op, set, source)))
+                },
+                |m| {
+                    let (_, reply) = reply::parse_reply(m.bytes)
+                        .map_err(|source| Fail::Client(decode_error(op, set, source)))?;
+                    if got.is_none() && !matches!(reply, Reply::Ack | Reply::Done) {
+                        got = Some(reply);
                     }
-                    match reply::parse_reply(msg).map_err(|source| IpsetError::Decode {
-                        op,
-                        set: set.to_string(),
-                        source,
-                    })? {
-                        (_, Reply::Ack) => {}
-                        (_, Reply::Error { errno, .. }) => {
-                            return Err(IpsetError::from_errno(op, set, errno, None));
-                        }
-                        (_, reply) => return Ok(reply),
-                    }
-                }
-            }
-        };
-        match tokio::time::timeout(overall, wait).await {
-            Ok(result) => result,
-            Err(_) => Err(IpsetError::Timeout {
+                    Ok(())
+                },
+            )
+            .await
+            .map_err(|f| f.into_error(op, set, None))?;
+        got.ok_or_else(|| {
+            decode_error(
                 op,
-                set: set.to_string(),
-                after: overall,
-            }),
-        }
+                set,
+                DecodeError::Missing {
+                    what: "reply message",
+                },
+            )
+        })
     }
 
     /// Runs a LIST dump and merges its multipart messages. Each receive is bounded by the
@@ -803,28 +832,33 @@ impl IpsetClient {
             name: name.map(str::to_string),
             mode,
         };
-        let seq = self.encode(op, set, &req)?;
-        self.send(op, set).await?;
+        let protocol = self.protocol;
         let mut decoder = ListDecoder::new();
-        loop {
-            self.recv(op, set).await?;
-            for msg in Messages::new(&self.recv_buf) {
-                let (hdr, msg) = msg.map_err(|source| decode_error(op, set, source))?;
-                if hdr.seq != seq {
-                    continue;
-                }
-                match reply::parse_reply(msg).map_err(|source| decode_error(op, set, source))? {
-                    (_, Reply::Done) => return Ok(decoder.finish()),
-                    (_, Reply::Error { errno, .. }) => {
-                        return Err(IpsetError::from_errno(op, set, errno, None));
+        self.sock
+            .dump(
+                |b| {
+                    req.emit_into(b, 0, protocol)
+                        .map_err(|source| Fail::Client(encode_error(op, set, source)))
+                },
+                |part| {
+                    match part {
+                        DumpPart::Message(m) => {
+                            let (_, reply) = reply::parse_reply(m.bytes)
+                                .map_err(|source| Fail::Client(decode_error(op, set, source)))?;
+                            if reply == Reply::List {
+                                decoder.feed(m.bytes).map_err(|source| {
+                                    Fail::Client(decode_error(op, set, source))
+                                })?;
+                            }
+                        }
+                        DumpPart::Restart => decoder = ListDecoder::new(),
                     }
-                    (_, Reply::List) => decoder
-                        .feed(msg)
-                        .map_err(|source| decode_error(op, set, source))?,
-                    _ => {}
-                }
-            }
-        }
+                    Ok(())
+                },
+            )
+            .await
+            .map_err(|f| f.into_error(op, set, None))?;
+        Ok(decoder.finish())
     }
 }
 
@@ -832,19 +866,8 @@ impl std::fmt::Debug for IpsetClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IpsetClient")
             .field("protocol", &self.protocol)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.sock.options().timeout)
             .finish_non_exhaustive()
-    }
-}
-
-enum WaitError {
-    Kernel { errno: i32 },
-    Other(IpsetError),
-}
-
-impl From<IpsetError> for WaitError {
-    fn from(e: IpsetError) -> Self {
-        WaitError::Other(e)
     }
 }
 

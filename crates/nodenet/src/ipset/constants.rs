@@ -4,12 +4,12 @@
 //! The table is kept complete so replies can be explained by name, hence `dead_code` is allowed.
 #![allow(dead_code)]
 
+use netlink_transport::Errno;
+
 /// nfnetlink subsystem id of ipset (`NFNL_SUBSYS_IPSET`).
 pub const NFNL_SUBSYS_IPSET: u16 = 6;
 /// `NFNETLINK_V0`, the only nfgenmsg version.
 pub const NFNETLINK_V0: u8 = 0;
-/// `NETLINK_NETFILTER` socket protocol.
-pub const NETLINK_NETFILTER: isize = 12;
 
 pub const IPSET_PROTOCOL: u8 = 7;
 pub const IPSET_PROTOCOL_MIN: u8 = 6;
@@ -96,37 +96,37 @@ pub const IPSET_ATTR_IPADDR_IPV4: u16 = 1;
 pub const IPSET_ATTR_IPADDR_IPV6: u16 = 2;
 
 // enum ipset_errno
-pub const IPSET_ERR_PRIVATE: i32 = 4096;
-pub const IPSET_ERR_PROTOCOL: i32 = 4097;
-pub const IPSET_ERR_FIND_TYPE: i32 = 4098;
-pub const IPSET_ERR_MAX_SETS: i32 = 4099;
-pub const IPSET_ERR_BUSY: i32 = 4100;
-pub const IPSET_ERR_EXIST_SETNAME2: i32 = 4101;
-pub const IPSET_ERR_TYPE_MISMATCH: i32 = 4102;
-pub const IPSET_ERR_EXIST: i32 = 4103;
-pub const IPSET_ERR_INVALID_CIDR: i32 = 4104;
-pub const IPSET_ERR_INVALID_NETMASK: i32 = 4105;
-pub const IPSET_ERR_INVALID_FAMILY: i32 = 4106;
-pub const IPSET_ERR_TIMEOUT: i32 = 4107;
-pub const IPSET_ERR_REFERENCED: i32 = 4108;
-pub const IPSET_ERR_IPADDR_IPV4: i32 = 4109;
-pub const IPSET_ERR_IPADDR_IPV6: i32 = 4110;
-pub const IPSET_ERR_COUNTER: i32 = 4111;
-pub const IPSET_ERR_COMMENT: i32 = 4112;
-pub const IPSET_ERR_INVALID_MARKMASK: i32 = 4113;
-pub const IPSET_ERR_SKBINFO: i32 = 4114;
-pub const IPSET_ERR_BITMASK_NETMASK_EXCL: i32 = 4115;
-pub const IPSET_ERR_TYPE_SPECIFIC: i32 = 4352;
+pub const IPSET_ERR_PRIVATE: Errno = Errno::new(4096);
+pub const IPSET_ERR_PROTOCOL: Errno = Errno::new(4097);
+pub const IPSET_ERR_FIND_TYPE: Errno = Errno::new(4098);
+pub const IPSET_ERR_MAX_SETS: Errno = Errno::new(4099);
+pub const IPSET_ERR_BUSY: Errno = Errno::new(4100);
+pub const IPSET_ERR_EXIST_SETNAME2: Errno = Errno::new(4101);
+pub const IPSET_ERR_TYPE_MISMATCH: Errno = Errno::new(4102);
+pub const IPSET_ERR_EXIST: Errno = Errno::new(4103);
+pub const IPSET_ERR_INVALID_CIDR: Errno = Errno::new(4104);
+pub const IPSET_ERR_INVALID_NETMASK: Errno = Errno::new(4105);
+pub const IPSET_ERR_INVALID_FAMILY: Errno = Errno::new(4106);
+pub const IPSET_ERR_TIMEOUT: Errno = Errno::new(4107);
+pub const IPSET_ERR_REFERENCED: Errno = Errno::new(4108);
+pub const IPSET_ERR_IPADDR_IPV4: Errno = Errno::new(4109);
+pub const IPSET_ERR_IPADDR_IPV6: Errno = Errno::new(4110);
+pub const IPSET_ERR_COUNTER: Errno = Errno::new(4111);
+pub const IPSET_ERR_COMMENT: Errno = Errno::new(4112);
+pub const IPSET_ERR_INVALID_MARKMASK: Errno = Errno::new(4113);
+pub const IPSET_ERR_SKBINFO: Errno = Errno::new(4114);
+pub const IPSET_ERR_BITMASK_NETMASK_EXCL: Errno = Errno::new(4115);
+pub const IPSET_ERR_TYPE_SPECIFIC: Errno = Errno::new(4352);
 // ip_set_hash.h
-pub const IPSET_ERR_HASH_FULL: i32 = 4352;
-pub const IPSET_ERR_HASH_ELEM: i32 = 4353;
-pub const IPSET_ERR_INVALID_PROTO: i32 = 4354;
-pub const IPSET_ERR_MISSING_PROTO: i32 = 4355;
-pub const IPSET_ERR_HASH_RANGE_UNSUPPORTED: i32 = 4356;
-pub const IPSET_ERR_HASH_RANGE: i32 = 4357;
+pub const IPSET_ERR_HASH_FULL: Errno = Errno::new(4352);
+pub const IPSET_ERR_HASH_ELEM: Errno = Errno::new(4353);
+pub const IPSET_ERR_INVALID_PROTO: Errno = Errno::new(4354);
+pub const IPSET_ERR_MISSING_PROTO: Errno = Errno::new(4355);
+pub const IPSET_ERR_HASH_RANGE_UNSUPPORTED: Errno = Errno::new(4356);
+pub const IPSET_ERR_HASH_RANGE: Errno = Errno::new(4357);
 // ip_set_bitmap.h
-pub const IPSET_ERR_BITMAP_RANGE: i32 = 4352;
-pub const IPSET_ERR_BITMAP_RANGE_SIZE: i32 = 4353;
+pub const IPSET_ERR_BITMAP_RANGE: Errno = Errno::new(4352);
+pub const IPSET_ERR_BITMAP_RANGE_SIZE: Errno = Errno::new(4353);
 
 // enum ipset_cmd_flags (IPSET_ATTR_FLAGS, command level)
 pub const IPSET_FLAG_EXIST: u32 = 1 << 0;
@@ -145,15 +145,10 @@ pub const NFPROTO_UNSPEC: u8 = 0;
 pub const NFPROTO_IPV4: u8 = 2;
 pub const NFPROTO_IPV6: u8 = 10;
 
-// Netlink (linux/netlink.h)
-pub const NLMSG_HDRLEN: usize = 16;
-pub const NLMSG_ERROR: u16 = 2;
-pub const NLMSG_DONE: u16 = 3;
-pub const NLM_F_REQUEST: u16 = 0x1;
-pub const NLM_F_MULTI: u16 = 0x2;
-pub const NLM_F_ACK: u16 = 0x4;
-pub const NLM_F_DUMP: u16 = 0x300;
-pub const NLM_F_EXCL: u16 = 0x200;
-pub const NLM_F_CREATE: u16 = 0x400;
+// Netlink (linux/netlink.h): the transport's, defined once.
+pub use netlink_transport::wire::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_MULTIPART as NLM_F_MULTI, NLM_F_REQUEST,
+    NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
+};
 pub const NLA_F_NESTED: u16 = 0x8000;
 pub const NLA_F_NET_BYTEORDER: u16 = 0x4000;

@@ -6,22 +6,7 @@ use std::time::Duration;
 
 use super::constants::*;
 
-/// The plain errnos the kernel answers with.
-mod errno {
-    use nix::errno::Errno;
-    pub const EACCES: i32 = Errno::EACCES as i32;
-    pub const EAFNOSUPPORT: i32 = Errno::EAFNOSUPPORT as i32;
-    pub const EBUSY: i32 = Errno::EBUSY as i32;
-    pub const EEXIST: i32 = Errno::EEXIST as i32;
-    pub const EINVAL: i32 = Errno::EINVAL as i32;
-    pub const EMSGSIZE: i32 = Errno::EMSGSIZE as i32;
-    pub const ENOENT: i32 = Errno::ENOENT as i32;
-    pub const ENOMEM: i32 = Errno::ENOMEM as i32;
-    pub const EOPNOTSUPP: i32 = Errno::EOPNOTSUPP as i32;
-    pub const EPERM: i32 = Errno::EPERM as i32;
-    pub const EPROTO: i32 = Errno::EPROTO as i32;
-    pub const EPROTONOSUPPORT: i32 = Errno::EPROTONOSUPPORT as i32;
-}
+use netlink_transport::Errno;
 
 /// The ipset operation that failed, named like the `ipset` CLI command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,37 +85,37 @@ pub enum EncodeError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IpsetError {
-    #[error("ipset {op} {set}: set already exists (errno {errno} {})", errno_name(*errno))]
-    SetExists { op: Op, set: String, errno: i32 },
-    #[error("ipset {op} {set}: set does not exist (errno {errno} {})", errno_name(*errno))]
-    SetMissing { op: Op, set: String, errno: i32 },
-    #[error("ipset {op} {set}: set is in use (referenced by iptables or a dump) (errno {errno} {})", errno_name(*errno))]
-    InUse { op: Op, set: String, errno: i32 },
-    #[error("ipset {op} {set}: type or family mismatch (errno {errno} {})", errno_name(*errno))]
-    TypeMismatch { op: Op, set: String, errno: i32 },
-    #[error("ipset {op} {set}: protocol error, the kernel rejected the message (errno {errno} {})", errno_name(*errno))]
-    Protocol { op: Op, set: String, errno: i32 },
-    #[error("ipset {op} {set}: permission denied, CAP_NET_ADMIN needed (errno {errno} {})", errno_name(*errno))]
-    Permission { op: Op, set: String, errno: i32 },
-    #[error("ipset {op} {set}: element {entry} already exists (errno {errno} {})", errno_name(*errno))]
+    #[error("ipset {op} {set}: set already exists (errno {} {})", errno.get(), errno_name(*errno))]
+    SetExists { op: Op, set: String, errno: Errno },
+    #[error("ipset {op} {set}: set does not exist (errno {} {})", errno.get(), errno_name(*errno))]
+    SetMissing { op: Op, set: String, errno: Errno },
+    #[error("ipset {op} {set}: set is in use (referenced by iptables or a dump) (errno {} {})", errno.get(), errno_name(*errno))]
+    InUse { op: Op, set: String, errno: Errno },
+    #[error("ipset {op} {set}: type or family mismatch (errno {} {})", errno.get(), errno_name(*errno))]
+    TypeMismatch { op: Op, set: String, errno: Errno },
+    #[error("ipset {op} {set}: protocol error, the kernel rejected the message (errno {} {})", errno.get(), errno_name(*errno))]
+    Protocol { op: Op, set: String, errno: Errno },
+    #[error("ipset {op} {set}: permission denied, CAP_NET_ADMIN needed (errno {} {})", errno.get(), errno_name(*errno))]
+    Permission { op: Op, set: String, errno: Errno },
+    #[error("ipset {op} {set}: element {entry} already exists (errno {} {})", errno.get(), errno_name(*errno))]
     ElementExists {
         op: Op,
         set: String,
         entry: String,
-        errno: i32,
+        errno: Errno,
     },
-    #[error("ipset {op} {set}: element {entry} is missing (errno {errno} {})", errno_name(*errno))]
+    #[error("ipset {op} {set}: element {entry} is missing (errno {} {})", errno.get(), errno_name(*errno))]
     ElementMissing {
         op: Op,
         set: String,
         entry: String,
-        errno: i32,
+        errno: Errno,
     },
-    #[error("ipset {op} {set}: kernel error {errno} {}{}", errno_name(*errno), entry.as_ref().map(|e| format!(" at element {e}")).unwrap_or_default())]
+    #[error("ipset {op} {set}: kernel error {} {}{}", errno.get(), errno_name(*errno), entry.as_ref().map(|e| format!(" at element {e}")).unwrap_or_default())]
     Kernel {
         op: Op,
         set: String,
-        errno: i32,
+        errno: Errno,
         entry: Option<String>,
     },
     #[error("ipset {op} {set}: no reply within {after:?}")]
@@ -153,11 +138,13 @@ pub enum IpsetError {
         #[source]
         source: EncodeError,
     },
-    #[error("ipset {op}: netlink socket: {source}")]
-    Io {
+    /// Any other transport failure (the socket, lost replies, the namespace).
+    #[error("ipset {op} {set}: {source}")]
+    Transport {
         op: Op,
+        set: String,
         #[source]
-        source: std::io::Error,
+        source: netlink_transport::Error,
     },
     #[error(
         "ipset {op} {set}: kernel speaks ipset protocol {kernel}, we need >= {IPSET_PROTOCOL_MIN}"
@@ -177,7 +164,7 @@ pub enum IpsetError {
 
 impl IpsetError {
     /// The errno the kernel returned, if this error came from the kernel.
-    pub fn errno(&self) -> Option<i32> {
+    pub fn errno(&self) -> Option<Errno> {
         match self {
             IpsetError::SetExists { errno, .. }
             | IpsetError::SetMissing { errno, .. }
@@ -188,29 +175,31 @@ impl IpsetError {
             | IpsetError::ElementExists { errno, .. }
             | IpsetError::ElementMissing { errno, .. }
             | IpsetError::Kernel { errno, .. } => Some(*errno),
+            IpsetError::Timeout { .. } => Some(Errno::ETIMEDOUT),
+            IpsetError::Transport { source, .. } => source.errno(),
             _ => None,
         }
     }
 
     /// Maps a kernel errno (positive) for `op` on `set` to a typed error. `entry` names the
     /// element concerned, when known.
-    pub(crate) fn from_errno(op: Op, set: &str, errno: i32, entry: Option<String>) -> Self {
+    pub fn from_errno(op: Op, set: &str, errno: Errno, entry: Option<String>) -> Self {
         let set = set.to_string();
         match errno {
-            errno::EEXIST => IpsetError::SetExists { op, set, errno },
-            errno::ENOENT => IpsetError::SetMissing { op, set, errno },
+            Errno::EEXIST => IpsetError::SetExists { op, set, errno },
+            Errno::ENOENT => IpsetError::SetMissing { op, set, errno },
             IPSET_ERR_EXIST_SETNAME2 if op == Op::Rename => {
                 IpsetError::SetExists { op, set, errno }
             }
             IPSET_ERR_EXIST_SETNAME2 => IpsetError::SetMissing { op, set, errno },
-            IPSET_ERR_BUSY | IPSET_ERR_REFERENCED | errno::EBUSY => {
+            IPSET_ERR_BUSY | IPSET_ERR_REFERENCED | Errno::EBUSY => {
                 IpsetError::InUse { op, set, errno }
             }
             IPSET_ERR_TYPE_MISMATCH | IPSET_ERR_INVALID_FAMILY | IPSET_ERR_FIND_TYPE => {
                 IpsetError::TypeMismatch { op, set, errno }
             }
-            IPSET_ERR_PROTOCOL | errno::EPROTO => IpsetError::Protocol { op, set, errno },
-            errno::EPERM | errno::EACCES => IpsetError::Permission { op, set, errno },
+            IPSET_ERR_PROTOCOL | Errno::EPROTO => IpsetError::Protocol { op, set, errno },
+            Errno::EPERM | Errno::EACCES => IpsetError::Permission { op, set, errno },
             IPSET_ERR_EXIST if op == Op::Add => IpsetError::ElementExists {
                 op,
                 set,
@@ -235,7 +224,7 @@ impl IpsetError {
 
 /// The kernel's name for an errno: the ipset private range by its `ip_set*.h` name, the
 /// rest by its libc name.
-pub fn errno_name(errno: i32) -> &'static str {
+pub fn errno_name(errno: Errno) -> &'static str {
     match errno {
         IPSET_ERR_PROTOCOL => "IPSET_ERR_PROTOCOL",
         IPSET_ERR_FIND_TYPE => "IPSET_ERR_FIND_TYPE",
@@ -263,18 +252,18 @@ pub fn errno_name(errno: i32) -> &'static str {
         IPSET_ERR_MISSING_PROTO => "IPSET_ERR_MISSING_PROTO",
         IPSET_ERR_HASH_RANGE_UNSUPPORTED => "IPSET_ERR_HASH_RANGE_UNSUPPORTED",
         IPSET_ERR_HASH_RANGE => "IPSET_ERR_HASH_RANGE",
-        errno::EPERM => "EPERM",
-        errno::ENOENT => "ENOENT",
-        errno::EEXIST => "EEXIST",
-        errno::EBUSY => "EBUSY",
-        errno::EACCES => "EACCES",
-        errno::EINVAL => "EINVAL",
-        errno::ENOMEM => "ENOMEM",
-        errno::EPROTO => "EPROTO",
-        errno::EMSGSIZE => "EMSGSIZE",
-        errno::EOPNOTSUPP => "EOPNOTSUPP",
-        errno::EAFNOSUPPORT => "EAFNOSUPPORT",
-        errno::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        Errno::EPERM => "EPERM",
+        Errno::ENOENT => "ENOENT",
+        Errno::EEXIST => "EEXIST",
+        Errno::EBUSY => "EBUSY",
+        Errno::EACCES => "EACCES",
+        Errno::EINVAL => "EINVAL",
+        Errno::ENOMEM => "ENOMEM",
+        Errno::EPROTO => "EPROTO",
+        Errno::EMSGSIZE => "EMSGSIZE",
+        Errno::EOPNOTSUPP => "EOPNOTSUPP",
+        Errno::EAFNOSUPPORT => "EAFNOSUPPORT",
+        Errno::EPROTONOSUPPORT => "EPROTONOSUPPORT",
         _ => "unknown",
     }
 }

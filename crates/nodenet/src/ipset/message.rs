@@ -11,6 +11,8 @@
 //!
 //! This file holds the framing shared by requests (`request.rs`) and replies (`reply.rs`).
 
+use netlink_transport::wire::{self, FrameError};
+
 use super::attribute::{self, Attr, Attrs};
 use super::constants::*;
 use super::error::{DecodeError, EncodeError};
@@ -45,45 +47,38 @@ pub(crate) fn put_name(buf: &mut Vec<u8>, kind: u16, name: &str) -> Result<(), E
     attribute::put_cstr(buf, kind, name)
 }
 
-/// The nlmsghdr fields we use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NlHeader {
-    pub len: u32,
-    pub kind: u16,
-    pub flags: u16,
-    pub seq: u32,
-    pub pid: u32,
-}
+/// The nlmsghdr fields (the transport's header type).
+pub use netlink_transport::wire::Header as NlHeader;
 
-fn read_u32(buf: &[u8], at: usize) -> u32 {
-    buf.get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_ne_bytes)
-        .unwrap_or(0)
-}
-
-fn read_u16(buf: &[u8], at: usize) -> u16 {
-    buf.get(at..at + 2)
-        .and_then(|b| b.try_into().ok())
-        .map(u16::from_ne_bytes)
-        .unwrap_or(0)
+fn frame_error(e: FrameError) -> DecodeError {
+    match e {
+        FrameError::Header { have } => DecodeError::Truncated {
+            what: "netlink header",
+            need: NLMSG_HDRLEN,
+            have,
+        },
+        FrameError::Length { len, have }
+            if usize::try_from(len).is_ok_and(|l| l >= NLMSG_HDRLEN) =>
+        {
+            DecodeError::Truncated {
+                what: "netlink message",
+                need: usize::try_from(len).unwrap_or(usize::MAX),
+                have,
+            }
+        }
+        FrameError::Length { len, .. } => DecodeError::Length {
+            what: "netlink message",
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+        },
+        other => DecodeError::Invalid {
+            what: "netlink message",
+            detail: other.to_string(),
+        },
+    }
 }
 
 pub(crate) fn parse_header(buf: &[u8]) -> Result<NlHeader, DecodeError> {
-    if buf.len() < NLMSG_HDRLEN {
-        return Err(DecodeError::Truncated {
-            what: "netlink header",
-            need: NLMSG_HDRLEN,
-            have: buf.len(),
-        });
-    }
-    Ok(NlHeader {
-        len: read_u32(buf, 0),
-        kind: read_u16(buf, 4),
-        flags: read_u16(buf, 6),
-        seq: read_u32(buf, 8),
-        pid: read_u32(buf, 12),
-    })
+    NlHeader::parse(buf).map_err(frame_error)
 }
 
 /// Splits one whole message into its header and the attributes after nfgenmsg.
@@ -103,15 +98,17 @@ pub(crate) fn split_message(buf: &[u8]) -> Result<(NlHeader, &[u8]), DecodeError
     Ok((hdr, attrs))
 }
 
-/// Iterates over the netlink messages in one datagram.
+/// Iterates over the netlink messages in one datagram (the transport's framing).
 #[derive(Debug, Clone)]
 pub struct Messages<'a> {
-    rest: &'a [u8],
+    inner: wire::Messages<'a>,
 }
 
 impl<'a> Messages<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Messages { rest: buf }
+        Messages {
+            inner: wire::messages(buf),
+        }
     }
 }
 
@@ -119,29 +116,12 @@ impl<'a> Iterator for Messages<'a> {
     type Item = Result<(NlHeader, &'a [u8]), DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let result = parse_header(self.rest).and_then(|hdr| {
-            let len = usize::try_from(hdr.len).unwrap_or(usize::MAX);
-            if len < NLMSG_HDRLEN {
-                return Err(DecodeError::Length {
-                    what: "netlink message",
-                    len,
-                });
-            }
-            let msg = self.rest.get(..len).ok_or(DecodeError::Truncated {
-                what: "netlink message",
-                need: len,
-                have: self.rest.len(),
-            })?;
-            self.rest = self.rest.get(attribute::align4(len)..).unwrap_or_default();
-            Ok((hdr, msg))
-        });
-        if result.is_err() {
-            self.rest = &[];
-        }
-        Some(result)
+        Some(
+            self.inner
+                .next()?
+                .map(|m| (m.header, m.bytes))
+                .map_err(frame_error),
+        )
     }
 }
 

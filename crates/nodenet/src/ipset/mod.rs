@@ -45,7 +45,7 @@
 
 mod attribute;
 mod client;
-mod constants;
+pub mod constants;
 mod entry;
 mod error;
 mod message;

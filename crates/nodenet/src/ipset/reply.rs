@@ -1,6 +1,8 @@
 //! ipset replies: acks and errors (with the failing batch entry), PROTOCOL/TYPE/HEADER
 //! answers, and LIST dumps merged across their multipart messages. Total: never panics.
 
+use netlink_transport::Errno;
+
 use super::attribute::Attrs;
 use super::constants::*;
 use super::entry::{Entry, Family, Member, SetType};
@@ -62,7 +64,7 @@ pub enum Reply {
     /// NLMSG_ERROR with errno 0.
     Ack,
     /// NLMSG_ERROR: positive errno; for a failed batch the LINENO of the failing entry.
-    Error { errno: i32, lineno: Option<u32> },
+    Error { errno: Errno, lineno: Option<u32> },
     /// NLMSG_DONE: end of a dump.
     Done,
     /// Reply to PROTOCOL.
@@ -106,23 +108,11 @@ pub fn parse_reply(msg: &[u8]) -> Result<(NlHeader, Reply), DecodeError> {
             if code == 0 {
                 return Ok((hdr, Reply::Ack));
             }
-            // The kernel echoes our request; after a failed batch its LINENO names the entry.
-            // call_ad() copies the entry's LINENO bytes unconverted, so it reads back as the
-            // big-endian value we sent.
-            let lineno = body
-                .get(4..)
-                .and_then(|echo| split_message(echo).ok())
-                .and_then(|(_, attrs)| {
-                    Attrs::new(attrs)
-                        .filter_map(Result::ok)
-                        .find(|a| a.kind == IPSET_ATTR_LINENO)
-                        .and_then(|a| a.be32("lineno").ok())
-                });
             Ok((
                 hdr,
                 Reply::Error {
-                    errno: code.checked_neg().unwrap_or(i32::MAX),
-                    lineno,
+                    errno: Errno::from_wire(code),
+                    lineno: lineno_of(body.get(4..).unwrap_or_default()),
                 },
             ))
         }
@@ -180,6 +170,17 @@ pub fn parse_reply(msg: &[u8]) -> Result<(NlHeader, Reply), DecodeError> {
             detail: format!("unexpected nlmsg type {other:#x}"),
         }),
     }
+}
+
+/// The LINENO of an echoed request (what follows the error code of an `NLMSG_ERROR`): after a
+/// failed batch message it names the failing entry. call_ad() copies the entry's LINENO bytes
+/// unconverted, so it reads back as the big-endian value we sent.
+pub(crate) fn lineno_of(echo: &[u8]) -> Option<u32> {
+    let (_, attrs) = split_message(echo).ok()?;
+    Attrs::new(attrs)
+        .filter_map(Result::ok)
+        .find(|a| a.kind == IPSET_ATTR_LINENO)
+        .and_then(|a| a.be32("lineno").ok())
 }
 
 /// Merges the parts of a LIST dump: the first part of a set carries its header, later parts

@@ -5,8 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use ipnet::IpNet;
-
-use super::socket::TransportError;
+use netlink_transport::Errno;
 
 /// An rtnetlink operation, named in errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,20 +58,20 @@ impl fmt::Display for Op {
 #[non_exhaustive]
 pub enum LinkError {
     /// The kernel refused the request.
-    #[error("{op}: the kernel answered {}", errno_text(*errno))]
+    #[error("{op}: the kernel answered {errno}")]
     Kernel {
         /// The operation.
         op: Op,
-        /// Positive errno.
-        errno: i32,
+        /// The errno.
+        errno: Errno,
     },
     /// Some addresses of a batch failed (the rest were applied).
     #[error("{op}: {} address(es) failed, first {}", failed.len(), first_failure(failed))]
     Addresses {
         /// The operation.
         op: Op,
-        /// Each failed address with its positive errno.
-        failed: BTreeMap<IpNet, i32>,
+        /// Each failed address with its errno.
+        failed: BTreeMap<IpNet, Errno>,
     },
     /// No reply within the timeout.
     #[error("{op}: no answer from the kernel within {timeout:?}")]
@@ -82,14 +81,15 @@ pub enum LinkError {
         /// The bound that expired.
         timeout: Duration,
     },
-    /// Socket-level failure.
-    #[error("{op}: netlink socket: {source}")]
-    Io {
+    /// Any other transport failure: the socket, lost replies, an undecodable reply, a dump
+    /// that kept being interrupted, the namespace.
+    #[error("{op}: {source}")]
+    Transport {
         /// The operation.
         op: Op,
-        /// The socket error (carries the errno).
+        /// The transport's error (carries the errno).
         #[source]
-        source: std::io::Error,
+        source: netlink_transport::Error,
     },
     /// A reply that does not parse.
     #[error("{op}: undecodable reply: {reason}")]
@@ -121,39 +121,31 @@ pub enum LinkError {
 }
 
 impl LinkError {
-    pub(crate) fn from_transport(op: Op, e: TransportError) -> Self {
+    pub(crate) fn from_transport(op: Op, e: netlink_transport::Error) -> Self {
+        use netlink_transport::Error as T;
         match e {
-            TransportError::Kernel(errno) => LinkError::Kernel { op, errno },
-            TransportError::Timeout(timeout) => LinkError::Timeout { op, timeout },
-            TransportError::Io(source) => LinkError::Io { op, source },
-            TransportError::Decode(reason) => LinkError::Decode { op, reason },
-            TransportError::DumpInterrupted => LinkError::Decode {
-                op,
-                reason: "dump interrupted by concurrent changes 3 times".into(),
-            },
+            T::Kernel(errno) => LinkError::Kernel { op, errno },
+            T::Timeout(timeout) => LinkError::Timeout { op, timeout },
+            other => LinkError::Transport { op, source: other },
         }
     }
 
     /// The errno, when the kernel or the socket reported one.
-    pub fn errno(&self) -> Option<i32> {
+    pub fn errno(&self) -> Option<Errno> {
         match self {
             LinkError::Kernel { errno, .. } => Some(*errno),
-            LinkError::Io { source, .. } => source.raw_os_error(),
+            LinkError::Addresses { failed, .. } => failed.values().next().copied(),
+            LinkError::Timeout { .. } => Some(Errno::ETIMEDOUT),
+            LinkError::Transport { source, .. } => source.errno(),
             _ => None,
         }
     }
 }
 
-fn first_failure(failed: &BTreeMap<IpNet, i32>) -> String {
+fn first_failure(failed: &BTreeMap<IpNet, Errno>) -> String {
     failed
         .iter()
         .next()
-        .map(|(n, e)| format!("{n}: {}", errno_text(*e)))
+        .map(|(n, e)| format!("{n}: {e}"))
         .unwrap_or_default()
-}
-
-/// `EEXIST (File exists)` for a positive errno.
-pub(crate) fn errno_text(errno: i32) -> String {
-    let e = nix::errno::Errno::from_raw(errno);
-    format!("{} ({})", e, e.desc())
 }

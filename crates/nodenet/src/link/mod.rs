@@ -2,11 +2,11 @@
 //! `ip link add kube-ipvs0 type dummy`, `ip addr add/del VIP/32 dev kube-ipvs0`,
 //! `ip -o addr show`, `ip link del kube-ipvs0`).
 //!
-//! Messages are built with `rtnetlink`'s builders and sent through a pipelined socket
-//! ([`socket`]): binding 50,000 addresses is a few hundred datagrams, not 50,000 round trips.
+//! Messages are built with `rtnetlink`'s builders and sent through the shared netlink transport's
+//! pipelined batches: binding 50,000 addresses is a few hundred datagrams, not 50,000 round
+//! trips. (`rtnetlink::Handle` sends one datagram and allocates one channel per request.)
 
 mod error;
-pub(crate) mod socket;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -17,21 +17,31 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use netlink_sys::protocols::NETLINK_ROUTE;
+use netlink_transport::{
+    Ack, BatchOptions, BatchOutcome, DumpPart, Errno, Failure, NETLINK_ROUTE, Transport,
+    decode_packet, encode_packet,
+};
 use rtnetlink::{AddressMessageBuilder, LinkDummy};
 
-pub(crate) use error::errno_text;
 pub use error::{LinkError, Op};
-use socket::NlSocket;
+
+use crate::SocketOptions;
 
 /// The device stock kube-proxy binds service addresses to.
 pub const DEFAULT_DUMMY_NAME: &str = "kube-ipvs0";
 /// Default bound on every netlink receive.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-const ENODEV: i32 = 19;
-const EEXIST: i32 = 17;
-const EADDRNOTAVAIL: i32 = 99;
+/// rtnetlink batches: 128 requests per `sendmsg`, each answered (so a lost answer costs only its
+/// own request), at most 128 replies queued in the receive buffer before we read them.
+pub(crate) const BATCH: BatchOptions = BatchOptions {
+    window: 128,
+    ack: Ack::Every,
+    max_datagram: 64 * 1024,
+    keep_echo: false,
+};
+/// Kernel-side receive buffer (capped by `net.core.rmem_max` without CAP_NET_ADMIN).
+const RCVBUF: usize = 1 << 20;
 
 /// An address configured on an interface, as `ip -o addr` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,10 +65,121 @@ pub struct AddressChanges {
     pub removed: BTreeSet<IpNet>,
 }
 
-/// rtnetlink client for links and addresses of the current network namespace.
+/// rtnetlink client for links, addresses and routes of one network namespace.
 #[derive(Debug)]
 pub struct Links {
-    sock: NlSocket,
+    sock: Transport,
+}
+
+/// A failure inside an exchange: the transport's, or a reply that does not decode.
+pub(crate) enum Fail {
+    Transport(netlink_transport::Error),
+    Decode(String),
+}
+
+impl From<netlink_transport::Error> for Fail {
+    fn from(e: netlink_transport::Error) -> Self {
+        Fail::Transport(e)
+    }
+}
+
+impl Fail {
+    pub(crate) fn into_link(self, op: Op) -> LinkError {
+        match self {
+            Fail::Transport(e) => LinkError::from_transport(op, e),
+            Fail::Decode(reason) => LinkError::Decode { op, reason },
+        }
+    }
+
+    /// The kernel's errno, when it refused the request.
+    pub(crate) fn kernel(&self) -> Option<Errno> {
+        match self {
+            Fail::Transport(netlink_transport::Error::Kernel(e)) => Some(*e),
+            _ => None,
+        }
+    }
+}
+
+/// One rtnetlink request and the messages of its answer.
+pub(crate) async fn exchange(
+    sock: &mut Transport,
+    msg: RouteNetlinkMessage,
+    flags: u16,
+) -> Result<Vec<RouteNetlinkMessage>, Fail> {
+    let mut out = Vec::new();
+    sock.request(
+        0,
+        |b| {
+            encode_packet(b, &msg, flags);
+            Ok::<_, Fail>(())
+        },
+        |m| {
+            out.extend(decode_packet(&m).map_err(|e| Fail::Decode(e.to_string()))?);
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(out)
+}
+
+/// A dump: every message, decoded (redone when the kernel flags it interrupted).
+pub(crate) async fn dump(
+    sock: &mut Transport,
+    make: impl Fn() -> RouteNetlinkMessage + Sync,
+) -> Result<Vec<RouteNetlinkMessage>, Fail> {
+    let mut out = Vec::new();
+    sock.dump(
+        |b| {
+            encode_packet(b, &make(), 0);
+            Ok::<_, Fail>(())
+        },
+        |part| {
+            match part {
+                DumpPart::Message(m) => {
+                    out.extend(decode_packet(&m).map_err(|e| Fail::Decode(e.to_string()))?);
+                }
+                DumpPart::Restart => out.clear(),
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(out)
+}
+
+/// A pipelined batch of rtnetlink requests.
+pub(crate) async fn batch(
+    sock: &mut Transport,
+    msgs: &[RouteNetlinkMessage],
+    flags: u16,
+) -> BatchOutcome {
+    sock.batch(msgs.len(), &BATCH, |i, b| {
+        if let Some(m) = msgs.get(i) {
+            encode_packet(b, m, flags);
+        }
+        Ok::<_, std::convert::Infallible>(())
+    })
+    .await
+}
+
+/// The outcome as a map of failed items (a transport failure of a batch is reported as such).
+fn failures_by<K: Ord + Copy>(
+    op: Op,
+    keys: &[K],
+    outcome: BatchOutcome,
+) -> Result<BTreeMap<K, Errno>, LinkError> {
+    let mut failed = BTreeMap::new();
+    for (i, f) in outcome.failed {
+        match f {
+            Failure::Refused { errno, .. } => {
+                if let Some(k) = keys.get(i) {
+                    failed.insert(*k, errno);
+                }
+            }
+            Failure::Lost(e) | Failure::NotSent(e) => return Err(LinkError::from_transport(op, e)),
+        }
+    }
+    Ok(failed)
 }
 
 /// The host prefix of an address: /32 for IPv4, /128 for IPv6.
@@ -114,29 +235,35 @@ impl Links {
     /// Opens an rtnetlink socket in the caller's network namespace (async only because the
     /// socket registers with the tokio reactor).
     pub async fn connect(timeout: Duration) -> Result<Self, LinkError> {
-        let sock = NlSocket::open(NETLINK_ROUTE, timeout)
+        Self::connect_with(&SocketOptions {
+            timeout,
+            ..SocketOptions::default()
+        })
+        .await
+    }
+
+    /// Opens an rtnetlink socket as `opts` say (namespace, timeout, fault layer).
+    pub async fn connect_with(opts: &SocketOptions) -> Result<Self, LinkError> {
+        let sock = Transport::connect(opts.transport(NETLINK_ROUTE, RCVBUF))
+            .await
             .map_err(|e| LinkError::from_transport(Op::Connect, e))?;
         Ok(Self { sock })
     }
 
-    pub(crate) fn sock_mut(&mut self) -> &mut NlSocket {
+    pub(crate) fn sock_mut(&mut self) -> &mut Transport {
         &mut self.sock
     }
 
     async fn get_link(&mut self, name: &str) -> Result<Option<LinkMessage>, LinkError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self
-            .sock
-            .exchange(RouteNetlinkMessage::GetLink(msg), 0)
-            .await
-        {
+        match exchange(&mut self.sock, RouteNetlinkMessage::GetLink(msg), 0).await {
             Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => Some(l),
                 _ => None,
             })),
-            Err(socket::TransportError::Kernel(ENODEV)) => Ok(None),
-            Err(e) => Err(LinkError::from_transport(Op::GetLink(name.to_string()), e)),
+            Err(e) if e.kernel() == Some(Errno::ENODEV) => Ok(None),
+            Err(e) => Err(e.into_link(Op::GetLink(name.to_string()))),
         }
     }
 
@@ -159,10 +286,13 @@ impl Links {
             };
         }
         let msg = LinkDummy::new(name).build();
-        self.sock
-            .exchange(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .await
-            .map_err(|e| LinkError::from_transport(Op::AddLink(name.to_string()), e))?;
+        exchange(
+            &mut self.sock,
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .await
+        .map_err(|e| e.into_link(Op::AddLink(name.to_string())))?;
         self.get_link(name)
             .await?
             .map(|l| l.header.index)
@@ -176,22 +306,19 @@ impl Links {
         };
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        match self
-            .sock
-            .exchange(RouteNetlinkMessage::DelLink(msg), 0)
-            .await
-        {
-            Ok(_) | Err(socket::TransportError::Kernel(ENODEV)) => Ok(true),
-            Err(e) => Err(LinkError::from_transport(Op::DelLink(name.to_string()), e)),
+        match exchange(&mut self.sock, RouteNetlinkMessage::DelLink(msg), 0).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kernel() == Some(Errno::ENODEV) => Ok(true),
+            Err(e) => Err(e.into_link(Op::DelLink(name.to_string()))),
         }
     }
 
     async fn dump_addresses(&mut self) -> Result<Vec<AddressMessage>, LinkError> {
-        let replies = self
-            .sock
-            .dump(|| RouteNetlinkMessage::GetAddress(AddressMessage::default()))
-            .await
-            .map_err(|e| LinkError::from_transport(Op::DumpAddresses, e))?;
+        let replies = dump(&mut self.sock, || {
+            RouteNetlinkMessage::GetAddress(AddressMessage::default())
+        })
+        .await
+        .map_err(|e| e.into_link(Op::DumpAddresses))?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -216,11 +343,11 @@ impl Links {
     /// Every address of every link, for NodePort addresses and for "this IP already lives
     /// on another interface". Callers filter by `ifindex`, `loopback` and scope.
     pub async fn all_addresses(&mut self) -> Result<Vec<InterfaceAddress>, LinkError> {
-        let links = self
-            .sock
-            .dump(|| RouteNetlinkMessage::GetLink(LinkMessage::default()))
-            .await
-            .map_err(|e| LinkError::from_transport(Op::DumpLinks, e))?;
+        let links = dump(&mut self.sock, || {
+            RouteNetlinkMessage::GetLink(LinkMessage::default())
+        })
+        .await
+        .map_err(|e| e.into_link(Op::DumpLinks))?;
         let names: BTreeMap<u32, (String, bool)> = links
             .iter()
             .filter_map(|m| match m {
@@ -272,30 +399,29 @@ impl Links {
     /// Binds each address as a host prefix (/32, /128) to `ifindex`. Addresses already there
     /// count as success; the others that fail are reported together, after all were tried.
     pub async fn add_addresses(&mut self, ifindex: u32, addrs: &[IpAddr]) -> Result<(), LinkError> {
-        // Collected: a closure-mapped iterator held across awaits makes the future not
-        // provably Send to callers (rustc's higher-ranked lifetime limits).
+        let op = Op::AddAddresses(ifindex);
+        let outcome = self.bind(ifindex, addrs).await;
+        let nets: Vec<IpNet> = addrs.iter().map(|a| host_net(*a)).collect();
+        let failed = failures_by(op.clone(), &nets, outcome)?;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(LinkError::Addresses { op, failed })
+        }
+    }
+
+    /// [`Links::add_addresses`], answered per address (the index into `addrs`): only the
+    /// addresses that failed, and why.
+    pub async fn bind(&mut self, ifindex: u32, addrs: &[IpAddr]) -> BatchOutcome {
         let msgs: Vec<RouteNetlinkMessage> = addrs
             .iter()
             .map(|a| RouteNetlinkMessage::NewAddress(address_message(ifindex, host_net(*a))))
             .collect();
-        let failures = self
-            .sock
-            .batch(msgs, NLM_F_CREATE | NLM_F_EXCL)
+        batch(&mut self.sock, &msgs, NLM_F_CREATE | NLM_F_EXCL)
             .await
-            .map_err(|e| LinkError::from_transport(Op::AddAddresses(ifindex), e))?;
-        let failed: BTreeMap<IpNet, i32> = failures
-            .into_iter()
-            .filter(|f| f.errno != EEXIST)
-            .filter_map(|f| Some((host_net(*addrs.get(f.index)?), f.errno)))
-            .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(LinkError::Addresses {
-                op: Op::AddAddresses(ifindex),
-                failed,
+            .forgive(|_, f| {
+                f.errno() == Some(Errno::EEXIST) && matches!(f, Failure::Refused { .. })
             })
-        }
     }
 
     /// Removes the addresses from `ifindex`; ones already gone count as success.
@@ -304,28 +430,25 @@ impl Links {
         ifindex: u32,
         nets: &[IpNet],
     ) -> Result<(), LinkError> {
+        let op = Op::DelAddresses(ifindex);
+        let outcome = self.unbind(ifindex, nets).await;
+        let failed = failures_by(op.clone(), nets, outcome)?;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(LinkError::Addresses { op, failed })
+        }
+    }
+
+    /// [`Links::remove_addresses`], answered per address (the index into `nets`).
+    pub async fn unbind(&mut self, ifindex: u32, nets: &[IpNet]) -> BatchOutcome {
         let msgs: Vec<RouteNetlinkMessage> = nets
             .iter()
             .map(|n| RouteNetlinkMessage::DelAddress(address_message(ifindex, *n)))
             .collect();
-        let failures = self
-            .sock
-            .batch(msgs, 0)
-            .await
-            .map_err(|e| LinkError::from_transport(Op::DelAddresses(ifindex), e))?;
-        let failed: BTreeMap<IpNet, i32> = failures
-            .into_iter()
-            .filter(|f| f.errno != EADDRNOTAVAIL && f.errno != ENODEV)
-            .filter_map(|f| Some((*nets.get(f.index)?, f.errno)))
-            .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(LinkError::Addresses {
-                op: Op::DelAddresses(ifindex),
-                failed,
-            })
-        }
+        batch(&mut self.sock, &msgs, 0).await.forgive(|_, f| {
+            matches!(f, Failure::Refused { errno, .. } if *errno == Errno::EADDRNOTAVAIL || *errno == Errno::ENODEV)
+        })
     }
 
     /// Brings the addresses of `ifindex` to exactly `wanted` (as host prefixes): one dump,

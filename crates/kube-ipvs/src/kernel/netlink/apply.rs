@@ -25,15 +25,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use ipvs_netlink as ipvs;
-use nodenet::conntrack::{ConntrackError, Family as CtFamily, Flow, ReplySource, select_udp};
-use nodenet::ipset::{Entry, IpsetError};
-use nodenet::link::{LinkError, host_net};
+use netlink_transport::{BatchOutcome, Errno, Failure};
+use nodenet::conntrack::{Family as CtFamily, Flow, ReplySource, select_udp};
+use nodenet::ipset::constants::IPSET_ERR_HASH_FULL;
+use nodenet::ipset::{AdtOp, Entry};
+use nodenet::link::host_net;
+use nodenet::route::RouteChange;
 
 use super::{KernelError, NetlinkKernel, convert};
-use crate::kernel::ApplyOutcome;
+use crate::kernel::{ApplyOutcome, Subsystem};
 use crate::plan::Op;
 use crate::types::Family;
 
@@ -102,51 +106,66 @@ pub async fn apply(k: &mut NetlinkKernel, ops: &[Op]) -> ApplyOutcome {
     ApplyOutcome { failed }
 }
 
-/// Every op of a run fails with the run's batch error.
-fn all_failed(run: &[Op], cause: &dyn std::fmt::Display, errno: Option<i32>) -> Failures {
+/// The one failure-remapping path: a client's batch outcome (request index -> failure; every
+/// client hands on the transport's [`BatchOutcome`] unchanged) becomes the run's failures, through
+/// `at`, the position in the run of each request.
+fn remap(subsystem: Subsystem, run: &[Op], at: &[usize], outcome: BatchOutcome) -> Failures {
+    outcome
+        .failed
+        .into_iter()
+        .filter_map(|(i, failure)| {
+            let pos = *at.get(i)?;
+            let op = run.get(pos)?;
+            Some((
+                pos,
+                KernelError::Request {
+                    subsystem,
+                    op: op.to_string(),
+                    failure,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Every op of a run fails, unsent, because what its batch needed first failed.
+fn all_failed(run: &[Op], cause: KernelError) -> Failures {
+    let cause = Arc::new(cause);
     run.iter()
         .enumerate()
         .map(|(i, op)| {
             (
                 i,
-                KernelError::Batch {
+                KernelError::NotSent {
                     op: op.to_string(),
-                    cause: cause.to_string(),
-                    errno,
+                    cause: cause.clone(),
                 },
             )
         })
         .collect()
 }
 
-/// What to make of an IPVS error: done anyway, retry as another request, or a failure.
+/// What to make of a refused IPVS request: done anyway, retry as another request, or a failure.
 enum Verdict {
     Done,
     Retry(ipvs::Op),
     Failed,
 }
 
-fn verdict(req: &ipvs::Op, e: &ipvs::Error) -> Verdict {
-    match (req, e) {
-        (ipvs::Op::DeleteService(_), ipvs::Error::NoSuchService { .. })
-        | (
-            ipvs::Op::DeleteDestination { .. },
-            ipvs::Error::NoSuchService { .. } | ipvs::Error::NoSuchDestination { .. },
-        ) => Verdict::Done,
-        (ipvs::Op::AddService(s), ipvs::Error::ServiceExists { .. }) => {
+fn verdict(req: &ipvs::Op, failure: &Failure) -> Verdict {
+    let Failure::Refused { errno, .. } = failure else {
+        return Verdict::Failed;
+    };
+    match (req, *errno) {
+        (ipvs::Op::DeleteService(_), Errno::ESRCH)
+        | (ipvs::Op::DeleteDestination { .. }, Errno::ESRCH | Errno::ENOENT) => Verdict::Done,
+        (ipvs::Op::AddService(s), Errno::EEXIST) => {
             Verdict::Retry(ipvs::Op::UpdateService(s.clone()))
         }
-        (ipvs::Op::AddDestination(key, d), ipvs::Error::DestinationExists { .. }) => {
+        (ipvs::Op::AddDestination(key, d), Errno::EEXIST) => {
             Verdict::Retry(ipvs::Op::UpdateDestination(*key, d.clone()))
         }
         _ => Verdict::Failed,
-    }
-}
-
-fn ipvs_failure(op: &Op, source: ipvs::Error) -> KernelError {
-    KernelError::Ipvs {
-        op: op.to_string(),
-        source,
     }
 }
 
@@ -170,43 +189,24 @@ async fn ipvs_run(k: &mut NetlinkKernel, run: &[Op]) -> Failures {
             None => {}
         }
     }
-    let results = k.ipvs.apply(&reqs).await;
+    let outcome = k.ipvs.apply_batch(&reqs).await;
+    let mut failed = Vec::new();
     let mut retry = Vec::new();
     let mut retry_at = Vec::new();
-    let mut results = results.into_iter();
-    for (i, req) in at.iter().zip(&reqs) {
-        let op = run.get(*i);
-        let Some(res) = results.next() else {
-            // The client answers every request; a short answer is a bug there, not a success.
-            fails.extend(op.map(|op| {
-                (
-                    *i,
-                    KernelError::Batch {
-                        op: op.to_string(),
-                        cause: "no result from the IPVS client".into(),
-                        errno: None,
-                    },
-                )
-            }));
-            continue;
-        };
-        let Err(e) = res else { continue };
-        match verdict(req, &e) {
-            Verdict::Done => {}
-            Verdict::Retry(r) => {
+    for (i, failure) in outcome.failed {
+        match reqs.get(i).map(|r| verdict(r, &failure)) {
+            Some(Verdict::Done) => {}
+            Some(Verdict::Retry(r)) => {
                 retry.push(r);
-                retry_at.push(*i);
+                retry_at.push(at.get(i).copied().unwrap_or(i));
             }
-            Verdict::Failed => fails.extend(op.map(|op| (*i, ipvs_failure(op, e)))),
+            Some(Verdict::Failed) | None => failed.push((i, failure)),
         }
     }
+    fails.extend(remap(Subsystem::Ipvs, run, &at, BatchOutcome { failed }));
     if !retry.is_empty() {
-        let results = k.ipvs.apply(&retry).await;
-        for (i, res) in retry_at.iter().zip(results) {
-            if let (Err(e), Some(op)) = (res, run.get(*i)) {
-                fails.push((*i, ipvs_failure(op, e)));
-            }
-        }
+        let outcome = k.ipvs.apply_batch(&retry).await;
+        fails.extend(remap(Subsystem::Ipvs, run, &retry_at, outcome));
     }
     fails
 }
@@ -218,185 +218,151 @@ fn addr_of(op: &Op) -> Option<IpAddr> {
     }
 }
 
-fn no_device(run: &[Op], device: &str) -> Failures {
-    run.iter()
-        .enumerate()
-        .map(|(i, op)| {
-            (
-                i,
-                KernelError::NoDevice {
-                    op: op.to_string(),
-                    device: device.to_owned(),
-                },
-            )
-        })
-        .collect()
-}
-
 async fn addr_run(k: &mut NetlinkKernel, run: &[Op], bind: bool) -> Failures {
     let index = match k.dummy_index().await {
         Ok(Some(i)) => i,
         Ok(None) if !bind => return Vec::new(), // no device: no address is bound to it
-        Ok(None) => return no_device(run, &k.cfg.dummy_device),
-        Err(e) => return all_failed(run, &e, e.errno()),
+        Ok(None) => {
+            return all_failed(
+                run,
+                KernelError::NoDevice {
+                    op: format!("bind {} addresses", run.len()),
+                    device: k.cfg.dummy_device.clone(),
+                },
+            );
+        }
+        Err(e) => return all_failed(run, e),
     };
-    let nets: Vec<IpNet> = run
-        .iter()
-        .filter_map(addr_of)
-        .map(|a| {
-            k.odd_prefixes
-                .get(&a)
-                .copied()
-                .unwrap_or_else(|| host_net(a))
-        })
-        .collect();
-    let res = if bind {
-        let addrs: Vec<IpAddr> = run.iter().filter_map(addr_of).collect();
-        k.links.add_addresses(index, &addrs).await
+    let mut at = Vec::with_capacity(run.len());
+    let mut addrs = Vec::with_capacity(run.len());
+    for (i, a) in run.iter().enumerate() {
+        if let Some(a) = addr_of(a) {
+            at.push(i);
+            addrs.push(a);
+        }
+    }
+    let outcome = if bind {
+        k.links.bind(index, &addrs).await
     } else {
-        let res = k.links.remove_addresses(index, &nets).await;
-        if res.is_ok() {
-            for n in &nets {
-                k.odd_prefixes.remove(&n.addr());
+        let nets: Vec<IpNet> = addrs
+            .iter()
+            .map(|a| {
+                k.odd_prefixes
+                    .get(a)
+                    .copied()
+                    .unwrap_or_else(|| host_net(*a))
+            })
+            .collect();
+        let outcome = k.links.unbind(index, &nets).await;
+        let mut failed = outcome.failed.iter().map(|(i, _)| *i).peekable();
+        for (i, a) in addrs.iter().enumerate() {
+            if failed.next_if_eq(&i).is_none() {
+                k.odd_prefixes.remove(a);
             }
         }
-        res
+        outcome
     };
-    match res {
-        Ok(()) => Vec::new(),
-        Err(LinkError::Addresses { op, failed }) => run
-            .iter()
-            .zip(&nets)
-            .enumerate()
-            .filter_map(|(i, (o, n))| {
-                let errno = *failed.get(n).or_else(|| failed.get(&host_net(n.addr())))?;
-                Some((
-                    i,
-                    KernelError::Link {
-                        op: o.to_string(),
-                        source: LinkError::Kernel {
-                            op: op.clone(),
-                            errno,
-                        },
-                    },
-                ))
-            })
-            .collect(),
-        Err(e) => all_failed(run, &e, e.errno()),
+    remap(Subsystem::Link, run, &at, outcome)
+}
+
+async fn ipset_run(k: &mut NetlinkKernel, run: &[Op], add: bool) -> Failures {
+    let mut by_set: BTreeMap<String, (Vec<usize>, Vec<Entry>)> = BTreeMap::new();
+    for (i, op) in run.iter().enumerate() {
+        if let Op::IpsetAdd { set, entry } | Op::IpsetDel { set, entry } = op {
+            let (at, entries) = by_set.entry(convert::set_name(set)).or_default();
+            at.push(i);
+            entries.push(convert::entry(entry));
+        }
+    }
+    let op = if add { AdtOp::Add } else { AdtOp::Del };
+    let mut fails = Vec::new();
+    for (set, (at, entries)) in by_set {
+        let mut outcome = ipset_batch(k, &set, op, &entries).await;
+        // A full set (stock's maxelem 65,536) is resized in place, and the refused adds retried.
+        let full = |f: &Failure| f.errno() == Some(IPSET_ERR_HASH_FULL);
+        if add && outcome.failed.iter().any(|(_, f)| full(f)) && grow(k, &set).await {
+            let refused: Vec<usize> = outcome.failed.iter().map(|(i, _)| *i).collect();
+            let again: Vec<Entry> = refused
+                .iter()
+                .filter_map(|i| entries.get(*i).copied())
+                .collect();
+            outcome = ipset_batch(k, &set, op, &again)
+                .await
+                .reindex(|j| refused.get(j).copied().unwrap_or(j));
+        }
+        fails.extend(remap(Subsystem::Ipset, run, &at, outcome));
+    }
+    fails
+}
+
+/// One batch of adds or deletes on one set, one outcome per entry.
+async fn ipset_batch(
+    k: &mut NetlinkKernel,
+    set: &str,
+    op: AdtOp,
+    entries: &[Entry],
+) -> BatchOutcome {
+    let items: Vec<(&Entry, Option<&str>)> = entries.iter().map(|e| (e, None)).collect();
+    match k.ipset.batch_each(set, &[(op, &items)]).await {
+        Ok(o) => o,
+        Err(e) => {
+            // Nothing of this set could be encoded.
+            let failure = Failure::NotSent(netlink_transport::Error::Encode(Arc::new(e)));
+            BatchOutcome::all(entries.len(), &failure)
+        }
     }
 }
 
-/// The kernel's "hash is full" ipset error (`IPSET_ERR_HASH_FULL`, linux/netfilter/ipset/ip_set_hash.h).
-const IPSET_ERR_HASH_FULL: i32 = 4352;
-
-async fn ipset_run(k: &mut NetlinkKernel, run: &[Op], add: bool) -> Failures {
-    let mut by_set: BTreeMap<String, Vec<(usize, Entry)>> = BTreeMap::new();
-    for (i, op) in run.iter().enumerate() {
-        if let Op::IpsetAdd { set, entry } | Op::IpsetDel { set, entry } = op {
-            by_set
-                .entry(convert::set_name(set))
-                .or_default()
-                .push((i, convert::entry(entry)));
+/// Resizes a full hash set created with stock kube-proxy's `maxelem 65536` (ours are too, so
+/// stock can take them back) to [`convert::MAXELEM`], members kept (one atomic swap). Whether
+/// it grew.
+async fn grow(k: &mut NetlinkKernel, set: &str) -> bool {
+    let header = match k.ipset.header(set).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(set, error = %e, "reading a full set's header failed");
+            return false;
+        }
+    };
+    let Some(from) = header.maxelem.filter(|m| *m < convert::MAXELEM) else {
+        return false;
+    };
+    match k.ipset.resize(set, convert::MAXELEM).await {
+        Ok(_) => {
+            tracing::warn!(
+                set,
+                from,
+                to = convert::MAXELEM,
+                "ipset full: resized in place; stock kube-proxy cannot adopt it any more \
+                 (see `kube-ipvs cleanup --handback`)"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(set, error = %e, "resizing a full set failed");
+            false
         }
     }
-    let mut fails = Vec::new();
-    for (set, items) in by_set {
-        let entries: Vec<Entry> = items.iter().map(|(_, e)| *e).collect();
-        let res = if add {
-            k.ipset.add_batch(&set, &entries).await
-        } else {
-            k.ipset.del_batch(&set, &entries).await
-        };
-        let Err(e) = res else { continue };
-        if e.errno().is_none() {
-            // Timeout, socket or encoding failure: the batch's fate is unknown as a whole.
-            for (i, _) in &items {
-                if let Some(op) = run.get(*i) {
-                    fails.push((
-                        *i,
-                        KernelError::Batch {
-                            op: op.to_string(),
-                            cause: e.to_string(),
-                            errno: None,
-                        },
-                    ));
-                }
-            }
-            continue;
-        }
-        // The kernel refused an entry and stopped that message there: redo the members one by
-        // one (idempotent) to name every refused one. A full set refuses every further add:
-        // those fail with its error without a request each (a set 30,000 members over its
-        // maxelem must not cost 30,000 requests per sync).
-        let mut full: Option<(String, Option<i32>)> = None;
-        for (i, entry) in &items {
-            let Some(op) = run.get(*i) else { continue };
-            if let Some((cause, errno)) = &full {
-                fails.push((
-                    *i,
-                    KernelError::Batch {
-                        op: op.to_string(),
-                        cause: cause.clone(),
-                        errno: *errno,
-                    },
-                ));
-                continue;
-            }
-            let one = std::slice::from_ref(entry);
-            let res: Result<usize, IpsetError> = if add {
-                k.ipset.add_batch(&set, one).await
-            } else {
-                k.ipset.del_batch(&set, one).await
-            };
-            if let Err(source) = res {
-                if add && source.errno() == Some(IPSET_ERR_HASH_FULL) {
-                    tracing::warn!(set = %set, error = %source, "ipset is full: its remaining adds fail without being sent");
-                    full = Some((source.to_string(), source.errno()));
-                }
-                fails.push((
-                    *i,
-                    KernelError::Ipset {
-                        op: op.to_string(),
-                        source,
-                    },
-                ));
-            }
-        }
-    }
-    fails
 }
 
 async fn route_run(k: &mut NetlinkKernel, run: &[Op]) -> Failures {
     let index = match k.loopback_index().await {
         Ok(i) => i,
-        Err(e) => return all_failed(run, &e, e.errno()),
+        Err(e) => return all_failed(run, e),
     };
-    let mut fails = Vec::new();
+    let mut at = Vec::with_capacity(run.len());
+    let mut changes = Vec::with_capacity(run.len());
     for (i, op) in run.iter().enumerate() {
-        let res = match op {
-            Op::AddRoute { cidr } => k.links.add_local_route(*cidr, index).await,
-            Op::DelRoute { cidr } => k.links.remove_local_route(*cidr, index).await.map(|_| ()),
-            _ => Ok(()),
+        let change = match op {
+            Op::AddRoute { cidr } => RouteChange::Add(*cidr),
+            Op::DelRoute { cidr } => RouteChange::Del(*cidr),
+            _ => continue,
         };
-        if let Err(source) = res {
-            fails.push((
-                i,
-                KernelError::Link {
-                    op: op.to_string(),
-                    source,
-                },
-            ));
-        }
+        at.push(i);
+        changes.push(change);
     }
-    fails
-}
-
-fn ct_errno(e: &ConntrackError) -> Option<i32> {
-    match e {
-        ConntrackError::Netlink { source, .. } => source.errno(),
-        ConntrackError::Delete { failed } => failed.first().map(|(_, e)| *e),
-        _ => None,
-    }
+    let outcome = k.links.change_local_routes(index, &changes).await;
+    remap(Subsystem::Route, run, &at, outcome)
 }
 
 /// The flows a ClearConntrack op deletes, from a dump of its family.
@@ -425,7 +391,7 @@ async fn conntrack_run(k: &mut NetlinkKernel, run: &[Op]) -> Failures {
         .collect();
     let ct = match k.conntrack().await {
         Ok(ct) => ct,
-        Err(e) => return all_failed(run, &e, e.errno()),
+        Err(e) => return all_failed(run, e),
     };
     let mut flows: BTreeMap<Family, Vec<Flow>> = BTreeMap::new();
     for (fam, ct_fam) in [(Family::V4, CtFamily::V4), (Family::V6, CtFamily::V6)] {
@@ -436,40 +402,44 @@ async fn conntrack_run(k: &mut NetlinkKernel, run: &[Op]) -> Failures {
             Ok(f) => {
                 flows.insert(fam, f);
             }
-            Err(e) => return all_failed(run, &e, ct_errno(&e)),
+            Err(source) => {
+                return all_failed(
+                    run,
+                    KernelError::Conntrack {
+                        op: "list conntrack entries".into(),
+                        source,
+                    },
+                );
+            }
         }
     }
     let per_op: Vec<Vec<Flow>> = run.iter().map(|op| doomed(op, &flows)).collect();
-    let all: BTreeSet<Flow> = per_op.iter().flatten().copied().collect();
+    let all: Vec<Flow> = per_op
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<BTreeSet<Flow>>()
+        .into_iter()
+        .collect();
     if all.is_empty() {
         return Vec::new();
     }
-    let all: Vec<Flow> = all.into_iter().collect();
-    match ct.delete(&all).await {
-        Ok(_) => Vec::new(),
-        Err(ConntrackError::Delete { failed }) => run
+    // Flows are shared between ops: an op fails with the first failure among its flows.
+    let outcome = ct.delete_each(&all).await;
+    let failed: BTreeMap<Flow, Failure> = outcome
+        .failed
+        .into_iter()
+        .filter_map(|(i, f)| Some((*all.get(i)?, f)))
+        .collect();
+    let per_op = BatchOutcome {
+        failed: per_op
             .iter()
-            .zip(&per_op)
             .enumerate()
-            .filter_map(|(i, (op, mine))| {
-                let bad: Vec<(Flow, i32)> = failed
-                    .iter()
-                    .filter(|(f, _)| mine.contains(f))
-                    .copied()
-                    .collect();
-                (!bad.is_empty()).then(|| {
-                    (
-                        i,
-                        KernelError::Conntrack {
-                            op: op.to_string(),
-                            source: ConntrackError::Delete { failed: bad },
-                        },
-                    )
-                })
-            })
+            .filter_map(|(i, mine)| Some((i, mine.iter().find_map(|f| failed.get(f))?.clone())))
             .collect(),
-        Err(e) => all_failed(run, &e, ct_errno(&e)),
-    }
+    };
+    let at: Vec<usize> = (0..run.len()).collect();
+    remap(Subsystem::Conntrack, run, &at, per_op)
 }
 
 #[cfg(test)]
@@ -537,58 +507,49 @@ mod tests {
         let key = ipvs::ServiceKey::tcp("10.0.0.1".parse().unwrap(), 80);
         let svc = ipvs::Service::new(key, ipvs::Scheduler::rr());
         let dest = ipvs::Destination::masq("10.244.0.1".parse().unwrap(), 80, 1);
-        let target = String::new;
-        let no_svc = || ipvs::Error::NoSuchService {
-            op: "x",
-            target: target(),
-        };
+        let refused = Failure::refused;
         let del_dest = ipvs::Op::DeleteDestination {
             service: key,
             addr: dest.addr,
             port: 80,
         };
         assert!(matches!(
-            verdict(&ipvs::Op::DeleteService(key), &no_svc()),
-            Verdict::Done
-        ));
-        assert!(matches!(verdict(&del_dest, &no_svc()), Verdict::Done));
-        assert!(matches!(
-            verdict(
-                &del_dest,
-                &ipvs::Error::NoSuchDestination {
-                    op: "x",
-                    target: target()
-                }
-            ),
+            verdict(&ipvs::Op::DeleteService(key), &refused(Errno::ESRCH)),
             Verdict::Done
         ));
         assert!(matches!(
-            verdict(
-                &ipvs::Op::AddService(svc.clone()),
-                &ipvs::Error::ServiceExists {
-                    op: "x",
-                    target: target()
-                }
-            ),
+            verdict(&del_dest, &refused(Errno::ESRCH)),
+            Verdict::Done
+        ));
+        assert!(matches!(
+            verdict(&del_dest, &refused(Errno::ENOENT)),
+            Verdict::Done
+        ));
+        assert!(matches!(
+            verdict(&ipvs::Op::AddService(svc.clone()), &refused(Errno::EEXIST)),
             Verdict::Retry(ipvs::Op::UpdateService(s)) if s == svc
         ));
         assert!(matches!(
-            verdict(
-                &ipvs::Op::AddDestination(key, dest.clone()),
-                &ipvs::Error::DestinationExists {
-                    op: "x",
-                    target: target()
-                }
-            ),
+            verdict(&ipvs::Op::AddDestination(key, dest.clone()), &refused(Errno::EEXIST)),
             Verdict::Retry(ipvs::Op::UpdateDestination(k, d)) if k == key && d == dest
         ));
-        // Updates of missing objects and adds to missing services stay failures.
+        // Updates of missing objects and adds to missing services stay failures; so does a lost
+        // answer, whatever the op (its outcome is unknown).
         assert!(matches!(
-            verdict(&ipvs::Op::UpdateService(svc), &no_svc()),
+            verdict(&ipvs::Op::UpdateService(svc), &refused(Errno::ESRCH)),
             Verdict::Failed
         ));
         assert!(matches!(
-            verdict(&ipvs::Op::AddDestination(key, dest), &no_svc()),
+            verdict(&ipvs::Op::AddDestination(key, dest), &refused(Errno::ESRCH)),
+            Verdict::Failed
+        ));
+        assert!(matches!(
+            verdict(
+                &ipvs::Op::DeleteService(key),
+                &Failure::Lost(netlink_transport::Error::Timeout(
+                    std::time::Duration::from_secs(1)
+                ))
+            ),
             Verdict::Failed
         ));
     }

@@ -37,6 +37,9 @@ pub struct KernelConfig {
     pub ipvs_timeouts: IpvsTimeouts,
     /// `conntrack.*` sysctls (`None` / `false`: leave the kernel's value).
     pub conntrack: ConntrackSettings,
+    /// A fault-injecting layer under every netlink socket (tests of timeouts, lost replies and
+    /// reconnects); `None` in production.
+    pub faults: Option<netlink_transport::Faults>,
 }
 
 /// Conntrack settings that change nothing.
@@ -69,6 +72,7 @@ impl KernelConfig {
             strict_arp: false,
             ipvs_timeouts: IpvsTimeouts::default(),
             conntrack: conntrack_untouched(),
+            faults: None,
         }
     }
 

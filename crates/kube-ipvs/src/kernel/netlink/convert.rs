@@ -15,11 +15,14 @@ use crate::types::{
     VsFlags, VsKey, VsSpec,
 };
 
-/// Hash set options: stock kube-proxy's `hashsize 1024`, but `maxelem` 2^20 instead of the
-/// kernel's 65,536, which 33,000 two-port Services overflow (the set refuses every further
-/// member). A hash set's memory follows its members, not this cap.
+/// Hash set options: stock kube-proxy's exactly (`hashsize 1024 maxelem 65536`). Stock ensures
+/// its sets with `ipset create -exist`, which the kernel refuses (and stock then programs
+/// nothing) when the existing set's `maxelem` differs: equal options let stock take a node back.
 const HASHSIZE: u32 = 1024;
-const MAXELEM: u32 = 1 << 20;
+const STOCK_MAXELEM: u32 = 65_536;
+/// What a set that fills up (~33,000 two-port Services overflow 65,536) is resized to in place
+/// (`apply`). A hash set's memory follows its members, not this cap.
+pub(super) const MAXELEM: u32 = 1 << 20;
 
 /// A domain value the kernel cannot take.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -212,6 +215,15 @@ pub fn rules_family(f: Family) -> nodenet::iptables::Family {
     }
 }
 
+/// A protocol as the iptables rules name it.
+pub fn rules_protocol(p: Proto) -> nodenet::iptables::Protocol {
+    match p {
+        Proto::Tcp => nodenet::iptables::Protocol::Tcp,
+        Proto::Udp => nodenet::iptables::Protocol::Udp,
+        Proto::Sctp => nodenet::iptables::Protocol::Sctp,
+    }
+}
+
 /// The kernel name of a set: the one the iptables rules match (`KUBE-6-...` cut to ipset's 31
 /// characters, as kube-proxy names them).
 pub fn set_name(name: &IpsetName) -> String {
@@ -249,7 +261,7 @@ pub fn create_spec(name: &IpsetName) -> nset::CreateSpec {
             };
             let mut spec = nset::CreateSpec::hash(kernel_name, nset_type(t), family);
             spec.hashsize = Some(HASHSIZE);
-            spec.maxelem = Some(MAXELEM);
+            spec.maxelem = Some(STOCK_MAXELEM);
             spec
         }
     }

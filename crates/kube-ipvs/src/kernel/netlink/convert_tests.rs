@@ -209,8 +209,11 @@ fn set_names_match_the_rules_and_fit_ipset() {
         match name.kind.set_type() {
             SetType::BitmapPort => assert_eq!(spec.port_range, Some((0, 65535))),
             _ => {
-                // maxelem above the kernel default of 65,536, which 33,000 two-port Services overflow.
-                assert_eq!((spec.hashsize, spec.maxelem), (Some(1024), Some(1 << 20)));
+                // Stock's options exactly (pkg/proxy/ipvs/ipset/ipset.go createSet: hashsize
+                // 1024, maxelem 65536, no comment extension): stock's `create -exist` accepts
+                // the set only if they are equal. A full set grows in place (apply.rs).
+                assert_eq!((spec.hashsize, spec.maxelem), (Some(1024), Some(65_536)));
+                assert!(!spec.comment);
                 let want = match name.family {
                     Family::V4 => nset::Family::Inet,
                     Family::V6 => nset::Family::Inet6,

@@ -7,15 +7,15 @@
 //! | `config` | [`KernelConfig`] and its mapping from the agent's configuration |
 //! | `convert` | domain values <-> ipvs-netlink / nodenet values |
 //! | `prepare` | dummy device, empty sets, sysctls, IPVS timeouts |
-//! | `observe` | one dump per object kind -> [`ObservedState`]; counters; node addresses |
+//! | `observe` | one dump per object kind -> [`ObservedState`]; partial reads; node addresses |
 //! | `apply` | plan ops through the batch paths, failures mapped back to op indices |
 //! | `rules` | the iptables rule set per family, written when it changed |
 //! | `netns` | blocking work in the configured network namespace |
-//! | `worker` | the thread full dumps run on |
+//! | `worker` | the thread kernel reads run on |
 
 mod apply;
 mod config;
-mod convert;
+pub(crate) mod convert;
 mod netns;
 mod observe;
 mod prepare;
@@ -34,10 +34,11 @@ use nodenet::link::Links;
 
 pub use config::KernelConfig;
 
-use super::{ApplyOutcome, Counters, Kernel, KernelError};
+use super::{ApplyOutcome, Kernel, KernelError, PartialRead, ReadScope};
 use crate::desired::IptablesInputs;
 use crate::plan::{ObservedState, Op};
-use crate::types::{Family, VsKey};
+use crate::planner_config::NodeRoute;
+use crate::types::Family;
 
 /// The node's kernel over netlink. Holds one socket per protocol (IPVS, rtnetlink, ipset;
 /// conntrack opened on first use), a second set for full dumps ([`Reader`]), and the rule sets
@@ -87,15 +88,21 @@ impl Reader {
     }
 }
 
-/// A finished dump: the reader back, and what it saw.
-pub struct Dump {
+/// A finished detached read (a full dump, or a partial read): the reader back, and what it saw.
+pub struct Detached<T> {
     reader: Option<Reader>,
-    result: Result<observe::Observation, KernelError>,
+    result: Result<T, KernelError>,
 }
 
-impl std::fmt::Debug for Dump {
+/// A finished full dump.
+pub type Dump = Detached<observe::Observation>;
+
+/// A finished partial read.
+pub type Read = Detached<observe::PartialObservation>;
+
+impl<T> std::fmt::Debug for Detached<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dump")
+        f.debug_struct("Detached")
             .field("ok", &self.result.is_ok())
             .finish_non_exhaustive()
     }
@@ -141,6 +148,63 @@ impl NetlinkKernel {
         self.cfg.node_pod_cidrs = cidrs;
     }
 
+    /// Runs `work` on the dump thread with the reader's sockets (opened on first use, and again
+    /// if a read was lost with its task, never taken back): the future borrows nothing.
+    fn detached<T, F, Fut>(&mut self, work: F) -> impl Future<Output = Detached<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(Reader) -> Fut + Send + 'static,
+        Fut: Future<Output = (Reader, Result<T, KernelError>)> + Send + 'static,
+    {
+        let reader = self.reader.take();
+        let cfg = self.cfg.clone();
+        let read = async move {
+            let r = match reader {
+                Some(r) => r,
+                None => match Reader::connect(&cfg).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Detached {
+                            reader: None,
+                            result: Err(e),
+                        };
+                    }
+                },
+            };
+            let (r, result) = work(r).await;
+            Detached {
+                reader: Some(r),
+                result,
+            }
+        };
+        let worker = match self.worker.take() {
+            Some(w) => Ok(w),
+            None => worker::DumpWorker::start(),
+        };
+        let ran = match worker {
+            Ok(w) => {
+                let ran = w.run(read);
+                self.worker = Some(w);
+                futures::future::Either::Left(ran)
+            }
+            Err(e) => futures::future::Either::Right(std::future::ready(Err(e))),
+        };
+        async move {
+            ran.await.unwrap_or_else(|e| Detached {
+                reader: None,
+                result: Err(e),
+            })
+        }
+    }
+
+    /// Takes the reader back from a finished detached read; what it saw.
+    fn take_back<T>(&mut self, d: Detached<T>) -> Result<T, KernelError> {
+        if let Some(r) = d.reader {
+            self.reader = Some(r);
+        }
+        d.result
+    }
+
     /// The dummy device's index, if it exists.
     async fn dummy_index(&mut self) -> Result<Option<u32>, KernelError> {
         dummy_index(&mut self.links, &self.cfg.dummy_device).await
@@ -154,20 +218,12 @@ impl NetlinkKernel {
     /// The conntrack socket, opened on first use.
     async fn conntrack(&mut self) -> Result<&mut Conntrack, KernelError> {
         if self.conntrack.is_none() {
-            let timeout = self.cfg.request_timeout;
-            let ct = match self.cfg.netns.as_deref() {
-                None => Conntrack::connect(timeout).await,
-                Some(path) => {
-                    netns::blocking(Some(path), "connect conntrack", move || {
-                        tokio::runtime::Handle::current().block_on(Conntrack::connect(timeout))
-                    })
-                    .await?
-                }
-            };
-            let ct = ct.map_err(|source| KernelError::Conntrack {
-                op: "connect".into(),
-                source,
-            })?;
+            let ct = Conntrack::connect_with(&socket_options(&self.cfg))
+                .await
+                .map_err(|source| KernelError::Conntrack {
+                    op: "connect".into(),
+                    source,
+                })?;
             self.conntrack = Some(ct);
         }
         self.conntrack
@@ -179,6 +235,16 @@ impl NetlinkKernel {
     }
 }
 
+/// How the nodenet sockets open: in `cfg.netns`, bounded by the request timeout, under the
+/// fault layer when one is configured.
+fn socket_options(cfg: &KernelConfig) -> nodenet::SocketOptions {
+    nodenet::SocketOptions {
+        netns: cfg.netns.clone(),
+        timeout: cfg.request_timeout,
+        faults: cfg.faults.clone(),
+    }
+}
+
 /// One IPVS, rtnetlink and ipset socket, in `cfg.netns` when set. Fails when IPVS is missing or
 /// the caller lacks CAP_NET_ADMIN for ipsets.
 async fn sockets(
@@ -187,6 +253,7 @@ async fn sockets(
     let ipvs = ipvs_netlink::Client::with_options(ipvs_netlink::ClientOptions {
         netns: cfg.netns.clone(),
         timeout: cfg.request_timeout,
+        faults: cfg.faults.clone(),
         ..ipvs_netlink::ClientOptions::default()
     })
     .await
@@ -194,28 +261,20 @@ async fn sockets(
         op: "connect".into(),
         source,
     })?;
-    let timeout = cfg.request_timeout;
-    let (links, ipset) = match cfg.netns.as_deref() {
-        None => (
-            Links::connect(timeout).await,
-            IpsetClient::connect_with(ipset_config(timeout)).await,
-        ),
-        Some(path) => {
-            netns::blocking(Some(path), "connect", move || {
-                let rt = tokio::runtime::Handle::current();
-                (
-                    rt.block_on(Links::connect(timeout)),
-                    rt.block_on(IpsetClient::connect_with(ipset_config(timeout))),
-                )
-            })
-            .await?
-        }
-    };
-    let links = links.map_err(|source| KernelError::Link {
-        op: "connect".into(),
-        source,
-    })?;
-    let ipset = ipset.map_err(|source| KernelError::Ipset {
+    let links = Links::connect_with(&socket_options(cfg))
+        .await
+        .map_err(|source| KernelError::Link {
+            op: "connect".into(),
+            source,
+        })?;
+    let ipset = IpsetClient::connect_with(nodenet::ipset::Config {
+        timeout: cfg.request_timeout,
+        netns: cfg.netns.clone(),
+        faults: cfg.faults.clone(),
+        ..nodenet::ipset::Config::default()
+    })
+    .await
+    .map_err(|source| KernelError::Ipset {
         op: "connect".into(),
         source,
     })?;
@@ -250,13 +309,6 @@ async fn loopback_index(links: &mut Links) -> Result<u32, KernelError> {
         })
 }
 
-fn ipset_config(timeout: std::time::Duration) -> nodenet::ipset::Config {
-    nodenet::ipset::Config {
-        timeout,
-        ..nodenet::ipset::Config::default()
-    }
-}
-
 impl Kernel for NetlinkKernel {
     async fn prepare(&mut self) -> Result<(), KernelError> {
         prepare::prepare(self).await
@@ -266,58 +318,40 @@ impl Kernel for NetlinkKernel {
         observe::node_addresses(self).await
     }
 
+    async fn node_routes(&mut self) -> Result<Vec<NodeRoute>, KernelError> {
+        observe::node_routes(self).await
+    }
+
     type Dump = Dump;
 
     fn dump(&mut self) -> impl Future<Output = Dump> + Send + 'static {
-        // Opened on first use, and again if a dump was lost with its task (never adopted).
-        let reader = self.reader.take();
-        let cfg = self.cfg.clone();
-        let read = async move {
-            let mut r = match reader {
-                Some(r) => r,
-                None => match Reader::connect(&cfg).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return Dump {
-                            reader: None,
-                            result: Err(e),
-                        };
-                    }
-                },
-            };
+        self.detached(|mut r| async move {
             let result = observe::observe(&mut r).await;
-            Dump {
-                reader: Some(r),
-                result,
-            }
-        };
-        let worker = match self.worker.take() {
-            Some(w) => Ok(w),
-            None => worker::DumpWorker::start(),
-        };
-        let ran = match worker {
-            Ok(w) => {
-                let ran = w.run(read);
-                self.worker = Some(w);
-                futures::future::Either::Left(ran)
-            }
-            Err(e) => futures::future::Either::Right(std::future::ready(Err(e))),
-        };
-        async move {
-            ran.await.unwrap_or_else(|e| Dump {
-                reader: None,
-                result: Err(e),
-            })
-        }
+            (r, result)
+        })
     }
 
     fn adopt(&mut self, dump: Dump) -> Result<ObservedState, KernelError> {
-        if let Some(r) = dump.reader {
-            self.reader = Some(r);
-        }
-        let seen = dump.result?;
+        let seen = self.take_back(dump)?;
         self.odd_prefixes = seen.odd_prefixes;
         Ok(seen.state)
+    }
+
+    type Read = Read;
+
+    fn read(&mut self, scope: ReadScope) -> impl Future<Output = Read> + Send + 'static {
+        self.detached(move |mut r| async move {
+            let result = observe::read(&mut r, &scope).await;
+            (r, result)
+        })
+    }
+
+    fn adopt_read(&mut self, read: Read) -> Result<PartialRead, KernelError> {
+        let seen = self.take_back(read)?;
+        if let Some(odd) = seen.odd_prefixes {
+            self.odd_prefixes = odd;
+        }
+        Ok(seen.read)
     }
 
     async fn apply(&mut self, ops: &[Op]) -> ApplyOutcome {
@@ -329,9 +363,5 @@ impl Kernel for NetlinkKernel {
         inputs: &BTreeMap<Family, IptablesInputs>,
     ) -> Result<bool, KernelError> {
         rules::sync_rules(self, inputs).await
-    }
-
-    async fn counters(&mut self, of: &[VsKey]) -> Result<Vec<Counters>, KernelError> {
-        observe::counters(self, of).await
     }
 }

@@ -1,13 +1,11 @@
-//! Running blocking work (iptables binaries, sysctl files, socket creation) in the configured
-//! network namespace.
-//!
-//! `setns` changes only the calling thread, and sockets, `/proc/sys/net` files and child processes
-//! belong to the namespace of the thread that creates them. So work for another namespace runs on
-//! a short-lived thread that enters it first; the runtime's threads never change namespace.
+//! Running blocking work (iptables binaries, sysctl files) in the configured network namespace,
+//! through the transport's one namespace helper (`netlink_transport::netns`): a short-lived
+//! thread enters the namespace and runs the work; the runtime's threads never change namespace.
+//! The netlink sockets themselves are opened by the transport, given the namespace's path.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use nix::sched::{CloneFlags, setns};
+use netlink_transport::netns::{self, NetnsError};
 
 use super::KernelError;
 
@@ -18,42 +16,22 @@ pub async fn blocking<T: Send + 'static>(
     what: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, KernelError> {
-    let died = |e: String| KernelError::Namespace {
-        op: what.to_owned(),
-        source: std::io::Error::other(e),
-    };
-    let Some(path) = netns else {
-        return tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| died(e.to_string()));
-    };
-    let path: PathBuf = path.to_owned();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let runtime = tokio::runtime::Handle::current();
-    let op = what.to_owned();
-    std::thread::Builder::new()
-        .name("kube-ipvs-netns".into())
-        .spawn(move || {
-            // Sockets created by `f` register with the caller's runtime.
-            let _entered = runtime.enter();
-            let res = enter(&path, &op).map(|()| f());
-            let _ = tx.send(res);
-        })
-        .map_err(|source| KernelError::Namespace {
-            op: what.to_owned(),
-            source,
-        })?;
-    rx.await
-        .map_err(|_| died("the namespace thread died".into()))?
-}
-
-fn enter(path: &Path, op: &str) -> Result<(), KernelError> {
-    let ns = std::fs::File::open(path).map_err(|source| KernelError::Namespace {
-        op: format!("{op}: open network namespace {}", path.display()),
-        source,
-    })?;
-    setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| KernelError::Namespace {
-        op: format!("{op}: enter network namespace {}", path.display()),
-        source: std::io::Error::from(e),
+    netns::run_in(netns, f).await.map_err(|e| {
+        let op = match &e {
+            NetnsError::Open { path, .. } => {
+                format!("{what}: open network namespace {}", path.display())
+            }
+            NetnsError::Enter { path, .. } => {
+                format!("{what}: enter network namespace {}", path.display())
+            }
+            _ => what.to_owned(),
+        };
+        let source = match e {
+            NetnsError::Open { source, .. }
+            | NetnsError::Enter { source, .. }
+            | NetnsError::Thread(source) => source,
+            other => std::io::Error::other(other),
+        };
+        KernelError::Namespace { op, source }
     })
 }

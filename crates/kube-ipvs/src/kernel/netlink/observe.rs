@@ -1,19 +1,19 @@
-//! Reading the kernel: one dump per object kind into an [`ObservedState`], the drain tick's
-//! counters, the node's addresses.
+//! Reading the kernel: one dump per object kind into an [`ObservedState`], partial reads for
+//! the periodic verification and the drain tick, the node's addresses.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use nix::errno::Errno;
-
-use nodenet::route::OUR_PROTOCOL;
+use netlink_transport::Errno;
 
 use super::convert;
 use super::{KernelError, NetlinkKernel, Reader, dummy_index, loopback_index};
-use crate::kernel::Counters;
+use crate::kernel::{PartialRead, ReadScope};
 use crate::plan::ObservedState;
-use crate::types::{IpsetName, VsKey};
+use crate::plan::ownership::our_route;
+use crate::planner_config::NodeRoute;
+use crate::types::IpsetName;
 
 fn ipvs_err(op: &str) -> impl FnOnce(ipvs_netlink::Error) -> KernelError + '_ {
     move |source| KernelError::Ipvs {
@@ -70,6 +70,7 @@ async fn ipvs_table(
 }
 
 /// What one full dump saw.
+#[derive(Debug)]
 pub struct Observation {
     /// The planner's view.
     pub state: ObservedState,
@@ -82,6 +83,94 @@ pub struct Observation {
 pub(super) async fn observe(r: &mut Reader) -> Result<Observation, KernelError> {
     let mut st = ObservedState::new();
     ipvs_table(&mut r.ipvs, &mut st).await?;
+    let odd_prefixes = node_parts(r, &mut st).await?;
+    Ok(Observation {
+        state: st,
+        odd_prefixes,
+    })
+}
+
+/// What one partial read saw.
+#[derive(Debug)]
+pub struct PartialObservation {
+    /// The planner's part.
+    pub read: PartialRead,
+    /// With the table: dummy-device addresses that are not host prefixes.
+    pub odd_prefixes: Option<HashMap<IpAddr, IpNet>>,
+}
+
+/// One partial read (see [`ReadScope`]): one destination dump per virtual server of the scope
+/// (and, when that is empty, a GET_SERVICE to tell an empty virtual server from a missing one),
+/// plus with the table one service dump and the node parts of a full dump.
+pub(super) async fn read(
+    r: &mut Reader,
+    scope: &ReadScope,
+) -> Result<PartialObservation, KernelError> {
+    const OP: &str = "read IPVS table";
+    let mut vs = Vec::with_capacity(scope.vs.len());
+    for key in &scope.vs {
+        let nl_key = convert::service_key(key);
+        let dests = r
+            .ipvs
+            .list_destinations(&nl_key)
+            .await
+            .map_err(ipvs_err(OP))?;
+        let reals = if dests.is_empty() {
+            match r.ipvs.get_service(&nl_key).await {
+                Ok(_) => Some(Vec::new()),
+                Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::ESRCH)) => None,
+                Err(e @ ipvs_netlink::Error::NoSuchService { .. }) => {
+                    tracing::trace!(error = %e, "virtual server gone");
+                    None
+                }
+                Err(source) => {
+                    return Err(KernelError::Ipvs {
+                        op: format!("get virtual server {key}"),
+                        source,
+                    });
+                }
+            }
+        } else {
+            Some(dests.iter().map(convert::real_server).collect())
+        };
+        vs.push((*key, reals));
+        // One request per virtual server: let the thread's other tasks run between them.
+        tokio::task::yield_now().await;
+    }
+    let mut odd_prefixes = None;
+    let table = if scope.table {
+        let mut st = ObservedState::new();
+        let mut unknown = 0usize;
+        r.ipvs
+            .visit_services(|s| match convert::vs_spec(&s) {
+                Some(spec) => st.insert_vs(convert::vs_key(&s.key), spec, Vec::new()),
+                None => unknown += 1,
+            })
+            .await
+            .map_err(ipvs_err(OP))?;
+        if unknown > 0 {
+            tracing::debug!(
+                unknown,
+                "virtual servers with a scheduler kube-ipvs does not know: left out"
+            );
+        }
+        odd_prefixes = Some(node_parts(r, &mut st).await?);
+        Some(st)
+    } else {
+        None
+    };
+    Ok(PartialObservation {
+        read: PartialRead { vs, table },
+        odd_prefixes,
+    })
+}
+
+/// The node parts of a full dump into `st`: dummy-device addresses, our local routes, the
+/// members of our sets. Returns the addresses that are not host prefixes.
+async fn node_parts(
+    r: &mut Reader,
+    st: &mut ObservedState,
+) -> Result<HashMap<IpAddr, IpNet>, KernelError> {
     let mut odd_prefixes = HashMap::new();
     if let Some(index) = dummy_index(&mut r.links, &r.dummy_device).await? {
         let addrs = r
@@ -103,7 +192,8 @@ pub(super) async fn observe(r: &mut Reader) -> Result<Observation, KernelError> 
         .await
         .map_err(link_err("list local routes"))?;
     for route in routes {
-        if route.ifindex == lo && route.protocol == u8::from(OUR_PROTOCOL) {
+        // Only those it can delete: the agent adds and removes routes through lo.
+        if our_route(route.protocol, route.ifindex, Some(lo), None) {
             st.insert_route(route.prefix);
         }
     }
@@ -129,41 +219,29 @@ pub(super) async fn observe(r: &mut Reader) -> Result<Observation, KernelError> 
             }
         }
     }
-    Ok(Observation {
-        state: st,
-        odd_prefixes,
-    })
+    Ok(odd_prefixes)
 }
 
-/// Connection counters of the real servers of `of`: one destination dump per virtual server.
-/// A virtual server that is gone (ENOENT / ESRCH) has no counters.
-pub async fn counters(k: &mut NetlinkKernel, of: &[VsKey]) -> Result<Vec<Counters>, KernelError> {
-    let mut out = Vec::new();
-    for vs in of {
-        let dests = match k.ipvs.list_destinations(&convert::service_key(vs)).await {
-            Ok(d) => d,
-            Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::ESRCH)) => continue,
-            Err(source) => {
-                return Err(KernelError::Ipvs {
-                    op: format!("list real servers of {vs}"),
-                    source,
-                });
-            }
-        };
-        out.extend(dests.iter().map(|d| {
-            let r = convert::real_server(d);
-            Counters {
-                vs: *vs,
-                rs: r.key,
-                active: r.active,
-                inactive: r.inactive,
-            }
+/// Addresses of every link but the dummy device (loopback and IPv6 link-local left out).
+/// The node's routes: one entry per (destination, gateway), every table but `local`.
+pub async fn node_routes(k: &mut NetlinkKernel) -> Result<Vec<NodeRoute>, KernelError> {
+    let routes = k.links.routes().await.map_err(link_err("list routes"))?;
+    let mut out = Vec::with_capacity(routes.len());
+    for r in routes {
+        if r.gateways.is_empty() {
+            out.push(NodeRoute {
+                dst: r.prefix,
+                via: None,
+            });
+        }
+        out.extend(r.gateways.iter().map(|g| NodeRoute {
+            dst: r.prefix,
+            via: Some(*g),
         }));
     }
     Ok(out)
 }
 
-/// Addresses of every link but the dummy device (loopback and IPv6 link-local left out).
 pub async fn node_addresses(k: &mut NetlinkKernel) -> Result<Vec<IpAddr>, KernelError> {
     let dummy = k.dummy_index().await?;
     Ok(k.links

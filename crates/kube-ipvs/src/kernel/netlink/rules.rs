@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use nodenet::iptables::{Applied, Iptables, LocalDetect, RuleSet};
+use nodenet::iptables::{Applied, Iptables, LocalDetect, NoNodeAccess, RuleSet};
 
 use super::{KernelConfig, KernelError, NetlinkKernel, convert, netns};
 use crate::config::LocalDetection;
 use crate::desired::IptablesInputs;
-use crate::types::Family;
+use crate::types::{Family, VsKey};
 
 fn local_detect(cfg: &KernelConfig, family: Family) -> LocalDetect {
     let of_family = |cidrs: &[ipnet::IpNet]| {
@@ -51,6 +51,19 @@ pub fn rule_set(
         .iter()
         .filter(|c| Family::of(&c.addr()) == family)
         .map(|c| c.trunc())
+        .collect();
+    rs.lb_no_node_access = inputs
+        .lb_no_node_access
+        .iter()
+        .filter(|k| k.family() == family)
+        .filter_map(|k| match *k {
+            VsKey::Service { proto, addr, port } => Some(NoNodeAccess {
+                ip: addr,
+                protocol: convert::rules_protocol(proto),
+                port,
+            }),
+            VsKey::Fwmark { .. } => None,
+        })
         .collect();
     rs
 }
@@ -124,6 +137,11 @@ mod tests {
         v4.non_empty_sets
             .insert(IpsetName::new(SetKind::NodePortTcp, Family::V4));
         v4.filter_cidrs.push("10.96.0.0/16".parse().unwrap());
+        v4.lb_no_node_access.insert(VsKey::new(
+            crate::types::Proto::Udp,
+            "203.0.113.1".parse().unwrap(),
+            53,
+        ));
         m.insert(Family::V4, v4);
         let mut v6 = IptablesInputs::default();
         v6.non_empty_sets
@@ -162,6 +180,15 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["10.96.0.0/16"]
         );
+        // KUBE-IPVS-OUT-FILTER's entries, as stock writes them (`--vproto udp`).
+        assert_eq!(
+            v4.lb_no_node_access.iter().copied().collect::<Vec<_>>(),
+            [NoNodeAccess {
+                ip: "203.0.113.1".parse().unwrap(),
+                protocol: nodenet::iptables::Protocol::Udp,
+                port: 53,
+            }]
+        );
         let v6 = rule_set(&cfg, Family::V6, all.get(&Family::V6).unwrap(), false);
         assert_eq!(
             v6.local_detect,
@@ -172,6 +199,7 @@ mod tests {
             [KubeSet::LoadBalancerSourceCidr]
         );
         assert!(!v6.random_fully);
+        assert!(v6.lb_no_node_access.is_empty());
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! of sendto/recvmsg inside `unshare -n`). Our requests must be the CLI's bytes; the kernel's
 //! replies must decode to the values the CLI printed.
 
+use netlink_transport::Errno;
+
+use crate::ipset::constants::{IPSET_ERR_EXIST, IPSET_ERR_HASH_FULL, IPSET_ERR_TYPE_MISMATCH};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::ipset::*;
@@ -194,7 +197,7 @@ fn create_existing_set_is_eexist() {
     assert_eq!(
         single_reply(&r),
         Reply::Error {
-            errno: 17,
+            errno: Errno::EEXIST,
             lineno: None
         }
     );
@@ -285,7 +288,7 @@ fn del_and_test_are_byte_exact_and_absent_is_4103() {
     assert_eq!(
         single_reply(&assert_exact("test kbp 30001", test(30001))),
         Reply::Error {
-            errno: 4103,
+            errno: IPSET_ERR_EXIST,
             lineno: None
         }
     );
@@ -343,7 +346,7 @@ fn rename_swap_flush_destroy_are_byte_exact() {
     assert_eq!(
         single_reply(&r),
         Reply::Error {
-            errno: 4102,
+            errno: IPSET_ERR_TYPE_MISMATCH,
             lineno: None
         }
     );
@@ -383,12 +386,12 @@ fn destroy_missing_set_is_enoent() {
     assert_eq!(
         reply,
         Reply::Error {
-            errno: 2,
+            errno: Errno::ENOENT,
             lineno: None
         }
     );
     assert!(!msgs.is_empty());
-    let err = IpsetError::from_errno(Op::Destroy, "kip", 2, None);
+    let err = IpsetError::from_errno(Op::Destroy, "kip", Errno::ENOENT, None);
     assert!(matches!(err, IpsetError::SetMissing { .. }), "{err}");
 }
 
@@ -529,7 +532,7 @@ fn batch_error_names_the_entry() {
     assert_eq!(
         parse_reply(&reply).unwrap().1,
         Reply::Error {
-            errno: 4352,
+            errno: IPSET_ERR_HASH_FULL,
             lineno: Some(2)
         }
     );
