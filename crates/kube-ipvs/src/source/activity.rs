@@ -132,13 +132,22 @@ mod tests {
     fn lists_and_watches_of_the_watched_kinds_are_recognised() {
         let req = |m: Method, uri: &str| Request::builder().method(m).uri(uri).body(()).unwrap();
         let cases = [
-            ("/api/v1/services?watch=true&resourceVersion=5", Some(SourceKind::Services)),
+            (
+                "/api/v1/services?watch=true&resourceVersion=5",
+                Some(SourceKind::Services),
+            ),
             (
                 "/apis/discovery.k8s.io/v1/endpointslices?labelSelector=x",
                 Some(SourceKind::EndpointSlices),
             ),
-            ("/api/v1/nodes?fieldSelector=metadata.name%3Dn1", Some(SourceKind::Node)),
-            ("/apis/networking.k8s.io/v1/servicecidrs", Some(SourceKind::ServiceCidrs)),
+            (
+                "/api/v1/nodes?fieldSelector=metadata.name%3Dn1",
+                Some(SourceKind::Node),
+            ),
+            (
+                "/apis/networking.k8s.io/v1/servicecidrs",
+                Some(SourceKind::ServiceCidrs),
+            ),
             ("/api/v1/namespaces/default/events", None),
             ("/api/v1/namespaces/default/services/web", None),
             ("/version", None),

@@ -7,7 +7,7 @@
 //! from the last resourceVersion (bookmarks keep it fresh) without a re-list.
 //!
 //! Each kind's freshness (its last list page, event or bookmark, seen by the client layer of
-//! [`client`]) is tracked for the staleness gauge and log lines ([`super::freshness`]).
+//! [`client_from_config`]) is tracked for the staleness gauge and log lines ([`super::freshness`]).
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -44,8 +44,8 @@ pub struct KubernetesOptions {
     /// API server ends a watch after it; a watch silent for this long plus 5 s is taken for
     /// stalled (a proxy that stopped forwarding) and reopened by the client.
     pub watch_timeout: Option<u32>,
-    /// Where each kind's last sign of life is recorded: give the same to [`client`], whose layer
-    /// sees the bookmarks.
+    /// Where each kind's last sign of life is recorded: give the same to [`client_from_config`]
+    /// or [`client_with_master`], whose layer sees the bookmarks.
     pub freshness: Freshness,
     /// Silence after which a kind is reported stale ([`freshness::STALE_AFTER`]).
     pub stale_after: Duration,
@@ -288,9 +288,6 @@ async fn run<K>(
     let mut listing = 0usize;
     let mut listed = false;
     while let Some(item) = stream.next().await {
-        if item.is_ok() {
-            fresh.touch(spec.kind);
-        }
         let mut start = false;
         let out = match item {
             Ok(Event::Init) => {

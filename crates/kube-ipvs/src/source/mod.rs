@@ -36,8 +36,8 @@
 //! | `readiness` | the initial-list gate | `Not syncing ipvs rules until ...` |
 
 pub mod access;
-mod error;
 mod activity;
+mod error;
 pub mod file;
 pub mod freshness;
 pub mod kubernetes;
