@@ -27,7 +27,7 @@ pub const STALE_AFTER: Duration = Duration::from_secs(120);
 const UNWATCHED: u64 = u64::MAX;
 
 /// Per-kind time of the last sign of life, shared by the watch tasks, the client layer that sees
-/// bookmarks ([`super::activity`]), the staleness monitor and `/metrics`. Cheap to clone.
+/// bookmarks (`source::activity`), the staleness monitor and `/metrics`. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Freshness(Arc<Inner>);
 

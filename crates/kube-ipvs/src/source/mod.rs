@@ -34,6 +34,7 @@
 //! | [`strip`] | dropping fields the model never reads | informer transform funcs |
 //! | [`selector`] | the stock label/field selectors | kube-proxy's `labelSelector` |
 //! | `readiness` | the initial-list gate | `Not syncing ipvs rules until ...` |
+//! | [`freshness`], `activity` | each kind's last list page, event or bookmark (a kube client layer): staleness gauge and warning | - |
 
 pub mod access;
 mod activity;
