@@ -274,12 +274,21 @@ impl FakeApiServer {
     /// Stalls every open watch: it stays open and silent (no event, no bookmark, no end), as
     /// behind a proxy that stopped forwarding; returns how many there were. Later watches work.
     pub fn stall_watches(&self) -> usize {
+        self.stall(None)
+    }
+
+    /// [`Self::stall_watches`] for the open watches of `kind` only: the others go on.
+    pub fn stall_watches_of(&self, kind: Kind) -> usize {
+        self.stall(Some(kind))
+    }
+
+    fn stall(&self, kind: Option<Kind>) -> usize {
         let mut inner = self.shared.lock();
         inner
             .faults
             .stalled
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        inner.store.stall_watches()
+        inner.store.stall_watches(kind)
     }
 
     /// Sends a BOOKMARK to every watch that allows them.

@@ -513,11 +513,17 @@ impl Store {
         }
     }
 
-    /// Stalls every open watch stream: it stays open but receives nothing more (no event, no
-    /// bookmark), as behind a proxy that stopped forwarding. Watches opened later work.
-    pub fn stall_watches(&mut self) -> usize {
-        let n = self.watches.len();
-        self.stalled.extend(self.watches.drain(..).map(|w| w.tx));
+    /// Stalls every open watch stream (of `kind`, else of every kind): it stays open but receives
+    /// nothing more (no event, no bookmark), as behind a proxy that stopped forwarding. Watches
+    /// opened later work.
+    pub fn stall_watches(&mut self, kind: Option<Kind>) -> usize {
+        let (stall, keep) = self
+            .watches
+            .drain(..)
+            .partition::<Vec<_>, _>(|w| kind.is_none_or(|k| w.filter.kind == k));
+        self.watches = keep;
+        let n = stall.len();
+        self.stalled.extend(stall.into_iter().map(|w| w.tx));
         n
     }
 

@@ -28,6 +28,7 @@ use kube_ipvs::plan::Op;
 use kube_ipvs::source::{
     ClusterEvent, FileOptions, KubernetesOptions, SourceEvent, file, kubernetes, list_events,
 };
+use kube_ipvs::telemetry::{Telemetry, TelemetryOptions};
 use kube_ipvs::types::{Family, ServiceKey};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -497,42 +498,103 @@ async fn enomem_and_eperm_are_counted_retried_with_backoff_and_reported() {
 
 // ---------- a slow API server, a stalled watch ----------
 
-/// Every response of the API server takes a second, then the watches stall (open, silent, never
-/// ended: a proxy that stopped forwarding). The agent programs what the slow lists gave it,
-/// keeps its table and its syncs while the watches are silent, gives up on a silent watch after
-/// `timeoutSeconds` + 5 s (kube-runtime's idle timeout), reopens it from its resourceVersion,
-/// and programs the change it had missed.
+/// The value of one series in the Prometheus text.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Every response of the API server takes a second, then the Services watch stalls (open,
+/// silent, never ended: a proxy that stopped forwarding). The agent programs what the slow lists
+/// gave it; a slow but live API server, bookmarking every second, is never reported stale. While
+/// the Services watch is silent the agent keeps its table and its syncs, programs the
+/// EndpointSlice changes that still arrive, and reports Services stale (a warning and
+/// `kube_ipvs_watch_staleness_seconds`) once silent for `stale_after`, and no other kind.
+/// kube-runtime gives up on the silent watch after `timeoutSeconds` + 5 s, reopens it from its
+/// resourceVersion, the Service it had missed is programmed, and Services is fresh again.
 #[tokio::test]
 async fn a_slow_api_server_and_a_stalled_watch_cost_freshness_not_service() {
-    let api = FakeApiServer::start_on_own_thread().unwrap();
+    let logs = Logs::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let api = FakeApiServer::start_on_own_thread().unwrap(); // bookmarks every second
     api.apply(&svc("web", "10.96.0.10")).unwrap();
     api.apply(&slice("web-1", "web", &["10.1.0.1"])).unwrap();
     api.set_delay(Duration::from_secs(1));
     let k = kernel();
     let mut opts = KubernetesOptions::new(NODE);
     opts.watch_timeout = Some(5);
-    let feed = kubernetes::start(api.kube_client().unwrap(), &opts);
+    opts.stale_after = Duration::from_secs(3);
+    let config = kube::Config::new(api.url().parse().unwrap());
+    let client = kubernetes::client_from_config(config, &opts.freshness).unwrap();
+    let feed = kubernetes::start(client, &opts);
+    let telemetry = Telemetry::new(
+        &Config::default(),
+        TelemetryOptions {
+            freshness: feed.freshness(),
+            ..TelemetryOptions::default()
+        },
+    );
+    let staleness = |kind: &str| {
+        metric(
+            &telemetry.metrics_text(),
+            &format!("kube_ipvs_watch_staleness_seconds{{kind=\"{kind}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no staleness of {kind}: {}", telemetry.metrics_text()))
+    };
+    let stale_lines = || logs.count("watch stale");
     let agent = Agent::spawn(&k, feed, settings(Duration::from_secs(2)));
     eventually("programmed despite a second per response", || {
         table(&k) == ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1"]
     })
     .await;
-
+    // Slow, and no change for longer than `stale_after`: the bookmarks keep every kind fresh.
+    sleep(Duration::from_secs(4)).await;
     api.set_delay(Duration::ZERO);
-    // Stall the watches while all four are open (each lasts `timeoutSeconds`, 5 s).
+    for kind in ["services", "endpointslices", "node", "servicecidrs"] {
+        assert!(
+            staleness(kind) < 3.0,
+            "{kind}: {}",
+            telemetry.metrics_text()
+        );
+    }
+    assert_eq!(stale_lines(), 0, "{}", logs.text());
+
+    // Stall the Services watch while it is open (each lasts `timeoutSeconds`, 5 s).
     eventually("four watches open", || api.open_watches() >= 4).await;
-    assert_eq!(api.stall_watches(), 4);
+    assert_eq!(api.stall_watches_of(fake_apiserver::Kind::Service), 1);
+    api.apply(&svc("db", "10.96.0.11")).unwrap();
     api.apply(&slice("web-1", "web", &["10.1.0.1", "10.1.0.2"]))
         .unwrap();
-    // While the watches are silent: the table stays, full repairs go on.
+    // While Services is silent: the slice change is programmed, the table stays, syncs go on.
     let syncs = agent.obs.reports().len();
-    sleep(Duration::from_secs(3)).await;
-    assert_eq!(table(&k), ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1"]);
-    assert!(agent.obs.reports().len() > syncs, "syncs continue");
-    // The client gives up on the silent watch (5 s + 5 s) and catches up.
-    eventually("the missed change programmed", || {
+    eventually("the slice change programmed", || {
         table(&k) == ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1 10.1.0.2:8080/1"]
     })
     .await;
+    // Silent for `stale_after`: Services, and only Services, is reported stale, once.
+    eventually("Services reported stale", || stale_lines() == 1).await;
+    assert!(logs.text().contains("kind=\"services\""), "{}", logs.text());
+    assert!(staleness("services") >= 3.0, "{}", telemetry.metrics_text());
+    for kind in ["endpointslices", "node", "servicecidrs"] {
+        assert!(
+            staleness(kind) < 3.0,
+            "{kind}: {}",
+            telemetry.metrics_text()
+        );
+    }
+    assert!(agent.obs.reports().len() > syncs, "syncs continue");
+    assert_eq!(
+        table(&k),
+        ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1 10.1.0.2:8080/1"],
+        "db not seen yet"
+    );
+    // The client gives up on the silent watch (5 s + 5 s) and catches up.
+    eventually("the missed Service programmed", || table(&k).len() == 2).await;
+    eventually("Services fresh again", || {
+        logs.count("watch fresh again") == 1
+    })
+    .await;
+    assert!(staleness("services") < 3.0, "{}", telemetry.metrics_text());
+    assert_eq!(stale_lines(), 1, "{}", logs.text());
     agent.stop().await;
 }

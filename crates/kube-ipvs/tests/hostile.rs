@@ -159,15 +159,41 @@ fn two_ports_with_one_number_and_protocol_are_rejected_not_merged() {
     );
 }
 
+/// The API server requires an addressType and accepts IPv4, IPv6 and FQDN, case-sensitive
+/// (`validateAddressType`); the deprecated `IP` only on update, so old slices keep it. Stock
+/// programs IPv4 and IPv6 slices only and ignores every other type without a word
+/// (`supportedEndpointSliceAddressTypes`). So a lower-case or missing type (a file's mistake)
+/// is not programmed, as by stock, and is rejected saying what is wrong, never taken for FQDN;
+/// `IP` and FQDN are skipped.
 #[test]
-fn an_unknown_address_type_is_rejected_not_taken_for_fqdn() {
+fn an_unknown_or_missing_address_type_is_rejected_not_taken_for_fqdn() {
+    let missing = slice("web-3", "web", "IPv4", &["10.1.0.3"]).replace("addressType: IPv4\n", "");
     let yaml = svc("d", "web", GOOD)
         + &slice("web-1", "web", "ipv4", &["10.1.0.1"])
-        + &slice("web-2", "web", "FQDN", &["example.com"]);
+        + &slice("web-2", "web", "FQDN", &["example.com"])
+        + &missing
+        + &slice("web-4", "web", "IP", &["10.1.0.4"])
+        + &slice("web-5", "web", "IPv4", &["10.1.0.5"]);
     let e = engine(cfg(), &yaml);
+    assert_eq!(table(&e), ["TCP 10.96.0.10:80 rr -> 10.1.0.5:8080"]);
     assert_eq!(
         rejected(&e),
-        ["EndpointSlice d/web-1: addressType: unsupported value \"ipv4\" (IPv4, IPv6 or FQDN)"]
+        [
+            "EndpointSlice d/web-1: addressType: unsupported value \"ipv4\" (IPv4, IPv6 or FQDN)",
+            "EndpointSlice d/web-3: addressType: required (IPv4, IPv6 or FQDN)",
+        ]
     );
-    assert_eq!(e.index().skipped().len(), 1, "the FQDN slice is skipped");
+    let skipped: Vec<String> = e
+        .index()
+        .skipped()
+        .iter()
+        .map(|(o, why)| format!("{o}: {why}"))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            "EndpointSlice d/web-2: addressType FQDN",
+            "EndpointSlice d/web-4: addressType IP (deprecated; stock reads IPv4 and IPv6)",
+        ]
+    );
 }

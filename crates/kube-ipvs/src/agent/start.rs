@@ -45,18 +45,21 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
     let kernel = NetlinkKernel::connect(KernelConfig::from_config(cfg, &families))
         .await
         .map_err(AgentError::Kernel)?;
+    let watch = KubernetesOptions::new(&node.name);
     let client = match &cfg.source {
         Source::Kubernetes => Some(
-            kubernetes::client_with_master(cfg.kubeconfig.as_deref(), cfg.master.as_deref())
-                .await?,
+            kubernetes::client_with_master(
+                cfg.kubeconfig.as_deref(),
+                cfg.master.as_deref(),
+                &watch.freshness,
+            )
+            .await?,
         ),
         Source::File(_) => None,
     };
     let sources = match (&cfg.source, &client) {
         (Source::File(path), _) => file::start(FileOptions::new(path, &node.name)),
-        (Source::Kubernetes, Some(c)) => {
-            kubernetes::start(c.clone(), &KubernetesOptions::new(&node.name))
-        }
+        (Source::Kubernetes, Some(c)) => kubernetes::start(c.clone(), &watch),
         (Source::Kubernetes, None) => return Err(AgentError::SourcesEnded),
     };
     let health_check_ips =
@@ -76,6 +79,7 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
                 })
                 .collect(),
             health_check_ips,
+            freshness: sources.freshness(),
             events: client.map(|c| {
                 (
                     c,

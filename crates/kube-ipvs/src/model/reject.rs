@@ -125,10 +125,13 @@ pub enum Rejection {
         /// `port/PROTOCOL`.
         value: String,
     },
-    /// An EndpointSlice addressType other than IPv4, IPv6 and FQDN.
-    #[error("addressType: unsupported value {value:?} (IPv4, IPv6 or FQDN)")]
+    /// An EndpointSlice addressType missing, or other than IPv4, IPv6, FQDN (and the deprecated IP).
+    #[error(
+        "addressType: {} (IPv4, IPv6 or FQDN)",
+        if value.is_empty() { "required".to_owned() } else { format!("unsupported value {value:?}") }
+    )]
     InvalidAddressType {
-        /// The offending value.
+        /// The offending value (empty when missing).
         value: String,
     },
     /// The scheduler annotation names no kernel scheduler.
@@ -245,6 +248,8 @@ pub enum SkipReason {
     HeadlessLabel,
     /// An EndpointSlice of addressType FQDN.
     FqdnSlice,
+    /// An EndpointSlice of the deprecated addressType IP (discovery/v1beta1).
+    DeprecatedIpSlice,
 }
 
 impl fmt::Display for SkipReason {
@@ -255,6 +260,7 @@ impl fmt::Display for SkipReason {
             Self::ServiceProxyName => "label service.kubernetes.io/service-proxy-name is set",
             Self::HeadlessLabel => "label service.kubernetes.io/headless is set",
             Self::FqdnSlice => "addressType FQDN",
+            Self::DeprecatedIpSlice => "addressType IP (deprecated; stock reads IPv4 and IPv6)",
         })
     }
 }

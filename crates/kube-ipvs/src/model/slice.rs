@@ -89,7 +89,7 @@ impl Interner {
 pub enum ConvertedSlice {
     /// Usable.
     Slice(Slice),
-    /// Ignored (FQDN).
+    /// Ignored (FQDN, or the deprecated IP type).
     Skip(SkipReason),
 }
 
@@ -113,6 +113,13 @@ pub fn convert_slice(
         "IPv4" => Family::V4,
         "IPv6" => Family::V6,
         "FQDN" => return Ok(ConvertedSlice::Skip(SkipReason::FqdnSlice)),
+        // discovery/v1beta1's deprecated type: the API server still keeps and serves slices
+        // created with it (it refuses it only on create), and stock reads IPv4 and IPv6 slices
+        // only (`supportedEndpointSliceAddressTypes`).
+        "IP" => return Ok(ConvertedSlice::Skip(SkipReason::DeprecatedIpSlice)),
+        // No API server accepts these (`validateAddressType`: "" is a required value, the
+        // others are case-sensitive): a file's mistake, so said, never taken for FQDN. Stock
+        // would not program it either.
         other => {
             return Err(Rejection::InvalidAddressType {
                 value: other.to_owned(),

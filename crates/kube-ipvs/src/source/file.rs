@@ -189,6 +189,7 @@ pub fn start(opts: FileOptions) -> Sources {
         events,
         ready,
         tasks: vec![task],
+        freshness: None,
     }
 }
 

@@ -5,10 +5,14 @@
 //! `ListEnd` (object by object, never buffered), so a re-list reaches the agent as a resync, never
 //! as deletions. A dropped watch stream resumes
 //! from the last resourceVersion (bookmarks keep it fresh) without a re-list.
+//!
+//! Each kind's freshness (its last list page, event or bookmark, seen by the client layer of
+//! [`client_from_config`]) is tracked for the staleness gauge and log lines ([`super::freshness`]).
 
 use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -20,6 +24,8 @@ use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+use super::activity::ActivityLayer;
+use super::freshness::{self, Freshness};
 use super::readiness::Gate;
 use super::selector::{STOCK_LABEL_SELECTOR, node_field_selector};
 use super::strip::Strip;
@@ -38,6 +44,11 @@ pub struct KubernetesOptions {
     /// API server ends a watch after it; a watch silent for this long plus 5 s is taken for
     /// stalled (a proxy that stopped forwarding) and reopened by the client.
     pub watch_timeout: Option<u32>,
+    /// Where each kind's last sign of life is recorded: give the same to [`client_from_config`]
+    /// or [`client_with_master`], whose layer sees the bookmarks.
+    pub freshness: Freshness,
+    /// Silence after which a kind is reported stale ([`freshness::STALE_AFTER`]).
+    pub stale_after: Duration,
 }
 
 impl KubernetesOptions {
@@ -48,44 +59,54 @@ impl KubernetesOptions {
             service_cidrs: true,
             capacity: DEFAULT_CAPACITY,
             watch_timeout: None,
+            freshness: Freshness::new(),
+            stale_after: freshness::STALE_AFTER,
         }
     }
 }
 
 /// A client from `--kubeconfig PATH`, else in-cluster config, else `$KUBECONFIG`/`~/.kube/config`.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, SourceError> {
-    client_with_master(kubeconfig, None).await
+    Client::try_from(config_from(kubeconfig).await?).map_err(SourceError::Client)
 }
 
-/// [`client`] with kube-proxy's `--master`: the API server's address replaces the kubeconfig's;
-/// with `--master` alone (no kubeconfig) the connection is unauthenticated, as in kube-proxy.
+/// The agent's client: [`client`] with kube-proxy's `--master` (the API server's address
+/// replaces the kubeconfig's; with `--master` alone the connection is unauthenticated, as in
+/// kube-proxy), whose list and watch responses mark their kind fresh in `freshness`.
 pub async fn client_with_master(
     kubeconfig: Option<&Path>,
     master: Option<&str>,
+    freshness: &Freshness,
 ) -> Result<Client, SourceError> {
-    let Some(master) = master else {
-        return client_from(kubeconfig).await;
-    };
-    let url: http::Uri =
-        master
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| SourceError::Master {
-                value: master.to_owned(),
+    let url = master
+        .map(|m| {
+            m.parse::<http::Uri>().map_err(|e| SourceError::Master {
+                value: m.to_owned(),
                 reason: e.to_string(),
-            })?;
-    let config = match kubeconfig {
-        Some(_) => {
+            })
+        })
+        .transpose()?;
+    let config = match url {
+        None => config_from(kubeconfig).await?,
+        Some(url) if kubeconfig.is_none() => kube::Config::new(url),
+        Some(url) => {
             let mut c = config_from(kubeconfig).await?;
             c.cluster_url = url;
             c
         }
-        None => kube::Config::new(url),
     };
-    Client::try_from(config).map_err(SourceError::Client)
+    client_from_config(config, freshness)
 }
 
-async fn client_from(kubeconfig: Option<&Path>) -> Result<Client, SourceError> {
-    Client::try_from(config_from(kubeconfig).await?).map_err(SourceError::Client)
+/// A client for `config` whose list and watch responses mark their kind fresh in `freshness`.
+pub fn client_from_config(
+    config: kube::Config,
+    freshness: &Freshness,
+) -> Result<Client, SourceError> {
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(SourceError::Client)?
+        .with_layer(&ActivityLayer(freshness.clone()))
+        .build())
 }
 
 async fn config_from(kubeconfig: Option<&Path>) -> Result<kube::Config, SourceError> {
@@ -137,6 +158,7 @@ pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
     let (tx, events) = mpsc::channel(opts.capacity.max(1));
     let (gate, ready) = Gate::new(SourceKind::ALL);
     let gate = Arc::new(gate);
+    let fresh = &opts.freshness;
     let base = match opts.watch_timeout {
         Some(t) => watcher::Config::default().timeout(t),
         None => watcher::Config::default(),
@@ -153,6 +175,7 @@ pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
             },
             tx.clone(),
             Arc::clone(&gate),
+            fresh.clone(),
         )),
         tokio::spawn(run(
             Api::<EndpointSlice>::all(client.clone()),
@@ -164,6 +187,7 @@ pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
             },
             tx.clone(),
             Arc::clone(&gate),
+            fresh.clone(),
         )),
         tokio::spawn(run(
             Api::<Node>::all(client.clone()),
@@ -175,6 +199,7 @@ pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
             },
             tx.clone(),
             Arc::clone(&gate),
+            fresh.clone(),
         )),
     ];
     let cidrs = Spec {
@@ -184,7 +209,7 @@ pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
     };
     if opts.service_cidrs {
         let api = Api::<ServiceCIDR>::all(client);
-        tasks.push(tokio::spawn(run(api, base, cidrs, tx, gate)));
+        tasks.push(tokio::spawn(run(api, base, cidrs, tx, gate, fresh.clone())));
     } else {
         tasks.push(tokio::spawn(async move {
             if send_empty_list(ClusterEvent::ServiceCidr, &tx).await {
@@ -192,10 +217,15 @@ pub fn start(client: Client, opts: &KubernetesOptions) -> Sources {
             }
         }));
     }
+    tasks.push(tokio::spawn(freshness::monitor(
+        fresh.clone(),
+        opts.stale_after,
+    )));
     Sources {
         events,
         ready,
         tasks,
+        freshness: Some(fresh.clone()),
     }
 }
 
@@ -238,6 +268,7 @@ async fn run<K>(
     spec: Spec<K>,
     tx: mpsc::Sender<ClusterEvent>,
     gate: Arc<Gate>,
+    fresh: Freshness,
 ) where
     K: kube::Resource<DynamicType = ()>
         + Strip
@@ -249,6 +280,7 @@ async fn run<K>(
         + 'static,
 {
     let kind = spec.kind.name();
+    fresh.watch(spec.kind);
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     // A list under way: `ListStart` goes out with its first object (or its end), so a list that
     // fails before any page sends nothing. Its objects so far, for the log.
@@ -292,6 +324,7 @@ async fn run<K>(
                         code,
                         "not served by the API server (or not allowed): continuing without"
                     );
+                    fresh.unwatch(spec.kind);
                     if send_empty_list(spec.wrap, &tx).await {
                         gate.listed(spec.kind, &tx).await;
                     }

@@ -34,10 +34,13 @@
 //! | [`strip`] | dropping fields the model never reads | informer transform funcs |
 //! | [`selector`] | the stock label/field selectors | kube-proxy's `labelSelector` |
 //! | `readiness` | the initial-list gate | `Not syncing ipvs rules until ...` |
+//! | [`freshness`], `activity` | each kind's last list page, event or bookmark (a kube client layer): staleness gauge and warning | - |
 
 pub mod access;
+mod activity;
 mod error;
 pub mod file;
+pub mod freshness;
 pub mod kubernetes;
 mod readiness;
 pub mod selector;
@@ -166,12 +169,14 @@ impl FromStr for SourceSpec {
     }
 }
 
-/// Running sources: the event channel, the readiness flag and the tasks (aborted on drop).
+/// Running sources: the event channel, the readiness flag, the tasks (aborted on drop) and, for
+/// the Kubernetes source, the freshness of each kind.
 #[derive(Debug)]
 pub struct Sources {
     events: mpsc::Receiver<ClusterEvent>,
     ready: watch::Receiver<bool>,
     tasks: Vec<JoinHandle<()>>,
+    freshness: Option<freshness::Freshness>,
 }
 
 impl Drop for Sources {
@@ -201,6 +206,11 @@ impl Sources {
     /// Whether every source completed its initial list.
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow()
+    }
+
+    /// How fresh each watched kind is (the Kubernetes source; `None` for files).
+    pub fn freshness(&self) -> Option<freshness::Freshness> {
+        self.freshness.clone()
     }
 }
 

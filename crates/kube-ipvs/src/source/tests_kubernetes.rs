@@ -350,6 +350,38 @@ async fn not_ready_until_every_initial_list_succeeds() {
     assert!(s.is_ready());
 }
 
+/// kube-runtime's watcher consumes bookmarks without telling its caller: the client layer sees
+/// them, so in a quiet cluster the API server's bookmarks keep every kind fresh.
+#[tokio::test]
+async fn bookmarks_are_signs_of_life() {
+    let fake = FakeApiServer::start_with(None).await.unwrap(); // bookmarks on demand only
+    fake.apply(&svc("web", json!({}))).unwrap();
+    let opts = KubernetesOptions::new("n1");
+    let config = kube::Config::new(fake.url().parse().unwrap());
+    let client = kubernetes::client_from_config(config, &opts.freshness).unwrap();
+    let mut s = kubernetes::start(client, &opts);
+    until_synced(&mut s).await;
+    watching(&fake).await;
+    let quiet = Duration::from_millis(600);
+    tokio::time::sleep(quiet).await;
+    let ages = opts.freshness.ages();
+    assert_eq!(ages.len(), 4, "{ages:?}");
+    assert!(ages.iter().all(|(_, age)| *age >= quiet), "{ages:?}");
+    fake.bookmark();
+    for _ in 0..200 {
+        if opts
+            .freshness
+            .ages()
+            .iter()
+            .all(|(_, age)| *age < quiet / 2)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("bookmarks not seen: {:?}", opts.freshness.ages());
+}
+
 #[tokio::test]
 async fn client_from_a_kubeconfig_file() {
     let fake = populated().await;

@@ -18,10 +18,13 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets, linear_buckets};
 use prometheus_client::registry::Registry;
 
@@ -29,6 +32,7 @@ use super::http::respond;
 use super::pending::Counts;
 use super::process;
 use crate::agent::{SyncKind, SyncReport};
+use crate::source::freshness::Freshness;
 
 /// An IP family, as stock's `ip_family` label spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -339,6 +343,12 @@ impl Metrics {
         self
     }
 
+    /// Adds `kube_ipvs_watch_staleness_seconds{kind}`, read from `freshness` at each scrape.
+    pub fn watch_freshness(&mut self, freshness: Freshness) {
+        self.registry
+            .register_collector(Box::new(StalenessCollector(freshness)));
+    }
+
     fn each_family(&self) -> impl Iterator<Item = FamilyLabels> + '_ {
         self.families
             .iter()
@@ -499,6 +509,28 @@ impl Metrics {
                 self.encode_text(),
             )
         }
+    }
+}
+
+/// The staleness gauge of each watched kind, computed when scraped.
+#[derive(Debug)]
+struct StalenessCollector(Freshness);
+
+impl Collector for StalenessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let ages = self.0.ages();
+        let mut family = encoder.encode_descriptor(
+            "kube_ipvs_watch_staleness_seconds",
+            "Seconds since the watch of this kind last showed life (list page, event or bookmark; \
+             the API server bookmarks every minute): the age of the state the agent serves",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (kind, age) in ages {
+            let g = ConstGauge::new(age.as_secs_f64());
+            g.encode(family.encode_family(&SyncLabels { kind: kind.name() })?)?;
+        }
+        Ok(())
     }
 }
 

@@ -56,6 +56,7 @@ use crate::config::Config;
 use crate::desired::HealthCheck;
 use crate::failures::FailureLog;
 use crate::model::{ObjectRef, Rejection};
+use crate::source::freshness::Freshness;
 use crate::types::ServiceKey;
 
 /// How often a healthz or metrics address that could not be bound is retried (stock: 5 s).
@@ -69,6 +70,8 @@ pub struct TelemetryOptions {
     pub health_check_ips: Vec<IpAddr>,
     /// Where Events go: `None` for the file source.
     pub events: Option<(kube::Client, Reporter)>,
+    /// The sources' freshness, for `kube_ipvs_watch_staleness_seconds` (Kubernetes source).
+    pub freshness: Option<Freshness>,
     /// Event rate limits.
     pub event_limit: RateLimit,
     /// The wall clock (tests inject one).
@@ -83,6 +86,7 @@ impl Default for TelemetryOptions {
             ip_families: vec![IpFamily::V4],
             health_check_ips: Vec::new(),
             events: None,
+            freshness: None,
             event_limit: RateLimit::default(),
             clock: health::system_clock(),
             failures_path: None,
@@ -201,7 +205,11 @@ impl Telemetry {
     /// Built from the agent's configuration: bind addresses, `bindAddressHardFail`, and the
     /// health timeout of 2 x `syncPeriod`.
     pub fn new(config: &Config, opts: TelemetryOptions) -> Self {
-        let metrics = Arc::new(Metrics::new(&opts.ip_families));
+        let mut metrics = Metrics::new(&opts.ip_families);
+        if let Some(f) = opts.freshness {
+            metrics.watch_freshness(f);
+        }
+        let metrics = Arc::new(metrics);
         let timeout = config.sync.period.saturating_mul(2);
         let health = ProxyHealth::new(timeout, opts.clock, metrics.clone());
         let (sink, publisher) = match opts.events {

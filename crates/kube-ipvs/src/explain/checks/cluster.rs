@@ -115,7 +115,7 @@ fn skip_reason(r: SkipReason) -> &'static str {
             "another proxy implements it (label service.kubernetes.io/service-proxy-name), as \
              with stock kube-proxy"
         }
-        SkipReason::FqdnSlice => "not a Service",
+        SkipReason::FqdnSlice | SkipReason::DeprecatedIpSlice => "not a Service",
     }
 }
 
