@@ -4,9 +4,7 @@
 // Test helpers: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 /// A TCP backend on port 8080 that greets each connection with its name (argv[1]) and a newline.
 pub const SERVER: &str = r#"
@@ -27,66 +25,6 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
-/// Run a shell command; fail the test with its stderr when it fails.
-pub fn sh(cmd: &str) {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn netns_of(path: &str) -> PathBuf {
-    std::fs::read_link(path).unwrap_or_default()
-}
-
-/// Processes killed on drop.
-#[derive(Debug, Default)]
-pub struct Procs(pub Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Runs `argv` in a new network namespace wired to the caller's by a veth: theirs 10.0.`i`.1/24,
-/// ours 10.0.`i`.254/24, default route through us. Returns its pid.
-pub fn spawn_in_netns(procs: &mut Procs, i: u8, argv: &[&str]) -> u32 {
-    let ours = netns_of("/proc/thread-self/ns/net");
-    let child = Command::new("unshare")
-        .arg("-n")
-        .args(argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id();
-    procs.0.push(child);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while netns_of(&format!("/proc/{pid}/ns/net")) == ours {
-        assert!(
-            Instant::now() < deadline,
-            "{argv:?} never entered its namespace"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    sh(&format!(
-        "ip link add vh{i} type veth peer name eth0 netns {pid} \
-         && ip addr add 10.0.{i}.254/24 dev vh{i} && ip link set vh{i} up \
-         && nsenter -t {pid} -n sh -c 'ip link set lo up && ip addr add 10.0.{i}.1/24 dev eth0 \
-            && ip link set eth0 up && ip route add default via 10.0.{i}.254'"
-    ));
-    pid
-}
-
 /// Connects `n` times to `vip`:`port` from the namespace of `pid`; the greetings received (fewer
 /// than `n` when connections fail).
 pub fn ask_vip(pid: u32, vip: &str, port: u16, n: usize) -> Vec<String> {
@@ -106,3 +44,5 @@ pub fn ask_vip(pid: u32, vip: &str, port: u16, n: usize) -> Vec<String> {
 
 pub mod lab;
 pub mod stock;
+
+pub use lab::{Procs, sh, spawn_in_netns};
