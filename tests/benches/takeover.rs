@@ -40,7 +40,11 @@ use serde_json::{Value, json};
 
 const NODE: &str = "node-a";
 const NODE_IP: &str = "10.0.100.254";
-const WEB: &str = "10.97.0.10";
+/// The Service with real backends the clients use. Outside the routed 10.96.0.0/16, and sorted
+/// before it: stock's `KUBE-CLUSTER-IP` (maxelem 65,536) cannot hold every ClusterIP at this size,
+/// members are added in sorted order, and `KUBE-IPVS-FILTER` rejects new connections to a
+/// ClusterIP missing from it; web's must be among those that fit, or stock itself refuses them.
+const WEB: &str = "10.95.0.10";
 const NODE_PORT: u16 = 30080;
 const HEALTHZ: &str = "127.0.0.1:10256";
 const METRICS: &str = "127.0.0.1:10249";
