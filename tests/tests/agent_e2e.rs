@@ -18,25 +18,9 @@ use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
 use ipvs_netlink::{Client, ServiceKey};
+use kube_ipvs_e2e::lab::agent_binary;
+use kube_ipvs_e2e::{Procs, SERVER, sh, spawn_in_netns};
 use nix::sched::{CloneFlags, unshare};
-
-const SERVER: &str = r#"
-import socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 8080))
-s.listen(512)
-def serve(c):
-    try:
-        c.sendall(sys.argv[1].encode() + b"\n")
-        while c.recv(100):
-            pass
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
 
 /// The client: one held connection, then new connections back to back until stdin closes;
 /// prints `ok N fail M held OK|LOST` at the end (and each failure as it happens).
@@ -83,65 +67,6 @@ print("ok", ok, "fail", fail, "held", state, flush=True)
 
 const NODE: &str = "node-a";
 const VIP: &str = "10.96.0.10";
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn netns_of(path: &str) -> PathBuf {
-    std::fs::read_link(path).unwrap_or_default()
-}
-
-/// Processes killed on drop.
-#[derive(Default)]
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Runs `argv` in a new network namespace wired to ours by a veth: theirs 10.0.`i`.1/24, ours
-/// 10.0.`i`.254/24, default route through us.
-fn spawn_in_netns(procs: &mut Procs, i: u8, argv: &[&str], stdin: Stdio) -> u32 {
-    let ours = netns_of("/proc/thread-self/ns/net");
-    let child = Command::new("unshare")
-        .arg("-n")
-        .args(argv)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id();
-    procs.0.push(child);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while netns_of(&format!("/proc/{pid}/ns/net")) == ours {
-        assert!(
-            Instant::now() < deadline,
-            "{argv:?} never entered its namespace"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    sh(&format!(
-        "ip link add vh{i} type veth peer name eth0 netns {pid} \
-         && ip addr add 10.0.{i}.254/24 dev vh{i} && ip link set vh{i} up \
-         && nsenter -t {pid} -n sh -c 'ip link set lo up && ip addr add 10.0.{i}.1/24 dev eth0 \
-            && ip link set eth0 up && ip route add default via 10.0.{i}.254'"
-    ));
-    pid
-}
 
 fn backend_ip(i: u8) -> IpAddr {
     IpAddr::from([10, 0, i, 1])
@@ -193,22 +118,6 @@ endpoints:
 {}"#,
         eps.concat()
     )
-}
-
-/// The agent binary, built next to this test binary by `cargo xtask test`.
-fn agent_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("kube-ipvs"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p kube-ipvs` (cargo xtask test does)",
-        bin.display()
-    );
-    bin
 }
 
 fn start_agent(kubeconfig: &Path, log: &Path) -> Child {
@@ -319,15 +228,10 @@ fn agent_programs_scales_and_restarts_without_dropping_connections() {
 
     let mut procs = Procs::default();
     for i in 1..=2u8 {
-        spawn_in_netns(
-            &mut procs,
-            i,
-            &["python3", "-c", SERVER, &format!("b{i}")],
-            Stdio::null(),
-        );
+        spawn_in_netns(&mut procs, i, &["python3", "-c", SERVER, &format!("b{i}")]);
     }
     // The client namespace: 10.0.100.1, reaching the service CIDR through the node.
-    let client_pid = spawn_in_netns(&mut procs, 100, &["sleep", "3600"], Stdio::null());
+    let client_pid = spawn_in_netns(&mut procs, 100, &["sleep", "3600"]);
 
     let api = FakeApiServer::start_on_own_thread().unwrap();
     api.apply_bytes(cluster_yaml().as_bytes()).unwrap();
