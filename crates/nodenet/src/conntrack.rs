@@ -24,6 +24,8 @@ use netlink_transport::{
 use crate::SocketOptions;
 
 const IPPROTO_UDP: u8 = 17;
+/// `NFNL_SUBSYS_CTNETLINK`, the high byte of a conntrack message's type.
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 /// Deletions: 128 per `sendmsg`, each answered.
 const BATCH: BatchOptions = BatchOptions {
     window: 128,
@@ -200,6 +202,23 @@ fn decode_tuple(parts: &[Tuple]) -> Option<(u8, FlowTuple)> {
     ))
 }
 
+/// One message of a conntrack dump as a [`Flow`]; `None` for what is not an entry with ports.
+///
+/// Only ctnetlink messages reach the crate's parser: netlink-packet-netfilter 0.4 also parses
+/// nf_tables messages, and indexes their attributes unchecked (a nested attribute longer than its
+/// parent panics: fuzz regression `conntrack-nested-nla-length`). A dump of the conntrack table
+/// carries no other subsystem.
+pub fn flow_of(
+    m: &netlink_transport::wire::Message<'_>,
+) -> Result<Option<Flow>, netlink_packet_core::DecodeError> {
+    if m.header.kind >> 8 != NFNL_SUBSYS_CTNETLINK {
+        return Ok(None);
+    }
+    Ok(decode_packet::<NetfilterMessage>(m)?
+        .as_ref()
+        .and_then(decode_flow))
+}
+
 /// A dumped entry as a [`Flow`]; `None` for entries without ports (ICMP, GRE, ...).
 pub fn decode_flow(msg: &NetfilterMessage) -> Option<Flow> {
     let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = &msg.inner else {
@@ -295,9 +314,7 @@ impl Conntrack {
                 |part| {
                     match part {
                         DumpPart::Message(m) => {
-                            let msg: Option<NetfilterMessage> =
-                                decode_packet(&m).map_err(|e| Fail::Decode(e.to_string()))?;
-                            flows.extend(msg.as_ref().and_then(decode_flow));
+                            flows.extend(flow_of(&m).map_err(|e| Fail::Decode(e.to_string()))?);
                         }
                         DumpPart::Restart => flows.clear(),
                     }

@@ -12,11 +12,10 @@
 
 use ipnet::IpNet;
 use netlink_packet_core::NetlinkDeserializable;
-use netlink_packet_netfilter::NetfilterMessage;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkFlags;
 
-use crate::conntrack::{Flow, decode_flow};
+use crate::conntrack::{Flow, flow_of};
 use crate::route::LocalRoute;
 use netlink_transport::decode_packet;
 
@@ -93,8 +92,10 @@ pub fn local_routes(datagram: &[u8]) -> Result<Vec<LocalRoute>, DecodeError> {
 
 /// The flows (with ports) of a conntrack dump reply.
 pub fn conntrack_flows(datagram: &[u8]) -> Result<Vec<Flow>, DecodeError> {
-    Ok(messages::<NetfilterMessage>(datagram)?
-        .iter()
-        .filter_map(decode_flow)
-        .collect())
+    let mut flows = Vec::new();
+    for msg in netlink_transport::wire::messages(datagram) {
+        let msg = msg.map_err(|e| DecodeError(e.to_string()))?;
+        flows.extend(flow_of(&msg).map_err(|e| DecodeError(e.to_string()))?);
+    }
+    Ok(flows)
 }

@@ -99,3 +99,21 @@ fn any_prefix_of_a_reply_is_an_error_or_a_value_never_a_panic() {
         }
     }
 }
+
+/// What the fuzzer found (`fuzz/regressions/`): each input decodes to a value or an error.
+#[test]
+fn fuzz_regressions_decode_without_panicking() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let crash = std::fs::read(dir.join("conntrack-nested-nla-length")).unwrap();
+    // An nf_tables message (subsystem 10) with a nested attribute longer than its parent, then
+    // 10 bytes that are no message: the message is no entry, the rest a framing error.
+    assert_eq!(crash[5], 10, "the input is an nf_tables message");
+    let first = usize::from(crash[0]);
+    assert!(
+        nodenet::wire::conntrack_flows(&crash[..first])
+            .unwrap()
+            .is_empty()
+    );
+    let err = nodenet::wire::conntrack_flows(&crash).unwrap_err();
+    assert!(err.to_string().contains("trailing bytes"), "{err}");
+}
