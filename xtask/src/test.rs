@@ -32,6 +32,11 @@ pub struct TestArgs {
     /// test then runs the image already in target/image).
     #[arg(long)]
     only_kernel: bool,
+    /// Build these packages' kernel tests but do not run them in the lab. Unlike narrowing with
+    /// `-p`, the build stays the whole workspace's, so it reuses (and does not duplicate on disk)
+    /// what an earlier full run built.
+    #[arg(long = "skip-kernel-tests-of", value_name = "PACKAGE")]
+    skip_kernel_tests_of: Vec<String>,
     /// Memory of each lab guest in MiB.
     #[arg(long, default_value_t = 2048)]
     mem: u32,
@@ -64,6 +69,8 @@ const ENV_LOCAL: &str = "XTASK_LAB_LOCAL";
 const ENV_MEM: &str = "XTASK_LAB_MEM";
 const ENV_TIMEOUT: &str = "XTASK_LAB_TIMEOUT";
 const ENV_KERNEL: &str = "XTASK_LAB_KERNEL";
+/// Comma-separated packages whose kernel tests the runner skips (`--skip-kernel-tests-of`).
+const ENV_SKIP: &str = "XTASK_LAB_SKIP";
 /// Set by `test`: the runner appends each lab-bound test binary to this file instead of running it.
 const ENV_QUEUE: &str = "XTASK_LAB_QUEUE";
 
@@ -155,7 +162,7 @@ fn kernel_tests(
     if args.local {
         // This host's kernel has IPVS: each test binary runs here, once.
         banner("kernel tests (ignored tests, on this host)");
-        let mut kernel = ignored_tests(select, &runner);
+        let mut kernel = ignored_tests(select, &args.skip_kernel_tests_of, &runner);
         kernel.env(ENV_LOCAL, "1");
         let status = stream(kernel, totals)?;
         step(failed_steps, "kernel tests on this host", Ok(status))?;
@@ -164,7 +171,7 @@ fn kernel_tests(
         for series in args.kernel.series() {
             let on = format!("lab kernel {series}");
             banner(&format!("kernel tests (ignored tests, on {on})"));
-            let mut kernel = ignored_tests(select, &runner);
+            let mut kernel = ignored_tests(select, &args.skip_kernel_tests_of, &runner);
             kernel
                 .env(ENV_KERNEL, series.name())
                 .env(ENV_MEM, args.mem.to_string())
@@ -178,7 +185,7 @@ fn kernel_tests(
         banner("kernel tests: building and queueing the test binaries");
         let queue = lab_dir().join(format!("queue-{}", std::process::id()));
         let _ = fs::remove_file(&queue);
-        let mut collect = ignored_tests(select, &runner);
+        let mut collect = ignored_tests(select, &args.skip_kernel_tests_of, &runner);
         collect.env(ENV_QUEUE, &queue);
         let status = stream(collect, totals)?;
         step(failed_steps, "building the kernel tests", Ok(status))?;
@@ -214,12 +221,13 @@ fn kernel_tests(
 }
 
 /// `cargo test` of the ignored (kernel) tests, every test binary run through our runner.
-fn ignored_tests(select: &[String], runner: &std::path::Path) -> Command {
+fn ignored_tests(select: &[String], skip: &[String], runner: &std::path::Path) -> Command {
     let mut cmd = cargo(
         &["test", "--tests", "--no-fail-fast"],
         select,
         &["--", "--ignored"],
     );
+    cmd.env(ENV_SKIP, skip.join(","));
     cmd.env(
         "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
         format!("{} runner", runner.display()),
@@ -343,6 +351,12 @@ pub fn runner(argv: &[String]) -> Result<ExitCode> {
         .iter()
         .any(|a| a == "--ignored" || a == "--include-ignored");
     let local = std::env::var_os(ENV_LOCAL).is_some();
+    if let Some(package) = skipped_package().filter(|_| wants_ignored) {
+        eprintln!(
+            "lab: skipping {binary}: the kernel tests of {package} are skipped (--skip-kernel-tests-of)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if !wants_ignored || local || !has_selected_tests(binary, args)? {
         let status = Command::new(binary)
             .args(args)
@@ -389,6 +403,14 @@ pub fn runner(argv: &[String]) -> Result<ExitCode> {
     };
     eprintln!("lab: running {binary} in the kernel lab ({kernel})");
     Ok(ExitCode::from(lab::run(&vm)?))
+}
+
+/// The package of the test binary cargo is running (cargo sets CARGO_PKG_NAME), when
+/// `--skip-kernel-tests-of` names it.
+fn skipped_package() -> Option<String> {
+    let package = std::env::var("CARGO_PKG_NAME").ok()?;
+    let skip = std::env::var(ENV_SKIP).unwrap_or_default();
+    skip.split(',').any(|p| p == package).then_some(package)
 }
 
 /// Whether the test binary has any test left under these arguments (`--list` lists them).
