@@ -303,6 +303,12 @@ impl Transport {
                 if st.slots.get(next) == Some(&Slot::Unsent) {
                     let start = self.tx.len();
                     match encode_at(&mut self.tx, next, encode) {
+                        Ok(()) if start > 0 && self.tx.len().next_multiple_of(4) > max_send => {
+                            // It would make the datagram larger than the socket takes
+                            // (`sendmsg` fails with EMSGSIZE): it opens the next one.
+                            self.tx.truncate(start);
+                            break;
+                        }
                         Ok(()) => {
                             let seq = base.wrapping_add(u32::try_from(next).unwrap_or(u32::MAX));
                             let own = wire::flags_at(&self.tx, start) & !NLM_F_ACK;

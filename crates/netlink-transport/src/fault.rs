@@ -64,6 +64,8 @@ struct State {
     opened: usize,
     /// Requests each rule fired on, in order.
     fired: Vec<(usize, Fault)>,
+    /// The largest datagram sent so far, in bytes.
+    largest: usize,
 }
 
 /// A handle on the fault layer: arms rules and counts what passed. Clones share one state.
@@ -131,6 +133,11 @@ impl Faults {
         self.lock().fired.clone()
     }
 
+    /// The largest datagram sent through this layer so far, in bytes.
+    pub fn largest_datagram(&self) -> usize {
+        self.lock().largest
+    }
+
     /// Rules armed that have not fired yet.
     pub fn armed(&self) -> usize {
         self.lock().rules.len()
@@ -148,6 +155,7 @@ impl Faults {
     /// whose replies are to be dropped in `conn`.
     pub(crate) fn outgoing(&self, datagram: &[u8], conn: &mut FaultyConn) {
         let mut st = self.lock();
+        st.largest = st.largest.max(datagram.len());
         let mut overflowing = false;
         for msg in wire::messages(datagram).flatten() {
             let n = st.sent;

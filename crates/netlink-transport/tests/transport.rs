@@ -132,6 +132,40 @@ async fn batch_failures_are_matched_to_their_requests_in_both_ack_modes() {
     }
 }
 
+/// Found at 10,000 Services: three 64 KiB ipset messages left room under the limit, so a fourth
+/// was packed too, and `sendmsg` refused the datagram (EMSGSIZE) on every retry.
+#[tokio::test(start_paused = true)]
+async fn a_datagram_never_exceeds_the_limit_a_request_that_does_not_fit_opens_the_next() {
+    for max_datagram in [90, 100, 119] {
+        let k = Kernel::default();
+        let f = k.faults();
+        let mut t = connect(&f).await;
+        let o = BatchOptions {
+            max_datagram,
+            ..opts(Ack::Every, 64)
+        };
+        let out = run_batch(&mut t, 30, &o).await;
+        assert_eq!(refused(&out), (0..30).step_by(7).collect::<Vec<_>>());
+        assert_eq!(k.seen.lock().unwrap().len(), 30, "each request sent once");
+        assert!(
+            f.largest_datagram() <= max_datagram,
+            "limit {max_datagram}: a datagram of {} bytes",
+            f.largest_datagram()
+        );
+    }
+    // A request larger than the limit still goes, alone.
+    let k = Kernel::default();
+    let f = k.faults();
+    let mut t = connect(&f).await;
+    let o = BatchOptions {
+        max_datagram: 10,
+        ..opts(Ack::Every, 64)
+    };
+    let out = run_batch(&mut t, 3, &o).await;
+    assert_eq!(refused(&out), [0]);
+    assert_eq!(f.largest_datagram(), 20);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_request_without_reply_times_out_alone_and_the_socket_is_rebuilt() {
     for ack in [Ack::Every, Ack::LastPerDatagram] {

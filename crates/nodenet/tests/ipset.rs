@@ -257,6 +257,27 @@ async fn ipset_interop_cli_sets_read_by_us() {
     assert_eq!(c.list_all().await.unwrap().len(), want_names.len());
 }
 
+/// A batch of more entries than three 64 KiB messages hold, in one call (the agent's first sync
+/// at 10,000 Services adds 20,000 `KUBE-CLUSTER-IP` members): every entry lands. The transport
+/// once packed a fourth message into the datagram, which `sendmsg` refused (EMSGSIZE).
+#[tokio::test]
+#[ignore = "needs root and netns: cargo xtask test"]
+async fn a_batch_larger_than_the_send_buffer_lands_whole() {
+    fresh_netns();
+    let mut c = client().await;
+    let mut spec = CreateSpec::hash("KUBE-CLUSTER-IP", SetType::HashIpPort, Family::Inet);
+    spec.maxelem = Some(65536);
+    c.create(&spec).await.unwrap();
+    let entries: Vec<Entry> = (0..20_000u32)
+        .map(|i| {
+            let [_, _, b, d] = i.to_be_bytes();
+            ipport(v4(10, 96, b, d), Protocol::Tcp, 80 + u16::from(b % 2))
+        })
+        .collect();
+    assert_eq!(c.add_batch(&spec.name, &entries).await.unwrap(), 20_000);
+    assert_eq!(c.members(&spec.name).await.unwrap().len(), 20_000);
+}
+
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn ipset_sync_and_replace() {
