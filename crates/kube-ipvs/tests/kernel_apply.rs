@@ -450,13 +450,16 @@ async fn rules_are_written_when_their_inputs_change() {
     // A restarted agent finds its rules in place: nothing restored.
     let mut restarted = connect().await;
     assert!(!restarted.sync_rules(&fewer).await.unwrap());
-    // Someone flushes a chain: the full repair (prepare, then rules) puts it back.
+    // Someone flushes a chain: the repair (prepare, its read, then rules) puts it back. The
+    // check runs with the read, off the loop: prepare alone leaves sync_rules a no-op.
     sh("iptables -t nat -F KUBE-SERVICES");
     assert!(
         !restarted.sync_rules(&fewer).await.unwrap(),
         "inputs unchanged"
     );
     restarted.prepare().await.unwrap();
+    assert!(!restarted.sync_rules(&fewer).await.unwrap(), "no read yet");
+    restarted.observe().await.unwrap();
     assert!(restarted.sync_rules(&fewer).await.unwrap(), "repaired");
     assert!(sh("iptables-save -t nat").contains("-A KUBE-SERVICES"));
 }

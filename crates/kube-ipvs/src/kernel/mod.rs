@@ -98,7 +98,9 @@ pub struct PartialRead {
 pub trait Kernel: Send {
     /// Creates what every sync relies on and no plan changes: the dummy device (down, no ARP),
     /// every ipset kube-proxy uses (empty; existing ones and their members are kept), the sysctls.
-    /// Idempotent; called before the first dump and at every full repair.
+    /// Idempotent; called before the first dump and at every repair. The next read (dump or
+    /// partial read) also checks the installed iptables rules against those last written, off
+    /// the caller's loop; the following [`Kernel::sync_rules`] restores a family found changed.
     fn prepare(&mut self) -> impl Future<Output = Result<(), KernelError>> + Send;
 
     /// The node's own addresses (every link but the dummy device), for NodePorts.
@@ -133,7 +135,8 @@ pub trait Kernel: Send {
     fn apply(&mut self, ops: &[Op]) -> impl Future<Output = ApplyOutcome> + Send;
 
     /// Writes the constant iptables rule set for these inputs if it differs from what this
-    /// kernel last wrote (or was never written). Returns whether anything was written.
+    /// kernel last wrote (or was never written, or a read since [`Kernel::prepare`] found it
+    /// changed behind our back). Returns whether anything was written.
     fn sync_rules(
         &mut self,
         inputs: &BTreeMap<Family, IptablesInputs>,

@@ -396,6 +396,23 @@ impl Iptables {
 
     /// Brings our chains and jumps to `desc`, restoring only the tables that differ.
     pub fn apply(&self, desc: &RuleSet) -> Result<Applied, IptablesError> {
+        let (text, tables) = self.pending(desc)?;
+        if tables == 0 {
+            return Ok(Applied::Unchanged);
+        }
+        self.restore(&text)?;
+        Ok(Applied::Restored(tables))
+    }
+
+    /// Whether the installed chains and jumps already are `desc` (what [`Iptables::apply`] would
+    /// leave unchanged). Reads with `iptables-save`, writes nothing.
+    pub fn installed(&self, desc: &RuleSet) -> Result<bool, IptablesError> {
+        Ok(self.pending(desc)?.1 == 0)
+    }
+
+    /// The `iptables-restore` input that brings the tables that differ from `desc` to it, and
+    /// how many tables that is.
+    fn pending(&self, desc: &RuleSet) -> Result<(String, usize), IptablesError> {
         if desc.family != self.family {
             return Err(IptablesError::FamilyMismatch);
         }
@@ -422,11 +439,7 @@ impl Iptables {
             }
             text.push_str("COMMIT\n");
         }
-        if tables == 0 {
-            return Ok(Applied::Unchanged);
-        }
-        self.restore(&text)?;
-        Ok(Applied::Restored(tables))
+        Ok((text, tables))
     }
 
     fn restore(&self, text: &str) -> Result<(), IptablesError> {

@@ -60,6 +60,8 @@ pub struct NetlinkKernel {
     random_fully: BTreeMap<Family, bool>,
     /// The rule sets last written, per family.
     written: BTreeMap<Family, RuleSet>,
+    /// Set by `prepare`: the next detached read also checks the installed rules.
+    rules_due: bool,
     /// Addresses of the dummy device that are not host prefixes (`/24` added by hand), as last
     /// observed: removing one needs its real prefix.
     odd_prefixes: HashMap<IpAddr, IpNet>,
@@ -92,6 +94,8 @@ impl Reader {
 pub struct Detached<T> {
     reader: Option<Reader>,
     result: Result<T, KernelError>,
+    /// What the rules check run with it found differing ([`rules::RulesCheck`]).
+    drifted: Vec<(Family, RuleSet)>,
 }
 
 /// A finished full dump.
@@ -133,6 +137,7 @@ impl NetlinkKernel {
             iptables: BTreeMap::new(),
             random_fully: BTreeMap::new(),
             written: BTreeMap::new(),
+            rules_due: false,
             odd_prefixes: HashMap::new(),
         })
     }
@@ -158,6 +163,7 @@ impl NetlinkKernel {
     {
         let reader = self.reader.take();
         let cfg = self.cfg.clone();
+        let check = self.take_rules_check();
         let read = async move {
             let r = match reader {
                 Some(r) => r,
@@ -167,6 +173,7 @@ impl NetlinkKernel {
                         return Detached {
                             reader: None,
                             result: Err(e),
+                            drifted: Vec::new(),
                         };
                     }
                 },
@@ -175,6 +182,7 @@ impl NetlinkKernel {
             Detached {
                 reader: Some(r),
                 result,
+                drifted: check.run(cfg.netns.clone()).await,
             }
         };
         let worker = match self.worker.take() {
@@ -193,6 +201,7 @@ impl NetlinkKernel {
             ran.await.unwrap_or_else(|e| Detached {
                 reader: None,
                 result: Err(e),
+                drifted: Vec::new(),
             })
         }
     }
@@ -202,6 +211,7 @@ impl NetlinkKernel {
         if let Some(r) = d.reader {
             self.reader = Some(r);
         }
+        self.forget_drifted(d.drifted);
         d.result
     }
 

@@ -1,7 +1,7 @@
 //! What every sync relies on and no plan changes: the dummy device, kube-proxy's ipsets (empty),
 //! the sysctls of IPVS mode, the IPVS timeouts. Idempotent: existing objects and set members are
-//! kept. It also forgets the rule sets last written, so the next `sync_rules` after a full repair
-//! verifies the installed rules.
+//! kept. It also asks the next kernel read to check the installed rules against the rule sets
+//! last written, so a repair restores what was flushed behind our back.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,9 +22,9 @@ pub async fn prepare(k: &mut NetlinkKernel) -> Result<(), KernelError> {
             source,
         })?;
     ensure_sets(k).await?;
-    // A full repair re-checks the rules too: the next `sync_rules` compares with what is
-    // installed (someone may have flushed the chains) instead of with what we last wrote.
-    k.written.clear();
+    // A repair re-checks the rules too (someone may have flushed the chains): the repair's read
+    // compares what is installed with what we last wrote, off the loop.
+    k.rules_due = true;
     let strict_arp = k.cfg.strict_arp;
     let conntrack = conntrack_settings(&k.cfg.conntrack);
     netns::blocking(k.cfg.netns.as_deref(), "sysctls", move || {

@@ -1,9 +1,12 @@
 //! The constant iptables rule set of each family: built from the planner's inputs and the
 //! configuration ([`rule_set`], pure), written through `iptables-restore` when it differs from
 //! what this kernel last wrote (the first call always goes to nodenet, which compares with what
-//! is installed and restores only the tables that differ).
+//! is installed and restores only the tables that differ). A repair checks the installed rules
+//! with its kernel read, off the agent's loop ([`RulesCheck`]): `iptables-save` takes a second
+//! under emulation, and a change must not wait for it.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use nodenet::iptables::{Applied, Iptables, LocalDetect, NoNodeAccess, RuleSet};
 
@@ -66,6 +69,60 @@ pub fn rule_set(
         })
         .collect();
     rs
+}
+
+/// A check of the installed rules against what this kernel last wrote, taken when a repair
+/// starts ([`NetlinkKernel::take_rules_check`]) and run with its detached read.
+#[derive(Default)]
+pub struct RulesCheck(Vec<(Family, Iptables, RuleSet)>);
+
+impl RulesCheck {
+    /// The families whose installed rules are not what was written (someone flushed a chain or
+    /// removed a jump). A failed `iptables-save` counts as a difference: the write that follows
+    /// on the loop then reports the error.
+    pub async fn run(self, netns: Option<PathBuf>) -> Vec<(Family, RuleSet)> {
+        let mut drifted = Vec::new();
+        for (family, ipt, written) in self.0 {
+            let want = written.clone();
+            let installed = netns::blocking(netns.as_deref(), "iptables-save", move || {
+                ipt.installed(&want)
+            })
+            .await;
+            if !matches!(installed, Ok(Ok(true))) {
+                drifted.push((family, written));
+            }
+        }
+        drifted
+    }
+}
+
+impl NetlinkKernel {
+    /// The check the next detached read runs: every family written so far, if [`prepare`]
+    /// asked for one since the last.
+    ///
+    /// [`prepare`]: super::prepare::prepare
+    pub(super) fn take_rules_check(&mut self) -> RulesCheck {
+        if !std::mem::take(&mut self.rules_due) {
+            return RulesCheck::default();
+        }
+        RulesCheck(
+            self.written
+                .iter()
+                .filter_map(|(f, rs)| Some((*f, self.iptables.get(f)?.clone(), rs.clone())))
+                .collect(),
+        )
+    }
+
+    /// Forgets the write of each family a check found differing, so the next `sync_rules`
+    /// restores it; unless the rules were written again since the check began (that write
+    /// compared with what is installed).
+    pub(super) fn forget_drifted(&mut self, drifted: Vec<(Family, RuleSet)>) {
+        for (family, checked) in drifted {
+            if self.written.get(&family) == Some(&checked) {
+                self.written.remove(&family);
+            }
+        }
+    }
 }
 
 fn iptables_err(op: String) -> impl FnOnce(nodenet::iptables::IptablesError) -> KernelError {
