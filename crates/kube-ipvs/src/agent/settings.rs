@@ -18,7 +18,8 @@ pub const DEFAULT_DRAIN_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_RETRY_MIN: Duration = Duration::from_secs(1);
 /// The periodic verification reads a large table in this many slices, one per `syncPeriod`: an
 /// idle node reads 1/16 of its table per period instead of all of it, and drift (an entry
-/// deleted or changed behind the agent's back) is found and repaired within 16 periods.
+/// deleted or changed behind the agent's back) is found and repaired within 16 repairs (each
+/// `syncPeriod` after the previous one ended, so 16 x (`syncPeriod` + a slice's read)).
 pub const DEFAULT_VERIFY_SLICES: usize = 16;
 /// Tables of at most this many virtual servers are read whole every `syncPeriod` (one full
 /// dump, as stock does); a slice of a larger table is never smaller than this.
