@@ -18,23 +18,31 @@ use netlink_packet_route::link::LinkFlags;
 use crate::conntrack::{Flow, flow_of};
 use crate::route::LocalRoute;
 use netlink_transport::decode_packet;
+use netlink_transport::wire::Message;
 
 /// A datagram that is not a sequence of well-formed netlink messages.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed netlink datagram: {0}")]
 pub struct DecodeError(String);
 
-/// The inner messages of a datagram (acks, errors and `NLMSG_DONE` skipped), framed and decoded
-/// as the sockets do (`netlink_transport::wire::messages`, `decode_packet`).
-fn messages<I: NetlinkDeserializable>(datagram: &[u8]) -> Result<Vec<I>, DecodeError> {
+/// What `decode` makes of each message of a datagram (its `None`s skipped), framed as the sockets
+/// do (`netlink_transport::wire::messages`).
+fn decode_each<T>(
+    datagram: &[u8],
+    decode: impl Fn(&Message<'_>) -> Result<Option<T>, netlink_packet_core::DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
     let mut out = Vec::new();
     for msg in netlink_transport::wire::messages(datagram) {
         let msg = msg.map_err(|e| DecodeError(e.to_string()))?;
-        if let Some(m) = decode_packet::<I>(&msg).map_err(|e| DecodeError(e.to_string()))? {
-            out.push(m);
-        }
+        out.extend(decode(&msg).map_err(|e| DecodeError(e.to_string()))?);
     }
     Ok(out)
+}
+
+/// The inner messages of a datagram (acks, errors and `NLMSG_DONE` skipped), decoded as the
+/// sockets do (`decode_packet`).
+fn messages<I: NetlinkDeserializable>(datagram: &[u8]) -> Result<Vec<I>, DecodeError> {
+    decode_each(datagram, decode_packet::<I>)
 }
 
 /// One link of an `RTM_GETLINK` dump, as nodenet reads it.
@@ -92,10 +100,5 @@ pub fn local_routes(datagram: &[u8]) -> Result<Vec<LocalRoute>, DecodeError> {
 
 /// The flows (with ports) of a conntrack dump reply.
 pub fn conntrack_flows(datagram: &[u8]) -> Result<Vec<Flow>, DecodeError> {
-    let mut flows = Vec::new();
-    for msg in netlink_transport::wire::messages(datagram) {
-        let msg = msg.map_err(|e| DecodeError(e.to_string()))?;
-        flows.extend(flow_of(&msg).map_err(|e| DecodeError(e.to_string()))?);
-    }
-    Ok(flows)
+    decode_each(datagram, flow_of)
 }
