@@ -1,6 +1,8 @@
-//! `cargo xtask fuzz [--seconds N] [--runs N] [TARGET...]`: builds every libFuzzer target of the
-//! fuzz workspaces (`crates/*/fuzz`) and runs them one after the other, then prints one table
-//! (target, execs, seconds, coverage, features, corpus, crashes).
+//! `cargo xtask fuzz [--seconds N] [--runs N] [--jobs N] [TARGET...]`: builds every libFuzzer
+//! target of the fuzz workspaces (`crates/*/fuzz`) and runs them one after the other, then prints
+//! one table (target, execs, seconds, coverage, features, corpus, crashes). `--jobs N` runs N
+//! processes of a target at once on its shared corpus (libFuzzer's own `-jobs` model: each
+//! process picks up the others' finds when it reloads the corpus); the table sums their execs.
 //!
 //! No cargo-fuzz and no nightly: the targets are built by plain `cargo build` on the stable
 //! toolchain with the flags cargo-fuzz passes for its `--sanitizer none` mode (SanitizerCoverage
@@ -47,6 +49,9 @@ pub struct FuzzArgs {
     /// whichever comes first).
     #[arg(long)]
     runs: Option<u64>,
+    /// Processes per target, sharing its corpus; `--runs` is split between them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    jobs: u64,
     /// Only list the targets.
     #[arg(long)]
     list: bool,
@@ -69,6 +74,18 @@ struct Outcome {
     ft: u64,
     corpus: u64,
     crashes: Vec<String>,
+}
+
+impl Outcome {
+    /// Adds one process's run: execs and crashes add up, coverage is the best any process saw
+    /// (they share the corpus, so the largest is the union's lower bound).
+    fn merge(&mut self, o: Outcome) {
+        self.execs += o.execs;
+        self.cov = self.cov.max(o.cov);
+        self.ft = self.ft.max(o.ft);
+        self.corpus = self.corpus.max(o.corpus);
+        self.crashes.extend(o.crashes);
+    }
 }
 
 /// The `[[bin]]` names of a fuzz workspace's Cargo.toml.
@@ -180,42 +197,55 @@ fn run_target(t: &Target, exe: &Path, args: &FuzzArgs, fuzz_dir: &Path) -> Resul
     for d in [&corpus, &artifacts, &logs] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let log_path = logs.join(format!("{}.log", t.name));
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg(&corpus);
-    for extra in ["corpus", "regressions"] {
-        let dir = root.join(t.workspace).join(extra).join(&t.name);
-        if dir.is_dir() {
-            cmd.arg(dir);
-        }
-    }
-    cmd.arg(format!("-max_total_time={}", args.seconds))
-        .arg(format!("-artifact_prefix={}/", artifacts.display()))
-        .args(["-print_final_stats=1", "-timeout=10", "-rss_limit_mb=2048"]);
-    if let Some(runs) = args.runs {
-        cmd.arg(format!("-runs={runs}"));
-    }
     let started = Instant::now();
-    let status = cmd
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", exe.display()))?;
-    let mut out = Outcome {
-        seconds: started.elapsed().as_secs_f64(),
-        ..Outcome::default()
-    };
-    parse_log(&std::fs::read_to_string(&log_path)?, &mut out);
-    if !status.success() && out.crashes.is_empty() {
-        out.crashes.push(format!(
-            "exit {:?}, see {}",
-            status.code(),
-            log_path.display()
-        ));
+    let mut running = Vec::new();
+    for job in 0..args.jobs {
+        let log_path = logs.join(if job == 0 {
+            format!("{}.log", t.name)
+        } else {
+            format!("{}.{job}.log", t.name)
+        });
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg(&corpus);
+        for extra in ["corpus", "regressions"] {
+            let dir = root.join(t.workspace).join(extra).join(&t.name);
+            if dir.is_dir() {
+                cmd.arg(dir);
+            }
+        }
+        cmd.arg(format!("-max_total_time={}", args.seconds))
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .args(["-print_final_stats=1", "-timeout=10", "-rss_limit_mb=2048"]);
+        if let Some(runs) = args.runs {
+            cmd.arg(format!("-runs={}", runs.div_ceil(args.jobs)));
+        }
+        let child = cmd
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("running {}", exe.display()))?;
+        running.push((child, log_path));
     }
+    let mut out = Outcome::default();
+    for (mut child, log_path) in running {
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for {}", exe.display()))?;
+        let mut one = Outcome::default();
+        parse_log(&std::fs::read_to_string(&log_path)?, &mut one);
+        if !status.success() && one.crashes.is_empty() {
+            one.crashes.push(format!(
+                "exit {:?}, see {}",
+                status.code(),
+                log_path.display()
+            ));
+        }
+        out.merge(one);
+    }
+    out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
 }
 
@@ -252,7 +282,10 @@ pub fn run(args: &FuzzArgs) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for t in &selected {
         let exe: PathBuf = build_dir.join(&triple).join("release").join(&t.name);
-        println!("==== fuzz {} ({}s)", t.name, args.seconds);
+        println!(
+            "==== fuzz {} ({}s, {} job(s))",
+            t.name, args.seconds, args.jobs
+        );
         let out = run_target(t, &exe, args, &fuzz_dir)?;
         println!(
             "     {} execs in {:.0} s, cov {}, ft {}, {} crash(es)",
@@ -314,6 +347,23 @@ mod tests {
             &mut o,
         );
         assert_eq!(o.crashes, ["a/crash-0a1b"]);
+    }
+
+    #[test]
+    fn jobs_add_their_execs_and_crashes_and_keep_the_best_coverage() {
+        let mut all = Outcome::default();
+        for (execs, cov, crash) in [(5, 10, None), (7, 12, Some("a/crash-1"))] {
+            all.merge(Outcome {
+                execs,
+                cov,
+                ft: cov * 2,
+                corpus: 3,
+                crashes: crash.map(str::to_owned).into_iter().collect(),
+                ..Outcome::default()
+            });
+        }
+        assert_eq!((all.execs, all.cov, all.ft, all.corpus), (12, 12, 24, 3));
+        assert_eq!(all.crashes, ["a/crash-1"]);
     }
 
     #[test]
