@@ -38,7 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
-use ipvs_netlink::{Client, ClientOptions, ServiceKey};
+use ipvs_netlink::{Client, ClientOptions, VirtualServiceKey};
 use serde_json::{Value, json};
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -216,7 +216,7 @@ impl Ipvs {
     }
 
     /// Addresses of the destinations with weight > 0.
-    fn dests(&mut self, key: &ServiceKey) -> Vec<IpAddr> {
+    fn dests(&mut self, key: &VirtualServiceKey) -> Vec<IpAddr> {
         self.rt
             .block_on(self.client.list_destinations(key))
             .map(|d| {
@@ -228,7 +228,7 @@ impl Ipvs {
             .unwrap_or_default()
     }
 
-    fn exists(&mut self, key: &ServiceKey) -> bool {
+    fn exists(&mut self, key: &VirtualServiceKey) -> bool {
         self.rt.block_on(self.client.get_service(key)).is_ok()
     }
 
@@ -303,7 +303,7 @@ fn main() {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig_yaml()).unwrap();
     let mut ipvs = Ipvs::connect(None);
-    let last = ServiceKey::tcp(IpAddr::V4(vip(n_services - 1)), 443);
+    let last = VirtualServiceKey::tcp(IpAddr::V4(vip(n_services - 1)), 443);
 
     // 1. Initial programming.
     let log = std::fs::File::create(dir.join("agent.log")).unwrap();
@@ -380,7 +380,7 @@ fn main() {
         let k = 5 - current.get(&i).copied().unwrap_or(3);
         current.insert(i, k);
         let want = IpAddr::V4(endpoint(i, k));
-        let key = ServiceKey::tcp(IpAddr::V4(vip(i)), 80);
+        let key = VirtualServiceKey::tcp(IpAddr::V4(vip(i)), 80);
         let t = Instant::now();
         api.apply_value(slice(i, [0, k])).unwrap();
         let deadline = t + Duration::from_secs(120);
@@ -442,7 +442,7 @@ fn main() {
     });
 
     // 5. Drift behind the agent's back: how long until each is repaired.
-    let gone = ServiceKey::tcp(IpAddr::V4(vip(n_services / 3)), 443);
+    let gone = VirtualServiceKey::tcp(IpAddr::V4(vip(n_services / 3)), 443);
     let zeroed = (vip(2 * n_services / 3), endpoint(2 * n_services / 3, 0));
     let member = vip(n_services / 2);
     let injected = Instant::now();
@@ -452,7 +452,7 @@ fn main() {
         zeroed.0, zeroed.1
     ));
     sh(&format!("ipset del KUBE-CLUSTER-IP {member},tcp:80"));
-    let zeroed_key = ServiceKey::tcp(IpAddr::V4(zeroed.0), 80);
+    let zeroed_key = VirtualServiceKey::tcp(IpAddr::V4(zeroed.0), 80);
     let bound = period * DRIFT_PERIODS as u32;
     let mut repaired: [Option<f64>; 3] = [None; 3];
     while repaired.iter().any(Option::is_none) && injected.elapsed() < bound * 2 {

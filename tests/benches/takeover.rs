@@ -30,7 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
-use ipvs_netlink::{Client, ServiceKey};
+use ipvs_netlink::{Client, VirtualServiceKey};
 use kube_ipvs_e2e::lab::{
     Procs, Traffic, agent_binary, applied_ops, artifacts, ops_since, serve_in, sh, spawn_in_netns,
     wait_healthy,
@@ -130,7 +130,7 @@ impl Ipvs {
         Self { rt, client }
     }
 
-    fn dests(&mut self, key: &ServiceKey) -> Vec<IpAddr> {
+    fn dests(&mut self, key: &VirtualServiceKey) -> Vec<IpAddr> {
         self.rt
             .block_on(self.client.list_destinations(key))
             .map(|d| {
@@ -240,7 +240,7 @@ fn run(
         let k = 2 + (*first_change % 2);
         *first_change += 1;
         let want = IpAddr::V4(endpoint(i, k));
-        let key = ServiceKey::tcp(IpAddr::V4(vip(i)), 80);
+        let key = VirtualServiceKey::tcp(IpAddr::V4(vip(i)), 80);
         let t = Instant::now();
         api.apply_value(slice(i, [0, k])).unwrap();
         while !ipvs.dests(&key).contains(&want) {

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
-use ipvs_netlink::{Client, ServiceKey};
+use ipvs_netlink::{Client, VirtualServiceKey};
 use kube_ipvs_e2e::lab::agent_binary;
 use kube_ipvs_e2e::{Procs, SERVER, sh, spawn_in_netns};
 use nix::sched::{CloneFlags, unshare};
@@ -162,7 +162,7 @@ impl Ipvs {
 
     /// Real servers of the web Service with a non-zero weight.
     fn real_servers(&mut self) -> BTreeSet<IpAddr> {
-        let key = ServiceKey::tcp(VIP.parse().unwrap(), 80);
+        let key = VirtualServiceKey::tcp(VIP.parse().unwrap(), 80);
         match self.rt.block_on(self.client.list_destinations(&key)) {
             Ok(d) => d.iter().filter(|d| d.weight > 0).map(|d| d.addr).collect(),
             Err(_) => BTreeSet::new(),

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipvs_netlink::{Client, ClientOptions, Destination, Op, Scheduler, Service, ServiceKey};
+use ipvs_netlink::{Client, ClientOptions, Destination, Op, Scheduler, Service, VirtualServiceKey};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::resource::{UsageWho, getrusage};
 
@@ -59,7 +59,7 @@ fn backend(i: u32, n: u8) -> IpAddr {
 fn rule_set(n: u32) -> Vec<Op> {
     let mut ops = Vec::with_capacity(usize::try_from(n).unwrap() * 3);
     for i in 0..n {
-        let key = ServiceKey::tcp(vip(i), 80);
+        let key = VirtualServiceKey::tcp(vip(i), 80);
         ops.push(Op::AddService(Service::new(key, Scheduler::rr())));
         ops.push(Op::AddDestination(
             key,

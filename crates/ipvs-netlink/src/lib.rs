@@ -22,9 +22,9 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ipvs_netlink::Error> {
-//! use ipvs_netlink::{Client, Destination, Op, Scheduler, Service, ServiceKey};
+//! use ipvs_netlink::{Client, Destination, Op, Scheduler, Service, VirtualServiceKey};
 //! let mut ipvs = Client::connect().await?; // this thread's network namespace
-//! let key = ServiceKey::tcp("10.96.0.10".parse().unwrap(), 53);
+//! let key = VirtualServiceKey::tcp("10.96.0.10".parse().unwrap(), 53);
 //! let ops = [
 //!     Op::AddService(Service::new(key, Scheduler::rr())),
 //!     Op::AddDestination(key, Destination::masq("10.244.1.5".parse().unwrap(), 53, 1)),
@@ -71,5 +71,5 @@ pub use info::Info;
 pub use message::{IpvsAttribute, IpvsCmd, IpvsMessage};
 pub use netlink_transport::{BatchOutcome, Errno, Failure, Faults};
 pub use nla::RawAddr;
-pub use service::{Scheduler, Service, ServiceFlags, ServiceKey};
+pub use service::{Scheduler, Service, ServiceFlags, VirtualServiceKey};
 pub use stats::Stats;

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::DecodeError;
 use crate::family::{AddressFamily, Protocol};
-use crate::service::{Scheduler, ServiceKey};
+use crate::service::{Scheduler, VirtualServiceKey};
 
 /// The forwarding method as the table names it (no tunnel parameters there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,7 +48,7 @@ pub struct SnapshotDestination {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotService {
     /// Identity.
-    pub key: ServiceKey,
+    pub key: VirtualServiceKey,
     /// Scheduler.
     pub scheduler: Scheduler,
     /// One-packet scheduling (the kernel does not print it for IPv6 services).
@@ -191,7 +191,7 @@ pub fn parse(text: &str) -> Result<Snapshot, DecodeError> {
                 let (one_packet, persistent) = service_flags(words, i)?;
                 // The table does not say which family a fwmark service is for; IPv4 is the
                 // only one kube-ipvs creates. Use netlink for an exact answer.
-                let key = ServiceKey::Fwmark {
+                let key = VirtualServiceKey::Fwmark {
                     family: AddressFamily::Inet,
                     mark,
                 };
@@ -213,7 +213,7 @@ pub fn parse(text: &str) -> Result<Snapshot, DecodeError> {
                 let (addr, port) = addr_port(words.next().ok_or_else(|| bad(i, "no address"))?, i)?;
                 let scheduler = scheduler(words.next(), i)?;
                 let (one_packet, persistent) = service_flags(words, i)?;
-                let key = ServiceKey::Inet {
+                let key = VirtualServiceKey::Inet {
                     protocol,
                     addr,
                     port,

@@ -9,7 +9,7 @@ use crate::error::DecodeError;
 use crate::family::AddressFamily;
 use crate::info::{Info, InfoAttribute};
 use crate::message::{IpvsAttribute, IpvsCmd, IpvsMessage};
-use crate::service::{Service, ServiceKey};
+use crate::service::{Service, VirtualServiceKey};
 
 impl IpvsMessage {
     /// `ipvsadm -A`: NEW_SERVICE.
@@ -29,7 +29,7 @@ impl IpvsMessage {
     }
 
     /// `ipvsadm -D`: DEL_SERVICE.
-    pub fn del_service(key: &ServiceKey) -> Self {
+    pub fn del_service(key: &VirtualServiceKey) -> Self {
         Self::new(
             IpvsCmd::DelService,
             vec![IpvsAttribute::Service(key.to_attributes())],
@@ -37,7 +37,7 @@ impl IpvsMessage {
     }
 
     /// GET_SERVICE for one service (a "do" request).
-    pub fn get_service(key: &ServiceKey) -> Self {
+    pub fn get_service(key: &VirtualServiceKey) -> Self {
         Self::new(
             IpvsCmd::GetService,
             vec![IpvsAttribute::Service(key.to_attributes())],
@@ -50,7 +50,7 @@ impl IpvsMessage {
     }
 
     /// `ipvsadm -a`: NEW_DEST.
-    pub fn new_dest(service: &ServiceKey, dest: &Destination) -> Self {
+    pub fn new_dest(service: &VirtualServiceKey, dest: &Destination) -> Self {
         Self::new(
             IpvsCmd::NewDest,
             vec![
@@ -61,7 +61,7 @@ impl IpvsMessage {
     }
 
     /// `ipvsadm -e`: SET_DEST.
-    pub fn set_dest(service: &ServiceKey, dest: &Destination) -> Self {
+    pub fn set_dest(service: &VirtualServiceKey, dest: &Destination) -> Self {
         Self::new(
             IpvsCmd::SetDest,
             vec![
@@ -72,7 +72,7 @@ impl IpvsMessage {
     }
 
     /// `ipvsadm -d`: DEL_DEST.
-    pub fn del_dest(service: &ServiceKey, addr: IpAddr, port: u16) -> Self {
+    pub fn del_dest(service: &VirtualServiceKey, addr: IpAddr, port: u16) -> Self {
         Self::new(
             IpvsCmd::DelDest,
             vec![
@@ -83,7 +83,7 @@ impl IpvsMessage {
     }
 
     /// GET_DEST for one service: send with `NLM_F_DUMP` (the kernel only dumps destinations).
-    pub fn dump_dests(service: &ServiceKey) -> Self {
+    pub fn dump_dests(service: &VirtualServiceKey) -> Self {
         Self::new(
             IpvsCmd::GetDest,
             vec![IpvsAttribute::Service(service.to_attributes())],
@@ -111,7 +111,7 @@ impl IpvsMessage {
     }
 
     /// `ipvsadm -Z [service]`: ZERO all counters, or one service's.
-    pub fn zero(service: Option<&ServiceKey>) -> Self {
+    pub fn zero(service: Option<&VirtualServiceKey>) -> Self {
         let attrs = service
             .map(|k| vec![IpvsAttribute::Service(k.to_attributes())])
             .unwrap_or_default();
@@ -138,11 +138,11 @@ impl IpvsMessage {
     }
 
     /// The service identity in any message carrying a service nest.
-    pub fn service_key(&self) -> Result<ServiceKey, DecodeError> {
+    pub fn service_key(&self) -> Result<VirtualServiceKey, DecodeError> {
         self.attributes
             .iter()
             .find_map(|a| match a {
-                IpvsAttribute::Service(n) => Some(ServiceKey::from_attributes(n)),
+                IpvsAttribute::Service(n) => Some(VirtualServiceKey::from_attributes(n)),
                 _ => None,
             })
             .unwrap_or(Err(DecodeError::Missing {

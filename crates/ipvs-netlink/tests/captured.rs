@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ipvs_netlink::frame::{self, ReplyBody};
 use ipvs_netlink::{
     AddressFamily, Destination, ForwardMethod, IpvsCmd, IpvsMessage, Protocol, Scheduler, Service,
-    ServiceFlags, ServiceKey, Timeouts,
+    ServiceFlags, Timeouts, VirtualServiceKey,
 };
 
 const CAPTURE: &str = include_str!("capture/ipvsadm-6.1.0-56.txt");
@@ -107,7 +107,7 @@ fn our_new_service_requests_equal_ipvsadm() {
         (
             "ipvsadm -A -t 10.0.0.1:80 -s rr",
             Service::new(
-                ServiceKey::tcp("10.0.0.1".parse().unwrap(), 80),
+                VirtualServiceKey::tcp("10.0.0.1".parse().unwrap(), 80),
                 Scheduler::rr(),
             ),
         ),
@@ -115,7 +115,7 @@ fn our_new_service_requests_equal_ipvsadm() {
             "ipvsadm -A -u [2001:db8::1]:53 -s sh -p 300 -M 64 -b sh-fallback,sh-port",
             {
                 let mut s = Service::new(
-                    ServiceKey::udp("2001:db8::1".parse().unwrap(), 53),
+                    VirtualServiceKey::udp("2001:db8::1".parse().unwrap(), 53),
                     Scheduler::sh(),
                 )
                 .persistent(300);
@@ -126,7 +126,7 @@ fn our_new_service_requests_equal_ipvsadm() {
         ),
         ("ipvsadm -A -f 7 -s wlc -o", {
             let mut s = Service::new(
-                ServiceKey::Fwmark {
+                VirtualServiceKey::Fwmark {
                     family: AddressFamily::Inet,
                     mark: 7,
                 },
@@ -229,7 +229,7 @@ fn kernel_service_dump_decodes_exactly() {
         .unwrap();
     assert_eq!(
         sh.key,
-        ServiceKey::Inet {
+        VirtualServiceKey::Inet {
             protocol: Protocol::Udp,
             addr: "2001:db8::1".parse().unwrap(),
             port: 53
@@ -251,7 +251,10 @@ fn kernel_service_dump_decodes_exactly() {
         .iter()
         .find(|s| s.scheduler == Scheduler::rr())
         .unwrap();
-    assert_eq!(rr.key, ServiceKey::tcp("10.0.0.1".parse().unwrap(), 80));
+    assert_eq!(
+        rr.key,
+        VirtualServiceKey::tcp("10.0.0.1".parse().unwrap(), 80)
+    );
     assert_eq!(
         (rr.flags, rr.timeout, rr.netmask),
         (ServiceFlags::HASHED, 0, 32)
@@ -262,7 +265,7 @@ fn kernel_service_dump_decodes_exactly() {
         .unwrap();
     assert_eq!(
         fwm.key,
-        ServiceKey::Fwmark {
+        VirtualServiceKey::Fwmark {
             family: AddressFamily::Inet,
             mark: 7
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ipvs_netlink::frame::{self, ReplyBody};
 use ipvs_netlink::{
     Client, ClientOptions, Destination, Errno, Error, IpvsCmd, IpvsMessage, Op, Scheduler, Service,
-    ServiceKey,
+    VirtualServiceKey,
 };
 use netlink_packet_core::{NLM_F_MULTIPART, NetlinkMessage};
 use netlink_packet_generic::GenlMessage;
@@ -23,7 +23,7 @@ use netlink_transport::{Fault, Faults, Match};
 
 const FAMILY: u16 = 0x24;
 
-type Table = Arc<Mutex<BTreeMap<ServiceKey, Vec<IpAddr>>>>;
+type Table = Arc<Mutex<BTreeMap<VirtualServiceKey, Vec<IpAddr>>>>;
 
 /// A scripted IPVS: resolves as family 0x24, applies service and destination adds and deletes to
 /// `table` with the kernel's errnos (EEXIST, ESRCH), and answers service dumps.
@@ -96,8 +96,8 @@ fn ipvs(table: Table) -> Faults {
     })
 }
 
-fn key(i: u8) -> ServiceKey {
-    ServiceKey::tcp(IpAddr::from([10, 96, 0, i]), 80)
+fn key(i: u8) -> VirtualServiceKey {
+    VirtualServiceKey::tcp(IpAddr::from([10, 96, 0, i]), 80)
 }
 
 /// Services 1..=3, each with two destinations.

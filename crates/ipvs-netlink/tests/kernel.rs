@@ -9,7 +9,7 @@ use std::process::Command;
 
 use ipvs_netlink::{
     AddressFamily, Client, ClientOptions, Destination, Error, ForwardMethod, Op, Protocol,
-    Scheduler, Service, ServiceFlags, ServiceKey, Timeouts, TunnelFlags, TunnelType,
+    Scheduler, Service, ServiceFlags, Timeouts, TunnelFlags, TunnelType, VirtualServiceKey,
 };
 use nix::sched::{CloneFlags, unshare};
 
@@ -73,15 +73,16 @@ fn services() -> Vec<Service> {
         | ServiceFlags::SCHED1
         | ServiceFlags::SCHED2
         | ServiceFlags::SCHED3;
-    let mut v4 = Service::new(ServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
+    let mut v4 = Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
     v4.flags = all_flags;
     v4.timeout = 3600;
     v4.netmask = 24;
-    let mut v6 = Service::new(ServiceKey::udp(ip("fd00::1"), 53), Scheduler::sh()).persistent(60);
+    let mut v6 =
+        Service::new(VirtualServiceKey::udp(ip("fd00::1"), 53), Scheduler::sh()).persistent(60);
     v6.flags = v6.flags | ServiceFlags::SH_PORT | ServiceFlags::SH_FALLBACK;
     v6.netmask = 64;
     let sctp = Service::new(
-        ServiceKey::Inet {
+        VirtualServiceKey::Inet {
             protocol: Protocol::Sctp,
             addr: ip("10.0.0.2"),
             port: 3868,
@@ -89,22 +90,25 @@ fn services() -> Vec<Service> {
         Scheduler::lc(),
     );
     let fw4 = Service::new(
-        ServiceKey::Fwmark {
+        VirtualServiceKey::Fwmark {
             family: AddressFamily::Inet,
             mark: 7,
         },
         Scheduler::wlc(),
     );
     let mut fw6 = Service::new(
-        ServiceKey::Fwmark {
+        VirtualServiceKey::Fwmark {
             family: AddressFamily::Inet6,
             mark: 0xffff_fff0,
         },
         Scheduler::mh(),
     );
     fw6.flags = ServiceFlags::MH_FALLBACK | ServiceFlags::MH_PORT;
-    let mut sip =
-        Service::new(ServiceKey::udp(ip("10.0.0.3"), 5060), Scheduler::rr()).persistent(30);
+    let mut sip = Service::new(
+        VirtualServiceKey::udp(ip("10.0.0.3"), 5060),
+        Scheduler::rr(),
+    )
+    .persistent(30);
     sip.pe_name = Some("sip".into());
     vec![v4, v6, sctp, fw4, fw6, sip]
 }
@@ -178,7 +182,7 @@ async fn every_lab_scheduler_is_accepted() {
     .enumerate()
     {
         let s = Service::new(
-            ServiceKey::tcp(ip("10.1.0.1"), 1000 + u16::try_from(i).unwrap()),
+            VirtualServiceKey::tcp(ip("10.1.0.1"), 1000 + u16::try_from(i).unwrap()),
             Scheduler::new(name).unwrap(),
         );
         c.add_service(&s)
@@ -230,7 +234,7 @@ async fn every_destination_field_round_trips() {
     let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
-    let svc = Service::new(ServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::wrr());
+    let svc = Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::wrr());
     c.add_service(&svc).await.unwrap();
     for d in destinations() {
         c.add_destination(&svc.key, &d)
@@ -238,7 +242,7 @@ async fn every_destination_field_round_trips() {
             .unwrap_or_else(|e| panic!("add {}: {e}", d.addr));
     }
     // A v6 service with a v4 tunnel destination (mixed families are allowed for tunnels).
-    let v6 = Service::new(ServiceKey::tcp(ip("fd00::1"), 443), Scheduler::rr());
+    let v6 = Service::new(VirtualServiceKey::tcp(ip("fd00::1"), 443), Scheduler::rr());
     c.add_service(&v6).await.unwrap();
     let mixed = Destination::new(ip("10.0.2.1"), 443, ForwardMethod::IPIP, 1);
     let native = Destination::masq(ip("fd00::2"), 8443, 2);
@@ -282,7 +286,7 @@ async fn every_destination_field_round_trips() {
     );
     // A destination dump of a missing service is empty (kernel semantics).
     assert!(
-        c.list_destinations(&ServiceKey::tcp(ip("10.9.9.9"), 1))
+        c.list_destinations(&VirtualServiceKey::tcp(ip("10.9.9.9"), 1))
             .await
             .unwrap()
             .is_empty()
@@ -295,7 +299,7 @@ async fn kernel_errors_are_typed() {
     let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
-    let s = Service::new(ServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
+    let s = Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
     c.add_service(&s).await.unwrap();
     let e = c.add_service(&s).await.unwrap_err();
     assert!(matches!(e, Error::ServiceExists { .. }), "{e}");
@@ -303,7 +307,7 @@ async fn kernel_errors_are_typed() {
         e.to_string(),
         "add service TCP 10.0.0.1:80: service already exists"
     );
-    let missing = ServiceKey::tcp(ip("10.0.0.9"), 80);
+    let missing = VirtualServiceKey::tcp(ip("10.0.0.9"), 80);
     let e = c.delete_service(&missing).await.unwrap_err();
     assert!(matches!(e, Error::NoSuchService { .. }), "{e}");
     let e = c
@@ -316,7 +320,7 @@ async fn kernel_errors_are_typed() {
     let e = c.add_destination(&s.key, &d).await.unwrap_err();
     assert!(matches!(e, Error::DestinationExists { .. }), "{e}");
     let bogus = Service::new(
-        ServiceKey::tcp(ip("10.0.0.2"), 80),
+        VirtualServiceKey::tcp(ip("10.0.0.2"), 80),
         Scheduler::new("nosuchsched").unwrap(),
     );
     let e = c.add_service(&bogus).await.unwrap_err();
@@ -366,12 +370,13 @@ async fn info_timeouts_zero_flush() {
     .await
     .unwrap();
     assert_eq!(c.timeouts().await.unwrap(), Timeouts { udp: 55, ..t });
-    let s = Service::new(ServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
+    let s = Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
     c.add_service(&s).await.unwrap();
     c.zero(Some(&s.key)).await.unwrap();
     c.zero(None).await.unwrap();
     assert!(matches!(
-        c.zero(Some(&ServiceKey::tcp(ip("10.0.0.2"), 1))).await,
+        c.zero(Some(&VirtualServiceKey::tcp(ip("10.0.0.2"), 1)))
+            .await,
         Err(Error::NoSuchService { .. })
     ));
     assert!(c.daemons().await.unwrap().is_empty());
@@ -385,7 +390,8 @@ async fn ipvsadm_shows_exactly_what_we_add() {
     let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
-    let mut s = Service::new(ServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::sh()).persistent(300);
+    let mut s =
+        Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::sh()).persistent(300);
     s.flags = s.flags | ServiceFlags::SH_FALLBACK | ServiceFlags::SH_PORT;
     s.netmask = 24;
     c.add_service(&s).await.unwrap();
@@ -399,13 +405,13 @@ async fn ipvsadm_shows_exactly_what_we_add() {
     )
     .await
     .unwrap();
-    let u = Service::new(ServiceKey::udp(ip("fd00::1"), 53), Scheduler::wrr());
+    let u = Service::new(VirtualServiceKey::udp(ip("fd00::1"), 53), Scheduler::wrr());
     c.add_service(&u).await.unwrap();
     c.add_destination(&u.key, &Destination::masq(ip("fd00::2"), 5353, 65535))
         .await
         .unwrap();
     let f = Service::new(
-        ServiceKey::Fwmark {
+        VirtualServiceKey::Fwmark {
             family: AddressFamily::Inet,
             mark: 7,
         },
@@ -474,14 +480,14 @@ async fn we_decode_exactly_what_ipvsadm_adds() {
         && ipvsadm --set 100 20 30");
     let mut c = Client::connect().await.unwrap();
     let table = c.table().await.unwrap();
-    let svc = |k: ServiceKey| {
+    let svc = |k: VirtualServiceKey| {
         table
             .services
             .get(&k)
             .unwrap_or_else(|| panic!("{k} missing: {table:#?}"))
     };
 
-    let t = svc(ServiceKey::tcp(ip("10.1.0.1"), 80));
+    let t = svc(VirtualServiceKey::tcp(ip("10.1.0.1"), 80));
     let mut want = Service::new(t.service.key, Scheduler::wrr()).persistent(600);
     want.netmask = 24;
     assert_eq!(t.service, as_reported(&want));
@@ -518,7 +524,7 @@ async fn we_decode_exactly_what_ipvsadm_adds() {
         as_reported_dest(&Destination::new(ip("10.1.0.5"), 80, gue, 1))
     );
 
-    let u = svc(ServiceKey::udp(ip("fd00::1"), 53));
+    let u = svc(VirtualServiceKey::udp(ip("fd00::1"), 53));
     let mut want = Service::new(u.service.key, Scheduler::mh());
     want.flags = ServiceFlags::MH_FALLBACK | ServiceFlags::MH_PORT;
     assert_eq!(u.service, as_reported(&want));
@@ -527,7 +533,7 @@ async fn we_decode_exactly_what_ipvsadm_adds() {
         vec![as_reported_dest(&Destination::masq(ip("fd00::2"), 5353, 1))]
     );
 
-    let f = svc(ServiceKey::Fwmark {
+    let f = svc(VirtualServiceKey::Fwmark {
         family: AddressFamily::Inet,
         mark: 42,
     });
@@ -535,7 +541,7 @@ async fn we_decode_exactly_what_ipvsadm_adds() {
     want.flags = ServiceFlags::SH_PORT | ServiceFlags::ONEPACKET;
     assert_eq!(f.service, as_reported(&want));
 
-    let s = svc(ServiceKey::Inet {
+    let s = svc(VirtualServiceKey::Inet {
         protocol: Protocol::Sctp,
         addr: ip("10.1.0.9"),
         port: 3868,
@@ -558,7 +564,7 @@ fn bulk_ops(n: u16) -> Vec<Op> {
     let mut ops = Vec::new();
     for i in 0..n {
         let [hi, lo] = i.to_be_bytes();
-        let key = ServiceKey::tcp(IpAddr::from([10, 96, hi, lo]), 80);
+        let key = VirtualServiceKey::tcp(IpAddr::from([10, 96, hi, lo]), 80);
         ops.push(Op::AddService(Service::new(key, Scheduler::rr())));
         ops.push(Op::AddDestination(
             key,
@@ -582,10 +588,13 @@ async fn apply_batch(ack_every_op: bool) {
     let mut c = Client::with_options(opts).await.unwrap();
     let mut ops = bulk_ops(500);
     // Failures in the middle and at a datagram's end must not stop the others.
-    ops.insert(100, Op::DeleteService(ServiceKey::tcp(ip("10.200.0.1"), 1)));
+    ops.insert(
+        100,
+        Op::DeleteService(VirtualServiceKey::tcp(ip("10.200.0.1"), 1)),
+    );
     ops.insert(700, ops[0].clone());
     ops.push(Op::AddDestination(
-        ServiceKey::tcp(ip("10.200.0.2"), 1),
+        VirtualServiceKey::tcp(ip("10.200.0.2"), 1),
         Destination::masq(ip("10.0.0.1"), 1, 1),
     ));
     let results = c.apply(&ops).await;
@@ -661,7 +670,7 @@ async fn client_in_another_namespace_by_path() {
         ..ClientOptions::default()
     };
     let mut there = Client::with_options(opts).await.unwrap();
-    let s = Service::new(ServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
+    let s = Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
     there.add_service(&s).await.unwrap();
     assert_eq!(there.list_services().await.unwrap().len(), 1);
     assert!(

@@ -11,7 +11,7 @@ use ipvs_netlink::service::ServiceAttribute;
 use ipvs_netlink::stats::{StatsAttribute, StatsValue};
 use ipvs_netlink::{
     AddressFamily, Destination, ForwardMethod, IpvsAttribute, IpvsCmd, IpvsMessage, Protocol,
-    Scheduler, Service, ServiceFlags, ServiceKey, Stats, Timeouts, TunnelFlags, TunnelType,
+    Scheduler, Service, ServiceFlags, Stats, Timeouts, TunnelFlags, TunnelType, VirtualServiceKey,
 };
 use netlink_packet_core::DefaultNla;
 use proptest::prelude::*;
@@ -23,7 +23,7 @@ fn ip() -> impl Strategy<Value = IpAddr> {
     ]
 }
 
-fn key() -> impl Strategy<Value = ServiceKey> {
+fn key() -> impl Strategy<Value = VirtualServiceKey> {
     prop_oneof![
         (
             prop_oneof![
@@ -34,7 +34,7 @@ fn key() -> impl Strategy<Value = ServiceKey> {
             ip(),
             any::<u16>()
         )
-            .prop_map(|(protocol, addr, port)| ServiceKey::Inet {
+            .prop_map(|(protocol, addr, port)| VirtualServiceKey::Inet {
                 protocol,
                 addr,
                 port
@@ -43,7 +43,7 @@ fn key() -> impl Strategy<Value = ServiceKey> {
             prop_oneof![Just(AddressFamily::Inet), Just(AddressFamily::Inet6)],
             1..=u32::MAX
         )
-            .prop_map(|(family, mark)| ServiceKey::Fwmark { family, mark }),
+            .prop_map(|(family, mark)| VirtualServiceKey::Fwmark { family, mark }),
     ]
 }
 

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipvs_netlink::{Client, Destination, Scheduler, Service, ServiceFlags, ServiceKey};
+use ipvs_netlink::{Client, Destination, Scheduler, Service, ServiceFlags, VirtualServiceKey};
 use nix::sched::{CloneFlags, unshare};
 
 const SERVER: &str = r#"
@@ -138,8 +138,8 @@ async fn service(
     sched: &str,
     flags: ServiceFlags,
     weights: [u32; 3],
-) -> ServiceKey {
-    let key = ServiceKey::tcp(IpAddr::from(VIP), port);
+) -> VirtualServiceKey {
+    let key = VirtualServiceKey::tcp(IpAddr::from(VIP), port);
     let mut s = Service::new(key, Scheduler::new(sched).unwrap());
     s.flags = flags;
     c.add_service(&s).await.unwrap();

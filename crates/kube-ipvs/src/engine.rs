@@ -21,7 +21,7 @@ use crate::kernel::PartialRead;
 use crate::model::{Affected, ClusterIndex};
 use crate::plan::{ApplyError, ObservedState, Op, Planner};
 use crate::planner_config::{NodeRoute, PlannerConfig};
-use crate::types::{ServiceKey, VsKey};
+use crate::types::{ServiceName, VsKey};
 
 /// Index, desired state, cached kernel state and planner of one node.
 #[derive(Debug)]
@@ -31,7 +31,7 @@ pub struct Engine {
     desired: NodeState,
     observed: ObservedState,
     planner: Planner,
-    dirty: BTreeSet<ServiceKey>,
+    dirty: BTreeSet<ServiceName>,
     /// Keys of ops the kernel refused: planned again on the next incremental plan.
     retry: Touched,
     rebuild: bool,

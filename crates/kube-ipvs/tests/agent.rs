@@ -28,7 +28,7 @@ use kube_ipvs::source::{
     ClusterEvent, FileOptions, KubernetesOptions, SourceEvent, Sources, file, kubernetes,
     list_events,
 };
-use kube_ipvs::types::{Family, ServiceKey};
+use kube_ipvs::types::{Family, ServiceName};
 use kube_ipvs::{Engine, PlannerConfig};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -94,7 +94,7 @@ impl Observer for Recorder {
             .unwrap()
             .push((Instant::now(), rejections.len()));
     }
-    fn health_checks(&self, _: &BTreeMap<ServiceKey, HealthCheck>) {
+    fn health_checks(&self, _: &BTreeMap<ServiceName, HealthCheck>) {
         *self.health_updates.lock().unwrap() += 1;
     }
 }

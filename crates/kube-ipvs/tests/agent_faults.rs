@@ -29,7 +29,7 @@ use kube_ipvs::source::{
     ClusterEvent, FileOptions, KubernetesOptions, SourceEvent, file, kubernetes, list_events,
 };
 use kube_ipvs::telemetry::{Telemetry, TelemetryOptions};
-use kube_ipvs::types::{Family, ServiceKey};
+use kube_ipvs::types::{Family, ServiceName};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -51,7 +51,7 @@ impl Observer for Recorder {
     fn cluster(&self, rejections: &BTreeMap<ObjectRef, Rejection>, _: (u64, u64)) {
         *self.rejections.lock().unwrap() = rejections.clone();
     }
-    fn health_checks(&self, _: &BTreeMap<ServiceKey, HealthCheck>) {}
+    fn health_checks(&self, _: &BTreeMap<ServiceName, HealthCheck>) {}
 }
 
 impl Recorder {

@@ -290,7 +290,7 @@ fn explain_names_each_broken_thing_and_passes_a_healthy_service() {
     }
 
     // A real server deleted behind the agent's back (its repair is an hour away).
-    let gone = ipvs_netlink::ServiceKey::tcp("10.96.0.21".parse().unwrap(), 80);
+    let gone = ipvs_netlink::VirtualServiceKey::tcp("10.96.0.21".parse().unwrap(), 80);
     rt.block_on(ipvs.delete_destination(&gone, "10.244.1.6".parse().unwrap(), 8080))
         .unwrap();
     expect_here(

@@ -16,7 +16,7 @@ use kube_ipvs::dump::ClusterDump;
 use kube_ipvs::kernel::{Kernel, KernelConfig, NetlinkKernel, ReadScope};
 use kube_ipvs::plan::Op;
 use kube_ipvs::types::{
-    Family, IpsetEntry, IpsetName, Proto, RealServer, Scheduler, ServiceKey, ServicePortName,
+    Family, IpsetEntry, IpsetName, Proto, RealServer, Scheduler, ServiceName, ServicePortName,
     SetKind, VsKey, VsSpec,
 };
 use kube_ipvs::{Engine, PlannerConfig};
@@ -225,7 +225,7 @@ async fn a_restarted_agent_adopts_the_kernel_with_zero_ops() {
 
 fn owner() -> ServicePortName {
     ServicePortName {
-        service: ServiceKey::new("test", "svc"),
+        service: ServiceName::new("test", "svc"),
         port: "".into(),
     }
 }

@@ -2,7 +2,7 @@
 #![no_main]
 
 use ipvs_netlink::service::ServiceAttribute;
-use ipvs_netlink::{Service, ServiceKey};
+use ipvs_netlink::{Service, VirtualServiceKey};
 use libfuzzer_sys::fuzz_target;
 use netlink_packet_core::{NlasIterator, Parseable};
 
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         }
     }
-    let _ = ServiceKey::from_attributes(&nlas);
+    let _ = VirtualServiceKey::from_attributes(&nlas);
     if let Ok(s) = Service::from_attributes(&nlas) {
         // A decoded service re-encodes into a request that decodes to the same service.
         let back = Service::from_attributes(&s.to_attributes()).expect("own encoding decodes");

@@ -26,7 +26,7 @@ use crate::frame;
 use crate::info::Info;
 use crate::message::{IPVS_GENL_NAME, IpvsCmd, IpvsMessage};
 use crate::procfs::{self, Snapshot};
-use crate::service::{Service, ServiceKey};
+use crate::service::{Service, VirtualServiceKey};
 
 /// How a [`Client`] talks to the kernel.
 #[derive(Debug, Clone)]
@@ -252,14 +252,14 @@ impl Client {
     }
 
     /// `ipvsadm -D`.
-    pub async fn delete_service(&mut self, key: &ServiceKey) -> Result<(), Error> {
+    pub async fn delete_service(&mut self, key: &VirtualServiceKey) -> Result<(), Error> {
         self.run(&Op::DeleteService(*key)).await
     }
 
     /// `ipvsadm -a`.
     pub async fn add_destination(
         &mut self,
-        service: &ServiceKey,
+        service: &VirtualServiceKey,
         dest: &Destination,
     ) -> Result<(), Error> {
         self.run(&Op::AddDestination(*service, dest.clone())).await
@@ -268,7 +268,7 @@ impl Client {
     /// `ipvsadm -e`.
     pub async fn update_destination(
         &mut self,
-        service: &ServiceKey,
+        service: &VirtualServiceKey,
         dest: &Destination,
     ) -> Result<(), Error> {
         self.run(&Op::UpdateDestination(*service, dest.clone()))
@@ -278,7 +278,7 @@ impl Client {
     /// `ipvsadm -d`.
     pub async fn delete_destination(
         &mut self,
-        service: &ServiceKey,
+        service: &VirtualServiceKey,
         addr: std::net::IpAddr,
         port: u16,
     ) -> Result<(), Error> {
@@ -296,7 +296,7 @@ impl Client {
     }
 
     /// `ipvsadm -Z [service]`: zero counters of one service, or of all with `None`.
-    pub async fn zero(&mut self, service: Option<&ServiceKey>) -> Result<(), Error> {
+    pub async fn zero(&mut self, service: Option<&VirtualServiceKey>) -> Result<(), Error> {
         self.run(&Op::Zero(service.copied())).await
     }
 
@@ -367,7 +367,7 @@ impl Client {
     }
 
     /// One service (`NoSuchService` if absent).
-    pub async fn get_service(&mut self, key: &ServiceKey) -> Result<Service, Error> {
+    pub async fn get_service(&mut self, key: &VirtualServiceKey) -> Result<Service, Error> {
         const OP: &str = "get service";
         match self
             .get(OP, &IpvsMessage::get_service(key), IpvsCmd::NewService)
@@ -388,7 +388,7 @@ impl Client {
     /// service that does not exist.
     pub async fn list_destinations(
         &mut self,
-        service: &ServiceKey,
+        service: &VirtualServiceKey,
     ) -> Result<Vec<Destination>, Error> {
         const OP: &str = "list destinations";
         let family = service.family();

@@ -8,7 +8,7 @@ use crate::client::Error;
 use crate::config::Timeouts;
 use crate::destination::Destination;
 use crate::message::IpvsMessage;
-use crate::service::{MAX_SCHEDULER_LEN, Service, ServiceKey};
+use crate::service::{MAX_SCHEDULER_LEN, Service, VirtualServiceKey};
 
 /// A change to the IPVS table. [`crate::Client::apply`] runs many of them pipelined.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,22 +18,22 @@ pub enum Op {
     /// `ipvsadm -E`.
     UpdateService(Service),
     /// `ipvsadm -D`.
-    DeleteService(ServiceKey),
+    DeleteService(VirtualServiceKey),
     /// `ipvsadm -a`.
-    AddDestination(ServiceKey, Destination),
+    AddDestination(VirtualServiceKey, Destination),
     /// `ipvsadm -e`.
-    UpdateDestination(ServiceKey, Destination),
+    UpdateDestination(VirtualServiceKey, Destination),
     /// `ipvsadm -d`.
     DeleteDestination {
         /// The service.
-        service: ServiceKey,
+        service: VirtualServiceKey,
         /// Destination address.
         addr: IpAddr,
         /// Destination port.
         port: u16,
     },
     /// `ipvsadm -Z [service]`.
-    Zero(Option<ServiceKey>),
+    Zero(Option<VirtualServiceKey>),
     /// `ipvsadm -C`.
     Flush,
     /// `ipvsadm --set`.
@@ -94,7 +94,7 @@ impl Op {
         let invalid = |reason: String| self.invalid(reason);
         match self {
             Self::AddService(s) | Self::UpdateService(s) => {
-                if let ServiceKey::Fwmark { mark: 0, .. } = s.key {
+                if let VirtualServiceKey::Fwmark { mark: 0, .. } = s.key {
                     return Err(invalid("firewall mark 0 is not a mark".into()));
                 }
                 if s.pe_name

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::destination::Destination;
-use crate::service::{Service, ServiceKey};
+use crate::service::{Service, VirtualServiceKey};
 
 /// A service with its destinations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,5 +18,5 @@ pub struct TableService {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Table {
     /// Services by key.
-    pub services: BTreeMap<ServiceKey, TableService>,
+    pub services: BTreeMap<VirtualServiceKey, TableService>,
 }

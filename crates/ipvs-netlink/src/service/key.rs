@@ -9,7 +9,7 @@ use crate::service::ServiceAttribute;
 
 /// The identity of a virtual service (ipvsadm `-t/-u/--sctp-service addr:port` or `-f mark`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ServiceKey {
+pub enum VirtualServiceKey {
     /// A service on a protocol, address and port.
     Inet {
         /// TCP, UDP or SCTP.
@@ -28,7 +28,7 @@ pub enum ServiceKey {
     },
 }
 
-impl ServiceKey {
+impl VirtualServiceKey {
     /// A TCP service.
     pub fn tcp(addr: IpAddr, port: u16) -> Self {
         Self::Inet {
@@ -129,7 +129,7 @@ impl ServiceKey {
     }
 }
 
-impl std::fmt::Display for ServiceKey {
+impl std::fmt::Display for VirtualServiceKey {
     /// `TCP 10.0.0.1:80`, `UDP [fd00::1]:53`, `FWM 7 (IPv4)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

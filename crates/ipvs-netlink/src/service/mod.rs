@@ -9,6 +9,6 @@ mod scheduler;
 
 pub use attribute::{FlagsMask, ServiceAttribute};
 pub use flags::ServiceFlags;
-pub use key::ServiceKey;
+pub use key::VirtualServiceKey;
 pub use model::{Service, decode_netmask, encode_netmask};
 pub use scheduler::{InvalidScheduler, MAX_SCHEDULER_LEN, Scheduler};

@@ -2,7 +2,7 @@
 
 use crate::error::DecodeError;
 use crate::family::AddressFamily;
-use crate::service::{FlagsMask, Scheduler, ServiceAttribute, ServiceFlags, ServiceKey};
+use crate::service::{FlagsMask, Scheduler, ServiceAttribute, ServiceFlags, VirtualServiceKey};
 use crate::stats::Stats;
 
 const OBJ: &str = "service";
@@ -11,7 +11,7 @@ const OBJ: &str = "service";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     /// Identity.
-    pub key: ServiceKey,
+    pub key: VirtualServiceKey,
     /// Scheduler (`-s`); the kernel reports `none` when it has none.
     pub scheduler: Scheduler,
     /// Flags; `HASHED` is set by the kernel and ignored on requests.
@@ -29,7 +29,7 @@ pub struct Service {
 
 impl Service {
     /// A service with defaults: no flags, no persistence, host netmask.
-    pub fn new(key: ServiceKey, scheduler: Scheduler) -> Self {
+    pub fn new(key: VirtualServiceKey, scheduler: Scheduler) -> Self {
         Self {
             netmask: key.family().max_prefix(),
             key,
@@ -73,7 +73,7 @@ impl Service {
 
     /// Build from a service nest (a GET_SERVICE reply or a request).
     pub fn from_attributes(nlas: &[ServiceAttribute]) -> Result<Self, DecodeError> {
-        let key = ServiceKey::from_attributes(nlas)?;
+        let key = VirtualServiceKey::from_attributes(nlas)?;
         let family = key.family();
         let mut sched = None;
         let mut flags = ServiceFlags::NONE;

@@ -18,7 +18,7 @@ use crate::engine::Engine;
 use crate::source::strip::LAST_CHANGE_TRIGGER_TIME;
 use crate::source::{ClusterEvent, SourceEvent};
 use crate::telemetry::health::node_eligible;
-use crate::types::ServiceKey;
+use crate::types::ServiceName;
 
 /// Changes received since the last sync.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,8 +50,8 @@ pub enum Ingested {
 /// The intake: which objects were delivered (to diff re-lists against) and the pending changes.
 #[derive(Debug, Default)]
 pub struct Intake {
-    services: Delivered<ServiceKey>,
-    slices: Delivered<ServiceKey>,
+    services: Delivered<ServiceName>,
+    slices: Delivered<ServiceName>,
     cidrs: Delivered<String>,
     /// The node's own Node, by name (the field selector yields at most one).
     node: Delivered<String>,
@@ -59,8 +59,8 @@ pub struct Intake {
     synced: bool,
 }
 
-fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ServiceKey {
-    ServiceKey::new(
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ServiceName {
+    ServiceName::new(
         meta.namespace.as_deref().unwrap_or_default(),
         meta.name.as_deref().unwrap_or_default(),
     )
@@ -172,7 +172,7 @@ impl Intake {
             }
             SourceEvent::Invalid(o, why) => {
                 self.services
-                    .applied(ServiceKey::new(&o.namespace, &o.name));
+                    .applied(ServiceName::new(&o.namespace, &o.name));
                 engine.reject(o, why);
                 Vec::new()
             }
@@ -212,7 +212,7 @@ impl Intake {
                     .collect()
             }
             SourceEvent::Invalid(o, why) => {
-                self.slices.applied(ServiceKey::new(&o.namespace, &o.name));
+                self.slices.applied(ServiceName::new(&o.namespace, &o.name));
                 engine.reject(o, why);
                 Vec::new()
             }
@@ -340,7 +340,7 @@ mod tests {
         }
         fn synced(&self, _: &SyncReport) {}
         fn cluster(&self, _: &BTreeMap<ObjectRef, Rejection>, _: (u64, u64)) {}
-        fn health_checks(&self, _: &BTreeMap<ServiceKey, HealthCheck>) {}
+        fn health_checks(&self, _: &BTreeMap<ServiceName, HealthCheck>) {}
     }
 
     /// Ingests a whole list of one kind.

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use crate::desired::HealthCheck;
 use crate::model::{ObjectRef, Rejection};
 use crate::plan::Op;
-use crate::types::ServiceKey;
+use crate::types::ServiceName;
 
 /// Which kind of object changed (kube-proxy counts Service and endpoint changes apart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -104,7 +104,7 @@ pub trait Observer: Send + Sync {
 
     /// The health-check servers wanted now (externalTrafficPolicy Local), after each sync that
     /// changed them.
-    fn health_checks(&self, wanted: &BTreeMap<ServiceKey, HealthCheck>);
+    fn health_checks(&self, wanted: &BTreeMap<ServiceName, HealthCheck>);
 
     /// The node's own Node changed: whether it is eligible for traffic (not being deleted, not
     /// tainted `ToBeDeletedByClusterAutoscaler`), for `/healthz`.
@@ -123,5 +123,5 @@ impl Observer for NoopObserver {
     fn queued(&self, _: ChangeKind, _: SystemTime) {}
     fn synced(&self, _: &SyncReport) {}
     fn cluster(&self, _: &BTreeMap<ObjectRef, Rejection>, _: (u64, u64)) {}
-    fn health_checks(&self, _: &BTreeMap<ServiceKey, HealthCheck>) {}
+    fn health_checks(&self, _: &BTreeMap<ServiceName, HealthCheck>) {}
 }

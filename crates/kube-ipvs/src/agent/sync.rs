@@ -27,7 +27,7 @@ use crate::desired::HealthCheck;
 use crate::engine::Engine;
 use crate::kernel::{Kernel, KernelError, ReadScope};
 use crate::plan::Op;
-use crate::types::{RsKey, ServiceKey, VsKey};
+use crate::types::{RsKey, ServiceName, VsKey};
 
 /// Refused ops logged one by one per sync; the rest are counted in one line.
 const LOGGED_FAILURES: usize = 10;
@@ -54,7 +54,7 @@ pub struct Syncer<K> {
     /// Origin of the planner's clock (drain limits).
     epoch: Instant,
     /// Health-check servers last reported.
-    health: Option<BTreeMap<ServiceKey, HealthCheck>>,
+    health: Option<BTreeMap<ServiceName, HealthCheck>>,
     /// A full sync succeeded: the cached kernel view is valid.
     adopted: bool,
     /// The cached view may be wrong (a commit diverged): the next sync must be full.

@@ -23,7 +23,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use ipvs_netlink::{Client, ServiceKey};
+use ipvs_netlink::{Client, VirtualServiceKey};
 use nodenet::ipset::{Entry, IpsetClient};
 use nodenet::link::Links;
 use nodenet::route::OUR_PROTOCOL;
@@ -160,7 +160,7 @@ pub async fn observe_handback(opts: &CleanupOptions) -> Result<HandbackObserved,
     {
         Ok(mut c) => {
             for s in c.list_services().await? {
-                if let ServiceKey::Inet { addr, .. } = s.key {
+                if let VirtualServiceKey::Inet { addr, .. } = s.key {
                     out.vips.insert(addr);
                 }
             }

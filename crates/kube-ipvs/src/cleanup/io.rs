@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ipvs_netlink::{Client, ServiceKey};
+use ipvs_netlink::{Client, VirtualServiceKey};
 use nodenet::ipset::{IpsetClient, IpsetError};
 use nodenet::iptables::render::{CHAINS, builtin_chains, jumps_in_order};
 use nodenet::iptables::save::normalize;
@@ -152,7 +152,7 @@ pub async fn observe(opts: &CleanupOptions) -> Result<Observed, CleanupError> {
                 .await?
                 .into_iter()
                 .map(|s| s.key)
-                .collect::<Vec<ServiceKey>>(),
+                .collect::<Vec<VirtualServiceKey>>(),
         ),
         Err(ipvs_netlink::Error::ModuleNotLoaded) => None,
         Err(e) => return Err(e.into()),

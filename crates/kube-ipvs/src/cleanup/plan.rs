@@ -6,14 +6,14 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
-use ipvs_netlink::ServiceKey;
+use ipvs_netlink::VirtualServiceKey;
 use nodenet::iptables::{Backend, Family as IptFamily, KubeSet};
 
 use super::CleanupOptions;
+use crate::kernel::vs_key;
 use crate::owners::Owners;
 pub use crate::plan::ownership::Why;
 use crate::plan::ownership::{Evidence, Rules, our_route, owned};
-use crate::render::kernel_table::vs_key;
 use crate::types::VsKey;
 
 /// Prefix of ipsets only kube-ipvs creates (temporary sets of an interrupted replace).
@@ -58,7 +58,7 @@ pub struct ObservedIptables {
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// IPVS services in the kernel; `None` when IPVS is not available (module not loaded).
-    pub ipvs: Option<Vec<ServiceKey>>,
+    pub ipvs: Option<Vec<VirtualServiceKey>>,
     /// The dummy device, if present.
     pub dummy: Option<ObservedDummy>,
     /// The index of `lo`, which carries the agent's `local` routes.
@@ -85,7 +85,7 @@ pub enum Step {
     /// `ipvsadm -D`.
     DeleteVirtualServer {
         /// The service.
-        key: ServiceKey,
+        key: VirtualServiceKey,
         /// Why it is ours.
         why: Why,
     },
@@ -191,7 +191,7 @@ pub struct Plan {
     /// Steps in execution order.
     pub steps: Vec<Step>,
     /// Virtual servers left alone (foreign).
-    pub kept: Vec<ServiceKey>,
+    pub kept: Vec<VirtualServiceKey>,
     /// What cannot be cleaned and why (e.g. iptables not found).
     pub warnings: Vec<String>,
 }
@@ -322,8 +322,8 @@ mod tests {
     /// `proto static`, as the agent's routes carry.
     const ROUTE_PROTOCOL: u8 = 4;
 
-    fn tcp(addr: &str, port: u16) -> ServiceKey {
-        ServiceKey::tcp(addr.parse().unwrap(), port)
+    fn tcp(addr: &str, port: u16) -> VirtualServiceKey {
+        VirtualServiceKey::tcp(addr.parse().unwrap(), port)
     }
 
     fn observed() -> Observed {
@@ -335,11 +335,11 @@ mod tests {
                 tcp("192.168.1.10", 22),        // node address, not a NodePort: foreign
                 tcp("203.0.113.5", 80),         // keepalived VIP: foreign
                 tcp("198.51.100.1", 80),        // published by the agent
-                ServiceKey::Fwmark {
+                VirtualServiceKey::Fwmark {
                     family: AddressFamily::Inet,
                     mark: 1,
                 },
-                ServiceKey::Inet {
+                VirtualServiceKey::Inet {
                     protocol: Protocol::Udp,
                     addr: "fd00::a".parse().unwrap(),
                     port: 53,
@@ -428,7 +428,7 @@ mod tests {
             vec![
                 tcp("192.168.1.10", 22),
                 tcp("203.0.113.5", 80),
-                ServiceKey::Fwmark {
+                VirtualServiceKey::Fwmark {
                     family: AddressFamily::Inet,
                     mark: 1
                 },
@@ -483,7 +483,7 @@ mod tests {
         assert!(p.warnings[1].contains("IPv6") && p.warnings[1].contains("not found"));
     }
 
-    fn deleted(p: &Plan) -> Vec<ServiceKey> {
+    fn deleted(p: &Plan) -> Vec<VirtualServiceKey> {
         p.steps
             .iter()
             .filter_map(|s| match s {

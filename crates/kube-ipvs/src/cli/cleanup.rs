@@ -13,7 +13,7 @@ use kube_ipvs::cleanup::{
     plan_handback,
 };
 use kube_ipvs::config::{self, Config, RunArgs};
-use kube_ipvs::render::kernel_table::vs_key;
+use kube_ipvs::kernel::vs_key;
 
 const AFTER_HELP: &str = "\
 Removes, in this order: virtual servers on addresses kube-ipvs owns (addresses of the dummy
@@ -191,7 +191,7 @@ mod tests {
             steps: vec![kube_ipvs::cleanup::Step::DestroyIpset {
                 name: "KUBE-CLUSTER-IP".into(),
             }],
-            kept: vec![ipvs_netlink::ServiceKey::tcp(
+            kept: vec![ipvs_netlink::VirtualServiceKey::tcp(
                 "203.0.113.5".parse().unwrap(),
                 80,
             )],

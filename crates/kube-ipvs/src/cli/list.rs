@@ -11,12 +11,13 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use ipvs_netlink::{
-    AddressFamily, Client, ClientOptions, Info, Protocol, ServiceKey, TableService, Timeouts,
+    AddressFamily, Client, ClientOptions, Info, Protocol, TableService, Timeouts, VirtualServiceKey,
 };
 use kube_ipvs::PlannerConfig;
 use kube_ipvs::dump::ClusterDump;
+use kube_ipvs::kernel::vs_key;
 use kube_ipvs::owners::{DEFAULT_PATH, Owners};
-use kube_ipvs::render::kernel_table::{timeout_line, vs_key};
+use kube_ipvs::render::kernel_table::timeout_line;
 use kube_ipvs::render::{Annotation, Columns, ListFormat, json_table, kernel_table};
 
 const AFTER_HELP: &str = "\
@@ -107,7 +108,7 @@ pub struct ListArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Selection {
     All,
-    One(ServiceKey),
+    One(VirtualServiceKey),
 }
 
 /// `-f` values: numbers are firewall marks (ipvsadm), anything else a dump file.
@@ -124,12 +125,12 @@ fn split_f(values: &[String]) -> (Vec<u32>, Vec<PathBuf>) {
 }
 
 fn selection(args: &ListArgs, marks: &[u32]) -> anyhow::Result<Selection> {
-    let inet = |protocol, sa: SocketAddr| ServiceKey::Inet {
+    let inet = |protocol, sa: SocketAddr| VirtualServiceKey::Inet {
         protocol,
         addr: sa.ip(),
         port: sa.port(),
     };
-    let mut picked: Vec<ServiceKey> = [
+    let mut picked: Vec<VirtualServiceKey> = [
         args.tcp.map(|s| inet(Protocol::Tcp, s)),
         args.udp.map(|s| inet(Protocol::Udp, s)),
         args.sctp.map(|s| inet(Protocol::Sctp, s)),
@@ -141,7 +142,7 @@ fn selection(args: &ListArgs, marks: &[u32]) -> anyhow::Result<Selection> {
         if mark == 0 {
             bail!("-f 0: a firewall mark must be greater than zero");
         }
-        picked.push(ServiceKey::Fwmark {
+        picked.push(VirtualServiceKey::Fwmark {
             family: if args.ipv6 {
                 AddressFamily::Inet6
             } else {
@@ -310,7 +311,7 @@ fn render(
             timeout_line(t)
         });
     }
-    let annotate = |k: &ServiceKey| match owners {
+    let annotate = |k: &VirtualServiceKey| match owners {
         None => Annotation::None,
         Some(o) => o
             .get(&vs_key(k))

@@ -19,7 +19,7 @@ pub use service::{DesiredVs, HealthCheck, NodeContext, ServiceDesired, service_d
 
 use crate::model::{ClusterIndex, ObjectKind, ObjectRef, Rejection};
 use crate::planner_config::PlannerConfig;
-use crate::types::{Family, IpsetEntry, IpsetName, ServiceKey, VsKey};
+use crate::types::{Family, IpsetEntry, IpsetName, ServiceName, VsKey};
 
 /// What a change touched: the planner diffs exactly these keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,14 +65,14 @@ pub struct NodeState {
     /// The same CIDRs: a route of ours for one of them goes at once, not after its addresses
     /// are bound in batches.
     unsafe_cidrs: BTreeSet<IpNet>,
-    services: HashMap<ServiceKey, ServiceDesired>,
+    services: HashMap<ServiceName, ServiceDesired>,
     vs: BTreeMap<VsKey, Arc<DesiredVs>>,
     /// Claims that lost a conflict over a virtual server (rare; kept to promote on removal).
     /// Ordered, so reports name the same conflict on every run.
     losers: BTreeMap<VsKey, Vec<Arc<DesiredVs>>>,
     bound: BTreeMap<IpAddr, u32>,
     ipsets: BTreeMap<IpsetName, BTreeMap<IpsetEntry, u32>>,
-    health: BTreeMap<ServiceKey, HealthCheck>,
+    health: BTreeMap<ServiceName, HealthCheck>,
 }
 
 /// The node-wide context: routed CIDRs, NodePort addresses, zone; and the service CIDRs
@@ -156,7 +156,7 @@ impl NodeState {
         // Services in the index's (hash) order: everything below is sorted by a total order
         // (virtual servers by key then owner, members by value), so the result does not depend
         // on it.
-        let frags: Vec<(&ServiceKey, ServiceDesired)> = index
+        let frags: Vec<(&ServiceName, ServiceDesired)> = index
             .services_with_slices()
             .map(|(svc, slices)| (&svc.key, service_desired(svc, slices, &ctx, cfg)))
             .collect();
@@ -226,7 +226,7 @@ impl NodeState {
         &mut self,
         index: &ClusterIndex,
         cfg: &PlannerConfig,
-        key: &ServiceKey,
+        key: &ServiceName,
     ) -> Touched {
         let new = index
             .service(key)
@@ -247,7 +247,7 @@ impl NodeState {
         touched
     }
 
-    fn insert(&mut self, key: ServiceKey, d: ServiceDesired) {
+    fn insert(&mut self, key: ServiceName, d: ServiceDesired) {
         for v in &d.vs {
             match self.vs.get(&v.key) {
                 None => {
@@ -273,7 +273,7 @@ impl NodeState {
         self.services.insert(key, d);
     }
 
-    fn remove(&mut self, key: &ServiceKey, d: &ServiceDesired) {
+    fn remove(&mut self, key: &ServiceName, d: &ServiceDesired) {
         for v in &d.vs {
             let ours = self
                 .vs
@@ -377,7 +377,7 @@ impl NodeState {
     }
 
     /// Health-check servers by Service.
-    pub fn health_checks(&self) -> &BTreeMap<ServiceKey, HealthCheck> {
+    pub fn health_checks(&self) -> &BTreeMap<ServiceName, HealthCheck> {
         &self.health
     }
 

@@ -32,7 +32,7 @@ use crate::failures::Failures;
 use crate::kernel::convert;
 use crate::model::LABEL_SERVICE_NAME;
 use crate::owners::Owners;
-use crate::types::{Family, Proto, ServiceKey, VsKey};
+use crate::types::{Family, Proto, ServiceName, VsKey};
 
 /// Conntrack tables larger than this are not listed to count the Service's entries.
 const CONNTRACK_LIST_MAX: u64 = 65_536;
@@ -201,9 +201,9 @@ async fn cluster(
     }
 }
 
-fn name_of(target: &Target, found: Option<&(ServiceKey, Resolved)>) -> Option<ServiceKey> {
+fn name_of(target: &Target, found: Option<&(ServiceName, Resolved)>) -> Option<ServiceName> {
     match (target, found) {
-        (Target::Service { namespace, name }, _) => Some(ServiceKey::new(namespace, name)),
+        (Target::Service { namespace, name }, _) => Some(ServiceName::new(namespace, name)),
         (Target::Address { .. }, Some((k, _))) => Some(k.clone()),
         (Target::Address { .. }, None) => None,
     }
@@ -214,7 +214,7 @@ fn from_dump(
     target: &Target,
     node: &str,
     planner: &crate::PlannerConfig,
-    by_owners: Option<(ServiceKey, Resolved)>,
+    by_owners: Option<(ServiceName, Resolved)>,
 ) -> (Gathered<Cluster>, Option<Resolved>) {
     let mut dump = ClusterDump::default();
     for f in files {
@@ -241,7 +241,7 @@ fn from_dump(
         Target::Service { .. } => None,
     });
     let key = name_of(target, found.as_ref());
-    let is = |ns: Option<&String>, name: Option<&String>, key: &ServiceKey| {
+    let is = |ns: Option<&String>, name: Option<&String>, key: &ServiceName| {
         ns.map(String::as_str) == Some(key.namespace())
             && name.map(String::as_str) == Some(key.name())
     };
@@ -304,7 +304,7 @@ async fn from_api(
     opts: &Options,
     node: &str,
     planner: &crate::PlannerConfig,
-    by_owners: Option<(ServiceKey, Resolved)>,
+    by_owners: Option<(ServiceName, Resolved)>,
 ) -> (Gathered<Cluster>, Option<Resolved>) {
     let client = match crate::source::kubernetes::client(cfg.kubeconfig.as_deref()).await {
         Ok(c) => c,
@@ -371,7 +371,7 @@ async fn find_by_address(
     port: u16,
     proto: Option<Proto>,
     node_addresses: &[IpAddr],
-) -> Result<Option<(ServiceKey, Resolved)>, String> {
+) -> Result<Option<(ServiceName, Resolved)>, String> {
     let all: Api<Service> = Api::all(client.clone());
     let mut token: Option<String> = None;
     loop {

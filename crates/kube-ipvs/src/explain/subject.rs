@@ -14,7 +14,7 @@ use crate::model::{
 };
 use crate::owners::Owners;
 use crate::planner_config::PlannerConfig;
-use crate::types::{Proto, ServiceKey, VsKey};
+use crate::types::{Proto, ServiceName, VsKey};
 
 /// What kube-ipvs makes of the Service object.
 #[derive(Clone, Debug)]
@@ -31,7 +31,7 @@ pub enum Conversion {
 #[derive(Debug)]
 pub struct Subject {
     /// `namespace/name`.
-    pub key: ServiceKey,
+    pub key: ServiceName,
     /// The object as read.
     pub raw: core::Service,
     /// What kube-ipvs makes of it.
@@ -44,7 +44,7 @@ impl Subject {
     /// Plans the Service of `cluster` (`None` when the cluster has no Service).
     pub fn derive(cluster: &Cluster, cfg: &PlannerConfig) -> Option<Self> {
         let raw = cluster.service.clone()?;
-        let key = ServiceKey::new(
+        let key = ServiceName::new(
             raw.metadata.namespace.as_deref().unwrap_or_default(),
             raw.metadata.name.as_deref().unwrap_or_default(),
         );
@@ -132,10 +132,10 @@ impl Subject {
 }
 
 /// Splits `namespace/name:port` (an owner) into the Service key and port name.
-pub fn parse_owner(owner: &str) -> Option<(ServiceKey, &str)> {
+pub fn parse_owner(owner: &str) -> Option<(ServiceName, &str)> {
     let (svc, port) = owner.rsplit_once(':')?;
     let (ns, name) = svc.split_once('/')?;
-    Some((ServiceKey::new(ns, name), port))
+    Some((ServiceName::new(ns, name), port))
 }
 
 fn protos(proto: Option<Proto>) -> Vec<Proto> {
@@ -148,7 +148,7 @@ pub fn resolve_by_owners(
     addr: IpAddr,
     port: u16,
     proto: Option<Proto>,
-) -> Option<(ServiceKey, Resolved)> {
+) -> Option<(ServiceName, Resolved)> {
     protos(proto).into_iter().find_map(|p| {
         let owner = owners.get(&VsKey::new(p, addr, port))?;
         let (key, _) = parse_owner(owner)?;
@@ -170,7 +170,7 @@ pub fn resolve_by_services<'a>(
     port: u16,
     proto: Option<Proto>,
     node_addresses: &[IpAddr],
-) -> Option<(ServiceKey, Resolved)> {
+) -> Option<(ServiceName, Resolved)> {
     let on_node = node_addresses.contains(&addr);
     services.into_iter().find_map(|raw| {
         let Ok(Converted::Service(s)) = model::convert_service(raw) else {

@@ -25,6 +25,8 @@ pub use error::{KernelError, Subsystem};
 pub use fake::FakeKernel;
 /// Domain values <-> the kernel clients' values (for `explain`'s targeted reads).
 pub(crate) use netlink::convert;
+/// The domain key ([`VsKey`]) of a kernel virtual service key (for ordering and ownership).
+pub use netlink::convert::vs_key;
 pub use netlink::{KernelConfig, NetlinkKernel};
 
 use crate::desired::IptablesInputs;

@@ -185,7 +185,7 @@ pub fn local_addresses<'a>(
 mod tests {
     use super::*;
     use crate::model::slice::SlicePort;
-    use crate::types::{Proto, ServiceKey};
+    use crate::types::{Proto, ServiceName};
 
     fn ep(addr: IpAddr, local: bool) -> Endpoint {
         Endpoint {
@@ -202,7 +202,7 @@ mod tests {
 
     fn slice(addrs: &[u32], local: bool) -> Slice {
         Slice {
-            service: ServiceKey::new("d", "big"),
+            service: ServiceName::new("d", "big"),
             family: Family::V4,
             ports: Box::new([SlicePort {
                 name: Arc::from("http"),

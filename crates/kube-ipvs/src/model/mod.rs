@@ -32,16 +32,16 @@ pub use slice::{
     ConvertedSlice, Endpoint, Interner, LABEL_SERVICE_NAME, Slice, SlicePort, convert_slice,
 };
 
-use crate::types::ServiceKey;
+use crate::types::ServiceName;
 
 /// `namespace/name` of an EndpointSlice.
-pub type SliceKey = ServiceKey;
+pub type SliceKey = ServiceName;
 
 /// What an index change affects, so only that is recomputed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Affected {
     /// These Services (possibly none).
-    Services(Vec<ServiceKey>),
+    Services(Vec<ServiceName>),
     /// Everything (node labels, service CIDRs, a re-list).
     All,
 }
@@ -65,7 +65,7 @@ impl Entry {
 #[derive(Debug)]
 pub struct ClusterIndex {
     node_name: Arc<str>,
-    services: HashMap<ServiceKey, Entry>,
+    services: HashMap<ServiceName, Entry>,
     slices: HashMap<SliceKey, Arc<Slice>>,
     node: NodeInfo,
     service_cidrs: BTreeMap<String, Vec<IpNet>>,
@@ -111,7 +111,7 @@ impl ClusterIndex {
             m.namespace.as_deref(),
             m.name.as_deref(),
         );
-        let key = ServiceKey::new(&oref.namespace, &oref.name);
+        let key = ServiceName::new(&oref.namespace, &oref.name);
         match convert_service(svc) {
             Ok(Converted::Service(mut s)) => {
                 for p in s.ports.iter_mut() {
@@ -142,13 +142,13 @@ impl ClusterIndex {
         let oref = obj(ObjectKind::Service, Some(namespace), Some(name));
         self.rejected.remove(&oref);
         self.skipped.remove(&oref);
-        let key = ServiceKey::new(namespace, name);
+        let key = ServiceName::new(namespace, name);
         let was = self.remove_service(&key);
         Affected::Services(if was { vec![key] } else { Vec::new() })
     }
 
     /// Forgets a Service (keeping its slices linked); returns whether it was there.
-    fn remove_service(&mut self, key: &ServiceKey) -> bool {
+    fn remove_service(&mut self, key: &ServiceName) -> bool {
         let Some(entry) = self.services.get_mut(key) else {
             return false;
         };
@@ -269,7 +269,7 @@ impl ClusterIndex {
         }
     }
 
-    fn unlink(&mut self, svc: &ServiceKey, slice: &SliceKey) {
+    fn unlink(&mut self, svc: &ServiceName, slice: &SliceKey) {
         if let Some(entry) = self.services.get_mut(svc) {
             entry.slices.retain(|(k, _)| k != slice);
             if entry.is_empty() {
@@ -331,7 +331,7 @@ impl ClusterIndex {
     }
 
     /// A Service.
-    pub fn service(&self, key: &ServiceKey) -> Option<&Service> {
+    pub fn service(&self, key: &ServiceName) -> Option<&Service> {
         self.services.get(key)?.service.as_deref()
     }
 
@@ -360,7 +360,7 @@ impl ClusterIndex {
     /// The slices of a Service, in slice-name order.
     pub fn slices_of<'a>(
         &'a self,
-        key: &ServiceKey,
+        key: &ServiceName,
     ) -> impl Iterator<Item = &'a Slice> + Clone + 'a {
         self.services
             .get(key)
@@ -467,7 +467,7 @@ mod tests {
     }
 
     fn eps(idx: &ClusterIndex, svc: &str) -> Vec<String> {
-        idx.slices_of(&ServiceKey::new("ns", svc))
+        idx.slices_of(&ServiceName::new("ns", svc))
             .flat_map(|s| s.endpoints.iter().map(|e| e.addr.to_string()))
             .collect()
     }
@@ -487,7 +487,7 @@ mod tests {
         let mut idx = ClusterIndex::new("node-a");
         idx.apply_slice(&slice("a-2", "a", "10.0.0.2"));
         idx.apply_slice(&slice("a-1", "a", "10.0.0.1"));
-        assert!(idx.service(&ServiceKey::new("ns", "a")).is_none());
+        assert!(idx.service(&ServiceName::new("ns", "a")).is_none());
         assert_eq!(idx.rejections().len(), 2, "slices without their Service");
         assert!(walk(&idx).is_empty());
 

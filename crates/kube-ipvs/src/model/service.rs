@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1 as core;
 
 use super::reject::{Rejection, SkipReason};
 use super::validate::{NameRule, check_name, usable_ip};
-use crate::types::{Family, Proto, Scheduler, ServiceKey, VsFlags};
+use crate::types::{Family, Proto, Scheduler, ServiceName, VsFlags};
 
 /// Annotation overriding the scheduler of one Service.
 pub const SCHEDULER_ANNOTATION: &str = "kube-ipvs.io/scheduler";
@@ -46,7 +46,7 @@ pub struct SchedulerOverride {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
     /// `namespace/name`.
-    pub key: ServiceKey,
+    pub key: ServiceName,
     /// ClusterIPs, at most one per family (the first of each, as stock).
     pub cluster_ips: Box<[IpAddr]>,
     /// spec.externalIPs.
@@ -194,7 +194,7 @@ pub fn convert_service(svc: &core::Service) -> Result<Converted, Rejection> {
     let affinity_timeout = affinity(spec)?;
     let scheduler = scheduler_override(meta.annotations.as_ref())?;
     let mut out = Service {
-        key: ServiceKey::new(ns, name),
+        key: ServiceName::new(ns, name),
         cluster_ips: cluster_ips.into(),
         external_ips: external_ips.into(),
         lb_ips: lb_ips.into(),

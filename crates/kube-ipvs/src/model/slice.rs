@@ -8,7 +8,7 @@ use k8s_openapi::api::discovery::v1 as discovery;
 
 use super::reject::{Rejection, SkipReason};
 use super::validate::{NameRule, check_name, usable_ip};
-use crate::types::{Family, Proto, ServiceKey};
+use crate::types::{Family, Proto, ServiceName};
 
 /// The label joining a slice to its Service.
 pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -51,7 +51,7 @@ pub struct Endpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slice {
     /// The Service it belongs to.
-    pub service: ServiceKey,
+    pub service: ServiceName,
     /// addressType.
     pub family: Family,
     /// Ports.
@@ -209,7 +209,7 @@ pub fn convert_slice(
         });
     }
     Ok(ConvertedSlice::Slice(Slice {
-        service: ServiceKey::new(ns, service),
+        service: ServiceName::new(ns, service),
         family,
         ports: ports.into(),
         endpoints: endpoints.into(),

@@ -381,7 +381,7 @@ impl ObservedState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Family, Proto, Scheduler, ServiceKey, ServicePortName};
+    use crate::types::{Family, Proto, Scheduler, ServiceName, ServicePortName};
 
     fn vs() -> VsKey {
         VsKey::Service {
@@ -549,7 +549,7 @@ mod tests {
     #[test]
     fn replay_makes_each_ops_result_hold_whatever_the_dump_saw() {
         let owner = ServicePortName {
-            service: ServiceKey::new("default", "web"),
+            service: ServiceName::new("default", "web"),
             port: "http".into(),
         };
         // (op, real servers afterwards); `None`: the virtual server is gone.

@@ -237,7 +237,7 @@ mod tests {
         let mut desired = NodeState::build(&index, &cfg);
         let mut p = Planner::new();
         index.delete_service("d", "s1");
-        let key = crate::types::ServiceKey::new("d", "s1");
+        let key = crate::types::ServiceName::new("d", "s1");
         let touched = desired.update_service(&index, &cfg, &key);
         let ops = p.plan_touched(&cfg, &desired, &kernel, &touched, Duration::ZERO);
         assert_eq!(kinds(&ops), ["del_vs", "ipset_del"], "{ops:?}");

@@ -11,14 +11,15 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipvs_netlink::{
-    AddressFamily, Destination, ForwardMethod, Info, Protocol, ServiceFlags, ServiceKey, Stats,
-    TableService, TunnelType,
+    AddressFamily, Destination, ForwardMethod, Info, ServiceFlags, Stats, TableService, TunnelType,
+    VirtualServiceKey,
 };
 
 use serde::Serialize;
 
 use super::order;
-use crate::types::{Family, Proto, RsKey, VsKey};
+use crate::kernel::vs_key;
+use crate::types::RsKey;
 
 /// Which columns to print (ipvsadm's `FMT_*` precedence: stats, rate, thresholds,
 /// persistent-conn, tun-info, default).
@@ -104,32 +105,6 @@ pub fn timeout_line(t: &ipvs_netlink::Timeouts) -> String {
 /// ipvsadm prints some unsigned kernel values with `%d`.
 fn c_int(v: u32) -> i32 {
     i32::from_ne_bytes(v.to_ne_bytes())
-}
-
-/// The domain key of a kernel service key (for ordering and ownership).
-pub fn vs_key(k: &ServiceKey) -> VsKey {
-    match *k {
-        ServiceKey::Inet {
-            protocol,
-            addr,
-            port,
-        } => VsKey::new(proto(protocol), addr, port),
-        ServiceKey::Fwmark { family, mark } => VsKey::Fwmark {
-            family: match family {
-                AddressFamily::Inet => Family::V4,
-                AddressFamily::Inet6 => Family::V6,
-            },
-            mark,
-        },
-    }
-}
-
-fn proto(p: Protocol) -> Proto {
-    match p {
-        Protocol::Tcp => Proto::Tcp,
-        Protocol::Udp => Proto::Udp,
-        Protocol::Sctp => Proto::Sctp,
-    }
 }
 
 /// The column titles (`print_title`).
@@ -219,17 +194,17 @@ fn any_sched_flag(flags: ServiceFlags) -> bool {
 }
 
 /// The service column: `TCP  10.0.0.1:80` (IPv4 cut to 33 characters), `FWM  5 IPv6`.
-fn service_name(key: &ServiceKey) -> String {
+fn service_name(key: &VirtualServiceKey) -> String {
     match *key {
-        ServiceKey::Fwmark {
+        VirtualServiceKey::Fwmark {
             family: AddressFamily::Inet,
             mark,
         } => format!("FWM  {mark}"),
-        ServiceKey::Fwmark {
+        VirtualServiceKey::Fwmark {
             family: AddressFamily::Inet6,
             mark,
         } => format!("FWM  {mark} IPv6"),
-        ServiceKey::Inet {
+        VirtualServiceKey::Inet {
             protocol,
             addr,
             port,
@@ -419,7 +394,7 @@ pub fn kernel_table<'a>(
     info: Option<&Info>,
     services: impl IntoIterator<Item = &'a TableService>,
     fmt: ListFormat,
-    annotate: &dyn Fn(&ServiceKey) -> Annotation,
+    annotate: &dyn Fn(&VirtualServiceKey) -> Annotation,
 ) -> String {
     let mut out = String::new();
     if let Some(info) = info {
@@ -537,17 +512,17 @@ pub fn json_table<'a>(
     info: Option<&Info>,
     services: impl IntoIterator<Item = &'a TableService>,
     stats: bool,
-    annotate: &dyn Fn(&ServiceKey) -> Annotation,
+    annotate: &dyn Fn(&VirtualServiceKey) -> Annotation,
 ) -> JsonTable {
     let svc = |ts: &TableService| {
         let s = &ts.service;
         let (protocol, address, port, fwmark) = match s.key {
-            ServiceKey::Inet {
+            VirtualServiceKey::Inet {
                 protocol,
                 addr,
                 port,
             } => (Some(protocol.to_string()), Some(addr), Some(port), None),
-            ServiceKey::Fwmark { mark, .. } => (None, None, None, Some(mark)),
+            VirtualServiceKey::Fwmark { mark, .. } => (None, None, None, Some(mark)),
         };
         let mut flags = Vec::new();
         if s.flags.contains(ServiceFlags::PERSISTENT) {

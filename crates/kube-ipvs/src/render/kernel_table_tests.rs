@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use ipvs_netlink::{Scheduler, Service, TunnelFlags};
+use ipvs_netlink::{Protocol, Scheduler, Service, TunnelFlags};
 
 use super::*;
 
@@ -26,7 +26,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn svc(key: ServiceKey, sched: &str) -> Service {
+fn svc(key: VirtualServiceKey, sched: &str) -> Service {
     let mut s = Service::new(key, Scheduler::new(sched).unwrap());
     s.flags = ServiceFlags::HASHED;
     s.stats = Some(Stats::default());
@@ -48,8 +48,8 @@ fn dest(addr: &str, port: u16, forward: ForwardMethod, weight: u32) -> Destinati
     d
 }
 
-fn inet(protocol: Protocol, addr: &str, port: u16) -> ServiceKey {
-    ServiceKey::Inet {
+fn inet(protocol: Protocol, addr: &str, port: u16) -> VirtualServiceKey {
+    VirtualServiceKey::Inet {
         protocol,
         addr: ip(addr),
         port,
@@ -78,7 +78,7 @@ fn fixture_table() -> Vec<TableService> {
     vec![
         ts(
             svc(
-                ServiceKey::Fwmark {
+                VirtualServiceKey::Fwmark {
                     family: AddressFamily::Inet,
                     mark: 42,
                 },
@@ -133,7 +133,7 @@ fn fixture_table() -> Vec<TableService> {
         ts(
             persistent(
                 svc(
-                    ServiceKey::Fwmark {
+                    VirtualServiceKey::Fwmark {
                         family: AddressFamily::Inet6,
                         mark: 43,
                     },
@@ -152,7 +152,7 @@ const INFO: Info = Info {
     conn_tab_size: 4096,
 };
 
-fn none(_: &ServiceKey) -> Annotation {
+fn none(_: &VirtualServiceKey) -> Annotation {
     Annotation::None
 }
 
@@ -189,7 +189,7 @@ fn matches_every_ipvsadm_listing_of_the_capture() {
         None,
         table.iter().filter(|t| {
             t.service.key
-                == ServiceKey::Fwmark {
+                == VirtualServiceKey::Fwmark {
                     family: AddressFamily::Inet,
                     mark: 42,
                 }
@@ -357,8 +357,10 @@ fn column_precedence_is_ipvsadms() {
 #[test]
 fn json_has_the_same_services_owners_and_counters() {
     let table = fixture_table();
-    let annotate = |k: &ServiceKey| match k {
-        ServiceKey::Inet { port: 443, .. } => Annotation::Owner("default/kubernetes:https".into()),
+    let annotate = |k: &VirtualServiceKey| match k {
+        VirtualServiceKey::Inet { port: 443, .. } => {
+            Annotation::Owner("default/kubernetes:https".into())
+        }
         _ => Annotation::Foreign,
     };
     let v = serde_json::to_value(json_table(Some(&INFO), &table, true, &annotate)).unwrap();

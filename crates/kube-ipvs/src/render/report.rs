@@ -12,7 +12,7 @@ use super::Escaped;
 use super::ipvsadm::{TableRow, ipvsadm_table};
 use crate::desired::{DesiredVs, HealthCheck, IptablesInputs, NodeState};
 use crate::model::ClusterIndex;
-use crate::types::{Family, IpsetEntry, IpsetName, ServiceKey};
+use crate::types::{Family, IpsetEntry, IpsetName, ServiceName};
 
 /// Everything `kube-ipvs plan` shows, serializable for `--json`.
 #[derive(Debug, Serialize)]
@@ -31,7 +31,7 @@ pub struct PlanReport<'a> {
     /// ipset members.
     pub ipsets: BTreeMap<IpsetName, Vec<IpsetEntry>>,
     /// Health-check servers.
-    pub health_checks: BTreeMap<ServiceKey, HealthCheck>,
+    pub health_checks: BTreeMap<ServiceName, HealthCheck>,
     /// Inputs of the iptables rules.
     pub iptables: BTreeMap<Family, IptablesInputs>,
     /// Rejected objects: `Kind namespace/name` -> reason.

@@ -21,13 +21,13 @@ use tokio::task::JoinHandle;
 use super::health::ProxyHealth;
 use super::http::{Handler, HttpServer, respond};
 use crate::desired::HealthCheck;
-use crate::types::ServiceKey;
+use crate::types::ServiceName;
 
 /// How often ports that failed to bind are retried while nothing else changes.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What the health-check servers should look like now.
-pub type Wanted = Arc<BTreeMap<ServiceKey, HealthCheck>>;
+pub type Wanted = Arc<BTreeMap<ServiceName, HealthCheck>>;
 
 #[derive(Debug)]
 struct Instance {
@@ -40,11 +40,11 @@ struct Instance {
 #[derive(Debug, Default)]
 pub struct SyncOutcome {
     /// Servers opened.
-    pub opened: Vec<ServiceKey>,
+    pub opened: Vec<ServiceName>,
     /// Servers closed (no longer wanted, or their port changed).
-    pub closed: Vec<ServiceKey>,
+    pub closed: Vec<ServiceName>,
     /// Wanted servers whose port could not be bound (retried on the next sync).
-    pub failed: Vec<(ServiceKey, io::Error)>,
+    pub failed: Vec<(ServiceName, io::Error)>,
 }
 
 /// The set of health-check servers.
@@ -52,7 +52,7 @@ pub struct SyncOutcome {
 pub struct HealthCheckServers {
     ips: Vec<IpAddr>,
     health: ProxyHealth,
-    open: BTreeMap<ServiceKey, Instance>,
+    open: BTreeMap<ServiceName, Instance>,
     wanted: Wanted,
     retry: Duration,
 }
@@ -142,7 +142,7 @@ impl HealthCheckServers {
     }
 
     /// The addresses a Service's server listens on (empty when not open).
-    pub fn local_addrs(&self, key: &ServiceKey) -> Vec<SocketAddr> {
+    pub fn local_addrs(&self, key: &ServiceName) -> Vec<SocketAddr> {
         self.open
             .get(key)
             .map(|i| i.servers.iter().map(HttpServer::local_addr).collect())
@@ -155,7 +155,7 @@ impl HealthCheckServers {
         mut wanted: watch::Receiver<Wanted>,
     ) -> (
         JoinHandle<()>,
-        watch::Receiver<BTreeMap<ServiceKey, Vec<SocketAddr>>>,
+        watch::Receiver<BTreeMap<ServiceName, Vec<SocketAddr>>>,
     ) {
         let (open_tx, open_rx) = watch::channel(BTreeMap::new());
         let task = tokio::spawn(async move {
@@ -180,7 +180,7 @@ impl HealthCheckServers {
 }
 
 /// Stock's response body (`service_health.go`), byte for byte.
-fn body(key: &ServiceKey, endpoints: u32, proxy_healthy: bool) -> String {
+fn body(key: &ServiceName, endpoints: u32, proxy_healthy: bool) -> String {
     let q = |s: &str| serde_json::Value::from(s).to_string();
     format!(
         "{{\n\t\"service\": {{\n\t\t\"namespace\": {},\n\t\t\"name\": {}\n\t}},\n\t\"localEndpoints\": {},\n\t\"serviceProxyHealthy\": {}\n}}",
@@ -191,7 +191,7 @@ fn body(key: &ServiceKey, endpoints: u32, proxy_healthy: bool) -> String {
     )
 }
 
-fn service_handler(key: ServiceKey, endpoints: Arc<AtomicU32>, health: ProxyHealth) -> Handler {
+fn service_handler(key: ServiceName, endpoints: Arc<AtomicU32>, health: ProxyHealth) -> Handler {
     Arc::new(move |_parts| {
         let n = endpoints.load(Ordering::Relaxed);
         let healthy = health.is_healthy();
@@ -239,7 +239,7 @@ mod tests {
                 .iter()
                 .map(|(name, port, n)| {
                     (
-                        ServiceKey::new("ns", name),
+                        ServiceName::new("ns", name),
                         HealthCheck {
                             port: *port,
                             local_endpoints: *n,
@@ -257,8 +257,8 @@ mod tests {
         let localhost = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
         let mut s = HealthCheckServers::new(localhost, h.clone());
         let (pa, pb) = (free_port(), free_port());
-        let a = ServiceKey::new("ns", "a");
-        let b = ServiceKey::new("ns", "b");
+        let a = ServiceName::new("ns", "a");
+        let b = ServiceName::new("ns", "b");
 
         let out = s.sync(wanted(&[("a", pa, 2), ("b", pb, 0)])).await;
         assert_eq!(out.opened, vec![a.clone(), b.clone()]);
@@ -327,15 +327,15 @@ mod tests {
             .sync(wanted(&[("busy", port, 1), ("ok", ok_port, 1)]))
             .await;
         assert_eq!(out.failed.len(), 1);
-        assert_eq!(out.failed[0].0, ServiceKey::new("ns", "busy"));
-        assert_eq!(out.opened, vec![ServiceKey::new("ns", "ok")]);
+        assert_eq!(out.failed[0].0, ServiceName::new("ns", "busy"));
+        assert_eq!(out.opened, vec![ServiceName::new("ns", "ok")]);
         assert!(s.has_failures());
 
         drop(blocker);
         let out = s
             .sync(wanted(&[("busy", port, 1), ("ok", ok_port, 1)]))
             .await;
-        assert_eq!(out.opened, vec![ServiceKey::new("ns", "busy")]);
+        assert_eq!(out.opened, vec![ServiceName::new("ns", "busy")]);
         assert!(!s.has_failures());
         let r = get(SocketAddr::from(([127, 0, 0, 1], port)), "/")
             .await

@@ -57,7 +57,7 @@ use crate::desired::HealthCheck;
 use crate::failures::FailureLog;
 use crate::model::{ObjectRef, Rejection};
 use crate::source::freshness::Freshness;
-use crate::types::ServiceKey;
+use crate::types::ServiceName;
 
 /// How often a healthz or metrics address that could not be bound is retried (stock: 5 s).
 const BIND_RETRY: Duration = Duration::from_secs(5);
@@ -196,7 +196,7 @@ pub struct TelemetryHandles {
     /// The health-check servers' task.
     pub health_checks: AbortOnDrop,
     /// Open health-check servers and their addresses, after each change.
-    pub open_health_checks: watch::Receiver<BTreeMap<ServiceKey, Vec<SocketAddr>>>,
+    pub open_health_checks: watch::Receiver<BTreeMap<ServiceName, Vec<SocketAddr>>>,
     /// The Event publisher (Kubernetes source only).
     pub events: Option<AbortOnDrop>,
 }
@@ -385,7 +385,7 @@ impl Observer for Telemetry {
             .observe(current, self.origin.elapsed());
     }
 
-    fn health_checks(&self, wanted: &BTreeMap<ServiceKey, HealthCheck>) {
+    fn health_checks(&self, wanted: &BTreeMap<ServiceName, HealthCheck>) {
         self.health_checks.send_replace(Arc::new(wanted.clone()));
     }
 }
@@ -457,7 +457,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let key = ServiceKey::new("ns", "lb");
+        let key = ServiceName::new("ns", "lb");
         obs.health_checks(&BTreeMap::from([(
             key.clone(),
             HealthCheck {

@@ -13,6 +13,6 @@ mod vs;
 pub use ipset::{IpsetEntry, IpsetName, SetKind, SetType};
 pub use net::{Family, Proto};
 pub(crate) use order::ip_cmp;
-pub use owner::{ServiceKey, ServicePortName};
+pub use owner::{ServiceName, ServicePortName};
 pub use scheduler::{Scheduler, VsFlags};
 pub use vs::{Forward, RealServer, RsKey, VsKey, VsSpec};

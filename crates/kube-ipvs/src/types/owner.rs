@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
-/// `namespace/name` of a Service, cheap to clone (one shared allocation).
+/// `namespace/name` of a Service (Kubernetes' `NamespacedName`), cheap to clone (one shared
+/// allocation). Not to be confused with [`ipvs_netlink::VirtualServiceKey`], the kernel's
+/// protocol/address/port (or fwmark) identity of a virtual server.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceKey(Arc<str>);
+pub struct ServiceName(Arc<str>);
 
-impl ServiceKey {
-    /// Builds the key from its parts.
+impl ServiceName {
+    /// Builds the name from its parts.
     pub fn new(namespace: &str, name: &str) -> Self {
         Self(Arc::from(format!("{namespace}/{name}")))
     }
@@ -31,14 +33,14 @@ impl ServiceKey {
     }
 }
 
-impl fmt::Display for ServiceKey {
+impl fmt::Display for ServiceName {
     /// `namespace/name`, control characters escaped ([`crate::render::escape`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         crate::render::Escaped(&self.0).fmt(f)
     }
 }
 
-impl Serialize for ServiceKey {
+impl Serialize for ServiceName {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
     }
@@ -48,7 +50,7 @@ impl Serialize for ServiceKey {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServicePortName {
     /// The Service.
-    pub service: ServiceKey,
+    pub service: ServiceName,
     /// The port name (empty for a single unnamed port).
     pub port: Arc<str>,
 }

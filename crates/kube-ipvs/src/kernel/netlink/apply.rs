@@ -472,7 +472,7 @@ mod tests {
                     crate::types::Family::V4,
                 ),
                 owner: crate::types::ServicePortName {
-                    service: crate::types::ServiceKey::new("a", "b"),
+                    service: crate::types::ServiceName::new("a", "b"),
                     port: "".into(),
                 },
             },
@@ -504,7 +504,7 @@ mod tests {
 
     #[test]
     fn present_effects_count_as_done_and_adds_become_updates() {
-        let key = ipvs::ServiceKey::tcp("10.0.0.1".parse().unwrap(), 80);
+        let key = ipvs::VirtualServiceKey::tcp("10.0.0.1".parse().unwrap(), 80);
         let svc = ipvs::Service::new(key, ipvs::Scheduler::rr());
         let dest = ipvs::Destination::masq("10.244.0.1".parse().unwrap(), 80, 1);
         let refused = Failure::refused;

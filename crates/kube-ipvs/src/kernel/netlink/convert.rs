@@ -60,14 +60,14 @@ fn proto_of(p: ipvs::Protocol) -> Proto {
 }
 
 /// The IPVS identity of a virtual server.
-pub fn service_key(key: &VsKey) -> ipvs::ServiceKey {
+pub fn virtual_service_key(key: &VsKey) -> ipvs::VirtualServiceKey {
     match *key {
-        VsKey::Service { proto, addr, port } => ipvs::ServiceKey::Inet {
+        VsKey::Service { proto, addr, port } => ipvs::VirtualServiceKey::Inet {
             protocol: ipvs_proto(proto),
             addr,
             port,
         },
-        VsKey::Fwmark { family, mark } => ipvs::ServiceKey::Fwmark {
+        VsKey::Fwmark { family, mark } => ipvs::VirtualServiceKey::Fwmark {
             family: ipvs_family(family),
             mark,
         },
@@ -75,9 +75,9 @@ pub fn service_key(key: &VsKey) -> ipvs::ServiceKey {
 }
 
 /// The domain identity of an IPVS service.
-pub fn vs_key(key: &ipvs::ServiceKey) -> VsKey {
+pub fn vs_key(key: &ipvs::VirtualServiceKey) -> VsKey {
     match *key {
-        ipvs::ServiceKey::Inet {
+        ipvs::VirtualServiceKey::Inet {
             protocol,
             addr,
             port,
@@ -86,7 +86,7 @@ pub fn vs_key(key: &ipvs::ServiceKey) -> VsKey {
             addr,
             port,
         },
-        ipvs::ServiceKey::Fwmark { family, mark } => VsKey::Fwmark {
+        ipvs::VirtualServiceKey::Fwmark { family, mark } => VsKey::Fwmark {
             family: family_of(family),
             mark,
         },
@@ -97,7 +97,7 @@ pub fn vs_key(key: &ipvs::ServiceKey) -> VsKey {
 pub fn service(key: &VsKey, spec: &VsSpec) -> Result<ipvs::Service, Unsupported> {
     let scheduler = ipvs::Scheduler::new(spec.scheduler.name())
         .map_err(|e| Unsupported(format!("scheduler: {e}")))?;
-    let mut s = ipvs::Service::new(service_key(key), scheduler);
+    let mut s = ipvs::Service::new(virtual_service_key(key), scheduler);
     s.flags = ipvs::ServiceFlags::from_bits(spec.flags.0);
     s.timeout = spec.timeout;
     s.netmask = spec.netmask;
@@ -168,15 +168,15 @@ pub fn ipvs_op(op: &crate::plan::Op) -> Option<Result<ipvs::Op, Unsupported>> {
     Some(match op {
         Op::AddVs { key, spec, .. } => service(key, spec).map(ipvs::Op::AddService),
         Op::UpdateVs { key, spec } => service(key, spec).map(ipvs::Op::UpdateService),
-        Op::DelVs { key } => Ok(ipvs::Op::DeleteService(service_key(key))),
+        Op::DelVs { key } => Ok(ipvs::Op::DeleteService(virtual_service_key(key))),
         Op::AddRs { vs, rs } => {
-            destination(rs).map(|d| ipvs::Op::AddDestination(service_key(vs), d))
+            destination(rs).map(|d| ipvs::Op::AddDestination(virtual_service_key(vs), d))
         }
         Op::UpdateRs { vs, rs } => {
-            destination(rs).map(|d| ipvs::Op::UpdateDestination(service_key(vs), d))
+            destination(rs).map(|d| ipvs::Op::UpdateDestination(virtual_service_key(vs), d))
         }
         Op::DelRs { vs, rs } => Ok(ipvs::Op::DeleteDestination {
-            service: service_key(vs),
+            service: virtual_service_key(vs),
             addr: rs.addr,
             port: rs.port,
         }),

@@ -53,7 +53,7 @@ fn as_reported(mut s: ipvs::Service) -> ipvs::Service {
 #[test]
 fn every_key_round_trips() {
     for key in keys() {
-        assert_eq!(vs_key(&service_key(&key)), key, "{key}");
+        assert_eq!(vs_key(&virtual_service_key(&key)), key, "{key}");
     }
 }
 
@@ -97,7 +97,7 @@ fn every_scheduler_and_flag_round_trips() {
 #[test]
 fn unknown_schedulers_are_not_observed() {
     let s = ipvs::Service::new(
-        ipvs::ServiceKey::tcp(ip("10.0.0.1"), 80),
+        ipvs::VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
         ipvs::Scheduler::new("none").unwrap(),
     );
     assert_eq!(vs_spec(&s), None);
@@ -145,10 +145,10 @@ fn plan_ops_map_to_ipvs_requests() {
     let spec = VsSpec::plain(Scheduler::Wrr, Family::V4);
     let rs = RealServer::masq(ip("10.244.1.5"), 6443);
     let owner = ServicePortName {
-        service: crate::types::ServiceKey::new("default", "kubernetes"),
+        service: crate::types::ServiceName::new("default", "kubernetes"),
         port: "https".into(),
     };
-    let key = service_key(&vs);
+    let key = virtual_service_key(&vs);
     let svc = service(&vs, &spec).unwrap();
     let dest = destination(&rs).unwrap();
     let cases = [

@@ -109,7 +109,7 @@ pub(super) async fn read(
     const OP: &str = "read IPVS table";
     let mut vs = Vec::with_capacity(scope.vs.len());
     for key in &scope.vs {
-        let nl_key = convert::service_key(key);
+        let nl_key = convert::virtual_service_key(key);
         let dests = r
             .ipvs
             .list_destinations(&nl_key)
