@@ -13,7 +13,9 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipvs_netlink::{Client, ClientOptions, Destination, Op, Scheduler, Service, VirtualServiceKey};
+use ipvs_netlink::{
+    Client, ClientOptions, Destination, IpvsOp, Scheduler, Service, VirtualServiceKey,
+};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::resource::{UsageWho, getrusage};
 
@@ -56,16 +58,16 @@ fn backend(i: u32, n: u8) -> IpAddr {
     IpAddr::from([10, 128 + a * 2 + n, b, c])
 }
 
-fn rule_set(n: u32) -> Vec<Op> {
+fn rule_set(n: u32) -> Vec<IpvsOp> {
     let mut ops = Vec::with_capacity(usize::try_from(n).unwrap() * 3);
     for i in 0..n {
         let key = VirtualServiceKey::tcp(vip(i), 80);
-        ops.push(Op::AddService(Service::new(key, Scheduler::rr())));
-        ops.push(Op::AddDestination(
+        ops.push(IpvsOp::AddService(Service::new(key, Scheduler::rr())));
+        ops.push(IpvsOp::AddDestination(
             key,
             Destination::masq(backend(i, 0), 8080, 1),
         ));
-        ops.push(Op::AddDestination(
+        ops.push(IpvsOp::AddDestination(
             key,
             Destination::masq(backend(i, 1), 8080, 1),
         ));

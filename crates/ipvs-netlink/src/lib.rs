@@ -22,12 +22,12 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ipvs_netlink::Error> {
-//! use ipvs_netlink::{Client, Destination, Op, Scheduler, Service, VirtualServiceKey};
+//! use ipvs_netlink::{Client, Destination, IpvsOp, Scheduler, Service, VirtualServiceKey};
 //! let mut ipvs = Client::connect().await?; // this thread's network namespace
 //! let key = VirtualServiceKey::tcp("10.96.0.10".parse().unwrap(), 53);
 //! let ops = [
-//!     Op::AddService(Service::new(key, Scheduler::rr())),
-//!     Op::AddDestination(key, Destination::masq("10.244.1.5".parse().unwrap(), 53, 1)),
+//!     IpvsOp::AddService(Service::new(key, Scheduler::rr())),
+//!     IpvsOp::AddDestination(key, Destination::masq("10.244.1.5".parse().unwrap(), 53, 1)),
 //! ];
 //! for (op, result) in ops.iter().zip(ipvs.apply(&ops).await) {
 //!     if let Err(e) = result {
@@ -61,7 +61,7 @@ pub mod stats;
 
 mod client;
 
-pub use client::{Client, ClientOptions, Error, Op, Table, TableService};
+pub use client::{Client, ClientOptions, Error, IpvsOp, Table, TableService};
 pub use config::Timeouts;
 pub use daemon::{Daemon, DaemonState};
 pub use destination::{Destination, ForwardMethod, TunnelFlags, TunnelType};

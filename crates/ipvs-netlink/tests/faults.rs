@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use ipvs_netlink::frame::{self, ReplyBody};
 use ipvs_netlink::{
-    Client, ClientOptions, Destination, Errno, Error, IpvsCmd, IpvsMessage, Op, Scheduler, Service,
-    VirtualServiceKey,
+    Client, ClientOptions, Destination, Errno, Error, IpvsCmd, IpvsMessage, IpvsOp, Scheduler,
+    Service, VirtualServiceKey,
 };
 use netlink_packet_core::{NLM_F_MULTIPART, NetlinkMessage};
 use netlink_packet_generic::GenlMessage;
@@ -101,12 +101,12 @@ fn key(i: u8) -> VirtualServiceKey {
 }
 
 /// Services 1..=3, each with two destinations.
-fn ops() -> Vec<Op> {
+fn ops() -> Vec<IpvsOp> {
     let mut ops = Vec::new();
     for i in 1..=3 {
-        ops.push(Op::AddService(Service::new(key(i), Scheduler::rr())));
+        ops.push(IpvsOp::AddService(Service::new(key(i), Scheduler::rr())));
         for d in 1..=2 {
-            ops.push(Op::AddDestination(
+            ops.push(IpvsOp::AddDestination(
                 key(i),
                 Destination::masq(IpAddr::from([10, 244, i, d]), 8080, 1),
             ));

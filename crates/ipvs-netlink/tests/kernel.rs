@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::process::Command;
 
 use ipvs_netlink::{
-    AddressFamily, Client, ClientOptions, Destination, Error, ForwardMethod, Op, Protocol,
+    AddressFamily, Client, ClientOptions, Destination, Error, ForwardMethod, IpvsOp, Protocol,
     Scheduler, Service, ServiceFlags, Timeouts, TunnelFlags, TunnelType, VirtualServiceKey,
 };
 use nix::sched::{CloneFlags, unshare};
@@ -560,17 +560,17 @@ async fn we_decode_exactly_what_ipvsadm_adds() {
     );
 }
 
-fn bulk_ops(n: u16) -> Vec<Op> {
+fn bulk_ops(n: u16) -> Vec<IpvsOp> {
     let mut ops = Vec::new();
     for i in 0..n {
         let [hi, lo] = i.to_be_bytes();
         let key = VirtualServiceKey::tcp(IpAddr::from([10, 96, hi, lo]), 80);
-        ops.push(Op::AddService(Service::new(key, Scheduler::rr())));
-        ops.push(Op::AddDestination(
+        ops.push(IpvsOp::AddService(Service::new(key, Scheduler::rr())));
+        ops.push(IpvsOp::AddDestination(
             key,
             Destination::masq(IpAddr::from([10, 244, hi, lo]), 8080, 1),
         ));
-        ops.push(Op::AddDestination(
+        ops.push(IpvsOp::AddDestination(
             key,
             Destination::masq(IpAddr::from([10, 245, hi, lo]), 8080, 2),
         ));
@@ -590,10 +590,10 @@ async fn apply_batch(ack_every_op: bool) {
     // Failures in the middle and at a datagram's end must not stop the others.
     ops.insert(
         100,
-        Op::DeleteService(VirtualServiceKey::tcp(ip("10.200.0.1"), 1)),
+        IpvsOp::DeleteService(VirtualServiceKey::tcp(ip("10.200.0.1"), 1)),
     );
     ops.insert(700, ops[0].clone());
-    ops.push(Op::AddDestination(
+    ops.push(IpvsOp::AddDestination(
         VirtualServiceKey::tcp(ip("10.200.0.2"), 1),
         Destination::masq(ip("10.0.0.1"), 1, 1),
     ));

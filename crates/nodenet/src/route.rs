@@ -17,7 +17,7 @@ use netlink_packet_route::route::{
 use netlink_transport::{BatchOutcome, Errno, Failure};
 use rtnetlink::RouteMessageBuilder;
 
-use crate::link::{LinkError, Links, Op, dump, exchange};
+use crate::link::{LinkError, LinkOp, Links, dump, exchange};
 
 /// The kernel's local routing table (`table local`).
 pub const RT_TABLE_LOCAL: u8 = 255;
@@ -41,7 +41,7 @@ fn message(prefix: IpNet, ifindex: u32) -> Result<RouteMessage, LinkError> {
     let mut msg = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(prefix.addr(), prefix.prefix_len())
         .map_err(|e| LinkError::Invalid {
-            op: Op::AddRoute(prefix),
+            op: LinkOp::AddRoute(prefix),
             reason: e.to_string(),
         })?
         .output_interface(ifindex)
@@ -161,7 +161,7 @@ impl Links {
         )
         .await
         .map(|_| ())
-        .map_err(|e| e.into_link(Op::AddRoute(prefix)))
+        .map_err(|e| e.into_link(LinkOp::AddRoute(prefix)))
     }
 
     /// Deletes that route; `Ok(false)` if it was not there.
@@ -174,7 +174,7 @@ impl Links {
         match exchange(self.sock_mut(), RouteNetlinkMessage::DelRoute(msg), 0).await {
             Ok(_) => Ok(true),
             Err(e) if e.kernel() == Some(Errno::ESRCH) => Ok(false),
-            Err(e) => Err(e.into_link(Op::DelRoute(prefix))),
+            Err(e) => Err(e.into_link(LinkOp::DelRoute(prefix))),
         }
     }
 
@@ -237,7 +237,7 @@ impl Links {
             RouteNetlinkMessage::GetRoute(RouteMessage::default())
         })
         .await
-        .map_err(|e| e.into_link(Op::DumpRoutes))?;
+        .map_err(|e| e.into_link(LinkOp::DumpRoutes))?;
         let mut routes: Vec<LocalRoute> = replies
             .iter()
             .filter_map(|m| match m {
@@ -256,7 +256,7 @@ impl Links {
             RouteNetlinkMessage::GetRoute(RouteMessage::default())
         })
         .await
-        .map_err(|e| e.into_link(Op::DumpRoutes))?;
+        .map_err(|e| e.into_link(LinkOp::DumpRoutes))?;
         let mut routes: Vec<Route> = replies
             .iter()
             .filter_map(|m| match m {

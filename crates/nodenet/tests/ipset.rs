@@ -448,7 +448,7 @@ async fn ipset_errors_are_typed() {
         matches!(
             e,
             IpsetError::SetExists {
-                op: Op::Create,
+                op: IpsetOp::Create,
                 errno: Errno::EEXIST,
                 ..
             }
@@ -462,7 +462,7 @@ async fn ipset_errors_are_typed() {
         matches!(
             e,
             IpsetError::SetMissing {
-                op: Op::Destroy,
+                op: IpsetOp::Destroy,
                 ..
             }
         ),
@@ -470,7 +470,13 @@ async fn ipset_errors_are_typed() {
     );
     let e = c.list("MISSING").await.unwrap_err();
     assert!(
-        matches!(e, IpsetError::SetMissing { op: Op::List, .. }),
+        matches!(
+            e,
+            IpsetError::SetMissing {
+                op: IpsetOp::List,
+                ..
+            }
+        ),
         "{e}"
     );
     let e = c
@@ -478,7 +484,13 @@ async fn ipset_errors_are_typed() {
         .await
         .unwrap_err();
     assert!(
-        matches!(e, IpsetError::SetMissing { op: Op::Add, .. }),
+        matches!(
+            e,
+            IpsetError::SetMissing {
+                op: IpsetOp::Add,
+                ..
+            }
+        ),
         "{e}"
     );
 
@@ -493,7 +505,13 @@ async fn ipset_errors_are_typed() {
     c.del("ERR", &one).await.unwrap();
     let e = c.del("ERR", &one).await.unwrap_err();
     assert!(
-        matches!(e, IpsetError::ElementMissing { op: Op::Del, .. }),
+        matches!(
+            e,
+            IpsetError::ElementMissing {
+                op: IpsetOp::Del,
+                ..
+            }
+        ),
         "{e}"
     );
     assert!(!c.test("ERR", &one).await.unwrap());
@@ -516,7 +534,7 @@ async fn ipset_errors_are_typed() {
         matches!(
             e,
             IpsetError::TypeMismatch {
-                op: Op::Swap,
+                op: IpsetOp::Swap,
                 errno: IPSET_ERR_TYPE_MISMATCH,
                 ..
             }
@@ -525,12 +543,24 @@ async fn ipset_errors_are_typed() {
     );
     let e = c.rename("ERR", "ERR-NET").await.unwrap_err();
     assert!(
-        matches!(e, IpsetError::SetExists { op: Op::Rename, .. }),
+        matches!(
+            e,
+            IpsetError::SetExists {
+                op: IpsetOp::Rename,
+                ..
+            }
+        ),
         "{e}"
     );
     let e = c.swap("ERR", "MISSING").await.unwrap_err();
     assert!(
-        matches!(e, IpsetError::SetMissing { op: Op::Swap, .. }),
+        matches!(
+            e,
+            IpsetError::SetMissing {
+                op: IpsetOp::Swap,
+                ..
+            }
+        ),
         "{e}"
     );
 

@@ -16,7 +16,7 @@ use netlink_transport::{
 };
 
 pub use error::Error;
-pub use op::Op;
+pub use op::IpvsOp;
 pub use table::{Table, TableService};
 
 use crate::config::Timeouts;
@@ -145,7 +145,7 @@ impl Client {
     }
 
     /// Run one operation and wait for its acknowledgement.
-    async fn run(&mut self, op: &Op) -> Result<(), Error> {
+    async fn run(&mut self, op: &IpvsOp) -> Result<(), Error> {
         op.validate()?;
         let msg = op.message();
         let res = self
@@ -243,17 +243,17 @@ impl Client {
 
     /// `ipvsadm -A`.
     pub async fn add_service(&mut self, service: &Service) -> Result<(), Error> {
-        self.run(&Op::AddService(service.clone())).await
+        self.run(&IpvsOp::AddService(service.clone())).await
     }
 
     /// `ipvsadm -E`: replace scheduler, flags, timeout, netmask, persistence engine.
     pub async fn update_service(&mut self, service: &Service) -> Result<(), Error> {
-        self.run(&Op::UpdateService(service.clone())).await
+        self.run(&IpvsOp::UpdateService(service.clone())).await
     }
 
     /// `ipvsadm -D`.
     pub async fn delete_service(&mut self, key: &VirtualServiceKey) -> Result<(), Error> {
-        self.run(&Op::DeleteService(*key)).await
+        self.run(&IpvsOp::DeleteService(*key)).await
     }
 
     /// `ipvsadm -a`.
@@ -262,7 +262,8 @@ impl Client {
         service: &VirtualServiceKey,
         dest: &Destination,
     ) -> Result<(), Error> {
-        self.run(&Op::AddDestination(*service, dest.clone())).await
+        self.run(&IpvsOp::AddDestination(*service, dest.clone()))
+            .await
     }
 
     /// `ipvsadm -e`.
@@ -271,7 +272,7 @@ impl Client {
         service: &VirtualServiceKey,
         dest: &Destination,
     ) -> Result<(), Error> {
-        self.run(&Op::UpdateDestination(*service, dest.clone()))
+        self.run(&IpvsOp::UpdateDestination(*service, dest.clone()))
             .await
     }
 
@@ -282,7 +283,7 @@ impl Client {
         addr: std::net::IpAddr,
         port: u16,
     ) -> Result<(), Error> {
-        self.run(&Op::DeleteDestination {
+        self.run(&IpvsOp::DeleteDestination {
             service: *service,
             addr,
             port,
@@ -292,17 +293,17 @@ impl Client {
 
     /// `ipvsadm -C`: delete every service of the namespace.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        self.run(&Op::Flush).await
+        self.run(&IpvsOp::Flush).await
     }
 
     /// `ipvsadm -Z [service]`: zero counters of one service, or of all with `None`.
     pub async fn zero(&mut self, service: Option<&VirtualServiceKey>) -> Result<(), Error> {
-        self.run(&Op::Zero(service.copied())).await
+        self.run(&IpvsOp::Zero(service.copied())).await
     }
 
     /// `ipvsadm --set tcp tcpfin udp` (0 leaves a value unchanged).
     pub async fn set_timeouts(&mut self, timeouts: &Timeouts) -> Result<(), Error> {
-        self.run(&Op::SetTimeouts(*timeouts)).await
+        self.run(&IpvsOp::SetTimeouts(*timeouts)).await
     }
 
     fn query<T>(op: &'static str, res: Result<T, Fail>) -> Result<T, Error> {
@@ -377,7 +378,7 @@ impl Client {
                 .service()
                 .map_err(|source| Error::Decode { op: OP, source }),
             Err(Fail::Transport(netlink_transport::Error::Kernel(errno))) => {
-                Err(Op::DeleteService(*key).error(errno).renamed(OP))
+                Err(IpvsOp::DeleteService(*key).error(errno).renamed(OP))
             }
             Err(Fail::Transport(e)) => Err(Error::transport(OP, key.to_string(), e)),
             Err(Fail::Client(e)) => Err(e),
@@ -461,7 +462,7 @@ impl Client {
     /// Apply many operations pipelined (the fast path, `ipvsadm -R` done right): see
     /// [`ClientOptions::window`] and [`ClientOptions::ack_every_op`]. Returns one result per
     /// operation, in order; a failed operation does not stop the others.
-    pub async fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), Error>> {
+    pub async fn apply(&mut self, ops: &[IpvsOp]) -> Vec<Result<(), Error>> {
         let outcome = self.apply_batch(ops).await;
         let mut results: Vec<Result<(), Error>> = ops.iter().map(|_| Ok(())).collect();
         for (i, failure) in outcome.failed {
@@ -475,7 +476,7 @@ impl Client {
     /// [`Client::apply`], answered as the transport's [`BatchOutcome`]: the index of every
     /// operation that failed, and why (the kernel's errno, a lost answer, not sent). An
     /// operation refused before sending fails as not sent, with its [`Error`] as the cause.
-    pub async fn apply_batch(&mut self, ops: &[Op]) -> BatchOutcome {
+    pub async fn apply_batch(&mut self, ops: &[IpvsOp]) -> BatchOutcome {
         let opts = BatchOptions {
             window: self.opts.window,
             ack: if self.opts.ack_every_op {
@@ -504,7 +505,7 @@ impl Client {
 
 impl Error {
     /// The error of `op` that failed in a batch.
-    pub fn from_failure(op: &Op, failure: Failure) -> Self {
+    pub fn from_failure(op: &IpvsOp, failure: Failure) -> Self {
         match failure {
             Failure::Refused { errno, .. } => op.error(errno),
             Failure::Lost(e) | Failure::NotSent(e) => Error::transport(op.name(), op.target(), e),

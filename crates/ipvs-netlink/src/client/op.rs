@@ -12,7 +12,7 @@ use crate::service::{MAX_SCHEDULER_LEN, Service, VirtualServiceKey};
 
 /// A change to the IPVS table. [`crate::Client::apply`] runs many of them pipelined.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
+pub enum IpvsOp {
     /// `ipvsadm -A`.
     AddService(Service),
     /// `ipvsadm -E`.
@@ -40,7 +40,7 @@ pub enum Op {
     SetTimeouts(Timeouts),
 }
 
-impl Op {
+impl IpvsOp {
     /// A short name for logs and errors.
     pub fn name(&self) -> &'static str {
         match self {

@@ -12,7 +12,7 @@ use netlink_transport::{
 
 use super::constants::{IPSET_ERR_HASH_FULL, IPSET_PROTOCOL, IPSET_PROTOCOL_MIN};
 use super::entry::{Entry, Family, Member, SetType};
-use super::error::{DecodeError, EncodeError, IpsetError, Op};
+use super::error::{DecodeError, EncodeError, IpsetError, IpsetOp};
 use super::reply::{self, ListDecoder, ListedSet, Reply, SetHeader};
 use super::request::{self, AdtOp, BatchHeader, CreateSpec, ListMode, Request};
 
@@ -64,14 +64,14 @@ pub type Item<'a> = (&'a Entry, Option<&'a str>);
 pub type Job<'a, 'b> = (AdtOp, &'b [Item<'a>]);
 
 /// The op and entry of entry `i` numbered across `jobs`.
-fn locate<'a>(jobs: &[Job<'a, '_>], mut i: usize) -> (Op, Option<&'a Entry>) {
+fn locate<'a>(jobs: &[Job<'a, '_>], mut i: usize) -> (IpsetOp, Option<&'a Entry>) {
     for (op, items) in jobs {
         if i < items.len() {
             return (adt_op(*op), items.get(i).map(|(e, _)| *e));
         }
         i -= items.len();
     }
-    (Op::Add, None)
+    (IpsetOp::Add, None)
 }
 
 /// ADT batches: up to three 64 KiB messages per `sendmsg` (the transport lowers that to what
@@ -104,7 +104,7 @@ impl From<netlink_transport::Error> for Fail {
 }
 
 impl Fail {
-    fn into_error(self, op: Op, set: &str, entry: Option<String>) -> IpsetError {
+    fn into_error(self, op: IpsetOp, set: &str, entry: Option<String>) -> IpsetError {
         match self {
             Fail::Transport(e) => transport_error(op, set, e, entry),
             Fail::Client(e) => e,
@@ -114,7 +114,7 @@ impl Fail {
 
 /// The error of `op` on `set` for a transport failure.
 fn transport_error(
-    op: Op,
+    op: IpsetOp,
     set: &str,
     e: netlink_transport::Error,
     entry: Option<String>,
@@ -158,14 +158,14 @@ impl IpsetClient {
             ..netlink_transport::Options::new(NETLINK_NETFILTER)
         })
         .await
-        .map_err(|e| transport_error(Op::Protocol, "", e, None))?;
+        .map_err(|e| transport_error(IpsetOp::Protocol, "", e, None))?;
         let mut client = IpsetClient {
             sock,
             protocol: IPSET_PROTOCOL,
             revisions: BTreeMap::new(),
         };
         match client
-            .request_reply(Op::Protocol, "", &Request::Protocol)
+            .request_reply(IpsetOp::Protocol, "", &Request::Protocol)
             .await?
         {
             Reply::Protocol { version, .. } => match negotiate(version) {
@@ -174,12 +174,12 @@ impl IpsetClient {
                     Ok(client)
                 }
                 None => Err(IpsetError::Unsupported {
-                    op: Op::Protocol,
+                    op: IpsetOp::Protocol,
                     set: String::new(),
                     kernel: version,
                 }),
             },
-            other => Err(unexpected(Op::Protocol, "", &other)),
+            other => Err(unexpected(IpsetOp::Protocol, "", &other)),
         }
     }
 
@@ -207,7 +207,8 @@ impl IpsetClient {
             revision,
             exist_ok,
         };
-        self.request_ack(Op::Create, &spec.name, &req, None).await
+        self.request_ack(IpsetOp::Create, &spec.name, &req, None)
+            .await
     }
 
     /// The revision to create `set_type` with: the highest both we and the kernel know.
@@ -224,7 +225,7 @@ impl IpsetClient {
             set_type: set_type.clone(),
             family,
         };
-        match self.request_reply(Op::Type, set, &req).await? {
+        match self.request_reply(IpsetOp::Type, set, &req).await? {
             Reply::Type {
                 revision,
                 revision_min,
@@ -233,7 +234,7 @@ impl IpsetClient {
                 let rev = revision.min(set_type.max_revision());
                 if rev < revision_min {
                     return Err(IpsetError::UnsupportedRevision {
-                        op: Op::Create,
+                        op: IpsetOp::Create,
                         set: set.to_string(),
                         set_type: set_type.to_string(),
                         kernel_min: revision_min,
@@ -243,14 +244,14 @@ impl IpsetClient {
                 self.revisions.insert((set_type.clone(), family), rev);
                 Ok(rev)
             }
-            other => Err(unexpected(Op::Type, set, &other)),
+            other => Err(unexpected(IpsetOp::Type, set, &other)),
         }
     }
 
     /// `ipset destroy NAME`.
     pub async fn destroy(&mut self, name: &str) -> Result<(), IpsetError> {
         self.request_ack(
-            Op::Destroy,
+            IpsetOp::Destroy,
             name,
             &Request::Destroy {
                 name: name.to_string(),
@@ -264,7 +265,7 @@ impl IpsetClient {
     /// `ipset flush NAME`.
     pub async fn flush(&mut self, name: &str) -> Result<(), IpsetError> {
         self.request_ack(
-            Op::Flush,
+            IpsetOp::Flush,
             name,
             &Request::Flush {
                 name: name.to_string(),
@@ -280,7 +281,7 @@ impl IpsetClient {
             from: from.to_string(),
             to: to.to_string(),
         };
-        self.request_ack(Op::Rename, from, &req, None).await
+        self.request_ack(IpsetOp::Rename, from, &req, None).await
     }
 
     /// `ipset swap FROM TO`: atomically exchanges the contents behind two names; iptables
@@ -290,7 +291,7 @@ impl IpsetClient {
             from: from.to_string(),
             to: to.to_string(),
         };
-        self.request_ack(Op::Swap, from, &req, None).await
+        self.request_ack(IpsetOp::Swap, from, &req, None).await
     }
 
     /// `ipset list NAME`: header and members.
@@ -302,7 +303,7 @@ impl IpsetClient {
     pub async fn header(&mut self, name: &str) -> Result<SetHeader, IpsetError> {
         let set = self.list_one(name, ListMode::Header).await?;
         set.header.ok_or_else(|| IpsetError::Decode {
-            op: Op::List,
+            op: IpsetOp::List,
             set: name.to_string(),
             source: DecodeError::Missing { what: "set header" },
         })
@@ -335,7 +336,7 @@ impl IpsetClient {
         match sets.pop() {
             Some(set) if sets.is_empty() && set.name == name => Ok(set),
             _ => Err(IpsetError::Decode {
-                op: Op::List,
+                op: IpsetOp::List,
                 set: name.to_string(),
                 source: DecodeError::Invalid {
                     what: "list dump",
@@ -654,7 +655,7 @@ impl IpsetClient {
         if let Some(header) = &listed.header {
             for entry in wanted {
                 request::check_entry(&header.set_type, entry)
-                    .map_err(|source| encode_error(Op::Sync, set, source))?;
+                    .map_err(|source| encode_error(IpsetOp::Sync, set, source))?;
             }
         }
         let observed = listed.members.into_iter().map(|m| m.entry).collect();
@@ -734,7 +735,7 @@ impl IpsetClient {
     pub async fn resize(&mut self, set: &str, maxelem: u32) -> Result<usize, IpsetError> {
         let listed = self.list(set).await?;
         let header = listed.header.ok_or_else(|| IpsetError::Decode {
-            op: Op::List,
+            op: IpsetOp::List,
             set: set.to_string(),
             source: DecodeError::Missing { what: "set header" },
         })?;
@@ -762,7 +763,7 @@ impl IpsetClient {
     /// Sends `req` and waits for its acknowledgement.
     async fn request_ack(
         &mut self,
-        op: Op,
+        op: IpsetOp,
         set: &str,
         req: &Request,
         entries: Option<&[String]>,
@@ -784,7 +785,7 @@ impl IpsetClient {
     /// Sends `req` and returns its (non-ack) reply.
     async fn request_reply(
         &mut self,
-        op: Op,
+        op: IpsetOp,
         set: &str,
         req: &Request,
     ) -> Result<Reply, IpsetError> {
@@ -826,7 +827,7 @@ impl IpsetClient {
         name: Option<&str>,
         mode: ListMode,
     ) -> Result<Vec<ListedSet>, IpsetError> {
-        let op = Op::List;
+        let op = IpsetOp::List;
         let set = name.unwrap_or("");
         let req = Request::List {
             name: name.map(str::to_string),
@@ -871,7 +872,7 @@ impl std::fmt::Debug for IpsetClient {
     }
 }
 
-fn decode_error(op: Op, set: &str, source: DecodeError) -> IpsetError {
+fn decode_error(op: IpsetOp, set: &str, source: DecodeError) -> IpsetError {
     IpsetError::Decode {
         op,
         set: set.to_string(),
@@ -879,7 +880,7 @@ fn decode_error(op: Op, set: &str, source: DecodeError) -> IpsetError {
     }
 }
 
-fn encode_error(op: Op, set: &str, source: EncodeError) -> IpsetError {
+fn encode_error(op: IpsetOp, set: &str, source: EncodeError) -> IpsetError {
     IpsetError::Encode {
         op,
         set: set.to_string(),
@@ -887,7 +888,7 @@ fn encode_error(op: Op, set: &str, source: EncodeError) -> IpsetError {
     }
 }
 
-fn unexpected(op: Op, set: &str, reply: &Reply) -> IpsetError {
+fn unexpected(op: IpsetOp, set: &str, reply: &Reply) -> IpsetError {
     decode_error(
         op,
         set,
@@ -898,11 +899,11 @@ fn unexpected(op: Op, set: &str, reply: &Reply) -> IpsetError {
     )
 }
 
-fn adt_op(op: AdtOp) -> Op {
+fn adt_op(op: AdtOp) -> IpsetOp {
     match op {
-        AdtOp::Add => Op::Add,
-        AdtOp::Del => Op::Del,
-        AdtOp::Test => Op::Test,
+        AdtOp::Add => IpsetOp::Add,
+        AdtOp::Del => IpsetOp::Del,
+        AdtOp::Test => IpsetOp::Test,
     }
 }
 

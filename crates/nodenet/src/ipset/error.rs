@@ -11,7 +11,7 @@ use netlink_transport::Errno;
 /// The ipset operation that failed, named like the `ipset` CLI command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Op {
+pub enum IpsetOp {
     Protocol,
     Type,
     Create,
@@ -28,23 +28,23 @@ pub enum Op {
     Replace,
 }
 
-impl fmt::Display for Op {
+impl fmt::Display for IpsetOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Op::Protocol => "protocol",
-            Op::Type => "type",
-            Op::Create => "create",
-            Op::Destroy => "destroy",
-            Op::Flush => "flush",
-            Op::Rename => "rename",
-            Op::Swap => "swap",
-            Op::List => "list",
-            Op::Header => "header",
-            Op::Add => "add",
-            Op::Del => "del",
-            Op::Test => "test",
-            Op::Sync => "sync",
-            Op::Replace => "replace",
+            IpsetOp::Protocol => "protocol",
+            IpsetOp::Type => "type",
+            IpsetOp::Create => "create",
+            IpsetOp::Destroy => "destroy",
+            IpsetOp::Flush => "flush",
+            IpsetOp::Rename => "rename",
+            IpsetOp::Swap => "swap",
+            IpsetOp::List => "list",
+            IpsetOp::Header => "header",
+            IpsetOp::Add => "add",
+            IpsetOp::Del => "del",
+            IpsetOp::Test => "test",
+            IpsetOp::Sync => "sync",
+            IpsetOp::Replace => "replace",
         })
     }
 }
@@ -86,54 +86,78 @@ pub enum EncodeError {
 #[non_exhaustive]
 pub enum IpsetError {
     #[error("ipset {op} {set}: set already exists (errno {} {})", errno.get(), errno_name(*errno))]
-    SetExists { op: Op, set: String, errno: Errno },
+    SetExists {
+        op: IpsetOp,
+        set: String,
+        errno: Errno,
+    },
     #[error("ipset {op} {set}: set does not exist (errno {} {})", errno.get(), errno_name(*errno))]
-    SetMissing { op: Op, set: String, errno: Errno },
+    SetMissing {
+        op: IpsetOp,
+        set: String,
+        errno: Errno,
+    },
     #[error("ipset {op} {set}: set is in use (referenced by iptables or a dump) (errno {} {})", errno.get(), errno_name(*errno))]
-    InUse { op: Op, set: String, errno: Errno },
+    InUse {
+        op: IpsetOp,
+        set: String,
+        errno: Errno,
+    },
     #[error("ipset {op} {set}: type or family mismatch (errno {} {})", errno.get(), errno_name(*errno))]
-    TypeMismatch { op: Op, set: String, errno: Errno },
+    TypeMismatch {
+        op: IpsetOp,
+        set: String,
+        errno: Errno,
+    },
     #[error("ipset {op} {set}: protocol error, the kernel rejected the message (errno {} {})", errno.get(), errno_name(*errno))]
-    Protocol { op: Op, set: String, errno: Errno },
+    Protocol {
+        op: IpsetOp,
+        set: String,
+        errno: Errno,
+    },
     #[error("ipset {op} {set}: permission denied, CAP_NET_ADMIN needed (errno {} {})", errno.get(), errno_name(*errno))]
-    Permission { op: Op, set: String, errno: Errno },
+    Permission {
+        op: IpsetOp,
+        set: String,
+        errno: Errno,
+    },
     #[error("ipset {op} {set}: element {entry} already exists (errno {} {})", errno.get(), errno_name(*errno))]
     ElementExists {
-        op: Op,
+        op: IpsetOp,
         set: String,
         entry: String,
         errno: Errno,
     },
     #[error("ipset {op} {set}: element {entry} is missing (errno {} {})", errno.get(), errno_name(*errno))]
     ElementMissing {
-        op: Op,
+        op: IpsetOp,
         set: String,
         entry: String,
         errno: Errno,
     },
     #[error("ipset {op} {set}: kernel error {} {}{}", errno.get(), errno_name(*errno), entry.as_ref().map(|e| format!(" at element {e}")).unwrap_or_default())]
     Kernel {
-        op: Op,
+        op: IpsetOp,
         set: String,
         errno: Errno,
         entry: Option<String>,
     },
     #[error("ipset {op} {set}: no reply within {after:?}")]
     Timeout {
-        op: Op,
+        op: IpsetOp,
         set: String,
         after: Duration,
     },
     #[error("ipset {op} {set}: undecodable reply: {source}")]
     Decode {
-        op: Op,
+        op: IpsetOp,
         set: String,
         #[source]
         source: DecodeError,
     },
     #[error("ipset {op} {set}: cannot encode request: {source}")]
     Encode {
-        op: Op,
+        op: IpsetOp,
         set: String,
         #[source]
         source: EncodeError,
@@ -141,7 +165,7 @@ pub enum IpsetError {
     /// Any other transport failure (the socket, lost replies, the namespace).
     #[error("ipset {op} {set}: {source}")]
     Transport {
-        op: Op,
+        op: IpsetOp,
         set: String,
         #[source]
         source: netlink_transport::Error,
@@ -149,12 +173,16 @@ pub enum IpsetError {
     #[error(
         "ipset {op} {set}: kernel speaks ipset protocol {kernel}, we need >= {IPSET_PROTOCOL_MIN}"
     )]
-    Unsupported { op: Op, set: String, kernel: u8 },
+    Unsupported {
+        op: IpsetOp,
+        set: String,
+        kernel: u8,
+    },
     #[error(
         "ipset {op} {set}: the kernel's {set_type} starts at revision {kernel_min}, we know up to {ours}"
     )]
     UnsupportedRevision {
-        op: Op,
+        op: IpsetOp,
         set: String,
         set_type: String,
         kernel_min: u8,
@@ -183,12 +211,12 @@ impl IpsetError {
 
     /// Maps a kernel errno (positive) for `op` on `set` to a typed error. `entry` names the
     /// element concerned, when known.
-    pub fn from_errno(op: Op, set: &str, errno: Errno, entry: Option<String>) -> Self {
+    pub fn from_errno(op: IpsetOp, set: &str, errno: Errno, entry: Option<String>) -> Self {
         let set = set.to_string();
         match errno {
             Errno::EEXIST => IpsetError::SetExists { op, set, errno },
             Errno::ENOENT => IpsetError::SetMissing { op, set, errno },
-            IPSET_ERR_EXIST_SETNAME2 if op == Op::Rename => {
+            IPSET_ERR_EXIST_SETNAME2 if op == IpsetOp::Rename => {
                 IpsetError::SetExists { op, set, errno }
             }
             IPSET_ERR_EXIST_SETNAME2 => IpsetError::SetMissing { op, set, errno },
@@ -200,7 +228,7 @@ impl IpsetError {
             }
             IPSET_ERR_PROTOCOL | Errno::EPROTO => IpsetError::Protocol { op, set, errno },
             Errno::EPERM | Errno::EACCES => IpsetError::Permission { op, set, errno },
-            IPSET_ERR_EXIST if op == Op::Add => IpsetError::ElementExists {
+            IPSET_ERR_EXIST if op == IpsetOp::Add => IpsetError::ElementExists {
                 op,
                 set,
                 entry: entry.unwrap_or_else(|| "?".to_string()),

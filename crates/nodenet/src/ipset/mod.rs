@@ -58,7 +58,7 @@ mod tests;
 
 pub use client::{Config, IpsetClient, SyncStats, diff, temp_name};
 pub use entry::{Entry, Family, Member, Protocol, SetType};
-pub use error::{DecodeError, EncodeError, IpsetError, Op, errno_name};
+pub use error::{DecodeError, EncodeError, IpsetError, IpsetOp, errno_name};
 pub use message::{Messages, NlHeader};
 pub use reply::{ListDecoder, ListedSet, Reply, SetHeader, decode_all, parse_reply};
 pub use request::{AdtOp, CreateSpec, ListMode, Request};

@@ -10,7 +10,7 @@ use netlink_transport::Errno;
 /// An rtnetlink operation, named in errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Op {
+pub enum LinkOp {
     /// Opening the netlink socket.
     Connect,
     /// RTM_GETLINK by name.
@@ -35,20 +35,20 @@ pub enum Op {
     DumpRoutes,
 }
 
-impl fmt::Display for Op {
+impl fmt::Display for LinkOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::Connect => write!(f, "open rtnetlink socket"),
-            Op::GetLink(n) => write!(f, "get link {n}"),
-            Op::AddLink(n) => write!(f, "add dummy link {n}"),
-            Op::DelLink(n) => write!(f, "delete link {n}"),
-            Op::DumpLinks => write!(f, "list links"),
-            Op::DumpAddresses => write!(f, "list addresses"),
-            Op::AddAddresses(i) => write!(f, "add addresses to link #{i}"),
-            Op::DelAddresses(i) => write!(f, "delete addresses from link #{i}"),
-            Op::AddRoute(p) => write!(f, "add local route {p}"),
-            Op::DelRoute(p) => write!(f, "delete local route {p}"),
-            Op::DumpRoutes => write!(f, "list routes"),
+            LinkOp::Connect => write!(f, "open rtnetlink socket"),
+            LinkOp::GetLink(n) => write!(f, "get link {n}"),
+            LinkOp::AddLink(n) => write!(f, "add dummy link {n}"),
+            LinkOp::DelLink(n) => write!(f, "delete link {n}"),
+            LinkOp::DumpLinks => write!(f, "list links"),
+            LinkOp::DumpAddresses => write!(f, "list addresses"),
+            LinkOp::AddAddresses(i) => write!(f, "add addresses to link #{i}"),
+            LinkOp::DelAddresses(i) => write!(f, "delete addresses from link #{i}"),
+            LinkOp::AddRoute(p) => write!(f, "add local route {p}"),
+            LinkOp::DelRoute(p) => write!(f, "delete local route {p}"),
+            LinkOp::DumpRoutes => write!(f, "list routes"),
         }
     }
 }
@@ -61,7 +61,7 @@ pub enum LinkError {
     #[error("{op}: the kernel answered {errno}")]
     Kernel {
         /// The operation.
-        op: Op,
+        op: LinkOp,
         /// The errno.
         errno: Errno,
     },
@@ -69,7 +69,7 @@ pub enum LinkError {
     #[error("{op}: {} address(es) failed, first {}", failed.len(), first_failure(failed))]
     Addresses {
         /// The operation.
-        op: Op,
+        op: LinkOp,
         /// Each failed address with its errno.
         failed: BTreeMap<IpNet, Errno>,
     },
@@ -77,7 +77,7 @@ pub enum LinkError {
     #[error("{op}: no answer from the kernel within {timeout:?}")]
     Timeout {
         /// The operation.
-        op: Op,
+        op: LinkOp,
         /// The bound that expired.
         timeout: Duration,
     },
@@ -86,7 +86,7 @@ pub enum LinkError {
     #[error("{op}: {source}")]
     Transport {
         /// The operation.
-        op: Op,
+        op: LinkOp,
         /// The transport's error (carries the errno).
         #[source]
         source: netlink_transport::Error,
@@ -95,7 +95,7 @@ pub enum LinkError {
     #[error("{op}: undecodable reply: {reason}")]
     Decode {
         /// The operation.
-        op: Op,
+        op: LinkOp,
         /// What was wrong.
         reason: String,
     },
@@ -114,14 +114,14 @@ pub enum LinkError {
     #[error("{op}: invalid argument: {reason}")]
     Invalid {
         /// The operation.
-        op: Op,
+        op: LinkOp,
         /// Why.
         reason: String,
     },
 }
 
 impl LinkError {
-    pub(crate) fn from_transport(op: Op, e: netlink_transport::Error) -> Self {
+    pub(crate) fn from_transport(op: LinkOp, e: netlink_transport::Error) -> Self {
         use netlink_transport::Error as T;
         match e {
             T::Kernel(errno) => LinkError::Kernel { op, errno },

@@ -23,7 +23,7 @@ use netlink_transport::{
 };
 use rtnetlink::{AddressMessageBuilder, LinkDummy};
 
-pub use error::{LinkError, Op};
+pub use error::{LinkError, LinkOp};
 
 use crate::SocketOptions;
 
@@ -84,7 +84,7 @@ impl From<netlink_transport::Error> for Fail {
 }
 
 impl Fail {
-    pub(crate) fn into_link(self, op: Op) -> LinkError {
+    pub(crate) fn into_link(self, op: LinkOp) -> LinkError {
         match self {
             Fail::Transport(e) => LinkError::from_transport(op, e),
             Fail::Decode(reason) => LinkError::Decode { op, reason },
@@ -164,7 +164,7 @@ pub(crate) async fn batch(
 
 /// The outcome as a map of failed items (a transport failure of a batch is reported as such).
 fn failures_by<K: Ord + Copy>(
-    op: Op,
+    op: LinkOp,
     keys: &[K],
     outcome: BatchOutcome,
 ) -> Result<BTreeMap<K, Errno>, LinkError> {
@@ -246,7 +246,7 @@ impl Links {
     pub async fn connect_with(opts: &SocketOptions) -> Result<Self, LinkError> {
         let sock = Transport::connect(opts.transport(NETLINK_ROUTE, RCVBUF))
             .await
-            .map_err(|e| LinkError::from_transport(Op::Connect, e))?;
+            .map_err(|e| LinkError::from_transport(LinkOp::Connect, e))?;
         Ok(Self { sock })
     }
 
@@ -263,7 +263,7 @@ impl Links {
                 _ => None,
             })),
             Err(e) if e.kernel() == Some(Errno::ENODEV) => Ok(None),
-            Err(e) => Err(e.into_link(Op::GetLink(name.to_string()))),
+            Err(e) => Err(e.into_link(LinkOp::GetLink(name.to_string()))),
         }
     }
 
@@ -292,7 +292,7 @@ impl Links {
             NLM_F_CREATE | NLM_F_EXCL,
         )
         .await
-        .map_err(|e| e.into_link(Op::AddLink(name.to_string())))?;
+        .map_err(|e| e.into_link(LinkOp::AddLink(name.to_string())))?;
         self.get_link(name)
             .await?
             .map(|l| l.header.index)
@@ -309,7 +309,7 @@ impl Links {
         match exchange(&mut self.sock, RouteNetlinkMessage::DelLink(msg), 0).await {
             Ok(_) => Ok(true),
             Err(e) if e.kernel() == Some(Errno::ENODEV) => Ok(true),
-            Err(e) => Err(e.into_link(Op::DelLink(name.to_string()))),
+            Err(e) => Err(e.into_link(LinkOp::DelLink(name.to_string()))),
         }
     }
 
@@ -318,7 +318,7 @@ impl Links {
             RouteNetlinkMessage::GetAddress(AddressMessage::default())
         })
         .await
-        .map_err(|e| e.into_link(Op::DumpAddresses))?;
+        .map_err(|e| e.into_link(LinkOp::DumpAddresses))?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -347,7 +347,7 @@ impl Links {
             RouteNetlinkMessage::GetLink(LinkMessage::default())
         })
         .await
-        .map_err(|e| e.into_link(Op::DumpLinks))?;
+        .map_err(|e| e.into_link(LinkOp::DumpLinks))?;
         let names: BTreeMap<u32, (String, bool)> = links
             .iter()
             .filter_map(|m| match m {
@@ -399,7 +399,7 @@ impl Links {
     /// Binds each address as a host prefix (/32, /128) to `ifindex`. Addresses already there
     /// count as success; the others that fail are reported together, after all were tried.
     pub async fn add_addresses(&mut self, ifindex: u32, addrs: &[IpAddr]) -> Result<(), LinkError> {
-        let op = Op::AddAddresses(ifindex);
+        let op = LinkOp::AddAddresses(ifindex);
         let outcome = self.bind(ifindex, addrs).await;
         let nets: Vec<IpNet> = addrs.iter().map(|a| host_net(*a)).collect();
         let failed = failures_by(op.clone(), &nets, outcome)?;
@@ -430,7 +430,7 @@ impl Links {
         ifindex: u32,
         nets: &[IpNet],
     ) -> Result<(), LinkError> {
-        let op = Op::DelAddresses(ifindex);
+        let op = LinkOp::DelAddresses(ifindex);
         let outcome = self.unbind(ifindex, nets).await;
         let failed = failures_by(op.clone(), nets, outcome)?;
         if failed.is_empty() {

@@ -148,22 +148,22 @@ fn all_failed(run: &[Op], cause: KernelError) -> Failures {
 /// What to make of a refused IPVS request: done anyway, retry as another request, or a failure.
 enum Verdict {
     Done,
-    Retry(ipvs::Op),
+    Retry(ipvs::IpvsOp),
     Failed,
 }
 
-fn verdict(req: &ipvs::Op, failure: &Failure) -> Verdict {
+fn verdict(req: &ipvs::IpvsOp, failure: &Failure) -> Verdict {
     let Failure::Refused { errno, .. } = failure else {
         return Verdict::Failed;
     };
     match (req, *errno) {
-        (ipvs::Op::DeleteService(_), Errno::ESRCH)
-        | (ipvs::Op::DeleteDestination { .. }, Errno::ESRCH | Errno::ENOENT) => Verdict::Done,
-        (ipvs::Op::AddService(s), Errno::EEXIST) => {
-            Verdict::Retry(ipvs::Op::UpdateService(s.clone()))
+        (ipvs::IpvsOp::DeleteService(_), Errno::ESRCH)
+        | (ipvs::IpvsOp::DeleteDestination { .. }, Errno::ESRCH | Errno::ENOENT) => Verdict::Done,
+        (ipvs::IpvsOp::AddService(s), Errno::EEXIST) => {
+            Verdict::Retry(ipvs::IpvsOp::UpdateService(s.clone()))
         }
-        (ipvs::Op::AddDestination(key, d), Errno::EEXIST) => {
-            Verdict::Retry(ipvs::Op::UpdateDestination(*key, d.clone()))
+        (ipvs::IpvsOp::AddDestination(key, d), Errno::EEXIST) => {
+            Verdict::Retry(ipvs::IpvsOp::UpdateDestination(*key, d.clone()))
         }
         _ => Verdict::Failed,
     }
@@ -508,13 +508,13 @@ mod tests {
         let svc = ipvs::Service::new(key, ipvs::Scheduler::rr());
         let dest = ipvs::Destination::masq("10.244.0.1".parse().unwrap(), 80, 1);
         let refused = Failure::refused;
-        let del_dest = ipvs::Op::DeleteDestination {
+        let del_dest = ipvs::IpvsOp::DeleteDestination {
             service: key,
             addr: dest.addr,
             port: 80,
         };
         assert!(matches!(
-            verdict(&ipvs::Op::DeleteService(key), &refused(Errno::ESRCH)),
+            verdict(&ipvs::IpvsOp::DeleteService(key), &refused(Errno::ESRCH)),
             Verdict::Done
         ));
         assert!(matches!(
@@ -526,26 +526,29 @@ mod tests {
             Verdict::Done
         ));
         assert!(matches!(
-            verdict(&ipvs::Op::AddService(svc.clone()), &refused(Errno::EEXIST)),
-            Verdict::Retry(ipvs::Op::UpdateService(s)) if s == svc
+            verdict(&ipvs::IpvsOp::AddService(svc.clone()), &refused(Errno::EEXIST)),
+            Verdict::Retry(ipvs::IpvsOp::UpdateService(s)) if s == svc
         ));
         assert!(matches!(
-            verdict(&ipvs::Op::AddDestination(key, dest.clone()), &refused(Errno::EEXIST)),
-            Verdict::Retry(ipvs::Op::UpdateDestination(k, d)) if k == key && d == dest
+            verdict(&ipvs::IpvsOp::AddDestination(key, dest.clone()), &refused(Errno::EEXIST)),
+            Verdict::Retry(ipvs::IpvsOp::UpdateDestination(k, d)) if k == key && d == dest
         ));
         // Updates of missing objects and adds to missing services stay failures; so does a lost
         // answer, whatever the op (its outcome is unknown).
         assert!(matches!(
-            verdict(&ipvs::Op::UpdateService(svc), &refused(Errno::ESRCH)),
-            Verdict::Failed
-        ));
-        assert!(matches!(
-            verdict(&ipvs::Op::AddDestination(key, dest), &refused(Errno::ESRCH)),
+            verdict(&ipvs::IpvsOp::UpdateService(svc), &refused(Errno::ESRCH)),
             Verdict::Failed
         ));
         assert!(matches!(
             verdict(
-                &ipvs::Op::DeleteService(key),
+                &ipvs::IpvsOp::AddDestination(key, dest),
+                &refused(Errno::ESRCH)
+            ),
+            Verdict::Failed
+        ));
+        assert!(matches!(
+            verdict(
+                &ipvs::IpvsOp::DeleteService(key),
                 &Failure::Lost(netlink_transport::Error::Timeout(
                     std::time::Duration::from_secs(1)
                 ))

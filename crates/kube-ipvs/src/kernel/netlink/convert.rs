@@ -163,19 +163,19 @@ pub fn real_server(d: &ipvs::Destination) -> RealServer {
 }
 
 /// The IPVS request of a plan op; `None` for ops that are not IPVS changes.
-pub fn ipvs_op(op: &crate::plan::Op) -> Option<Result<ipvs::Op, Unsupported>> {
+pub fn ipvs_op(op: &crate::plan::Op) -> Option<Result<ipvs::IpvsOp, Unsupported>> {
     use crate::plan::Op;
     Some(match op {
-        Op::AddVs { key, spec, .. } => service(key, spec).map(ipvs::Op::AddService),
-        Op::UpdateVs { key, spec } => service(key, spec).map(ipvs::Op::UpdateService),
-        Op::DelVs { key } => Ok(ipvs::Op::DeleteService(virtual_service_key(key))),
+        Op::AddVs { key, spec, .. } => service(key, spec).map(ipvs::IpvsOp::AddService),
+        Op::UpdateVs { key, spec } => service(key, spec).map(ipvs::IpvsOp::UpdateService),
+        Op::DelVs { key } => Ok(ipvs::IpvsOp::DeleteService(virtual_service_key(key))),
         Op::AddRs { vs, rs } => {
-            destination(rs).map(|d| ipvs::Op::AddDestination(virtual_service_key(vs), d))
+            destination(rs).map(|d| ipvs::IpvsOp::AddDestination(virtual_service_key(vs), d))
         }
         Op::UpdateRs { vs, rs } => {
-            destination(rs).map(|d| ipvs::Op::UpdateDestination(virtual_service_key(vs), d))
+            destination(rs).map(|d| ipvs::IpvsOp::UpdateDestination(virtual_service_key(vs), d))
         }
-        Op::DelRs { vs, rs } => Ok(ipvs::Op::DeleteDestination {
+        Op::DelRs { vs, rs } => Ok(ipvs::IpvsOp::DeleteDestination {
             service: virtual_service_key(vs),
             addr: rs.addr,
             port: rs.port,

@@ -158,21 +158,24 @@ fn plan_ops_map_to_ipvs_requests() {
                 spec,
                 owner,
             },
-            ipvs::Op::AddService(svc.clone()),
+            ipvs::IpvsOp::AddService(svc.clone()),
         ),
-        (Op::UpdateVs { key: vs, spec }, ipvs::Op::UpdateService(svc)),
-        (Op::DelVs { key: vs }, ipvs::Op::DeleteService(key)),
+        (
+            Op::UpdateVs { key: vs, spec },
+            ipvs::IpvsOp::UpdateService(svc),
+        ),
+        (Op::DelVs { key: vs }, ipvs::IpvsOp::DeleteService(key)),
         (
             Op::AddRs { vs, rs },
-            ipvs::Op::AddDestination(key, dest.clone()),
+            ipvs::IpvsOp::AddDestination(key, dest.clone()),
         ),
         (
             Op::UpdateRs { vs, rs },
-            ipvs::Op::UpdateDestination(key, dest),
+            ipvs::IpvsOp::UpdateDestination(key, dest),
         ),
         (
             Op::DelRs { vs, rs: rs.key },
-            ipvs::Op::DeleteDestination {
+            ipvs::IpvsOp::DeleteDestination {
                 service: key,
                 addr: rs.key.addr,
                 port: rs.key.port,

@@ -391,7 +391,7 @@ fn destroy_missing_set_is_enoent() {
         }
     );
     assert!(!msgs.is_empty());
-    let err = IpsetError::from_errno(Op::Destroy, "kip", Errno::ENOENT, None);
+    let err = IpsetError::from_errno(IpsetOp::Destroy, "kip", Errno::ENOENT, None);
     assert!(matches!(err, IpsetError::SetMissing { .. }), "{err}");
 }
 
