@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipvs_netlink::{
-    Client, ClientOptions, Destination, IpvsOp, Scheduler, Service, VirtualServiceKey,
+    Client, ClientOptions, Destination, IpvsOp, SchedulerName, Service, VirtualServiceKey,
 };
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::resource::{UsageWho, getrusage};
@@ -62,7 +62,7 @@ fn rule_set(n: u32) -> Vec<IpvsOp> {
     let mut ops = Vec::with_capacity(usize::try_from(n).unwrap() * 3);
     for i in 0..n {
         let key = VirtualServiceKey::tcp(vip(i), 80);
-        ops.push(IpvsOp::AddService(Service::new(key, Scheduler::rr())));
+        ops.push(IpvsOp::AddService(Service::new(key, SchedulerName::rr())));
         ops.push(IpvsOp::AddDestination(
             key,
             Destination::masq(backend(i, 0), 8080, 1),

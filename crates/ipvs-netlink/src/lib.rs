@@ -22,11 +22,11 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ipvs_netlink::Error> {
-//! use ipvs_netlink::{Client, Destination, IpvsOp, Scheduler, Service, VirtualServiceKey};
+//! use ipvs_netlink::{Client, Destination, IpvsOp, SchedulerName, Service, VirtualServiceKey};
 //! let mut ipvs = Client::connect().await?; // this thread's network namespace
 //! let key = VirtualServiceKey::tcp("10.96.0.10".parse().unwrap(), 53);
 //! let ops = [
-//!     IpvsOp::AddService(Service::new(key, Scheduler::rr())),
+//!     IpvsOp::AddService(Service::new(key, SchedulerName::rr())),
 //!     IpvsOp::AddDestination(key, Destination::masq("10.244.1.5".parse().unwrap(), 53, 1)),
 //! ];
 //! for (op, result) in ops.iter().zip(ipvs.apply(&ops).await) {
@@ -71,5 +71,5 @@ pub use info::Info;
 pub use message::{IpvsAttribute, IpvsCmd, IpvsMessage};
 pub use netlink_transport::{BatchOutcome, Errno, Failure, Faults};
 pub use nla::RawAddr;
-pub use service::{Scheduler, Service, ServiceFlags, VirtualServiceKey};
+pub use service::{SchedulerName, Service, ServiceFlags, VirtualServiceKey};
 pub use stats::Stats;

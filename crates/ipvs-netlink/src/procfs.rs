@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::DecodeError;
 use crate::family::{AddressFamily, Protocol};
-use crate::service::{Scheduler, VirtualServiceKey};
+use crate::service::{SchedulerName, VirtualServiceKey};
 
 /// The forwarding method as the table names it (no tunnel parameters there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,7 +50,7 @@ pub struct SnapshotService {
     /// Identity.
     pub key: VirtualServiceKey,
     /// Scheduler.
-    pub scheduler: Scheduler,
+    pub scheduler: SchedulerName,
     /// One-packet scheduling (the kernel does not print it for IPv6 services).
     pub one_packet: bool,
     /// `Some((timeout in jiffies, raw netmask))` for persistent services.
@@ -105,9 +105,9 @@ fn addr_port(s: &str, line: usize) -> Result<(IpAddr, u16), DecodeError> {
     }
 }
 
-fn scheduler(s: Option<&str>, line: usize) -> Result<Scheduler, DecodeError> {
+fn scheduler(s: Option<&str>, line: usize) -> Result<SchedulerName, DecodeError> {
     let s = s.ok_or_else(|| bad(line, "no scheduler"))?;
-    Scheduler::new(s).map_err(|e| bad(line, e.to_string()))
+    SchedulerName::new(s).map_err(|e| bad(line, e.to_string()))
 }
 
 fn number(s: Option<&str>, line: usize, what: &str) -> Result<u32, DecodeError> {

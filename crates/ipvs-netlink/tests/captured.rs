@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use ipvs_netlink::frame::{self, ReplyBody};
 use ipvs_netlink::{
-    AddressFamily, Destination, ForwardMethod, IpvsCmd, IpvsMessage, Protocol, Scheduler, Service,
-    ServiceFlags, Timeouts, VirtualServiceKey,
+    AddressFamily, Destination, ForwardMethod, IpvsCmd, IpvsMessage, Protocol, SchedulerName,
+    Service, ServiceFlags, Timeouts, VirtualServiceKey,
 };
 
 const CAPTURE: &str = include_str!("capture/ipvsadm-6.1.0-56.txt");
@@ -108,7 +108,7 @@ fn our_new_service_requests_equal_ipvsadm() {
             "ipvsadm -A -t 10.0.0.1:80 -s rr",
             Service::new(
                 VirtualServiceKey::tcp("10.0.0.1".parse().unwrap(), 80),
-                Scheduler::rr(),
+                SchedulerName::rr(),
             ),
         ),
         (
@@ -116,7 +116,7 @@ fn our_new_service_requests_equal_ipvsadm() {
             {
                 let mut s = Service::new(
                     VirtualServiceKey::udp("2001:db8::1".parse().unwrap(), 53),
-                    Scheduler::sh(),
+                    SchedulerName::sh(),
                 )
                 .persistent(300);
                 s.flags = s.flags | ServiceFlags::SH_FALLBACK | ServiceFlags::SH_PORT;
@@ -130,7 +130,7 @@ fn our_new_service_requests_equal_ipvsadm() {
                     family: AddressFamily::Inet,
                     mark: 7,
                 },
-                Scheduler::wlc(),
+                SchedulerName::wlc(),
             );
             s.flags = ServiceFlags::ONEPACKET;
             s
@@ -225,7 +225,7 @@ fn kernel_service_dump_decodes_exactly() {
     );
     let sh = services
         .iter()
-        .find(|s| s.scheduler == Scheduler::sh())
+        .find(|s| s.scheduler == SchedulerName::sh())
         .unwrap();
     assert_eq!(
         sh.key,
@@ -249,7 +249,7 @@ fn kernel_service_dump_decodes_exactly() {
     assert_eq!(sh.stats, Some(Default::default()));
     let rr = services
         .iter()
-        .find(|s| s.scheduler == Scheduler::rr())
+        .find(|s| s.scheduler == SchedulerName::rr())
         .unwrap();
     assert_eq!(
         rr.key,
@@ -261,7 +261,7 @@ fn kernel_service_dump_decodes_exactly() {
     );
     let fwm = services
         .iter()
-        .find(|s| s.scheduler == Scheduler::wlc())
+        .find(|s| s.scheduler == SchedulerName::wlc())
         .unwrap();
     assert_eq!(
         fwm.key,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ipvs_netlink::frame::{self, ReplyBody};
 use ipvs_netlink::{
-    Client, ClientOptions, Destination, Errno, Error, IpvsCmd, IpvsMessage, IpvsOp, Scheduler,
+    Client, ClientOptions, Destination, Errno, Error, IpvsCmd, IpvsMessage, IpvsOp, SchedulerName,
     Service, VirtualServiceKey,
 };
 use netlink_packet_core::{NLM_F_MULTIPART, NetlinkMessage};
@@ -80,7 +80,7 @@ fn ipvs(table: Table) -> Faults {
                 (IpvsCmd::SetDest, Ok(k)) => (!t.contains_key(&k)).then_some(Errno::ESRCH),
                 (IpvsCmd::GetService, _) => {
                     for k in t.keys() {
-                        let msg = IpvsMessage::new_service(&Service::new(*k, Scheduler::rr()));
+                        let msg = IpvsMessage::new_service(&Service::new(*k, SchedulerName::rr()));
                         let mut b = Vec::new();
                         frame::encode(&mut b, FAMILY, NLM_F_MULTIPART, req.header.seq, &msg)
                             .unwrap();
@@ -104,7 +104,10 @@ fn key(i: u8) -> VirtualServiceKey {
 fn ops() -> Vec<IpvsOp> {
     let mut ops = Vec::new();
     for i in 1..=3 {
-        ops.push(IpvsOp::AddService(Service::new(key(i), Scheduler::rr())));
+        ops.push(IpvsOp::AddService(Service::new(
+            key(i),
+            SchedulerName::rr(),
+        )));
         for d in 1..=2 {
             ops.push(IpvsOp::AddDestination(
                 key(i),
@@ -198,7 +201,7 @@ async fn lost_replies_fail_only_the_operations_whose_answers_were_dropped() {
     // A lost reply on a single request: typed, and the socket rebuilt.
     f.inject(Match::Nth(0), Fault::Overflow);
     let e = c
-        .add_service(&Service::new(key(9), Scheduler::rr()))
+        .add_service(&Service::new(key(9), SchedulerName::rr()))
         .await
         .unwrap_err();
     assert!(
@@ -211,7 +214,7 @@ async fn lost_replies_fail_only_the_operations_whose_answers_were_dropped() {
         ),
         "{e}"
     );
-    c.add_service(&Service::new(key(8), Scheduler::rr()))
+    c.add_service(&Service::new(key(8), SchedulerName::rr()))
         .await
         .unwrap();
     assert_eq!(f.opened(), 2);

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use ipvs_netlink::{
     AddressFamily, Client, ClientOptions, Destination, Error, ForwardMethod, IpvsOp, Protocol,
-    Scheduler, Service, ServiceFlags, Timeouts, TunnelFlags, TunnelType, VirtualServiceKey,
+    SchedulerName, Service, ServiceFlags, Timeouts, TunnelFlags, TunnelType, VirtualServiceKey,
 };
 use nix::sched::{CloneFlags, unshare};
 
@@ -73,12 +73,18 @@ fn services() -> Vec<Service> {
         | ServiceFlags::SCHED1
         | ServiceFlags::SCHED2
         | ServiceFlags::SCHED3;
-    let mut v4 = Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
+    let mut v4 = Service::new(
+        VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
+        SchedulerName::rr(),
+    );
     v4.flags = all_flags;
     v4.timeout = 3600;
     v4.netmask = 24;
-    let mut v6 =
-        Service::new(VirtualServiceKey::udp(ip("fd00::1"), 53), Scheduler::sh()).persistent(60);
+    let mut v6 = Service::new(
+        VirtualServiceKey::udp(ip("fd00::1"), 53),
+        SchedulerName::sh(),
+    )
+    .persistent(60);
     v6.flags = v6.flags | ServiceFlags::SH_PORT | ServiceFlags::SH_FALLBACK;
     v6.netmask = 64;
     let sctp = Service::new(
@@ -87,26 +93,26 @@ fn services() -> Vec<Service> {
             addr: ip("10.0.0.2"),
             port: 3868,
         },
-        Scheduler::lc(),
+        SchedulerName::lc(),
     );
     let fw4 = Service::new(
         VirtualServiceKey::Fwmark {
             family: AddressFamily::Inet,
             mark: 7,
         },
-        Scheduler::wlc(),
+        SchedulerName::wlc(),
     );
     let mut fw6 = Service::new(
         VirtualServiceKey::Fwmark {
             family: AddressFamily::Inet6,
             mark: 0xffff_fff0,
         },
-        Scheduler::mh(),
+        SchedulerName::mh(),
     );
     fw6.flags = ServiceFlags::MH_FALLBACK | ServiceFlags::MH_PORT;
     let mut sip = Service::new(
         VirtualServiceKey::udp(ip("10.0.0.3"), 5060),
-        Scheduler::rr(),
+        SchedulerName::rr(),
     )
     .persistent(30);
     sip.pe_name = Some("sip".into());
@@ -143,7 +149,7 @@ async fn every_service_field_round_trips() {
     // Update: every settable field changes.
     for s in services() {
         let mut u = s.clone();
-        u.scheduler = Scheduler::wrr();
+        u.scheduler = SchedulerName::wrr();
         u.flags = ServiceFlags::PERSISTENT;
         u.timeout = 77;
         u.netmask = u.key.family().max_prefix() - 8;
@@ -183,7 +189,7 @@ async fn every_lab_scheduler_is_accepted() {
     {
         let s = Service::new(
             VirtualServiceKey::tcp(ip("10.1.0.1"), 1000 + u16::try_from(i).unwrap()),
-            Scheduler::new(name).unwrap(),
+            SchedulerName::new(name).unwrap(),
         );
         c.add_service(&s)
             .await
@@ -234,7 +240,10 @@ async fn every_destination_field_round_trips() {
     let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
-    let svc = Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::wrr());
+    let svc = Service::new(
+        VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
+        SchedulerName::wrr(),
+    );
     c.add_service(&svc).await.unwrap();
     for d in destinations() {
         c.add_destination(&svc.key, &d)
@@ -242,7 +251,10 @@ async fn every_destination_field_round_trips() {
             .unwrap_or_else(|e| panic!("add {}: {e}", d.addr));
     }
     // A v6 service with a v4 tunnel destination (mixed families are allowed for tunnels).
-    let v6 = Service::new(VirtualServiceKey::tcp(ip("fd00::1"), 443), Scheduler::rr());
+    let v6 = Service::new(
+        VirtualServiceKey::tcp(ip("fd00::1"), 443),
+        SchedulerName::rr(),
+    );
     c.add_service(&v6).await.unwrap();
     let mixed = Destination::new(ip("10.0.2.1"), 443, ForwardMethod::IPIP, 1);
     let native = Destination::masq(ip("fd00::2"), 8443, 2);
@@ -299,7 +311,10 @@ async fn kernel_errors_are_typed() {
     let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
-    let s = Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
+    let s = Service::new(
+        VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
+        SchedulerName::rr(),
+    );
     c.add_service(&s).await.unwrap();
     let e = c.add_service(&s).await.unwrap_err();
     assert!(matches!(e, Error::ServiceExists { .. }), "{e}");
@@ -321,7 +336,7 @@ async fn kernel_errors_are_typed() {
     assert!(matches!(e, Error::DestinationExists { .. }), "{e}");
     let bogus = Service::new(
         VirtualServiceKey::tcp(ip("10.0.0.2"), 80),
-        Scheduler::new("nosuchsched").unwrap(),
+        SchedulerName::new("nosuchsched").unwrap(),
     );
     let e = c.add_service(&bogus).await.unwrap_err();
     assert!(
@@ -370,7 +385,10 @@ async fn info_timeouts_zero_flush() {
     .await
     .unwrap();
     assert_eq!(c.timeouts().await.unwrap(), Timeouts { udp: 55, ..t });
-    let s = Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
+    let s = Service::new(
+        VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
+        SchedulerName::rr(),
+    );
     c.add_service(&s).await.unwrap();
     c.zero(Some(&s.key)).await.unwrap();
     c.zero(None).await.unwrap();
@@ -390,8 +408,11 @@ async fn ipvsadm_shows_exactly_what_we_add() {
     let _serial = ONE_AT_A_TIME.lock().await;
     fresh_netns();
     let mut c = Client::connect().await.unwrap();
-    let mut s =
-        Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::sh()).persistent(300);
+    let mut s = Service::new(
+        VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
+        SchedulerName::sh(),
+    )
+    .persistent(300);
     s.flags = s.flags | ServiceFlags::SH_FALLBACK | ServiceFlags::SH_PORT;
     s.netmask = 24;
     c.add_service(&s).await.unwrap();
@@ -405,7 +426,10 @@ async fn ipvsadm_shows_exactly_what_we_add() {
     )
     .await
     .unwrap();
-    let u = Service::new(VirtualServiceKey::udp(ip("fd00::1"), 53), Scheduler::wrr());
+    let u = Service::new(
+        VirtualServiceKey::udp(ip("fd00::1"), 53),
+        SchedulerName::wrr(),
+    );
     c.add_service(&u).await.unwrap();
     c.add_destination(&u.key, &Destination::masq(ip("fd00::2"), 5353, 65535))
         .await
@@ -415,7 +439,7 @@ async fn ipvsadm_shows_exactly_what_we_add() {
             family: AddressFamily::Inet,
             mark: 7,
         },
-        Scheduler::wlc(),
+        SchedulerName::wlc(),
     );
     c.add_service(&f).await.unwrap();
     c.add_destination(
@@ -488,7 +512,7 @@ async fn we_decode_exactly_what_ipvsadm_adds() {
     };
 
     let t = svc(VirtualServiceKey::tcp(ip("10.1.0.1"), 80));
-    let mut want = Service::new(t.service.key, Scheduler::wrr()).persistent(600);
+    let mut want = Service::new(t.service.key, SchedulerName::wrr()).persistent(600);
     want.netmask = 24;
     assert_eq!(t.service, as_reported(&want));
     let dests: BTreeMap<_, _> = t.destinations.iter().map(|d| (d.addr, d.clone())).collect();
@@ -525,7 +549,7 @@ async fn we_decode_exactly_what_ipvsadm_adds() {
     );
 
     let u = svc(VirtualServiceKey::udp(ip("fd00::1"), 53));
-    let mut want = Service::new(u.service.key, Scheduler::mh());
+    let mut want = Service::new(u.service.key, SchedulerName::mh());
     want.flags = ServiceFlags::MH_FALLBACK | ServiceFlags::MH_PORT;
     assert_eq!(u.service, as_reported(&want));
     assert_eq!(
@@ -537,7 +561,7 @@ async fn we_decode_exactly_what_ipvsadm_adds() {
         family: AddressFamily::Inet,
         mark: 42,
     });
-    let mut want = Service::new(f.service.key, Scheduler::sh());
+    let mut want = Service::new(f.service.key, SchedulerName::sh());
     want.flags = ServiceFlags::SH_PORT | ServiceFlags::ONEPACKET;
     assert_eq!(f.service, as_reported(&want));
 
@@ -548,7 +572,7 @@ async fn we_decode_exactly_what_ipvsadm_adds() {
     });
     assert_eq!(
         s.service,
-        as_reported(&Service::new(s.service.key, Scheduler::lc()).persistent(360))
+        as_reported(&Service::new(s.service.key, SchedulerName::lc()).persistent(360))
     );
     assert_eq!(
         c.timeouts().await.unwrap(),
@@ -565,7 +589,7 @@ fn bulk_ops(n: u16) -> Vec<IpvsOp> {
     for i in 0..n {
         let [hi, lo] = i.to_be_bytes();
         let key = VirtualServiceKey::tcp(IpAddr::from([10, 96, hi, lo]), 80);
-        ops.push(IpvsOp::AddService(Service::new(key, Scheduler::rr())));
+        ops.push(IpvsOp::AddService(Service::new(key, SchedulerName::rr())));
         ops.push(IpvsOp::AddDestination(
             key,
             Destination::masq(IpAddr::from([10, 244, hi, lo]), 8080, 1),
@@ -670,7 +694,10 @@ async fn client_in_another_namespace_by_path() {
         ..ClientOptions::default()
     };
     let mut there = Client::with_options(opts).await.unwrap();
-    let s = Service::new(VirtualServiceKey::tcp(ip("10.0.0.1"), 80), Scheduler::rr());
+    let s = Service::new(
+        VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
+        SchedulerName::rr(),
+    );
     there.add_service(&s).await.unwrap();
     assert_eq!(there.list_services().await.unwrap().len(), 1);
     assert!(

@@ -11,7 +11,8 @@ use ipvs_netlink::service::ServiceAttribute;
 use ipvs_netlink::stats::{StatsAttribute, StatsValue};
 use ipvs_netlink::{
     AddressFamily, Destination, ForwardMethod, IpvsAttribute, IpvsCmd, IpvsMessage, Protocol,
-    Scheduler, Service, ServiceFlags, Stats, Timeouts, TunnelFlags, TunnelType, VirtualServiceKey,
+    SchedulerName, Service, ServiceFlags, Stats, Timeouts, TunnelFlags, TunnelType,
+    VirtualServiceKey,
 };
 use netlink_packet_core::DefaultNla;
 use proptest::prelude::*;
@@ -47,8 +48,8 @@ fn key() -> impl Strategy<Value = VirtualServiceKey> {
     ]
 }
 
-fn scheduler() -> impl Strategy<Value = Scheduler> {
-    "[!-~]{1,15}".prop_map(|s| Scheduler::new(&s).unwrap())
+fn scheduler() -> impl Strategy<Value = SchedulerName> {
+    "[!-~]{1,15}".prop_map(|s| SchedulerName::new(&s).unwrap())
 }
 
 fn service() -> impl Strategy<Value = Service> {
@@ -245,12 +246,12 @@ fn unknown_attribute_flags_survive_a_round_trip() {
 
 #[test]
 fn scheduler_validation() {
-    assert!(Scheduler::new("wlc").is_ok());
-    assert!(Scheduler::new("abcdefghijklmno").is_ok());
-    assert!(Scheduler::new("abcdefghijklmnop").is_err());
-    assert!(Scheduler::new("").is_err());
-    assert!(Scheduler::new("r r").is_err());
-    assert!(Scheduler::new("é").is_err());
+    assert!(SchedulerName::new("wlc").is_ok());
+    assert!(SchedulerName::new("abcdefghijklmno").is_ok());
+    assert!(SchedulerName::new("abcdefghijklmnop").is_err());
+    assert!(SchedulerName::new("").is_err());
+    assert!(SchedulerName::new("r r").is_err());
+    assert!(SchedulerName::new("é").is_err());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipvs_netlink::{Client, Destination, Scheduler, Service, ServiceFlags, VirtualServiceKey};
+use ipvs_netlink::{Client, Destination, SchedulerName, Service, ServiceFlags, VirtualServiceKey};
 use nix::sched::{CloneFlags, unshare};
 
 const SERVER: &str = r#"
@@ -140,7 +140,7 @@ async fn service(
     weights: [u32; 3],
 ) -> VirtualServiceKey {
     let key = VirtualServiceKey::tcp(IpAddr::from(VIP), port);
-    let mut s = Service::new(key, Scheduler::new(sched).unwrap());
+    let mut s = Service::new(key, SchedulerName::new(sched).unwrap());
     s.flags = flags;
     c.add_service(&s).await.unwrap();
     for (i, w) in (1..=3).zip(weights) {

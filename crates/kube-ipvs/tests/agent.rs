@@ -163,8 +163,7 @@ fn settings(sync_period: Duration, min_sync_period: Duration) -> Settings {
         NODE,
         vec![Family::V4],
         vec!["192.168.0.1".parse().unwrap()],
-    )
-    .unwrap();
+    );
     s.timing.drain_interval = Duration::from_secs(1);
     s
 }
@@ -480,8 +479,7 @@ async fn the_file_source_programs_the_table_that_plan_prints() {
         "node-a",
         Family::ALL.to_vec(),
         node_ips.clone(),
-    )
-    .unwrap();
+    );
     s.timing.sync_period = Duration::from_secs(60);
     let mut opts = FileOptions::new(path, "node-a");
     opts.poll = Duration::from_millis(50);

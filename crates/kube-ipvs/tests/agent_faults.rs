@@ -111,7 +111,6 @@ fn settings(sync_period: Duration) -> Settings {
         vec![Family::V4],
         vec!["192.168.0.1".parse().unwrap()],
     )
-    .unwrap()
 }
 
 fn kernel() -> FakeKernel {

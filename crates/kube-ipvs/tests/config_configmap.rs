@@ -35,7 +35,7 @@ fn kubeadm_configmap_loads_with_stock_ipvs_defaults_and_no_warnings() {
         loaded.warnings
     );
     let c = loaded.config;
-    assert_eq!(c.scheduler.as_str(), "rr");
+    assert_eq!(c.scheduler.name(), "rr");
     assert_eq!(c.sync.period, Duration::from_secs(30));
     assert_eq!(c.sync.min, Duration::ZERO);
     assert_eq!(c.masquerade_bit.mark(), 0x4000);
@@ -78,7 +78,7 @@ fn next_to_the_configmap_only_hostname_and_logging_flags_apply_as_in_kube_proxy(
     assert_eq!(loaded.config.hostname_override.as_deref(), Some("worker-3"));
     assert_eq!(loaded.config.verbosity, 2);
     // The file's ipvs.scheduler and ipvs.strictARP apply; the flags are named as ignored.
-    assert_eq!(loaded.config.scheduler.as_str(), "rr");
+    assert_eq!(loaded.config.scheduler.name(), "rr");
     assert!(!loaded.config.strict_arp);
     let ignored: Vec<&str> = loaded.warnings.iter().map(|w| w.field.as_str()).collect();
     assert_eq!(ignored, ["--ipvs-scheduler", "--ipvs-strict-arp"]);

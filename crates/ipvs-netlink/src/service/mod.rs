@@ -11,4 +11,4 @@ pub use attribute::{FlagsMask, ServiceAttribute};
 pub use flags::ServiceFlags;
 pub use key::VirtualServiceKey;
 pub use model::{Service, decode_netmask, encode_netmask};
-pub use scheduler::{InvalidScheduler, MAX_SCHEDULER_LEN, Scheduler};
+pub use scheduler::{InvalidSchedulerName, MAX_SCHEDULER_LEN, SchedulerName};

@@ -2,7 +2,7 @@
 
 use crate::error::DecodeError;
 use crate::family::AddressFamily;
-use crate::service::{FlagsMask, Scheduler, ServiceAttribute, ServiceFlags, VirtualServiceKey};
+use crate::service::{FlagsMask, SchedulerName, ServiceAttribute, ServiceFlags, VirtualServiceKey};
 use crate::stats::Stats;
 
 const OBJ: &str = "service";
@@ -13,7 +13,7 @@ pub struct Service {
     /// Identity.
     pub key: VirtualServiceKey,
     /// Scheduler (`-s`); the kernel reports `none` when it has none.
-    pub scheduler: Scheduler,
+    pub scheduler: SchedulerName,
     /// Flags; `HASHED` is set by the kernel and ignored on requests.
     pub flags: ServiceFlags,
     /// Persistence timeout in seconds (`-p`), meaningful with `PERSISTENT`.
@@ -29,7 +29,7 @@ pub struct Service {
 
 impl Service {
     /// A service with defaults: no flags, no persistence, host netmask.
-    pub fn new(key: VirtualServiceKey, scheduler: Scheduler) -> Self {
+    pub fn new(key: VirtualServiceKey, scheduler: SchedulerName) -> Self {
         Self {
             netmask: key.family().max_prefix(),
             key,
@@ -98,7 +98,7 @@ impl Service {
             object: OBJ,
             attribute: "IPVS_SVC_ATTR_SCHED_NAME",
         })?;
-        let scheduler = Scheduler::new(sched).map_err(|e| DecodeError::Invalid {
+        let scheduler = SchedulerName::new(sched).map_err(|e| DecodeError::Invalid {
             object: OBJ,
             attribute: "IPVS_SVC_ATTR_SCHED_NAME",
             reason: e.to_string(),

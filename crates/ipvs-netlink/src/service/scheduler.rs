@@ -11,26 +11,26 @@ pub const MAX_SCHEDULER_LEN: usize = 15;
 /// `sh`, `sed`, `nq`, `fo`, `ovf`, `mh`, `twos`); whether the module exists is the kernel's answer
 /// (`ENOENT` on add).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Scheduler(String);
+pub struct SchedulerName(String);
 
 /// Why a scheduler name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid scheduler name {name:?}: must be 1 to 15 printable ASCII characters")]
-pub struct InvalidScheduler {
+pub struct InvalidSchedulerName {
     /// The refused name (lossy for non-UTF-8 input).
     pub name: String,
 }
 
-impl Scheduler {
+impl SchedulerName {
     /// Validate `name`.
-    pub fn new(name: &str) -> Result<Self, InvalidScheduler> {
+    pub fn new(name: &str) -> Result<Self, InvalidSchedulerName> {
         let ok = !name.is_empty()
             && name.len() <= MAX_SCHEDULER_LEN
             && name.bytes().all(|b| b.is_ascii_graphic());
         if ok {
             Ok(Self(name.to_owned()))
         } else {
-            Err(InvalidScheduler {
+            Err(InvalidSchedulerName {
                 name: name.to_owned(),
             })
         }
@@ -79,20 +79,20 @@ impl Scheduler {
     }
 }
 
-impl fmt::Debug for Scheduler {
+impl fmt::Debug for SchedulerName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Scheduler({})", self.0)
+        write!(f, "SchedulerName({})", self.0)
     }
 }
 
-impl fmt::Display for Scheduler {
+impl fmt::Display for SchedulerName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::str::FromStr for Scheduler {
-    type Err = InvalidScheduler;
+impl std::str::FromStr for SchedulerName {
+    type Err = InvalidSchedulerName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::new(s)
     }

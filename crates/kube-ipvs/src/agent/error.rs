@@ -4,8 +4,6 @@ use crate::config::NodeNameError;
 use crate::kernel::KernelError;
 use crate::source::SourceError;
 
-use super::settings::SettingsError;
-
 /// A start-up failure, or the end of the event feed. Transient kernel and API errors are not
 /// here: the loop retries them.
 #[derive(Debug, thiserror::Error)]
@@ -13,9 +11,6 @@ pub enum AgentError {
     /// No usable node name.
     #[error(transparent)]
     NodeName(#[from] NodeNameError),
-    /// The configuration does not map onto the planner.
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
     /// The cluster source could not be set up.
     #[error("cluster source: {0}")]
     Source(#[from] SourceError),

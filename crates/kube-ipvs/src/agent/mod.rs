@@ -28,5 +28,5 @@ pub use error::AgentError;
 pub use feed::EventFeed;
 pub use report::{ChangeKind, NoopObserver, Observer, SyncKind, SyncReport};
 pub use run_loop::run_agent;
-pub use settings::{Settings, SettingsError, Timing};
+pub use settings::{Settings, Timing};
 pub use start::{init_only, run};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::cleanup::CleanupOptions;
 use crate::config::{Config, LocalDetection, NodePortAddresses};
 use crate::planner_config::PlannerConfig;
-use crate::types::{Family, Scheduler};
+use crate::types::Family;
 
 /// How often the drain timer reads connection counters at most (stock: once a minute; our
 /// counters come from one dump, so finishing drains sooner costs little).
@@ -72,22 +72,10 @@ pub struct Settings {
     pub owners_path: Option<std::path::PathBuf>,
 }
 
-/// Why a configuration cannot be turned into settings.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    /// The configuration names a scheduler the planner does not know.
-    #[error("ipvs.scheduler: the planner does not support scheduler {0:?}")]
-    Scheduler(String),
-}
-
 impl Settings {
     /// The settings of node `node_name` whose links carry `node_addresses` (every link but the
     /// dummy device): the families it programs ([`families`]), then [`Settings::from_config`].
-    pub fn derive(
-        cfg: &Config,
-        node_name: &str,
-        node_addresses: Vec<IpAddr>,
-    ) -> Result<Self, SettingsError> {
+    pub fn derive(cfg: &Config, node_name: &str, node_addresses: Vec<IpAddr>) -> Self {
         let families = families(cfg, &node_addresses);
         Self::from_config(cfg, node_name, families, node_addresses)
     }
@@ -99,10 +87,8 @@ impl Settings {
         node_name: &str,
         families: Vec<Family>,
         node_addresses: Vec<IpAddr>,
-    ) -> Result<Self, SettingsError> {
-        let scheduler = Scheduler::parse(cfg.scheduler.as_str())
-            .ok_or_else(|| SettingsError::Scheduler(cfg.scheduler.to_string()))?;
-        let mut p = PlannerConfig::new(node_name).with_scheduler(scheduler);
+    ) -> Self {
+        let mut p = PlannerConfig::new(node_name).with_scheduler(cfg.scheduler);
         p.families = families;
         p.service_cidrs.clone_from(&cfg.service_cluster_ip_ranges);
         p.exclude_cidrs.clone_from(&cfg.exclude_cidrs);
@@ -121,11 +107,11 @@ impl Settings {
         p.strict_local = cfg.strict_local;
         p.drain_limit = cfg.drain_limit;
         p.node_port_range = cfg.node_port_range.clone();
-        Ok(Self {
+        Self {
             planner: p,
             timing: Timing::from_config(cfg),
             owners_path: None,
-        })
+        }
     }
 }
 
@@ -178,6 +164,7 @@ fn is_global(ip: &IpAddr) -> bool {
 mod tests {
     use super::*;
     use crate::config::SyncPeriods;
+    use crate::types::Scheduler;
 
     fn ips(s: &[&str]) -> Vec<IpAddr> {
         s.iter().map(|s| s.parse().unwrap()).collect()
@@ -241,8 +228,7 @@ mod tests {
             ),
             (20000..=22767, cfg.exclude_cidrs.clone(), "kube-ipvs0")
         );
-        let s =
-            Settings::from_config(&cfg, "n1", vec![Family::V4], ips(&["192.168.1.10"])).unwrap();
+        let s = Settings::from_config(&cfg, "n1", vec![Family::V4], ips(&["192.168.1.10"]));
         let p = &s.planner;
         assert_eq!(&*p.node_name, "n1");
         assert_eq!(p.scheduler, Scheduler::Mh);
@@ -275,8 +261,7 @@ mod tests {
 
     #[test]
     fn defaults_are_stock() {
-        let s = Settings::from_config(&Config::default(), "n1", Family::ALL.to_vec(), Vec::new())
-            .unwrap();
+        let s = Settings::from_config(&Config::default(), "n1", Family::ALL.to_vec(), Vec::new());
         assert_eq!(s.planner.scheduler, Scheduler::Rr);
         assert!(s.planner.node_port_addresses.is_empty() && !s.planner.node_port_primary);
         assert_eq!(s.timing.sync_period, Duration::from_secs(30));

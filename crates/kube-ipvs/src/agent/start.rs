@@ -34,7 +34,7 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
         }
     };
     let host = host_addresses(cfg).await?;
-    let mut settings = Settings::derive(cfg, &node.name, host)?;
+    let mut settings = Settings::derive(cfg, &node.name, host);
     let families = settings.planner.families.clone();
     tracing::info!(
         node = %node.name, node_from = %node.source, source = %cfg.source,

@@ -140,8 +140,8 @@ fn check(path: &Path) -> Result<(), String> {
             || Ok("node-from-hostname".to_owned()),
         )
         .map_err(|e| e.to_string())?;
-        Settings::derive(cfg, &node.name, vec!["192.168.1.10".parse().unwrap()])
-            .map_err(|e| e.to_string())?;
+        // What `run` derives from it (infallible: a bad scheduler is refused by `config::load`).
+        let _ = Settings::derive(cfg, &node.name, vec!["192.168.1.10".parse().unwrap()]);
         let mut got: Vec<String> = loaded.warnings.iter().map(|w| w.field.clone()).collect();
         got.sort();
         got.dedup();

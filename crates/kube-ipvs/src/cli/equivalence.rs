@@ -88,7 +88,7 @@ async fn run(config: &str, host: &[IpAddr]) -> (String, BTreeSet<String>, BTreeS
     let loaded = config::load(&args).unwrap();
     let cfg = &loaded.config;
     let node = cfg.node_name().unwrap();
-    let settings = Settings::derive(cfg, &node.name, host.to_vec()).unwrap();
+    let settings = Settings::derive(cfg, &node.name, host.to_vec());
     let Source::File(path) = &cfg.source else {
         panic!("file source")
     };

@@ -120,7 +120,7 @@ fn planner(
             .copied()
             .collect()
     };
-    let mut p = Settings::derive(cfg, node, node_addresses)?.planner;
+    let mut p = Settings::derive(cfg, node, node_addresses).planner;
     p.topology_node_hints = args.topology_node_hints;
     Ok(p)
 }

@@ -18,9 +18,10 @@ use ipnet::IpNet;
 use super::duration::parse_non_negative;
 use super::stock_flags::{InertFlags, parse_go_bool, parse_go_int};
 use super::types::{
-    InterfaceName, LogFormat, MasqueradeBit, NodePortAddress, NodePortAddresses, Scheduler, Source,
+    InterfaceName, LogFormat, MasqueradeBit, NodePortAddress, NodePortAddresses, Source,
     parse_bind_address, parse_cidr, parse_cluster_cidrs,
 };
+use crate::types::Scheduler;
 
 /// Default port of the health server (kube-proxy's `ProxyHealthzPort`).
 pub const HEALTHZ_PORT: u16 = 10256;
@@ -667,7 +668,7 @@ mod tests {
             "--healthz-port=0",
         ])
         .unwrap();
-        assert_eq!(a.ipvs_scheduler.as_ref().unwrap().as_str(), "wlc");
+        assert_eq!(a.ipvs_scheduler, Some(Scheduler::Wlc));
         assert_eq!(a.ipvs_sync_period, Some(Duration::from_secs(60)));
         assert_eq!(a.ipvs_min_sync_period, Some(Duration::from_millis(500)));
         assert_eq!(a.exclude_cidrs().unwrap().len(), 2);

@@ -19,8 +19,9 @@ use super::kubeproxy::{KubeProxyConfiguration, non_empty, non_zero};
 use super::stock_flags::{self, Handling, parse_map_string_bool};
 use super::types::{
     InterfaceName, LocalDetection, LogFormat, MasqueradeBit, NodePortAddress, NodePortAddresses,
-    Scheduler, Source, parse_bind_address, parse_cidr, parse_cluster_cidrs,
+    Source, parse_bind_address, parse_cidr, parse_cluster_cidrs,
 };
+use crate::types::Scheduler;
 
 /// Stock `ipvs.syncPeriod`.
 pub const DEFAULT_SYNC_PERIOD: Duration = Duration::from_secs(30);
@@ -159,7 +160,7 @@ impl Default for Config {
                 period: DEFAULT_SYNC_PERIOD,
                 min: DEFAULT_MIN_SYNC_PERIOD,
             },
-            scheduler: Scheduler::round_robin(),
+            scheduler: Scheduler::Rr,
             exclude_cidrs: Vec::new(),
             strict_arp: false,
             ipvs_timeouts: IpvsTimeouts::default(),
@@ -279,11 +280,7 @@ pub fn resolve(file: Option<&ParsedFile>, flags: &RunArgs) -> Result<Loaded, Con
         ));
     }
 
-    let scheduler = flags
-        .ipvs_scheduler
-        .clone()
-        .or(f.scheduler)
-        .unwrap_or(d.scheduler);
+    let scheduler = flags.ipvs_scheduler.or(f.scheduler).unwrap_or(d.scheduler);
 
     let cluster_cidrs = flags.cluster_cidr.clone().map(|c| c.0).or(f.cluster_cidrs);
     let detection = match &flags.detect_local_mode {

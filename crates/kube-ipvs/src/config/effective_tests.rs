@@ -43,7 +43,7 @@ fn stock_defaults_without_file_or_flags() {
             min: Duration::ZERO
         }
     );
-    assert_eq!(c.scheduler.as_str(), "rr");
+    assert_eq!(c.scheduler, Scheduler::Rr);
     assert_eq!(c.masquerade_bit.mark(), 0x4000);
     assert_eq!(c.healthz_bind_address, addr("0.0.0.0:10256"));
     assert_eq!(c.metrics_bind_address, addr("127.0.0.1:10249"));
@@ -88,7 +88,7 @@ fn every_honoured_field_is_read_from_the_file() {
     let l = load(Some(&yaml), &[]).unwrap();
     assert_eq!(l.warnings, vec![], "{:?}", l.warnings);
     let c = l.config;
-    assert_eq!(c.scheduler.as_str(), "wlc");
+    assert_eq!(c.scheduler, Scheduler::Wlc);
     assert_eq!(
         c.sync,
         SyncPeriods {
@@ -148,7 +148,7 @@ fn with_a_file_the_flags_bound_to_its_fields_are_ignored_as_in_kube_proxy() {
     let from_file = load(Some(&yaml), &[]).unwrap().config;
     assert_eq!(
         (
-            from_file.scheduler.as_str(),
+            from_file.scheduler.name(),
             from_file.sync.period,
             from_file.sync.min,
             from_file.strict_arp,
@@ -261,7 +261,7 @@ fn without_a_file_the_flags_set_the_fields() {
     )
     .unwrap()
     .config;
-    assert_eq!(c.scheduler.as_str(), "sh");
+    assert_eq!(c.scheduler, Scheduler::Sh);
     assert_eq!(c.sync.period, Duration::from_secs(10));
     assert!(c.strict_arp && c.masquerade_all && c.bind_address_hard_fail);
     assert_eq!(c.exclude_cidrs.len(), 2, "a repeated list flag extends");

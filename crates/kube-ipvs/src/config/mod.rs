@@ -34,7 +34,7 @@ pub use error::{ConfigError, ConfigWarning, WarningKind};
 pub use file::{ParsedFile, load_file, parse_str};
 pub use node_name::{NodeName, NodeNameError, NodeNameSource, resolve_node_name, system_hostname};
 pub use types::{
-    InterfaceName, LocalDetection, LogFormat, MasqueradeBit, NodePortAddresses, Scheduler, Source,
+    InterfaceName, LocalDetection, LogFormat, MasqueradeBit, NodePortAddresses, Source,
 };
 
 /// Loads the effective configuration: reads `--config` if given, then applies the flags.

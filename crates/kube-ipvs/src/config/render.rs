@@ -76,7 +76,7 @@ pub fn document(c: &Config) -> Value {
             "masqueradeAll": c.masquerade_all,
         },
         "ipvs": {
-            "scheduler": c.scheduler.as_str(),
+            "scheduler": c.scheduler.name(),
             "syncPeriod": format_go(c.sync.period),
             "minSyncPeriod": format_go(c.sync.min),
             "excludeCIDRs": exclude,

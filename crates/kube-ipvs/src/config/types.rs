@@ -11,57 +11,6 @@ use ipnet::IpNet;
 /// Longest interface name (`IFNAMSIZ` is 16 with the NUL).
 const IFNAME_MAX: usize = 15;
 
-/// An IPVS scheduler name (`rr`, `wrr`, `lc`, `mh`, ...).
-///
-/// Only the schedulers of mainline Linux are accepted: the planner knows exactly these (and which
-/// scheduler flags each takes), and a typo should stop startup, not the first virtual server.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Scheduler(String);
-
-impl Scheduler {
-    /// Schedulers in mainline Linux (`net/netfilter/ipvs/ip_vs_*.c`).
-    pub const KNOWN: &'static [&'static str] = &[
-        "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
-        "twos",
-    ];
-
-    /// The stock default, round robin.
-    pub fn round_robin() -> Self {
-        Scheduler("rr".to_owned())
-    }
-
-    /// The kernel's name for it.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for Scheduler {
-    fn default() -> Self {
-        Self::round_robin()
-    }
-}
-
-impl FromStr for Scheduler {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if Self::KNOWN.contains(&s) {
-            Ok(Scheduler(s.to_owned()))
-        } else {
-            Err(format!(
-                "invalid IPVS scheduler {s:?}: expected one of {}",
-                Self::KNOWN.join(", ")
-            ))
-        }
-    }
-}
-
-impl fmt::Display for Scheduler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// The fwmark bit that marks packets for masquerading (`iptables.masqueradeBit`, 0..=31).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MasqueradeBit(u8);
@@ -334,20 +283,6 @@ pub fn parse_bind_address(s: &str, default_port: u16) -> Result<SocketAddr, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scheduler_accepts_kernel_names_only() {
-        for ok in Scheduler::KNOWN {
-            assert_eq!(ok.parse::<Scheduler>().unwrap().as_str(), *ok);
-        }
-        for bad in ["", "RR", "round robin", "rr;", "fancy", "sh-port"] {
-            let err = bad.parse::<Scheduler>().unwrap_err();
-            assert!(
-                err.contains(&format!("{bad:?}")) && err.contains("wlc"),
-                "{err}"
-            );
-        }
-    }
 
     #[test]
     fn masquerade_bit_range() {

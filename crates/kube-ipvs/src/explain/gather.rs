@@ -25,7 +25,7 @@ use super::inputs::{
     KernelVs, Probe, ProbeResult, Resolved, Rules, Settings, Target,
 };
 use super::subject::{Subject, resolve_by_owners, resolve_by_services};
-use crate::agent::settings::{self as agent_settings, SettingsError};
+use crate::agent::settings as agent_settings;
 use crate::config::{Config, NodeNameError, NodePortAddresses, Source};
 use crate::dump::ClusterDump;
 use crate::failures::Failures;
@@ -64,9 +64,6 @@ pub enum GatherError {
     /// The node's name cannot be found.
     #[error("finding this node's name: {0}")]
     NodeName(#[from] NodeNameError),
-    /// The configuration does not map onto the planner.
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
 }
 
 /// Gathers everything the checks read.
@@ -79,7 +76,7 @@ pub async fn gather(cfg: &Config, opts: &Options) -> Result<Inputs, GatherError>
         &node,
         families,
         host.clone().unwrap_or_default(),
-    )?
+    )
     .planner;
     let owners = Owners::read(&opts.owners).map_err(|e| e.to_string());
     let failures = Failures::read(&opts.failures).map_err(|e| e.to_string());

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use ipvs_netlink::{Protocol, Scheduler, Service, TunnelFlags};
+use ipvs_netlink::{Protocol, SchedulerName, Service, TunnelFlags};
 
 use super::*;
 
@@ -27,7 +27,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn svc(key: VirtualServiceKey, sched: &str) -> Service {
-    let mut s = Service::new(key, Scheduler::new(sched).unwrap());
+    let mut s = Service::new(key, SchedulerName::new(sched).unwrap());
     s.flags = ServiceFlags::HASHED;
     s.stats = Some(Stats::default());
     s

@@ -1,10 +1,13 @@
 //! IPVS schedulers and virtual-server flags (`ipvsadm -s NAME -b FLAGS -p TIMEOUT`).
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
-/// A kernel IPVS scheduler (the `ip_vs_*` scheduler modules).
+/// A kernel IPVS scheduler (the `ip_vs_*` scheduler modules of mainline Linux): the planner's and
+/// the configuration's (`ipvs.scheduler`). The kernel's own name for any scheduler, known or not,
+/// is `ipvs_netlink::SchedulerName`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scheduler {
     /// Round robin (the kube-proxy default).
@@ -66,6 +69,30 @@ impl Scheduler {
             .iter()
             .find(|(k, _)| *k == self)
             .map_or("rr", |(_, n)| n)
+    }
+}
+
+impl Default for Scheduler {
+    /// Round robin, the stock default.
+    fn default() -> Self {
+        Self::Rr
+    }
+}
+
+impl FromStr for Scheduler {
+    type Err = String;
+
+    /// Parses a configured scheduler (`ipvs.scheduler`, `--ipvs-scheduler`): only the schedulers
+    /// of mainline Linux are accepted (the planner knows which scheduler flags each takes), so a
+    /// typo stops startup rather than the first virtual server.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = NAMES.iter().map(|(_, n)| *n).collect();
+            format!(
+                "invalid IPVS scheduler {s:?}: expected one of {}",
+                names.join(", ")
+            )
+        })
     }
 }
 
@@ -140,5 +167,25 @@ impl VsFlags {
             names.push("flag-3");
         }
         (!names.is_empty()).then(|| names.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kernel_names_only() {
+        for (sched, name) in NAMES {
+            assert_eq!(name.parse::<Scheduler>(), Ok(sched));
+            assert_eq!(sched.name(), name);
+        }
+        for bad in ["", "RR", "round robin", "rr;", "fancy", "sh-port"] {
+            let err = bad.parse::<Scheduler>().unwrap_err();
+            assert!(
+                err.contains(&format!("{bad:?}")) && err.contains("wlc"),
+                "{err}"
+            );
+        }
     }
 }

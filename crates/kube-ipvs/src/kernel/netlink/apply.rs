@@ -505,7 +505,7 @@ mod tests {
     #[test]
     fn present_effects_count_as_done_and_adds_become_updates() {
         let key = ipvs::VirtualServiceKey::tcp("10.0.0.1".parse().unwrap(), 80);
-        let svc = ipvs::Service::new(key, ipvs::Scheduler::rr());
+        let svc = ipvs::Service::new(key, ipvs::SchedulerName::rr());
         let dest = ipvs::Destination::masq("10.244.0.1".parse().unwrap(), 80, 1);
         let refused = Failure::refused;
         let del_dest = ipvs::IpvsOp::DeleteDestination {

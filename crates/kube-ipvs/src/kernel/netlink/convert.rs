@@ -95,7 +95,7 @@ pub fn vs_key(key: &ipvs::VirtualServiceKey) -> VsKey {
 
 /// The `ipvsadm -A/-E` request of a virtual server.
 pub fn service(key: &VsKey, spec: &VsSpec) -> Result<ipvs::Service, Unsupported> {
-    let scheduler = ipvs::Scheduler::new(spec.scheduler.name())
+    let scheduler = ipvs::SchedulerName::new(spec.scheduler.name())
         .map_err(|e| Unsupported(format!("scheduler: {e}")))?;
     let mut s = ipvs::Service::new(virtual_service_key(key), scheduler);
     s.flags = ipvs::ServiceFlags::from_bits(spec.flags.0);

@@ -98,7 +98,7 @@ fn every_scheduler_and_flag_round_trips() {
 fn unknown_schedulers_are_not_observed() {
     let s = ipvs::Service::new(
         ipvs::VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
-        ipvs::Scheduler::new("none").unwrap(),
+        ipvs::SchedulerName::new("none").unwrap(),
     );
     assert_eq!(vs_spec(&s), None);
 }
