@@ -1,58 +1,11 @@
-//! Address families and transport protocols as IPVS numbers them.
+//! Transport protocols as IPVS numbers them (the address family is the transport's
+//! [`AddressFamily`](netlink_transport::AddressFamily)).
 
 use std::fmt;
-use std::net::IpAddr;
-
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
 
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
 const IPPROTO_SCTP: u16 = 132;
-
-/// The address family of a service or destination (`AF_INET` / `AF_INET6`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AddressFamily {
-    /// IPv4 (`AF_INET`, 2).
-    Inet,
-    /// IPv6 (`AF_INET6`, 10).
-    Inet6,
-}
-
-impl AddressFamily {
-    /// The kernel's number for this family.
-    pub fn number(self) -> u16 {
-        match self {
-            Self::Inet => AF_INET,
-            Self::Inet6 => AF_INET6,
-        }
-    }
-
-    /// The family with kernel number `n`, if IPVS supports it.
-    pub fn from_number(n: u16) -> Option<Self> {
-        match n {
-            AF_INET => Some(Self::Inet),
-            AF_INET6 => Some(Self::Inet6),
-            _ => None,
-        }
-    }
-
-    /// The family of `ip`.
-    pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(_) => Self::Inet,
-            IpAddr::V6(_) => Self::Inet6,
-        }
-    }
-
-    /// Longest prefix length for this family (32 or 128).
-    pub fn max_prefix(self) -> u8 {
-        match self {
-            Self::Inet => 32,
-            Self::Inet6 => 128,
-        }
-    }
-}
 
 /// Transport protocol of a virtual service (IPVS supports exactly these three).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -9,8 +9,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::DecodeError;
-use crate::family::{AddressFamily, Protocol};
 use crate::service::{SchedulerName, VirtualServiceKey};
+use crate::{AddressFamily, Protocol};
 
 /// The forwarding method as the table names it (no tunnel parameters there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

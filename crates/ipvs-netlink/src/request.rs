@@ -2,11 +2,11 @@
 
 use std::net::IpAddr;
 
+use crate::AddressFamily;
 use crate::config::Timeouts;
 use crate::daemon::Daemon;
 use crate::destination::Destination;
 use crate::error::DecodeError;
-use crate::family::AddressFamily;
 use crate::info::{Info, InfoAttribute};
 use crate::message::{IpvsAttribute, IpvsCmd, IpvsMessage};
 use crate::service::{Service, VirtualServiceKey};

@@ -10,6 +10,7 @@
 //! | [`netns`] | running work (opening sockets, iptables, sysctl files) in another network namespace on a helper thread |
 //! | [`fault`] | the fault-injecting layer under every socket ([`Faults`]) and scripted kernels for tests |
 //! | [`Errno`] | one errno type, including subsystem-private numbers |
+//! | [`AddressFamily`] | `AF_INET`/`AF_INET6`, the one kernel-side family of every client |
 //!
 //! Modelled on rust-netlink's split (`netlink-sys` sockets, `netlink-packet-core` framing,
 //! `netlink-proto` as the one socket owner) but synchronous per client (`&mut self`, one request
@@ -20,6 +21,7 @@
 pub mod batch;
 mod errno;
 mod error;
+mod family;
 pub mod fault;
 pub mod netns;
 mod socket;
@@ -32,6 +34,7 @@ use std::time::Duration;
 pub use batch::{Ack, BatchOptions, BatchOutcome, Failure};
 pub use errno::Errno;
 pub use error::Error;
+pub use family::AddressFamily;
 pub use fault::{Fault, Faults, Match};
 pub use transport::{DUMP_ATTEMPTS, DumpPart, Transport};
 

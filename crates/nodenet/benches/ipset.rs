@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::resource::{UsageWho, getrusage};
-use nodenet::ipset::{CreateSpec, Entry, Family, IpsetClient, Protocol, SetType, TrackedSet};
+use nodenet::AddressFamily;
+use nodenet::ipset::{CreateSpec, Entry, IpsetClient, Protocol, SetType, TrackedSet};
 
 const SET: &str = "BENCH-IPPORT";
 
@@ -127,7 +128,7 @@ async fn round(n: usize) -> Round {
     let maxelem = u32::try_from(n * 2).unwrap().max(65_536);
 
     // Ours, with the same hashsize as the CLI run (1024, the kube-proxy default).
-    let mut spec = CreateSpec::hash(SET, SetType::HashIpPort, Family::Inet);
+    let mut spec = CreateSpec::hash(SET, SetType::HashIpPort, AddressFamily::Inet);
     spec.hashsize = Some(1024);
     spec.maxelem = Some(maxelem);
     let start = Instant::now();

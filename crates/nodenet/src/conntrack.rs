@@ -21,7 +21,7 @@ use netlink_transport::{
     decode_packet, encode_packet,
 };
 
-use crate::SocketOptions;
+use crate::{AddressFamily, SocketOptions};
 
 const IPPROTO_UDP: u8 = 17;
 /// `NFNL_SUBSYS_CTNETLINK`, the high byte of a conntrack message's type.
@@ -34,26 +34,11 @@ const BATCH: BatchOptions = BatchOptions {
     keep_echo: false,
 };
 
-/// Address family of the table to look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// IPv4 (`conntrack -f ipv4`).
-    V4,
-    /// IPv6 (`conntrack -f ipv6`).
-    V6,
-}
-
-impl Family {
-    fn nfproto(self) -> NetfilterProtoFamily {
-        match self {
-            Family::V4 => NetfilterProtoFamily::IPv4,
-            Family::V6 => NetfilterProtoFamily::IPv6,
-        }
-    }
-
-    /// The family of an address.
-    pub fn of(ip: IpAddr) -> Self {
-        if ip.is_ipv4() { Family::V4 } else { Family::V6 }
+/// The netfilter family of a conntrack table (`conntrack -f ipv4|ipv6`).
+fn nfproto(family: AddressFamily) -> NetfilterProtoFamily {
+    match family {
+        AddressFamily::Inet => NetfilterProtoFamily::IPv4,
+        AddressFamily::Inet6 => NetfilterProtoFamily::IPv6,
     }
 }
 
@@ -161,8 +146,8 @@ fn err(op: &'static str) -> impl FnOnce(Fail) -> ConntrackError {
     }
 }
 
-fn message(family: Family, msg: ConntrackMessage) -> NetfilterMessage {
-    NetfilterMessage::new(NetfilterHeader::new(family.nfproto(), 0, 0), msg)
+fn message(family: AddressFamily, msg: ConntrackMessage) -> NetfilterMessage {
+    NetfilterMessage::new(NetfilterHeader::new(nfproto(family), 0, 0), msg)
 }
 
 fn decode_tuple(parts: &[Tuple]) -> Option<(u8, FlowTuple)> {
@@ -259,7 +244,7 @@ fn tuple_attrs(protocol: u8, t: &FlowTuple) -> Vec<Tuple> {
 /// The DELETE request for one entry, identified by its original tuple.
 pub fn delete_message(flow: &Flow) -> NetfilterMessage {
     message(
-        Family::of(flow.orig.dst),
+        AddressFamily::of(flow.orig.dst),
         ConntrackMessage::Delete(vec![ConntrackAttribute::CtaTupleOrig(tuple_attrs(
             flow.protocol,
             &flow.orig,
@@ -303,7 +288,7 @@ impl Conntrack {
     }
 
     /// Every entry of the family's table that has ports (`conntrack -L -f FAMILY`).
-    pub async fn flows(&mut self, family: Family) -> Result<Vec<Flow>, ConntrackError> {
+    pub async fn flows(&mut self, family: AddressFamily) -> Result<Vec<Flow>, ConntrackError> {
         let mut flows = Vec::new();
         self.sock
             .dump(
@@ -363,7 +348,7 @@ impl Conntrack {
         dport: u16,
         reply: &ReplySource,
     ) -> Result<Vec<Flow>, ConntrackError> {
-        let flows = self.flows(Family::of(dst)).await?;
+        let flows = self.flows(AddressFamily::of(dst)).await?;
         let doomed = select_udp(&flows, dst, dport, reply);
         self.delete(&doomed).await?;
         Ok(doomed)

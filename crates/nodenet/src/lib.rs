@@ -29,7 +29,7 @@ pub mod wire;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use netlink_transport::{BatchOutcome, Errno, Failure, Faults};
+pub use netlink_transport::{AddressFamily, BatchOutcome, Errno, Failure, Faults};
 
 /// How a netlink client of this crate opens its socket.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,8 @@ mod common;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use nodenet::conntrack::{Conntrack, Family, Flow, ReplySource};
+use nodenet::AddressFamily;
+use nodenet::conntrack::{Conntrack, Flow, ReplySource};
 
 struct Setup {
     service: IpAddr,
@@ -122,7 +123,7 @@ async fn stale_udp_entry_is_deleted_and_recreated(s: Setup) {
         .unwrap();
     ping(&client, &s);
 
-    let family = Family::of(s.service);
+    let family = AddressFamily::of(s.service);
     let mut ct = Conntrack::connect(Duration::from_secs(5)).await.unwrap();
     let flows = ours(&ct.flows(family).await.unwrap(), &s);
     assert_eq!(flows.len(), 1, "{flows:?}");

@@ -10,11 +10,11 @@ use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::process::Command;
 
 use nix::sched::{CloneFlags, unshare};
-use nodenet::Errno;
 use nodenet::ipset::constants::{
     IPSET_ERR_COMMENT, IPSET_ERR_EXIST, IPSET_ERR_HASH_FULL, IPSET_ERR_TYPE_MISMATCH,
 };
 use nodenet::ipset::*;
+use nodenet::{AddressFamily, Errno};
 
 const IGNORE: &str = "needs root and netns: cargo xtask test";
 
@@ -90,7 +90,7 @@ fn sorted_display<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<Strin
 }
 
 fn sample_sets() -> Vec<(CreateSpec, Vec<Entry>)> {
-    let mut kip = CreateSpec::hash("KUBE-CLUSTER-IP", SetType::HashIpPort, Family::Inet);
+    let mut kip = CreateSpec::hash("KUBE-CLUSTER-IP", SetType::HashIpPort, AddressFamily::Inet);
     kip.hashsize = Some(1024);
     kip.maxelem = Some(65536);
     let v6: IpAddr = "fd00::10".parse().unwrap();
@@ -104,11 +104,15 @@ fn sample_sets() -> Vec<(CreateSpec, Vec<Entry>)> {
             ],
         ),
         (
-            CreateSpec::hash("KUBE-6-CLUSTER-IP", SetType::HashIpPort, Family::Inet6),
+            CreateSpec::hash(
+                "KUBE-6-CLUSTER-IP",
+                SetType::HashIpPort,
+                AddressFamily::Inet6,
+            ),
             vec![ipport(v6, Protocol::Tcp, 80)],
         ),
         (
-            CreateSpec::hash("KUBE-LOOP-BACK", SetType::HashIpPortIp, Family::Inet),
+            CreateSpec::hash("KUBE-LOOP-BACK", SetType::HashIpPortIp, AddressFamily::Inet),
             vec![Entry::IpPortIp {
                 ip: v4(10, 0, 0, 5),
                 proto: Protocol::Tcp,
@@ -120,7 +124,7 @@ fn sample_sets() -> Vec<(CreateSpec, Vec<Entry>)> {
             CreateSpec::hash(
                 "KUBE-LOAD-BALANCER-SOURCE-CIDR",
                 SetType::HashIpPortNet,
-                Family::Inet,
+                AddressFamily::Inet,
             ),
             vec![
                 Entry::IpPortNet {
@@ -138,11 +142,11 @@ fn sample_sets() -> Vec<(CreateSpec, Vec<Entry>)> {
             ],
         ),
         (
-            CreateSpec::hash("KUBE-IPVS-IPS", SetType::HashIp, Family::Inet),
+            CreateSpec::hash("KUBE-IPVS-IPS", SetType::HashIp, AddressFamily::Inet),
             vec![Entry::Ip(v4(10, 96, 0, 1))],
         ),
         (
-            CreateSpec::hash("TEST-NET", SetType::HashNet, Family::Inet),
+            CreateSpec::hash("TEST-NET", SetType::HashNet, AddressFamily::Inet),
             vec![
                 Entry::Net("10.0.0.0/8".parse().unwrap()),
                 Entry::Net("172.16.0.1/32".parse().unwrap()),
@@ -191,7 +195,7 @@ async fn ipset_interop_our_sets_shown_by_cli() {
     );
 
     // Comments and single add.
-    let mut spec = CreateSpec::hash("WITH-COMMENT", SetType::HashIp, Family::Inet);
+    let mut spec = CreateSpec::hash("WITH-COMMENT", SetType::HashIp, AddressFamily::Inet);
     spec.comment = true;
     c.create(&spec).await.unwrap();
     c.add_with_comment(
@@ -223,7 +227,11 @@ async fn ipset_interop_cli_sets_read_by_us() {
             let (a, b) = spec.port_range.unwrap();
             create += &format!(" range {a}-{b}");
         } else {
-            create += &format!(" family {} hashsize 4096 maxelem 131072", spec.family);
+            let family = match spec.family {
+                Some(AddressFamily::Inet6) => "inet6",
+                _ => "inet",
+            };
+            create += &format!(" family {family} hashsize 4096 maxelem 131072");
         }
         script += &create;
         script += "\n";
@@ -265,7 +273,7 @@ async fn ipset_interop_cli_sets_read_by_us() {
 async fn a_batch_larger_than_the_send_buffer_lands_whole() {
     fresh_netns();
     let mut c = client().await;
-    let mut spec = CreateSpec::hash("KUBE-CLUSTER-IP", SetType::HashIpPort, Family::Inet);
+    let mut spec = CreateSpec::hash("KUBE-CLUSTER-IP", SetType::HashIpPort, AddressFamily::Inet);
     spec.maxelem = Some(65536);
     c.create(&spec).await.unwrap();
     let entries: Vec<Entry> = (0..20_000u32)
@@ -283,7 +291,7 @@ async fn a_batch_larger_than_the_send_buffer_lands_whole() {
 async fn ipset_sync_and_replace() {
     fresh_netns();
     let mut c = client().await;
-    let mut spec = CreateSpec::hash("SYNCED", SetType::HashIpPort, Family::Inet);
+    let mut spec = CreateSpec::hash("SYNCED", SetType::HashIpPort, AddressFamily::Inet);
     spec.maxelem = Some(200_000);
     c.create(&spec).await.unwrap();
     let entry = |i: u32| {
@@ -377,7 +385,7 @@ async fn ipset_swap_under_iptables_reference() {
     c.create(&CreateSpec::hash(
         "KUBE-REF",
         SetType::HashIpPort,
-        Family::Inet,
+        AddressFamily::Inet,
     ))
     .await
     .unwrap();
@@ -441,7 +449,7 @@ async fn ipset_swap_under_iptables_reference() {
 async fn ipset_errors_are_typed() {
     fresh_netns();
     let mut c = client().await;
-    let spec = CreateSpec::hash("ERR", SetType::HashIp, Family::Inet);
+    let spec = CreateSpec::hash("ERR", SetType::HashIp, AddressFamily::Inet);
     c.create(&spec).await.unwrap();
     let e = c.create(&spec).await.unwrap_err();
     assert!(
@@ -526,9 +534,13 @@ async fn ipset_errors_are_typed() {
         .unwrap_err();
     assert!(e.errno().is_some(), "{e}");
 
-    c.create(&CreateSpec::hash("ERR-NET", SetType::HashNet, Family::Inet))
-        .await
-        .unwrap();
+    c.create(&CreateSpec::hash(
+        "ERR-NET",
+        SetType::HashNet,
+        AddressFamily::Inet,
+    ))
+    .await
+    .unwrap();
     let e = c.swap("ERR", "ERR-NET").await.unwrap_err();
     assert!(
         matches!(
@@ -578,7 +590,7 @@ async fn ipset_errors_are_typed() {
     );
 
     // A full set: the batch error names the first entry that did not fit.
-    let mut small = CreateSpec::hash("SMALL", SetType::HashIp, Family::Inet);
+    let mut small = CreateSpec::hash("SMALL", SetType::HashIp, AddressFamily::Inet);
     small.maxelem = Some(4);
     c.create(&small).await.unwrap();
     let entries: Vec<Entry> = (1..=10).map(|i| Entry::Ip(v4(10, 0, 1, i))).collect();
@@ -591,7 +603,11 @@ async fn ipset_errors_are_typed() {
     // Names the kernel cannot take are refused locally.
     let long = "X".repeat(32);
     let e = c
-        .create(&CreateSpec::hash(long, SetType::HashIp, Family::Inet))
+        .create(&CreateSpec::hash(
+            long,
+            SetType::HashIp,
+            AddressFamily::Inet,
+        ))
         .await
         .unwrap_err();
     assert!(matches!(e, IpsetError::Encode { .. }), "{e}");

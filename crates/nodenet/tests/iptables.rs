@@ -9,9 +9,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use nodenet::AddressFamily;
 use nodenet::iptables::render::restore_text;
 use nodenet::iptables::{
-    Applied, Backend, Family, Iptables, KubeSet, LocalDetect, NoNodeAccess, Protocol, RuleSet,
+    Applied, Backend, Iptables, KubeSet, LocalDetect, NoNodeAccess, Protocol, RuleSet,
 };
 
 fn golden(name: &str, text: &str) {
@@ -32,12 +33,15 @@ fn all_sets() -> BTreeSet<KubeSet> {
 
 #[test]
 fn golden_minimal_v4() {
-    golden("minimal-v4.rules", &restore_text(&RuleSet::new(Family::V4)));
+    golden(
+        "minimal-v4.rules",
+        &restore_text(&RuleSet::new(AddressFamily::Inet)),
+    );
 }
 
 #[test]
 fn golden_full_v4_cluster_cidr() {
-    let mut d = RuleSet::new(Family::V4);
+    let mut d = RuleSet::new(AddressFamily::Inet);
     d.local_detect = LocalDetect::ClusterCidr("10.244.0.0/16".parse().unwrap());
     d.random_fully = true;
     d.nonempty_sets = all_sets();
@@ -58,7 +62,7 @@ fn golden_full_v4_cluster_cidr() {
 
 #[test]
 fn golden_masquerade_all_v6() {
-    let mut d = RuleSet::new(Family::V6);
+    let mut d = RuleSet::new(AddressFamily::Inet6);
     d.masquerade_all = true;
     d.masquerade_bit = 15;
     d.nonempty_sets = all_sets();
@@ -72,7 +76,7 @@ fn golden_masquerade_all_v6() {
 
 #[test]
 fn golden_no_detector_uses_src_dst() {
-    let mut d = RuleSet::new(Family::V4);
+    let mut d = RuleSet::new(AddressFamily::Inet);
     d.nonempty_sets = [KubeSet::ClusterIp].into();
     let text = restore_text(&d);
     assert!(text.contains(
@@ -84,10 +88,10 @@ const T: Duration = Duration::from_secs(20);
 
 /// Creates every set the rules reference (the ipset client is tested elsewhere; the CLI
 /// suffices to give the rules something to reference).
-fn create_sets(family: Family) {
+fn create_sets(family: AddressFamily) {
     let fam = match family {
-        Family::V4 => "inet",
-        Family::V6 => "inet6",
+        AddressFamily::Inet => "inet",
+        AddressFamily::Inet6 => "inet6",
     };
     let mut script = String::new();
     for s in KubeSet::ALL {
@@ -113,12 +117,12 @@ fn create_sets(family: Family) {
     std::fs::remove_file(path).unwrap();
 }
 
-fn save_cmd(backend: Backend, family: Family, table: &str) -> String {
+fn save_cmd(backend: Backend, family: AddressFamily, table: &str) -> String {
     let bin = match (backend, family) {
-        (Backend::Nft, Family::V4) => "iptables-nft-save",
-        (Backend::Nft, Family::V6) => "ip6tables-nft-save",
-        (Backend::Legacy, Family::V4) => "iptables-legacy-save",
-        (Backend::Legacy, Family::V6) => "ip6tables-legacy-save",
+        (Backend::Nft, AddressFamily::Inet) => "iptables-nft-save",
+        (Backend::Nft, AddressFamily::Inet6) => "ip6tables-nft-save",
+        (Backend::Legacy, AddressFamily::Inet) => "iptables-legacy-save",
+        (Backend::Legacy, AddressFamily::Inet6) => "ip6tables-legacy-save",
     };
     // Without the "# Generated/Completed on <time>" lines, so two saves compare.
     common::sh(&format!("{bin} -t {table}"))
@@ -128,14 +132,14 @@ fn save_cmd(backend: Backend, family: Family, table: &str) -> String {
         .collect()
 }
 
-fn apply_roundtrip(backend: Backend, family: Family) {
+fn apply_roundtrip(backend: Backend, family: AddressFamily) {
     common::enter_fresh_netns();
     create_sets(family);
     let ipt = Iptables::new(backend, family, T);
     let mut d = RuleSet::new(family);
     d.local_detect = LocalDetect::ClusterCidr(match family {
-        Family::V4 => "10.244.0.0/16".parse().unwrap(),
-        Family::V6 => "fd00:244::/64".parse().unwrap(),
+        AddressFamily::Inet => "10.244.0.0/16".parse().unwrap(),
+        AddressFamily::Inet6 => "fd00:244::/64".parse().unwrap(),
     });
     d.random_fully = ipt.random_fully().unwrap();
     d.nonempty_sets = all_sets();
@@ -147,10 +151,10 @@ fn apply_roundtrip(backend: Backend, family: Family) {
 
     // Someone else's rules first in the built-in chains: ours must go in front of them.
     let ipt_bin = match (backend, family) {
-        (Backend::Nft, Family::V4) => "iptables-nft",
-        (Backend::Nft, Family::V6) => "ip6tables-nft",
-        (Backend::Legacy, Family::V4) => "iptables-legacy",
-        (Backend::Legacy, Family::V6) => "ip6tables-legacy",
+        (Backend::Nft, AddressFamily::Inet) => "iptables-nft",
+        (Backend::Nft, AddressFamily::Inet6) => "ip6tables-nft",
+        (Backend::Legacy, AddressFamily::Inet) => "iptables-legacy",
+        (Backend::Legacy, AddressFamily::Inet6) => "ip6tables-legacy",
     };
     common::sh(&format!(
         "{ipt_bin} -t filter -A INPUT -p tcp --dport 22 -j ACCEPT"
@@ -240,25 +244,25 @@ fn apply_roundtrip(backend: Backend, family: Family) {
 #[test]
 #[ignore = "needs root and netns: cargo xtask test"]
 fn apply_nft_v4() {
-    apply_roundtrip(Backend::Nft, Family::V4);
+    apply_roundtrip(Backend::Nft, AddressFamily::Inet);
 }
 
 #[test]
 #[ignore = "needs root and netns: cargo xtask test"]
 fn apply_nft_v6() {
-    apply_roundtrip(Backend::Nft, Family::V6);
+    apply_roundtrip(Backend::Nft, AddressFamily::Inet6);
 }
 
 #[test]
 #[ignore = "needs root and netns: cargo xtask test"]
 fn apply_legacy_v4() {
-    apply_roundtrip(Backend::Legacy, Family::V4);
+    apply_roundtrip(Backend::Legacy, AddressFamily::Inet);
 }
 
 #[test]
 #[ignore = "needs root and netns: cargo xtask test"]
 fn apply_legacy_v6() {
-    apply_roundtrip(Backend::Legacy, Family::V6);
+    apply_roundtrip(Backend::Legacy, AddressFamily::Inet6);
 }
 
 /// Adds (or removes) the server's ip,tcp:port in KUBE-CLUSTER-IP with our own ipset client,
@@ -342,12 +346,12 @@ fn masquerade_through_the_mark() {
     ));
     common::sh("ip addr add 192.168.88.1/24 dev mq-n && ip link set mq-n up");
     common::sh("ip addr add 192.168.99.1/24 dev mq-m && ip link set mq-m up");
-    create_sets(Family::V4);
+    create_sets(AddressFamily::Inet);
     cluster_ip_member(true);
 
-    let backend = Backend::detect(Family::V4, T).unwrap();
-    let ipt = Iptables::new(backend, Family::V4, T);
-    let mut d = RuleSet::new(Family::V4);
+    let backend = Backend::detect(AddressFamily::Inet, T).unwrap();
+    let ipt = Iptables::new(backend, AddressFamily::Inet, T);
+    let mut d = RuleSet::new(AddressFamily::Inet);
     d.local_detect = LocalDetect::ClusterCidr("10.244.0.0/16".parse().unwrap());
     d.random_fully = ipt.random_fully().unwrap();
     d.nonempty_sets = [KubeSet::ClusterIp].into();

@@ -2,9 +2,9 @@
 
 use std::net::IpAddr;
 
+use crate::AddressFamily;
 use crate::destination::{DestinationAttribute, ForwardMethod};
 use crate::error::DecodeError;
-use crate::family::AddressFamily;
 use crate::nla::RawAddr;
 use crate::stats::Stats;
 

@@ -3,9 +3,9 @@
 use std::net::IpAddr;
 
 use crate::error::DecodeError;
-use crate::family::{AddressFamily, Protocol};
 use crate::nla::RawAddr;
 use crate::service::ServiceAttribute;
+use crate::{AddressFamily, Protocol};
 
 /// The identity of a virtual service (ipvsadm `-t/-u/--sctp-service addr:port` or `-f mark`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,7 +1,7 @@
 //! The `Service` value: what `ipvsadm -A/-E` sets and `ipvsadm -Ln` shows for one virtual service.
 
+use crate::AddressFamily;
 use crate::error::DecodeError;
-use crate::family::AddressFamily;
 use crate::service::{FlagsMask, SchedulerName, ServiceAttribute, ServiceFlags, VirtualServiceKey};
 use crate::stats::Stats;
 

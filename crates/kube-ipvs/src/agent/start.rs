@@ -14,9 +14,7 @@ use crate::config::{Config, Loaded, Source};
 use crate::kernel::{KernelConfig, NetlinkKernel};
 use crate::owners;
 use crate::source::{FileOptions, KubernetesOptions, file, kubernetes};
-use crate::telemetry::metrics::IpFamily;
 use crate::telemetry::{Telemetry, TelemetryOptions};
-use crate::types::Family;
 use kube::runtime::events::Reporter;
 
 /// Timeout of the start-up address listing.
@@ -71,13 +69,7 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
     let telemetry = Arc::new(Telemetry::new(
         cfg,
         TelemetryOptions {
-            ip_families: families
-                .iter()
-                .map(|f| match f {
-                    Family::V4 => IpFamily::V4,
-                    Family::V6 => IpFamily::V6,
-                })
-                .collect(),
+            ip_families: families.clone(),
             health_check_ips,
             freshness: sources.freshness(),
             events: client.map(|c| {

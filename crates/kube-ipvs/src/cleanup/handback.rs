@@ -29,7 +29,8 @@ use nodenet::link::Links;
 use nodenet::route::OUR_PROTOCOL;
 
 use super::{CleanupError, CleanupOptions};
-use nodenet::iptables::{Family as IptFamily, KubeSet};
+use nodenet::AddressFamily;
+use nodenet::iptables::KubeSet;
 
 /// Stock's `maxelem` (pkg/proxy/ipvs/ipset/ipset.go `setIPSetDefaults`).
 pub const STOCK_MAXELEM: u32 = 65_536;
@@ -146,7 +147,7 @@ pub fn plan_handback(obs: &HandbackObserved) -> Vec<HandbackStep> {
 fn set_names() -> impl Iterator<Item = String> {
     KubeSet::ALL
         .iter()
-        .flat_map(|k| [k.name(IptFamily::V4), k.name(IptFamily::V6)])
+        .flat_map(|k| [k.name(AddressFamily::Inet), k.name(AddressFamily::Inet6)])
 }
 
 /// Reads what the hand-back needs.
@@ -217,12 +218,18 @@ pub async fn execute_handback(
                 let dummy = links.ensure_dummy(&opts.dummy_device).await?;
                 links.add_addresses(dummy, addrs).await?;
                 for (family, set) in [
-                    (IptFamily::V4, KubeSet::IpvsIps.name(IptFamily::V4)),
-                    (IptFamily::V6, KubeSet::IpvsIps.name(IptFamily::V6)),
+                    (
+                        AddressFamily::Inet,
+                        KubeSet::IpvsIps.name(AddressFamily::Inet),
+                    ),
+                    (
+                        AddressFamily::Inet6,
+                        KubeSet::IpvsIps.name(AddressFamily::Inet6),
+                    ),
                 ] {
                     let entries: Vec<Entry> = addrs
                         .iter()
-                        .filter(|a| a.is_ipv4() == (family == IptFamily::V4))
+                        .filter(|a| a.is_ipv4() == (family == AddressFamily::Inet))
                         .map(|a| Entry::Ip(*a))
                         .collect();
                     if !entries.is_empty() {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipvs_netlink::{Client, VirtualServiceKey};
+use nodenet::AddressFamily;
 use nodenet::ipset::{IpsetClient, IpsetError};
 use nodenet::iptables::render::{CHAINS, builtin_chains, jumps_in_order};
 use nodenet::iptables::save::normalize;
-use nodenet::iptables::{Backend, Family as IptFamily, Iptables, IptablesError, Table};
+use nodenet::iptables::{Backend, Iptables, IptablesError, Table};
 use nodenet::link::{LinkError, Links};
 
 use super::CleanupOptions;
@@ -59,16 +60,9 @@ pub struct Outcome {
     pub failed: Vec<(Step, CleanupError)>,
 }
 
-fn family_name(f: IptFamily) -> &'static str {
-    match f {
-        IptFamily::V4 => "IPv4",
-        IptFamily::V6 => "IPv6",
-    }
-}
-
 /// Our jumps and chains in one family and back end; `Err` if its tools cannot run.
 fn observe_iptables(
-    family: IptFamily,
+    family: AddressFamily,
     backend: Backend,
     timeout: Duration,
 ) -> Result<ObservedIptables, IptablesError> {
@@ -101,10 +95,10 @@ fn observe_iptables(
 
 /// Whether this network namespace has legacy (x_tables) tables: the kernel lists them in
 /// `/proc/net/ip_tables_names` (`ip6_tables_names`) once the module is loaded and used.
-fn legacy_tables_in_use(family: IptFamily) -> bool {
+fn legacy_tables_in_use(family: AddressFamily) -> bool {
     let file = match family {
-        IptFamily::V4 => "/proc/net/ip_tables_names",
-        IptFamily::V6 => "/proc/net/ip6_tables_names",
+        AddressFamily::Inet => "/proc/net/ip_tables_names",
+        AddressFamily::Inet6 => "/proc/net/ip6_tables_names",
     };
     std::fs::read_to_string(file).is_ok_and(|t| !t.trim().is_empty())
 }
@@ -113,7 +107,7 @@ async fn observe_all_iptables(timeout: Duration) -> (Vec<ObservedIptables>, Vec<
     let res = tokio::task::spawn_blocking(move || {
         let mut found = Vec::new();
         let mut warnings = Vec::new();
-        for family in [IptFamily::V4, IptFamily::V6] {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut errors = Vec::new();
             for backend in [Backend::Nft, Backend::Legacy] {
                 if backend == Backend::Legacy && !legacy_tables_in_use(family) {
@@ -126,10 +120,7 @@ async fn observe_all_iptables(timeout: Duration) -> (Vec<ObservedIptables>, Vec<
                 }
             }
             for e in errors {
-                warnings.push(format!(
-                    "iptables ({}): not checked: {e}",
-                    family_name(family)
-                ));
+                warnings.push(format!("iptables ({family}): not checked: {e}"));
             }
         }
         (found, warnings)

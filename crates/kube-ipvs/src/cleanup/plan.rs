@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use ipvs_netlink::VirtualServiceKey;
-use nodenet::iptables::{Backend, Family as IptFamily, KubeSet};
+use nodenet::AddressFamily;
+use nodenet::iptables::{Backend, KubeSet};
 
 use super::CleanupOptions;
 use crate::kernel::vs_key;
@@ -45,7 +46,7 @@ pub struct ObservedRoute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedIptables {
     /// Family.
-    pub family: IptFamily,
+    pub family: AddressFamily,
     /// The back end holding them (both are checked: rules may sit in either).
     pub backend: Backend,
     /// Our jumps present: `table/BUILTIN -> KUBE-CHAIN`.
@@ -97,7 +98,7 @@ pub enum Step {
     /// Delete our jumps, flush and delete our chains (one family).
     RemoveIptables {
         /// Family.
-        family: IptFamily,
+        family: AddressFamily,
         /// Back end.
         backend: Backend,
         /// The jumps removed.
@@ -133,13 +134,6 @@ pub enum Step {
     },
 }
 
-fn family_name(f: IptFamily) -> &'static str {
-    match f {
-        IptFamily::V4 => "IPv4",
-        IptFamily::V6 => "IPv6",
-    }
-}
-
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -162,7 +156,7 @@ impl fmt::Display for Step {
                     Backend::Nft => "nft",
                     Backend::Legacy => "legacy",
                 };
-                write!(f, "remove iptables rules ({}, {b}):", family_name(*family))?;
+                write!(f, "remove iptables rules ({family}, {b}):")?;
                 if !jumps.is_empty() {
                     write!(f, " jumps {}", jumps.join(", "))?;
                 }
@@ -231,7 +225,7 @@ fn ours(set: &str) -> bool {
     set.starts_with(OUR_SET_PREFIX)
         || KubeSet::ALL
             .iter()
-            .any(|k| k.name(IptFamily::V4) == set || k.name(IptFamily::V6) == set)
+            .any(|k| k.name(AddressFamily::Inet) == set || k.name(AddressFamily::Inet6) == set)
 }
 
 /// The steps that remove what kube-ipvs or kube-proxy (IPVS mode) created, in the safe order:
@@ -315,7 +309,7 @@ pub fn plan(obs: &Observed, opts: &CleanupOptions) -> Plan {
 
 #[cfg(test)]
 mod tests {
-    use ipvs_netlink::{AddressFamily, Protocol};
+    use ipvs_netlink::Protocol;
 
     use super::*;
 
@@ -374,13 +368,13 @@ mod tests {
             node_addresses: ["192.168.1.10".parse().unwrap()].into(),
             iptables: vec![
                 ObservedIptables {
-                    family: IptFamily::V4,
+                    family: AddressFamily::Inet,
                     backend: Backend::Nft,
                     jumps: vec!["nat/PREROUTING -> KUBE-SERVICES".into()],
                     chains: vec!["nat/KUBE-SERVICES".into()],
                 },
                 ObservedIptables {
-                    family: IptFamily::V6,
+                    family: AddressFamily::Inet6,
                     backend: Backend::Nft,
                     jumps: vec![],
                     chains: vec![],

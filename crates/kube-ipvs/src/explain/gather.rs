@@ -593,7 +593,7 @@ fn split_tables(text: &str) -> BTreeMap<String, SavedTable> {
 /// --version` names (the other back end's only if that one holds no kube-ipvs chain): two
 /// processes, where the agent's full detection would start seven.
 async fn iptables(family: Family) -> Gathered<Rules> {
-    let fam = convert::rules_family(family);
+    let fam: nodenet::AddressFamily = family.into();
     let base = match family {
         Family::V4 => "iptables",
         Family::V6 => "ip6tables",
@@ -773,11 +773,7 @@ async fn service_flows(sub: &Subject, timeout: Duration) -> Gathered<u64> {
         .map_err(|e| e.to_string())?;
     let mut n = 0u64;
     for f in families {
-        let fam = match f {
-            Family::V4 => nodenet::conntrack::Family::V4,
-            Family::V6 => nodenet::conntrack::Family::V6,
-        };
-        let flows = ct.flows(fam).await.map_err(|e| e.to_string())?;
+        let flows = ct.flows(f.into()).await.map_err(|e| e.to_string())?;
         n += flows
             .iter()
             .filter(|fl| keys.contains(&(fl.protocol, fl.orig.dst, fl.orig.dport)))

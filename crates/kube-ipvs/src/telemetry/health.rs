@@ -223,7 +223,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::agent::SyncKind;
     use crate::telemetry::http::{HttpServer, test_client};
-    use crate::telemetry::metrics::IpFamily;
+    use crate::types::Family;
 
     /// A clock the test moves by hand (seconds since the epoch).
     #[derive(Clone, Default)]
@@ -266,7 +266,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn healthz_goes_503_when_a_queued_change_is_stale_and_back_after_a_sync() {
         let clock = ManualClock::at(1_000);
-        let metrics = Arc::new(Metrics::new(&[IpFamily::V4]));
+        let metrics = Arc::new(Metrics::new(&[Family::V4]));
         // syncPeriod 30 s -> timeout 60 s
         let h = ProxyHealth::new(Duration::from_secs(60), clock.clock(), metrics.clone());
         let server = HttpServer::bind("127.0.0.1:0".parse().unwrap(), h.handler())

@@ -215,13 +215,14 @@ mod tests {
     use crate::agent::{ChangeKind, SyncKind};
     use crate::telemetry::health::tests::{ManualClock, report};
     use crate::telemetry::http::test_client::{closes, get};
-    use crate::telemetry::metrics::{IpFamily, Metrics};
+    use crate::telemetry::metrics::Metrics;
+    use crate::types::Family;
 
     fn health(clock: &ManualClock) -> ProxyHealth {
         ProxyHealth::new(
             Duration::from_secs(60),
             clock.clock(),
-            Arc::new(Metrics::new(&[IpFamily::V4])),
+            Arc::new(Metrics::new(&[Family::V4])),
         )
     }
 

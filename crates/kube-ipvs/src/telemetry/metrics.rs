@@ -33,43 +33,26 @@ use super::pending::Counts;
 use super::process;
 use crate::agent::{SyncKind, SyncReport};
 use crate::source::freshness::Freshness;
+use crate::types;
 
-/// An IP family, as stock's `ip_family` label spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum IpFamily {
-    /// `IPv4`.
-    V4,
-    /// `IPv6`.
-    V6,
-}
-
-impl IpFamily {
-    /// The label value (`v1.IPFamily`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V4 => "IPv4",
-            Self::V6 => "IPv6",
-        }
-    }
-}
-
-impl EncodeLabelValue for IpFamily {
+/// The `ip_family` label: `IPv4`/`IPv6`, as stock spells it (`v1.IPFamily`).
+impl EncodeLabelValue for types::Family {
     fn encode(
         &self,
         encoder: &mut prometheus_client::encoding::LabelValueEncoder,
     ) -> Result<(), fmt::Error> {
-        fmt::Write::write_str(encoder, self.as_str())
+        fmt::Write::write_fmt(encoder, format_args!("{self}"))
     }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FamilyLabels {
-    ip_family: IpFamily,
+    ip_family: types::Family,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyLabels {
-    ip_family: IpFamily,
+    ip_family: types::Family,
     traffic_policy: &'static str,
 }
 
@@ -131,7 +114,7 @@ fn network_programming_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    families: Vec<IpFamily>,
+    families: Vec<types::Family>,
     sync_duration: HistogramFamily<FamilyLabels>,
     sync_full_duration: HistogramFamily<FamilyLabels>,
     sync_partial_duration: HistogramFamily<FamilyLabels>,
@@ -171,12 +154,12 @@ fn gauge_value(n: u64) -> i64 {
 
 impl Metrics {
     /// A registry whose `ip_family` series are written for `families` (IPv4 when empty).
-    pub fn new(families: &[IpFamily]) -> Self {
+    pub fn new(families: &[types::Family]) -> Self {
         let mut families = families.to_vec();
         families.sort();
         families.dedup();
         if families.is_empty() {
-            families.push(IpFamily::V4);
+            families.push(types::Family::V4);
         }
         let hist = |f: fn() -> Histogram| Family::new_with_constructor(f);
         let m = Metrics {
@@ -666,7 +649,7 @@ pub(crate) mod tests {
 
     #[test]
     fn build_info_is_a_constant_gauge_labelled_like_stocks() {
-        let text = Metrics::new(&[IpFamily::V4]).encode_text();
+        let text = Metrics::new(&[types::Family::V4]).encode_text();
         assert_eq!(types(&text)["kube_ipvs_build_info"], "gauge");
         let v = parse(&text);
         let (key, value) = v
@@ -685,7 +668,7 @@ pub(crate) mod tests {
 
     #[test]
     fn stock_names_types_and_values_after_a_sync() {
-        let m = Metrics::new(&[IpFamily::V4]);
+        let m = Metrics::new(&[types::Family::V4]);
         let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let pending = Counts {
             services: 1,
@@ -846,7 +829,7 @@ pub(crate) mod tests {
 
     #[test]
     fn failed_rules_and_drain_syncs() {
-        let m = Metrics::new(&[IpFamily::V4, IpFamily::V6]);
+        let m = Metrics::new(&[types::Family::V4, types::Family::V6]);
         let t0 = UNIX_EPOCH + Duration::from_secs(100);
         let mut r = report(SyncKind::Full, t0);
         r.rules_failed = true;

@@ -50,14 +50,14 @@ use self::events::{EventSink, RateLimit, RejectionEvents};
 use self::health::{Clock, ProxyHealth};
 use self::healthcheck::{HealthCheckServers, Wanted};
 use self::http::{Handler, HttpServer, not_found, respond};
-use self::metrics::{IpFamily, Metrics};
+use self::metrics::Metrics;
 use crate::agent::{ChangeKind, Observer, SyncReport};
 use crate::config::Config;
 use crate::desired::HealthCheck;
 use crate::failures::FailureLog;
 use crate::model::{ObjectRef, Rejection};
 use crate::source::freshness::Freshness;
-use crate::types::ServiceName;
+use crate::types::{Family, ServiceName};
 
 /// How often a healthz or metrics address that could not be bound is retried (stock: 5 s).
 const BIND_RETRY: Duration = Duration::from_secs(5);
@@ -65,7 +65,7 @@ const BIND_RETRY: Duration = Duration::from_secs(5);
 /// What [`Telemetry`] needs beyond the [`Config`].
 pub struct TelemetryOptions {
     /// IP families the node proxies (the `ip_family` label); IPv4 when empty.
-    pub ip_families: Vec<IpFamily>,
+    pub ip_families: Vec<Family>,
     /// Addresses the health-check node ports listen on (the node-port addresses); all when empty.
     pub health_check_ips: Vec<IpAddr>,
     /// Where Events go: `None` for the file source.
@@ -83,7 +83,7 @@ pub struct TelemetryOptions {
 impl Default for TelemetryOptions {
     fn default() -> Self {
         TelemetryOptions {
-            ip_families: vec![IpFamily::V4],
+            ip_families: vec![Family::V4],
             health_check_ips: Vec::new(),
             events: None,
             freshness: None,

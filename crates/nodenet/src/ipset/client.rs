@@ -11,10 +11,11 @@ use netlink_transport::{
 };
 
 use super::constants::{IPSET_ERR_HASH_FULL, IPSET_PROTOCOL, IPSET_PROTOCOL_MIN};
-use super::entry::{Entry, Family, Member, SetType};
+use super::entry::{Entry, Member, SetType};
 use super::error::{DecodeError, EncodeError, IpsetError, IpsetOp};
 use super::reply::{self, ListDecoder, ListedSet, Reply, SetHeader};
 use super::request::{self, AdtOp, BatchHeader, CreateSpec, ListMode, Request};
+use crate::AddressFamily;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -88,7 +89,7 @@ const BATCH: BatchOptions = BatchOptions {
 pub struct IpsetClient {
     sock: Transport,
     protocol: u8,
-    revisions: BTreeMap<(SetType, Family), u8>,
+    revisions: BTreeMap<(SetType, Option<AddressFamily>), u8>,
 }
 
 /// A failure inside an exchange: the transport's, or ours.
@@ -215,7 +216,7 @@ impl IpsetClient {
     async fn revision(
         &mut self,
         set_type: &SetType,
-        family: Family,
+        family: Option<AddressFamily>,
         set: &str,
     ) -> Result<u8, IpsetError> {
         if let Some(rev) = self.revisions.get(&(set_type.clone(), family)) {

@@ -9,56 +9,28 @@ use ipnet::IpNet;
 use super::attribute::{self, Attr};
 use super::constants::*;
 use super::error::{DecodeError, EncodeError};
+use crate::AddressFamily;
 
-/// Address family of a set (`family inet|inet6`; bitmap:port has none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Family {
-    /// NFPROTO_UNSPEC: family-less types (bitmap:port).
-    Unspec,
-    /// NFPROTO_IPV4, `family inet`.
-    Inet,
-    /// NFPROTO_IPV6, `family inet6`.
-    Inet6,
-}
-
-impl Family {
-    pub(crate) fn to_nfproto(self) -> u8 {
-        match self {
-            Family::Unspec => NFPROTO_UNSPEC,
-            Family::Inet => NFPROTO_IPV4,
-            Family::Inet6 => NFPROTO_IPV6,
-        }
-    }
-
-    pub(crate) fn from_nfproto(value: u8) -> Result<Self, DecodeError> {
-        match value {
-            NFPROTO_UNSPEC => Ok(Family::Unspec),
-            NFPROTO_IPV4 => Ok(Family::Inet),
-            NFPROTO_IPV6 => Ok(Family::Inet6),
-            other => Err(DecodeError::Invalid {
-                what: "family",
-                detail: format!("unknown NFPROTO {other}"),
-            }),
-        }
-    }
-
-    /// The family of an address.
-    pub fn of(ip: IpAddr) -> Self {
-        if ip.is_ipv4() {
-            Family::Inet
-        } else {
-            Family::Inet6
-        }
+/// A set's family on the wire (`NFPROTO_*`, `family inet|inet6`): `None` is `NFPROTO_UNSPEC`, the
+/// family-less types (bitmap:port).
+pub(crate) fn to_nfproto(family: Option<AddressFamily>) -> u8 {
+    match family {
+        None => NFPROTO_UNSPEC,
+        Some(AddressFamily::Inet) => NFPROTO_IPV4,
+        Some(AddressFamily::Inet6) => NFPROTO_IPV6,
     }
 }
 
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Family::Unspec => "unspec",
-            Family::Inet => "inet",
-            Family::Inet6 => "inet6",
-        })
+/// The family of a set's `NFPROTO_*` ([`to_nfproto`]).
+pub(crate) fn from_nfproto(value: u8) -> Result<Option<AddressFamily>, DecodeError> {
+    match value {
+        NFPROTO_UNSPEC => Ok(None),
+        NFPROTO_IPV4 => Ok(Some(AddressFamily::Inet)),
+        NFPROTO_IPV6 => Ok(Some(AddressFamily::Inet6)),
+        other => Err(DecodeError::Invalid {
+            what: "family",
+            detail: format!("unknown NFPROTO {other}"),
+        }),
     }
 }
 
@@ -212,13 +184,13 @@ impl Entry {
     }
 
     /// The address family; `None` for ports.
-    pub fn family(&self) -> Option<Family> {
+    pub fn family(&self) -> Option<AddressFamily> {
         match self {
             Entry::Ip(ip)
             | Entry::IpPort { ip, .. }
             | Entry::IpPortIp { ip, .. }
-            | Entry::IpPortNet { ip, .. } => Some(Family::of(*ip)),
-            Entry::Net(net) => Some(Family::of(net.addr())),
+            | Entry::IpPortNet { ip, .. } => Some(AddressFamily::of(*ip)),
+            Entry::Net(net) => Some(AddressFamily::of(net.addr())),
             Entry::Port(_) => None,
         }
     }

@@ -27,9 +27,10 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), nodenet::ipset::IpsetError> {
-//! use nodenet::ipset::{CreateSpec, Entry, Family, IpsetClient, Protocol, SetType, TrackedSet};
+//! use nodenet::AddressFamily;
+//! use nodenet::ipset::{CreateSpec, Entry, IpsetClient, Protocol, SetType, TrackedSet};
 //! let mut client = IpsetClient::connect().await?;
-//! let mut spec = CreateSpec::hash("KUBE-CLUSTER-IP", SetType::HashIpPort, Family::Inet);
+//! let mut spec = CreateSpec::hash("KUBE-CLUSTER-IP", SetType::HashIpPort, AddressFamily::Inet);
 //! spec.maxelem = Some(262_144);
 //! client.ensure(&spec).await?;
 //! let mut set = TrackedSet::new("KUBE-CLUSTER-IP", client.members("KUBE-CLUSTER-IP").await?);
@@ -57,7 +58,7 @@ mod tracked;
 mod tests;
 
 pub use client::{Config, IpsetClient, SyncStats, diff, temp_name};
-pub use entry::{Entry, Family, Member, Protocol, SetType};
+pub use entry::{Entry, Member, Protocol, SetType};
 pub use error::{DecodeError, EncodeError, IpsetError, IpsetOp, errno_name};
 pub use message::{Messages, NlHeader};
 pub use reply::{ListDecoder, ListedSet, Reply, SetHeader, decode_all, parse_reply};

@@ -5,17 +5,18 @@ use netlink_transport::Errno;
 
 use super::attribute::Attrs;
 use super::constants::*;
-use super::entry::{Entry, Family, Member, SetType};
+use super::entry::{Entry, Member, SetType, from_nfproto};
 use super::error::DecodeError;
 use super::message::{CmdAttrs, Messages, NlHeader, parse_header, split_message};
 use super::request::CreateSpec;
+use crate::AddressFamily;
 
 /// A set's header as listed (`ipset list -t`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetHeader {
     pub name: String,
     pub set_type: SetType,
-    pub family: Family,
+    pub family: Option<AddressFamily>,
     pub revision: u8,
     /// Kernel index (protocol 7 only).
     pub index: Option<u16>,
@@ -72,7 +73,7 @@ pub enum Reply {
     /// Reply to TYPE: the kernel's revision range.
     Type {
         set_type: SetType,
-        family: Family,
+        family: Option<AddressFamily>,
         revision: u8,
         revision_min: u8,
     },
@@ -80,7 +81,7 @@ pub enum Reply {
     Header {
         name: String,
         set_type: SetType,
-        family: Family,
+        family: Option<AddressFamily>,
         revision: u8,
     },
     /// One LIST dump part (decode it with a [`ListDecoder`]).
@@ -122,7 +123,7 @@ pub fn parse_reply(msg: &[u8]) -> Result<(NlHeader, Reply), DecodeError> {
             let attrs = CmdAttrs::parse(payload)?;
             let cmd = u8::try_from(kind & 0xff).unwrap_or(0);
             let family = || {
-                Family::from_nfproto(
+                from_nfproto(
                     attrs
                         .family
                         .ok_or(DecodeError::Missing { what: "family" })?,
@@ -269,7 +270,7 @@ fn parse_set_header(
     let mut header = SetHeader {
         name: name.to_string(),
         set_type: SetType::from_name(typename),
-        family: Family::from_nfproto(
+        family: from_nfproto(
             attrs
                 .family
                 .ok_or(DecodeError::Missing { what: "set family" })?,

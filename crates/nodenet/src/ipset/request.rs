@@ -3,17 +3,18 @@
 
 use super::attribute::{self, Attr};
 use super::constants::*;
-use super::entry::{Entry, Family, Member, SetType};
+use super::entry::{Entry, Member, SetType, from_nfproto, to_nfproto};
 use super::error::{DecodeError, EncodeError};
 use super::message::{CmdAttrs, finish, put_name, split_message, start};
+use crate::AddressFamily;
 
 /// Parameters of `ipset create`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateSpec {
     pub name: String,
     pub set_type: SetType,
-    /// Ignored (sent as unspec) for bitmap:port.
-    pub family: Family,
+    /// `None` for the family-less bitmap:port (sent as unspec for it whatever this says).
+    pub family: Option<AddressFamily>,
     /// `hashsize N` (hash types): initial buckets; the kernel rounds up to a power of two.
     pub hashsize: Option<u32>,
     /// `maxelem N` (hash types): the kernel's default is 65536.
@@ -26,11 +27,11 @@ pub struct CreateSpec {
 
 impl CreateSpec {
     /// A hash set of `set_type` and `family` with the kernel's defaults.
-    pub fn hash(name: impl Into<String>, set_type: SetType, family: Family) -> Self {
+    pub fn hash(name: impl Into<String>, set_type: SetType, family: AddressFamily) -> Self {
         CreateSpec {
             name: name.into(),
             set_type,
-            family,
+            family: Some(family),
             hashsize: None,
             maxelem: None,
             port_range: None,
@@ -43,7 +44,7 @@ impl CreateSpec {
         CreateSpec {
             name: name.into(),
             set_type: SetType::BitmapPort,
-            family: Family::Unspec,
+            family: None,
             hashsize: None,
             maxelem: None,
             port_range: Some((from, to)),
@@ -52,9 +53,9 @@ impl CreateSpec {
     }
 
     /// The family put on the wire: bitmap:port is family-less.
-    pub(crate) fn wire_family(&self) -> Family {
+    pub(crate) fn wire_family(&self) -> Option<AddressFamily> {
         if self.set_type == SetType::BitmapPort {
-            Family::Unspec
+            None
         } else {
             self.family
         }
@@ -99,7 +100,7 @@ pub enum Request {
     /// Asks the kernel's revision range of a set type.
     Type {
         set_type: SetType,
-        family: Family,
+        family: Option<AddressFamily>,
     },
     /// Asks name, type, family and revision of one set.
     Header {
@@ -268,7 +269,7 @@ impl Request {
             Request::Protocol => {}
             Request::Type { set_type, family } => {
                 put_name(buf, IPSET_ATTR_TYPENAME, set_type.name())?;
-                attribute::put_u8(buf, IPSET_ATTR_FAMILY, family.to_nfproto());
+                attribute::put_u8(buf, IPSET_ATTR_FAMILY, to_nfproto(*family));
             }
             Request::Header { name } | Request::Flush { name } | Request::Destroy { name, .. } => {
                 put_name(buf, IPSET_ATTR_SETNAME, name)?;
@@ -277,7 +278,7 @@ impl Request {
                 put_name(buf, IPSET_ATTR_SETNAME, &spec.name)?;
                 put_name(buf, IPSET_ATTR_TYPENAME, spec.set_type.name())?;
                 attribute::put_u8(buf, IPSET_ATTR_REVISION, *revision);
-                attribute::put_u8(buf, IPSET_ATTR_FAMILY, spec.wire_family().to_nfproto());
+                attribute::put_u8(buf, IPSET_ATTR_FAMILY, to_nfproto(spec.wire_family()));
                 let data = attribute::begin_nest(buf, IPSET_ATTR_DATA);
                 if let Some((from, to)) = spec.port_range {
                     attribute::put_be16(buf, IPSET_ATTR_PORT, from);
@@ -386,7 +387,7 @@ impl Request {
             IPSET_CMD_PROTOCOL => Request::Protocol,
             IPSET_CMD_TYPE => Request::Type {
                 set_type: SetType::from_name(&name2()?),
-                family: Family::from_nfproto(
+                family: from_nfproto(
                     attrs
                         .family
                         .ok_or(DecodeError::Missing { what: "family" })?,
@@ -397,7 +398,7 @@ impl Request {
                 let set_type = SetType::from_name(&name2()?);
                 let mut spec = CreateSpec {
                     name: name()?,
-                    family: Family::from_nfproto(
+                    family: from_nfproto(
                         attrs
                             .family
                             .ok_or(DecodeError::Missing { what: "family" })?,

@@ -5,7 +5,7 @@ use std::io::{Read as _, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::Family;
+use super::AddressFamily;
 
 /// Which iptables implementation programs the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,10 +111,10 @@ fn count_rules(text: &str) -> usize {
 
 impl Backend {
     /// The binary for a tool, e.g. `ip6tables-nft-restore`.
-    pub fn binary(self, family: Family, tool: Tool) -> String {
+    pub fn binary(self, family: AddressFamily, tool: Tool) -> String {
         let base = match family {
-            Family::V4 => "iptables",
-            Family::V6 => "ip6tables",
+            AddressFamily::Inet => "iptables",
+            AddressFamily::Inet6 => "ip6tables",
         };
         let variant = match self {
             Backend::Nft => "nft",
@@ -129,10 +129,10 @@ impl Backend {
 
     /// Detects the back end: the one already holding rules (nat and filter of both
     /// families counted), else what `iptables --version` reports.
-    pub fn detect(family: Family, timeout: Duration) -> Result<Self, IptablesError> {
+    pub fn detect(family: AddressFamily, timeout: Duration) -> Result<Self, IptablesError> {
         let bin = match family {
-            Family::V4 => "iptables",
-            Family::V6 => "ip6tables",
+            AddressFamily::Inet => "iptables",
+            AddressFamily::Inet6 => "ip6tables",
         };
         let text = run_cmd(bin, &["--version"], None, timeout)?;
         let default = parse_version(&text)
@@ -143,7 +143,7 @@ impl Backend {
             })?;
         let count = |b: Backend| -> usize {
             // A back end whose tools are missing or fail simply holds no rules.
-            [Family::V4, Family::V6]
+            [AddressFamily::Inet, AddressFamily::Inet6]
                 .iter()
                 .map(|f| {
                     run_cmd(&b.binary(*f, Tool::Save), &[], None, timeout)
@@ -155,7 +155,11 @@ impl Backend {
     }
 
     /// Whether `--random-fully` is available, from the tool's version.
-    pub fn random_fully(self, family: Family, timeout: Duration) -> Result<bool, IptablesError> {
+    pub fn random_fully(
+        self,
+        family: AddressFamily,
+        timeout: Duration,
+    ) -> Result<bool, IptablesError> {
         let bin = self.binary(family, Tool::Iptables);
         let text = run_cmd(&bin, &["--version"], None, timeout)?;
         let (version, _) = parse_version(&text).ok_or(IptablesError::Output {
@@ -167,7 +171,7 @@ impl Backend {
 
     pub(crate) fn run(
         self,
-        family: Family,
+        family: AddressFamily,
         tool: Tool,
         args: &[&str],
         stdin: Option<&str>,
@@ -280,11 +284,11 @@ mod tests {
     #[test]
     fn binaries() {
         assert_eq!(
-            Backend::Nft.binary(Family::V6, Tool::Restore),
+            Backend::Nft.binary(AddressFamily::Inet6, Tool::Restore),
             "ip6tables-nft-restore"
         );
         assert_eq!(
-            Backend::Legacy.binary(Family::V4, Tool::Save),
+            Backend::Legacy.binary(AddressFamily::Inet, Tool::Save),
             "iptables-legacy-save"
         );
     }

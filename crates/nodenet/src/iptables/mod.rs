@@ -26,14 +26,7 @@ pub use backend::{Backend, IptablesError};
 use render::{Jump, TableRules, builtin_chains, jumps_in_order};
 use save::{SavedTable, normalize};
 
-/// IP family: `iptables` or `ip6tables`, `KUBE-` or `KUBE-6-` set names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Family {
-    /// IPv4.
-    V4,
-    /// IPv6.
-    V6,
-}
+use crate::AddressFamily;
 
 /// The two tables we write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -141,11 +134,11 @@ impl KubeSet {
 
     /// The name for `family`: IPv6 sets are `KUBE-6-...`, cut to ipset's 31 characters,
     /// as kube-proxy names them.
-    pub fn name(self, family: Family) -> String {
+    pub fn name(self, family: AddressFamily) -> String {
         let v4 = self.v4_name();
         match family {
-            Family::V4 => v4.to_string(),
-            Family::V6 => {
+            AddressFamily::Inet => v4.to_string(),
+            AddressFamily::Inet6 => {
                 let mut n = v4.replacen("KUBE-", "KUBE-6-", 1);
                 n.truncate(31);
                 n
@@ -262,7 +255,7 @@ pub struct NoNodeAccess {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleSet {
     /// Family of the rules.
-    pub family: Family,
+    pub family: AddressFamily,
     /// `iptables.masqueradeBit` (default 14: mark 0x4000).
     pub masquerade_bit: u8,
     /// `iptables.masqueradeAll`.
@@ -284,7 +277,7 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// Stock defaults for `family`: mark bit 14, no masquerade-all, no local detection.
-    pub fn new(family: Family) -> Self {
+    pub fn new(family: AddressFamily) -> Self {
         Self {
             family,
             masquerade_bit: 14,
@@ -312,7 +305,7 @@ pub enum Applied {
 #[derive(Debug, Clone)]
 pub struct Iptables {
     backend: Backend,
-    family: Family,
+    family: AddressFamily,
     timeout: Duration,
 }
 
@@ -355,7 +348,7 @@ fn jump_fix(saved: &SavedTable, table: Table, from: &str, out: &mut String) {
 
 impl Iptables {
     /// Uses `backend` for `family`; every command is bounded by `timeout`.
-    pub fn new(backend: Backend, family: Family, timeout: Duration) -> Self {
+    pub fn new(backend: Backend, family: AddressFamily, timeout: Duration) -> Self {
         Self {
             backend,
             family,
@@ -364,7 +357,7 @@ impl Iptables {
     }
 
     /// Detects the back end the host uses (see [`Backend::detect`]).
-    pub fn detect(family: Family, timeout: Duration) -> Result<Self, IptablesError> {
+    pub fn detect(family: AddressFamily, timeout: Duration) -> Result<Self, IptablesError> {
         Ok(Self::new(
             Backend::detect(family, timeout)?,
             family,

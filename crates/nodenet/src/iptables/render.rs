@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
-use super::{Family, KubeSet, RuleSet, Table};
+use super::{AddressFamily, KubeSet, RuleSet, Table};
 
 /// A user chain of ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -215,8 +215,8 @@ pub fn render(desc: &RuleSet) -> (TableRules, TableRules) {
     let masq = mark(desc.masquerade_bit);
 
     let lo = match fam {
-        Family::V4 => "127.0.0.0/8",
-        Family::V6 => "::1/128",
+        AddressFamily::Inet => "127.0.0.0/8",
+        AddressFamily::Inet6 => "::1/128",
     };
     nat.push("KUBE-SERVICES", format!("-s {lo} -j RETURN"));
 
@@ -457,7 +457,11 @@ pub fn render(desc: &RuleSet) -> (TableRules, TableRules) {
             format!("-m conntrack --ctstate NEW -m set --match-set {set} dst -j REJECT"),
         );
     }
-    for cidr in desc.extra_reject_cidrs.iter().filter(|c| fam.matches(c)) {
+    for cidr in desc
+        .extra_reject_cidrs
+        .iter()
+        .filter(|c| family_matches(fam, c))
+    {
         filter.push(
             "KUBE-IPVS-FILTER",
             format!("-d {} -m conntrack --ctstate NEW -j REJECT", cidr.trunc()),
@@ -502,12 +506,7 @@ pub fn restore_text(desc: &RuleSet) -> String {
     out
 }
 
-/// Is `net` of this family?
-impl Family {
-    fn matches(self, net: &IpNet) -> bool {
-        matches!(
-            (self, net),
-            (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_))
-        )
-    }
+/// Is `net` of `family`?
+fn family_matches(family: AddressFamily, net: &IpNet) -> bool {
+    AddressFamily::of(net.addr()) == family
 }

@@ -369,7 +369,7 @@ fn matched_sets(rules: &Rules) -> BTreeMap<String, BTreeMap<Place, BTreeSet<&'st
 /// Where kube-ipvs's own rules match each of these sets (its renderer, with these sets
 /// non-empty): the chains whose rules the Service relies on.
 fn expected_places(family: Family, sets: &BTreeSet<KubeSet>) -> BTreeMap<String, BTreeSet<Place>> {
-    let mut desc = RuleSet::new(convert::rules_family(family));
+    let mut desc = RuleSet::new(family.into());
     desc.nonempty_sets = sets.clone();
     let (nat, filter) = render::render(&desc);
     let mut out: BTreeMap<String, BTreeSet<Place>> = BTreeMap::new();

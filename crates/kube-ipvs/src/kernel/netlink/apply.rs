@@ -30,7 +30,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use ipvs_netlink as ipvs;
 use netlink_transport::{BatchOutcome, Errno, Failure};
-use nodenet::conntrack::{Family as CtFamily, Flow, ReplySource, select_udp};
+use nodenet::conntrack::{Flow, ReplySource, select_udp};
 use nodenet::ipset::constants::IPSET_ERR_HASH_FULL;
 use nodenet::ipset::{AdtOp, Entry};
 use nodenet::link::host_net;
@@ -394,11 +394,11 @@ async fn conntrack_run(k: &mut NetlinkKernel, run: &[Op]) -> Failures {
         Err(e) => return all_failed(run, e),
     };
     let mut flows: BTreeMap<Family, Vec<Flow>> = BTreeMap::new();
-    for (fam, ct_fam) in [(Family::V4, CtFamily::V4), (Family::V6, CtFamily::V6)] {
+    for fam in Family::ALL {
         if !families.iter().any(|a| Family::of(a) == fam) {
             continue;
         }
-        match ct.flows(ct_fam).await {
+        match ct.flows(fam.into()).await {
             Ok(f) => {
                 flows.insert(fam, f);
             }

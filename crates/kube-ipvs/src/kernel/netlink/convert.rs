@@ -7,6 +7,7 @@
 //! forwarding method) is an error naming the op.
 
 use ipvs_netlink as ipvs;
+use nodenet::AddressFamily;
 use nodenet::ipset as nset;
 use nodenet::iptables::KubeSet;
 
@@ -29,17 +30,22 @@ pub(super) const MAXELEM: u32 = 1 << 20;
 #[error("{0}")]
 pub struct Unsupported(pub String);
 
-fn ipvs_family(f: Family) -> ipvs::AddressFamily {
-    match f {
-        Family::V4 => ipvs::AddressFamily::Inet,
-        Family::V6 => ipvs::AddressFamily::Inet6,
+/// The kernel clients' family (IPVS, ipset, conntrack, iptables: one type) of a domain family.
+impl From<Family> for AddressFamily {
+    fn from(f: Family) -> Self {
+        match f {
+            Family::V4 => AddressFamily::Inet,
+            Family::V6 => AddressFamily::Inet6,
+        }
     }
 }
 
-fn family_of(f: ipvs::AddressFamily) -> Family {
-    match f {
-        ipvs::AddressFamily::Inet => Family::V4,
-        ipvs::AddressFamily::Inet6 => Family::V6,
+impl From<AddressFamily> for Family {
+    fn from(f: AddressFamily) -> Self {
+        match f {
+            AddressFamily::Inet => Family::V4,
+            AddressFamily::Inet6 => Family::V6,
+        }
     }
 }
 
@@ -68,7 +74,7 @@ pub fn virtual_service_key(key: &VsKey) -> ipvs::VirtualServiceKey {
             port,
         },
         VsKey::Fwmark { family, mark } => ipvs::VirtualServiceKey::Fwmark {
-            family: ipvs_family(family),
+            family: family.into(),
             mark,
         },
     }
@@ -87,7 +93,7 @@ pub fn vs_key(key: &ipvs::VirtualServiceKey) -> VsKey {
             port,
         },
         ipvs::VirtualServiceKey::Fwmark { family, mark } => VsKey::Fwmark {
-            family: family_of(family),
+            family: family.into(),
             mark,
         },
     }
@@ -207,14 +213,6 @@ pub fn kube_set(kind: SetKind) -> KubeSet {
     }
 }
 
-/// The rules' family of a domain family.
-pub fn rules_family(f: Family) -> nodenet::iptables::Family {
-    match f {
-        Family::V4 => nodenet::iptables::Family::V4,
-        Family::V6 => nodenet::iptables::Family::V6,
-    }
-}
-
 /// A protocol as the iptables rules name it.
 pub fn rules_protocol(p: Proto) -> nodenet::iptables::Protocol {
     match p {
@@ -227,7 +225,7 @@ pub fn rules_protocol(p: Proto) -> nodenet::iptables::Protocol {
 /// The kernel name of a set: the one the iptables rules match (`KUBE-6-...` cut to ipset's 31
 /// characters, as kube-proxy names them).
 pub fn set_name(name: &IpsetName) -> String {
-    kube_set(name.kind).name(rules_family(name.family))
+    kube_set(name.kind).name(name.family.into())
 }
 
 /// Every set of the families, by kernel name.
@@ -255,11 +253,7 @@ pub fn create_spec(name: &IpsetName) -> nset::CreateSpec {
     match name.kind.set_type() {
         SetType::BitmapPort => nset::CreateSpec::bitmap_port(kernel_name, 0, u16::MAX),
         t => {
-            let family = match name.family {
-                Family::V4 => nset::Family::Inet,
-                Family::V6 => nset::Family::Inet6,
-            };
-            let mut spec = nset::CreateSpec::hash(kernel_name, nset_type(t), family);
+            let mut spec = nset::CreateSpec::hash(kernel_name, nset_type(t), name.family.into());
             spec.hashsize = Some(HASHSIZE);
             spec.maxelem = Some(STOCK_MAXELEM);
             spec

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use nodenet::AddressFamily;
 use nodenet::iptables::{Applied, Iptables, LocalDetect, NoNodeAccess, RuleSet};
 
 use super::{KernelConfig, KernelError, NetlinkKernel, convert, netns};
@@ -38,7 +39,7 @@ pub fn rule_set(
     inputs: &IptablesInputs,
     random_fully: bool,
 ) -> RuleSet {
-    let mut rs = RuleSet::new(convert::rules_family(family));
+    let mut rs = RuleSet::new(family.into());
     rs.masquerade_bit = cfg.masquerade_bit;
     rs.masquerade_all = cfg.masquerade_all;
     rs.local_detect = local_detect(cfg, family);
@@ -166,7 +167,7 @@ async fn backend(k: &mut NetlinkKernel, family: Family) -> Result<(Iptables, boo
         return Ok((ipt.clone(), *rf));
     }
     let timeout = k.cfg.iptables_timeout;
-    let rfam = convert::rules_family(family);
+    let rfam: AddressFamily = family.into();
     let (ipt, rf) = netns::blocking(k.cfg.netns.as_deref(), "detect iptables", move || {
         let ipt = Iptables::detect(rfam, timeout)?;
         // An iptables too old to tell is treated as lacking the option.
@@ -219,7 +220,7 @@ mod tests {
         ]);
         let all = inputs();
         let v4 = rule_set(&cfg, Family::V4, all.get(&Family::V4).unwrap(), true);
-        assert_eq!(v4.family, nodenet::iptables::Family::V4);
+        assert_eq!(v4.family, nodenet::AddressFamily::Inet);
         assert_eq!(v4.masquerade_bit, 15);
         assert!(v4.masquerade_all && v4.random_fully);
         assert_eq!(

@@ -8,6 +8,7 @@ use netlink_transport::Errno;
 use crate::ipset::constants::{IPSET_ERR_EXIST, IPSET_ERR_HASH_FULL, IPSET_ERR_TYPE_MISMATCH};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::AddressFamily;
 use crate::ipset::*;
 
 const CAPTURED: &str = include_str!("captured.txt");
@@ -119,7 +120,7 @@ fn protocol_and_type_negotiation() {
     );
     let ty = Request::Type {
         set_type: SetType::HashIpPort,
-        family: Family::Inet,
+        family: Some(AddressFamily::Inet),
     };
     assert_eq!(
         hex(&ty.emit(seq_of(&msgs[2].1), 7).unwrap()),
@@ -136,7 +137,7 @@ fn type_reply_gives_revision_range() {
         reply,
         Reply::Type {
             set_type: SetType::HashIp,
-            family: Family::Inet,
+            family: Some(AddressFamily::Inet),
             revision: 6,
             revision_min: 0
         }
@@ -145,7 +146,7 @@ fn type_reply_gives_revision_range() {
 
 #[test]
 fn create_requests_are_byte_exact() {
-    let mut kip = CreateSpec::hash("kip", SetType::HashIpPort, Family::Inet);
+    let mut kip = CreateSpec::hash("kip", SetType::HashIpPort, AddressFamily::Inet);
     kip.hashsize = Some(1024);
     kip.maxelem = Some(65536);
     let r = assert_exact(
@@ -154,30 +155,36 @@ fn create_requests_are_byte_exact() {
     );
     assert_eq!(single_reply(&r), Reply::Ack);
 
-    let mut k6 = CreateSpec::hash("k6", SetType::HashIpPort, Family::Inet6);
+    let mut k6 = CreateSpec::hash("k6", SetType::HashIpPort, AddressFamily::Inet6);
     k6.comment = true;
     assert_exact("create k6 hash:ip,port family inet6 comment", create(k6, 7));
     assert_exact(
         "create kpip hash:ip,port,ip",
         create(
-            CreateSpec::hash("kpip", SetType::HashIpPortIp, Family::Inet),
+            CreateSpec::hash("kpip", SetType::HashIpPortIp, AddressFamily::Inet),
             6,
         ),
     );
     assert_exact(
         "create kpnet hash:ip,port,net",
         create(
-            CreateSpec::hash("kpnet", SetType::HashIpPortNet, Family::Inet),
+            CreateSpec::hash("kpnet", SetType::HashIpPortNet, AddressFamily::Inet),
             8,
         ),
     );
     assert_exact(
         "create kip1 hash:ip",
-        create(CreateSpec::hash("kip1", SetType::HashIp, Family::Inet), 6),
+        create(
+            CreateSpec::hash("kip1", SetType::HashIp, AddressFamily::Inet),
+            6,
+        ),
     );
     assert_exact(
         "create knet hash:net",
-        create(CreateSpec::hash("knet", SetType::HashNet, Family::Inet), 7),
+        create(
+            CreateSpec::hash("knet", SetType::HashNet, AddressFamily::Inet),
+            7,
+        ),
     );
     assert_exact(
         "create kbp bitmap:port range 0-65535",
@@ -190,7 +197,7 @@ fn create_existing_set_is_eexist() {
     let r = assert_exact(
         "create kip hash:ip,port",
         create(
-            CreateSpec::hash("kip", SetType::HashIpPort, Family::Inet),
+            CreateSpec::hash("kip", SetType::HashIpPort, AddressFamily::Inet),
             7,
         ),
     );
@@ -420,7 +427,7 @@ fn list_hash_ip_port_header_and_members() {
     let set = list("list kip", "kip");
     let h = set.header.unwrap();
     assert_eq!(h.set_type, SetType::HashIpPort);
-    assert_eq!(h.family, Family::Inet);
+    assert_eq!(h.family, Some(AddressFamily::Inet));
     assert_eq!(h.revision, 7);
     assert_eq!(h.index, Some(0));
     assert_eq!(h.hashsize, Some(1024));
@@ -437,7 +444,10 @@ fn list_hash_ip_port_header_and_members() {
 fn list_other_types() {
     let k6 = list("list k6", "k6");
     assert!(k6.header.as_ref().unwrap().comment);
-    assert_eq!(k6.header.as_ref().unwrap().family, Family::Inet6);
+    assert_eq!(
+        k6.header.as_ref().unwrap().family,
+        Some(AddressFamily::Inet6)
+    );
     assert_eq!(k6.members[0].entry.to_string(), "fd00::1,udp:53");
     assert_eq!(k6.members[0].comment.as_deref(), Some("hello"));
     assert_eq!(
@@ -458,7 +468,7 @@ fn list_other_types() {
     );
     let kbp = list("list kbp", "kbp");
     assert_eq!(kbp.header.as_ref().unwrap().port_range, Some((0, 65535)));
-    assert_eq!(kbp.header.as_ref().unwrap().family, Family::Unspec);
+    assert_eq!(kbp.header.as_ref().unwrap().family, None);
     assert_eq!(kbp.members[0].entry, Entry::Port(30000));
 }
 

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use proptest::prelude::*;
 
+use crate::AddressFamily;
 use crate::ipset::*;
 
 fn ip() -> impl Strategy<Value = IpAddr> {
@@ -76,8 +77,8 @@ fn set_type() -> impl Strategy<Value = SetType> {
     ]
 }
 
-fn family() -> impl Strategy<Value = Family> {
-    prop_oneof![Just(Family::Inet), Just(Family::Inet6)]
+fn family() -> impl Strategy<Value = AddressFamily> {
+    prop_oneof![Just(AddressFamily::Inet), Just(AddressFamily::Inet6)]
 }
 
 fn create_spec() -> impl Strategy<Value = CreateSpec> {
@@ -93,9 +94,9 @@ fn create_spec() -> impl Strategy<Value = CreateSpec> {
         .prop_map(
             |(name, set_type, family, hashsize, maxelem, port_range, comment)| {
                 let family = if set_type == SetType::BitmapPort {
-                    Family::Unspec
+                    None
                 } else {
-                    family
+                    Some(family)
                 };
                 CreateSpec {
                     name,
@@ -135,7 +136,10 @@ fn adt() -> impl Strategy<Value = Request> {
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         Just(Request::Protocol),
-        (set_type(), family()).prop_map(|(set_type, family)| Request::Type { set_type, family }),
+        (set_type(), family()).prop_map(|(set_type, family)| Request::Type {
+            set_type,
+            family: Some(family),
+        }),
         name().prop_map(|name| Request::Header { name }),
         (create_spec(), any::<u8>(), any::<bool>()).prop_map(|(spec, revision, exist_ok)| {
             Request::Create {
