@@ -4,7 +4,7 @@
 //! `kube-ipvs run` (release build, path in `KUBE_IPVS_BIN`) programs the lab kernel. In order:
 //! 1. initial programming: agent start -> every virtual and real server in the kernel; the
 //!    agent's VmHWM then is its start-up peak;
-//! 2. three repairs (periodic full dumps, or verification slices): VmRSS after each (steady);
+//! 2. three repairs (periodic full reads, or verification slices): VmRSS after each (steady);
 //! 3. network-programming latency of single-EndpointSlice changes (change stored in the fake API
 //!    server -> the kernel has the new real server), at least `BENCH_CHANGES` (1,000) of them and
 //!    until at least one repair and one drain tick ran during the phase (each change removes an

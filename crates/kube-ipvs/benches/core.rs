@@ -264,7 +264,7 @@ fn stages(idx: &ClusterIndex, cfg: &PlannerConfig, observed: &ObservedState) -> 
     let (ops, plan) = timed(|| Planner::new().plan(cfg, &d, &ObservedState::new(), Duration::ZERO));
     let (noop, plan_conv) = timed(|| Planner::new().plan(cfg, &d, observed, Duration::ZERO));
     assert!(noop.is_empty());
-    let d2 = dump(observed);
+    let d2 = full_read(observed);
     let (_, view) = timed(|| kernel_view(d2));
     let (_, drop_ops) = timed(|| drop(ops));
     let (_, drop_d) = timed(|| drop(d));
@@ -282,16 +282,16 @@ fn converged(cfg: &PlannerConfig, desired: &NodeState) -> ObservedState {
     observed
 }
 
-/// What a kernel dump yields: virtual servers with their real servers, ipset members, routes.
+/// What a full kernel read yields: virtual servers with their real servers, ipset members, routes.
 #[derive(Clone)]
-struct Dump {
+struct FullRead {
     vs: Vec<(VsKey, VsSpec, Vec<RealServer>)>,
     members: Vec<(IpsetName, IpsetEntry)>,
     routes: Vec<IpNet>,
 }
 
-fn dump(observed: &ObservedState) -> Dump {
-    Dump {
+fn full_read(observed: &ObservedState) -> FullRead {
+    FullRead {
         vs: observed
             .virtual_servers()
             .iter()
@@ -306,16 +306,16 @@ fn dump(observed: &ObservedState) -> Dump {
     }
 }
 
-/// Converts a dump into the planner's kernel view, as the agent does after a full read.
-fn kernel_view(dump: Dump) -> ObservedState {
+/// Converts a full read into the planner's kernel view, as the agent does.
+fn kernel_view(read: FullRead) -> ObservedState {
     let mut o = ObservedState::new();
-    for (key, spec, reals) in dump.vs {
+    for (key, spec, reals) in read.vs {
         o.insert_vs(key, spec, reals);
     }
-    for (set, e) in dump.members {
+    for (set, e) in read.members {
         o.insert_member(set, e);
     }
-    for r in dump.routes {
+    for r in read.routes {
         o.insert_route(r);
     }
     o
@@ -429,9 +429,9 @@ fn full_cpu(c: &mut Criterion<CpuTime>) {
     g.bench_function("Planner::plan, converged kernel", |b| {
         b.iter_with_large_drop(|| Planner::new().plan(cfg, &d, observed, Duration::ZERO))
     });
-    let dumped = dump(observed);
+    let read = full_read(observed);
     g.bench_function("kernel view from a dump (ObservedState::insert_*)", |b| {
-        b.iter_batched(|| dumped.clone(), kernel_view, BatchSize::PerIteration)
+        b.iter_batched(|| read.clone(), kernel_view, BatchSize::PerIteration)
     });
     g.finish();
 }

@@ -2,7 +2,7 @@
 //! incremental path (recompute and diff only changed Services) and the full repair path.
 //!
 //! The agent feeds watch events in, takes ops out, applies them, and [`Engine::commit`]s what
-//! succeeded so the cached observed state matches the kernel without another dump.
+//! succeeded so the cached observed state matches the kernel without another read.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -187,7 +187,7 @@ impl Engine {
         &mut self.index
     }
 
-    /// Replaces the cached kernel state with a fresh dump.
+    /// Replaces the cached kernel state with a fresh full read.
     pub fn set_observed(&mut self, observed: ObservedState) {
         let services = self.desired.service_count();
         let previous = std::mem::replace(&mut self.observed, observed);

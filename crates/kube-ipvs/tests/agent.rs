@@ -287,7 +287,7 @@ async fn services_and_slices_in_the_api_server_become_virtual_and_real_servers()
     assert_eq!(
         k.handle().observes,
         1,
-        "incremental syncs do not dump the kernel"
+        "incremental syncs do not read the whole kernel"
     );
     assert!(!applied(&k).iter().any(destructive));
     agent.stop().await;
@@ -323,7 +323,7 @@ async fn nothing_is_programmed_before_the_initial_lists_and_a_failed_list_wipes_
     {
         let h = k.handle();
         assert!(!h.prepared, "kernel touched before the initial lists");
-        assert_eq!(h.observes, 1, "no dump before the initial lists");
+        assert_eq!(h.observes, 1, "no read before the initial lists");
         assert_eq!(h.applied.len(), ops_before);
     }
     assert_eq!(table(&k), before);
@@ -647,17 +647,17 @@ async fn a_full_repair_runs_every_sync_period_and_fixes_drift() {
 #[tokio::test(start_paused = true)]
 async fn changes_are_synced_while_a_repair_reads_a_large_table() {
     let (script, k, agent) = web_started(settings(Duration::from_secs(30), Duration::ZERO)).await;
-    // The next repair's dump takes a snapshot at once and needs 10 s to come back.
-    k.handle().dump_delay = Duration::from_secs(10);
+    // The next repair's full read takes a snapshot at once and needs 10 s to come back.
+    k.handle().read_delay = Duration::from_secs(10);
     sleep(Duration::from_secs(31)).await;
-    assert_eq!(k.handle().observes, 2, "the repair's dump is running");
+    assert_eq!(k.handle().observes, 2, "the repair's full read is running");
 
-    // A change during the dump reaches the kernel at once, not after the dump.
+    // A change during the read reaches the kernel at once, not after the read.
     let t = Instant::now();
     script
         .slice(slice("web-1", "web", &["10.1.0.1", "10.1.0.2"]))
         .await;
-    eventually("programmed during the dump", || {
+    eventually("programmed during the read", || {
         table(&k) == ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1 10.1.0.2:8080/1"]
     })
     .await;
@@ -665,7 +665,7 @@ async fn changes_are_synced_while_a_repair_reads_a_large_table() {
     let kinds: Vec<SyncKind> = agent.obs.reports().iter().map(|r| r.kind).collect();
     assert_eq!(kinds, [SyncKind::Full, SyncKind::Incremental]);
 
-    // The dump missed the new real server; the repair replays what was applied meanwhile, so it
+    // The read missed the new real server; the repair replays what was applied meanwhile, so it
     // neither adds it again nor reports drift.
     eventually("repair done", || agent.obs.count() == 3).await;
     let repair = agent.obs.reports()[2].clone();
@@ -816,7 +816,7 @@ async fn a_removed_endpoint_drains_then_is_deleted() {
         )
         .await;
     eventually("start-up sync", || agent.obs.count() == 1).await;
-    // Connections arrive at 10.1.0.2 after the start-up dump: the cache does not know them.
+    // Connections arrive at 10.1.0.2 after the start-up read: the cache does not know them.
     let (vs, rs) = {
         let h = k.handle();
         let (vs, v) = h.state.virtual_servers().iter().next().unwrap();
@@ -1042,7 +1042,7 @@ async fn a_large_table_is_verified_in_slices_and_drift_is_repaired_within_a_cycl
     sleep(Duration::from_secs(4 * 30 + 5)).await;
     {
         let h = k.handle();
-        assert_eq!(h.observes, 1, "only start-up dumps the whole table");
+        assert_eq!(h.observes, 1, "only start-up reads the whole table");
         let reads: Vec<(usize, bool)> = h.reads.iter().map(|r| (r.vs.len(), r.table)).collect();
         assert_eq!(reads, [(2, false), (2, false), (2, false), (2, true)]);
         let read: Vec<_> = h.reads.iter().flat_map(|r| r.vs.iter().copied()).collect();
@@ -1074,7 +1074,7 @@ async fn a_large_table_is_verified_in_slices_and_drift_is_repaired_within_a_cycl
 #[tokio::test(start_paused = true)]
 async fn a_verification_slice_neither_undoes_nor_repeats_changes_synced_while_it_read() {
     let (script, k, agent) = eight_started().await;
-    k.handle().dump_delay = Duration::from_secs(10);
+    k.handle().read_delay = Duration::from_secs(10);
     sleep(Duration::from_secs(31)).await;
     assert_eq!(k.handle().reads.len(), 1, "the first slice is reading");
     let first = k.handle().reads[0].vs[0];
@@ -1111,7 +1111,7 @@ async fn a_change_never_waits_for_a_drain_tick_reading_counters() {
         agent.obs.reports().last().unwrap().drain_backlog == 1
     })
     .await;
-    k.handle().dump_delay = Duration::from_secs(10);
+    k.handle().read_delay = Duration::from_secs(10);
     sleep(Duration::from_millis(1500)).await;
     assert_eq!(k.handle().reads.len(), 1, "the drain tick is reading");
     let t = Instant::now();

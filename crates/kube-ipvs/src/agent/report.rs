@@ -21,7 +21,7 @@ pub enum ChangeKind {
 /// Which path a sync took.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SyncKind {
-    /// Fresh kernel dump + full plan (start-up, and every `syncPeriod` for a small table).
+    /// Full kernel read + full plan (start-up, and every `syncPeriod` for a small table).
     Full,
     /// The periodic verification of a large table: one slice of it read afresh, what differs
     /// repaired (every `syncPeriod`; every entry within `verify_slices` periods).

@@ -1,17 +1,17 @@
 //! The sync loop: when which sync runs.
 //!
 //! - Nothing touches the kernel before the sources deliver `Synced`.
-//! - Start-up is a full sync (prepare, one dump, full plan): against an unchanged cluster it
+//! - Start-up is a full sync (prepare, one full read, full plan): against an unchanged cluster it
 //!   issues no op. Until one succeeds it is retried with backoff; events keep being ingested.
-//! - Every kernel read runs in its own task (a full dump takes seconds for a large table): a
-//!   repair's dump or verification slice, a drain tick's counters, one at a time. Changes keep
+//! - Every kernel read runs in its own task (a full read takes seconds for a large table): a
+//!   repair's full read or verification slice, a drain tick's counters, one at a time. Changes keep
 //!   being synced incrementally meanwhile, and the ops they apply are replayed over the read
 //!   before it is planned against. The next repair is due `syncPeriod` after the previous one
 //!   ended.
 //! - The periodic repair of a large table reads one slice of it per `syncPeriod`
 //!   (`Timing::verify_slices`), the last slice of a cycle with the table's other parts: every
 //!   entry is verified within `verify_slices` periods, and an idle node reads a fraction of its
-//!   table per period. A small table, start-up and a diverged view are dumped whole.
+//!   table per period. A small table, start-up and a diverged view are read whole.
 //! - Changes are coalesced: every queued event is ingested before a sync, and at most one sync
 //!   runs per `minSyncPeriod`. A full repair runs at least every `syncPeriod`; incremental syncs
 //!   in between plan only what changed.
@@ -44,13 +44,13 @@ use crate::kernel::Kernel;
 /// Events ingested per batch before the loop checks its deadlines again.
 const MAX_BATCH: usize = 4096;
 
-/// How long the loop sleeps when nothing is due (it wakes for events and the dump anyway).
+/// How long the loop sleeps when nothing is due (it wakes for events and the read anyway).
 const IDLE: Duration = Duration::from_secs(3600);
 
 /// Pause between two retire ticks: the loop takes in events and runs change syncs first.
 const RETIRE_PAUSE: Duration = Duration::from_millis(10);
 
-/// The running dump's result; pending forever when none runs.
+/// The running read's result; pending forever when none runs.
 async fn join<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
     match h {
         Some(h) => h.await,
@@ -220,7 +220,7 @@ where
         .publish_owners(settings.owners_path)
         .verify_slices(timing.verify_slices, timing.verify_slice_min);
     let mut clock = Clock::new(timing, Instant::now());
-    // The running kernel read (a repair's dump or slice, a drain tick's counters): its own task,
+    // The running kernel read (a repair's full read or slice, a drain tick's counters): its own task,
     // so syncs of changes go on while it reads.
     let mut read: Option<JoinHandle<FetchedOf<K>>> = None;
     loop {

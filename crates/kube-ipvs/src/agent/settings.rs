@@ -12,9 +12,9 @@ use crate::planner_config::PlannerConfig;
 use crate::types::Family;
 
 /// How often the drain timer reads connection counters at most (stock: once a minute; our
-/// counters come from one dump, so finishing drains sooner costs little).
+/// counters come from one read, so finishing drains sooner costs little).
 pub const DEFAULT_DRAIN_INTERVAL: Duration = Duration::from_secs(5);
-/// First delay after a failed kernel dump or refused ops; doubles up to the sync period.
+/// First delay after a failed kernel read or refused ops; doubles up to the sync period.
 pub const DEFAULT_RETRY_MIN: Duration = Duration::from_secs(1);
 /// The periodic verification reads a large table in this many slices, one per `syncPeriod`: an
 /// idle node reads 1/16 of its table per period instead of all of it, and drift (an entry
@@ -22,13 +22,13 @@ pub const DEFAULT_RETRY_MIN: Duration = Duration::from_secs(1);
 /// `syncPeriod` after the previous one ended, so 16 x (`syncPeriod` + a slice's read)).
 pub const DEFAULT_VERIFY_SLICES: usize = 16;
 /// Tables of at most this many virtual servers are read whole every `syncPeriod` (one full
-/// dump, as stock does); a slice of a larger table is never smaller than this.
+/// read, as stock does); a slice of a larger table is never smaller than this.
 pub const DEFAULT_VERIFY_SLICE_MIN: usize = 2048;
 
 /// The sync loop's timings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
-    /// A repair sync at least this often (`syncPeriod`): a full kernel dump + full plan for a
+    /// A repair sync at least this often (`syncPeriod`): a full kernel read + full plan for a
     /// small table, one verification slice of a large one.
     pub sync_period: Duration,
     /// At most one sync this often (`minSyncPeriod`); changes arriving meanwhile are coalesced.
@@ -40,7 +40,7 @@ pub struct Timing {
     /// Slices the periodic verification reads a large table in, one per `sync_period`: every
     /// entry is read within `verify_slices` periods.
     pub verify_slices: usize,
-    /// Tables up to this many virtual servers are dumped whole every `sync_period`; no slice
+    /// Tables up to this many virtual servers are read whole every `sync_period`; no slice
     /// is smaller.
     pub verify_slice_min: usize,
 }

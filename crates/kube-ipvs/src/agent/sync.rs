@@ -1,11 +1,11 @@
-//! One sync of each kind, against the kernel: full repair (fresh dump + full plan), verification
+//! One sync of each kind, against the kernel: full repair (full read + full plan), verification
 //! (a slice of a large table read afresh, what differs repaired), incremental (changed Services
 //! against the cached kernel view) and drain (fresh real servers and connection counters of the
 //! draining virtual servers only). Every kernel read runs on its own while other syncs go on, and
 //! what they applied meanwhile is replayed over it. Each sync applies its plan, commits what the
 //! kernel accepted, queues what it refused for the next sync, and reports to the [`Observer`].
 //!
-//! Connection counters are fresh only right after a dump; in between, the cached view assumes
+//! Connection counters are fresh only right after a read; in between, the cached view assumes
 //! every real server may be busy, so an incremental plan drains rather than deletes.
 //!
 //! The timing (when which sync runs) is the loop's business (`run_loop`), not this module's.
@@ -32,8 +32,8 @@ use crate::types::{RsKey, ServiceName, VsKey};
 /// Refused ops logged one by one per sync; the rest are counted in one line.
 const LOGGED_FAILURES: usize = 10;
 
-/// Draining virtual servers whose counters one drain tick reads at most. The read is one dump
-/// per virtual server (off the loop, on the dump thread), so a backlog of thousands (a rollout)
+/// Draining virtual servers whose counters one drain tick reads at most. The read is one GET_DEST
+/// dump per virtual server (off the loop, on the read thread), so a backlog of thousands (a rollout)
 /// is read over several ticks, each short. The others stay assumed busy until their turn.
 const DRAIN_READ_MAX: usize = 128;
 
@@ -91,17 +91,17 @@ struct Inflight {
     cursor: Option<Option<VsKey>>,
 }
 
-/// A finished kernel read, for [`Syncer::finish_read`] (`D`, `R`: the kernel's dump and
+/// A finished kernel read, for [`Syncer::finish_read`] (`D`, `R`: the kernel's full and
 /// partial read).
 pub enum Fetched<D, R> {
-    /// A full dump.
-    Dump(D),
+    /// A full read.
+    Full(D),
     /// A partial read (verification slice or drain tick).
-    Read(R),
+    Partial(R),
 }
 
 /// A kernel's finished read.
-pub type FetchedOf<K> = Fetched<<K as Kernel>::Dump, <K as Kernel>::Read>;
+pub type FetchedOf<K> = Fetched<<K as Kernel>::FullRead, <K as Kernel>::Read>;
 
 impl<K: Kernel> Syncer<K> {
     /// A syncer over an engine already fed with the initial lists.
@@ -131,7 +131,7 @@ impl<K: Kernel> Syncer<K> {
     }
 
     /// How many slices the periodic verification reads a large table in, and their least size
-    /// (tables up to that size are dumped whole).
+    /// (tables up to that size are read whole).
     pub fn verify_slices(mut self, slices: usize, min: usize) -> Self {
         self.verify = (slices.max(1), min.max(1));
         self
@@ -206,7 +206,7 @@ impl<K: Kernel> Syncer<K> {
 
     /// Starts the periodic repair: prepare, the node's addresses, then a kernel read that runs
     /// on its own (the returned future borrows nothing) while incremental syncs go on;
-    /// [`Syncer::finish_read`] plans against it. The read is a full dump at start-up, after the
+    /// [`Syncer::finish_read`] plans against it. The read is a full read at start-up, after the
     /// cached view diverged, or when the table is small; else the next verification slice. A
     /// kernel error here leaves everything as it was and is returned.
     pub async fn start_repair(
@@ -241,8 +241,8 @@ impl<K: Kernel> Syncer<K> {
         });
         Ok(match scope {
             None => futures::future::Either::Left(futures::FutureExt::map(
-                self.kernel.dump(),
-                Fetched::Dump,
+                self.kernel.read_full(),
+                Fetched::Full,
             )),
             Some(scope) => {
                 // Where the next slice starts, once this one is read (a failed read is retried).
@@ -252,13 +252,13 @@ impl<K: Kernel> Syncer<K> {
                 }
                 futures::future::Either::Right(futures::FutureExt::map(
                     self.kernel.read(scope),
-                    Fetched::Read,
+                    Fetched::Partial,
                 ))
             }
         })
     }
 
-    /// The next verification slice, or `None` when the repair must dump the whole table: the
+    /// The next verification slice, or `None` when the repair must read the whole table: the
     /// view was never adopted or diverged, or the table is at most one slice. A slice is the
     /// next `max(n / slices, min)` virtual servers of the cached view after the previous one;
     /// the last slice of a cycle also reads the table without real servers (specs, virtual
@@ -300,7 +300,7 @@ impl<K: Kernel> Syncer<K> {
             vs: draining,
             table: false,
         });
-        Some(futures::FutureExt::map(read, Fetched::Read))
+        Some(futures::FutureExt::map(read, Fetched::Partial))
     }
 
     /// Ends the read [`Syncer::start_repair`] or [`Syncer::start_drain`] began: plans against
@@ -312,12 +312,12 @@ impl<K: Kernel> Syncer<K> {
         intake: &mut Intake,
     ) -> Result<SyncKind, (SyncKind, KernelError)> {
         match fetched {
-            Fetched::Dump(d) => self
+            Fetched::Full(d) => self
                 .finish_full(d, intake)
                 .await
                 .map(|()| SyncKind::Full)
                 .map_err(|e| (SyncKind::Full, e)),
-            Fetched::Read(r) => self.finish_partial(r, intake).await,
+            Fetched::Partial(r) => self.finish_partial(r, intake).await,
         }
     }
 
@@ -343,7 +343,7 @@ impl<K: Kernel> Syncer<K> {
             if let Some(next) = inflight.cursor {
                 self.verify_cursor = next;
             }
-            tracing::Span::current().record("dump_ms", ms(plan_from - inflight.started.1));
+            tracing::Span::current().record("read_ms", ms(plan_from - inflight.started.1));
             let keys: Vec<VsKey> = read.vs.iter().map(|(k, _)| *k).collect();
             // A drain tick plans draining virtual servers only; pending changes wait for their
             // own sync (which reports their latency).
@@ -365,20 +365,24 @@ impl<K: Kernel> Syncer<K> {
         .await
     }
 
-    /// Ends a full repair: the dump, with every op applied since it started replayed over it
-    /// (the dump may have missed them), becomes the cached kernel view; the full plan against
-    /// it is applied. A failed dump leaves everything as it was and is returned.
-    async fn finish_full(&mut self, dump: K::Dump, intake: &mut Intake) -> Result<(), KernelError> {
+    /// Ends a full repair: the full read, with every op applied since it started replayed over it
+    /// (the read may have missed them), becomes the cached kernel view; the full plan against
+    /// it is applied. A failed read leaves everything as it was and is returned.
+    async fn finish_full(
+        &mut self,
+        read: K::FullRead,
+        intake: &mut Intake,
+    ) -> Result<(), KernelError> {
         let span = sync_span(SyncKind::Full);
         async {
             let plan_from = Instant::now();
             let repair = self.inflight.take();
-            let mut observed = self.kernel.adopt(dump)?;
+            let mut observed = self.kernel.adopt(read)?;
             let (started, replay) = repair.map_or_else(
                 || ((SystemTime::now(), plan_from), Vec::new()),
                 |r| (r.started, r.replay),
             );
-            tracing::Span::current().record("dump_ms", ms(plan_from - started.1));
+            tracing::Span::current().record("read_ms", ms(plan_from - started.1));
             for op in &replay {
                 observed.replay(op);
             }
@@ -513,7 +517,7 @@ impl<K: Kernel> Syncer<K> {
     }
 
     /// Applies, commits, queues retries, writes the rules, reports. `plan_from`: when planning
-    /// began (a full sync's start also covers its dump).
+    /// began (a full sync's start also covers its read).
     async fn finish(
         &mut self,
         kind: SyncKind,
@@ -755,8 +759,8 @@ fn drain_window(draining: &[VsKey], after: Option<&VsKey>, max: usize) -> Vec<Vs
         .collect()
 }
 
-/// Between dumps the cached connection counters are stale: a real server that looked idle at
-/// the last dump may carry connections now. Marking every idle one as busy makes an incremental
+/// Between reads the cached connection counters are stale: a real server that looked idle at
+/// the last read may carry connections now. Marking every idle one as busy makes an incremental
 /// plan drain a removed endpoint (weight 0) instead of deleting it; the drain tick deletes it
 /// with fresh counters once it really is idle. `only`: the virtual servers whose counters were
 /// just read (the others are still marked from before).
@@ -795,7 +799,7 @@ fn sync_span(kind: SyncKind) -> tracing::Span {
         endpoint_changes = Empty,
         drain_backlog = Empty,
         duration_ms = Empty,
-        dump_ms = Empty,
+        read_ms = Empty,
         plan_ms = Empty,
         apply_ms = Empty,
         rules_ms = Empty,

@@ -172,7 +172,7 @@ fn explain(e: KernelError) -> anyhow::Error {
     }
 }
 
-/// Reads the node's kernel (no `prepare`: nothing is created): its addresses and one full dump.
+/// Reads the node's kernel (no `prepare`: nothing is created): its addresses and one full read.
 fn read_kernel(device: &str) -> anyhow::Result<(Vec<IpAddr>, ObservedState)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

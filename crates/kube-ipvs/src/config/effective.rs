@@ -255,14 +255,14 @@ pub fn resolve(file: Option<&ParsedFile>, flags: &RunArgs) -> Result<Loaded, Con
         f.min_sync_period,
         d.sync.min,
     );
-    // Stock accepts any positive period; below a second, full repairs (a kernel dump each, and
+    // Stock accepts any positive period; below a second, full repairs (a full kernel read each, and
     // the retry backoff, which is capped at the period) run back to back: say so.
     if period.value < MIN_SENSIBLE_SYNC_PERIOD {
         warnings.push(ConfigWarning::new(
             WarningKind::Notice,
             period.name,
             format!(
-                "sync period {} is below {}: a full repair (one dump of the kernel's tables)                  runs back to back, using a CPU; stock's default is 30s",
+                "sync period {} is below {}: a full repair (one full read of the kernel's tables)                  runs back to back, using a CPU; stock's default is 30s",
                 format_go(period.value),
                 format_go(MIN_SENSIBLE_SYNC_PERIOD)
             ),

@@ -655,8 +655,8 @@ fn warnings_for_non_applicable_unknown_and_unusual_values() {
     );
 }
 
-/// Stock accepts any positive period; a period of nanoseconds makes the full repair (a kernel
-/// dump) run back to back, so it is said, not taken silently.
+/// Stock accepts any positive period; a period of nanoseconds makes the full repair (a full kernel
+/// read) run back to back, so it is said, not taken silently.
 #[test]
 fn a_sync_period_below_a_second_is_noted() {
     let l = load(Some(&format!("{HEADER}ipvs: {{syncPeriod: 1ns}}\n")), &[]).unwrap();

@@ -250,7 +250,7 @@ pub struct ConntrackView {
     /// `nf_conntrack_max`.
     pub max: u64,
     /// Entries whose original destination is one of the Service's virtual servers (`None`: not
-    /// counted, the table was too large to dump).
+    /// counted, the table was too large to read).
     pub to_service: Option<Gathered<u64>>,
 }
 

@@ -43,9 +43,9 @@ pub struct FakeState {
     pub refuse: Option<Arc<dyn Fn(&Op) -> Option<KernelError> + Send + Sync>>,
     /// Every call fails while set (a kernel that refuses everything).
     pub fail_all: bool,
-    /// A full dump or partial read takes its snapshot at once but finishes only after this long
+    /// A full or partial read takes its snapshot at once but finishes only after this long
     /// (a large table): ops applied meanwhile are missing from it, as they can be from a real one.
-    pub dump_delay: std::time::Duration,
+    pub read_delay: std::time::Duration,
 }
 
 impl std::fmt::Debug for FakeState {
@@ -117,13 +117,13 @@ impl Kernel for FakeKernel {
         Ok(self.handle().node_routes.clone())
     }
 
-    type Dump = Result<ObservedState, KernelError>;
+    type FullRead = Result<ObservedState, KernelError>;
 
-    fn dump(&mut self) -> impl Future<Output = Self::Dump> + Send + 'static {
+    fn read_full(&mut self) -> impl Future<Output = Self::FullRead> + Send + 'static {
         let snapshot = self.check("observe").map(|()| {
             let mut h = self.handle();
             h.observes += 1;
-            (h.state.clone(), h.dump_delay)
+            (h.state.clone(), h.read_delay)
         });
         async move {
             let (state, delay) = snapshot?;
@@ -134,8 +134,8 @@ impl Kernel for FakeKernel {
         }
     }
 
-    fn adopt(&mut self, dump: Self::Dump) -> Result<ObservedState, KernelError> {
-        dump
+    fn adopt(&mut self, read: Self::FullRead) -> Result<ObservedState, KernelError> {
+        read
     }
 
     async fn apply(&mut self, ops: &[Op]) -> ApplyOutcome {
@@ -186,7 +186,7 @@ impl Kernel for FakeKernel {
                 .map(|k| (*k, vss.get(k).map(|v| v.reals.clone())))
                 .collect();
             let table = scope.table.then(|| h.state.without_reals());
-            (PartialRead { vs, table }, h.dump_delay)
+            (PartialRead { vs, table }, h.read_delay)
         });
         async move {
             let (read, delay) = snapshot?;

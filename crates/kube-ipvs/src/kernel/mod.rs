@@ -1,6 +1,6 @@
 //! The apply layer: the only part of kube-ipvs that touches the kernel.
 //!
-//! The agent talks to a [`Kernel`]: one full dump in domain terms ([`Kernel::observe`]), ordered
+//! The agent talks to a [`Kernel`]: one full read in domain terms ([`Kernel::observe`]), ordered
 //! plan ops applied through the batch paths ([`Kernel::apply`]), the constant iptables rule set
 //! ([`Kernel::sync_rules`]) and partial reads for the periodic verification and the drain tick
 //! ([`Kernel::read`]). [`NetlinkKernel`]
@@ -79,7 +79,7 @@ impl ApplyOutcome {
 pub struct ReadScope {
     /// Virtual servers whose real servers (with connection counters) are read.
     pub vs: Vec<VsKey>,
-    /// Also the rest of what a full dump reads, without real servers: every virtual server's key
+    /// Also the rest of what a full read reads, without real servers: every virtual server's key
     /// and spec, the dummy device's addresses, our routes, our sets' members.
     pub table: bool,
 }
@@ -100,8 +100,8 @@ pub struct PartialRead {
 pub trait Kernel: Send {
     /// Creates what every sync relies on and no plan changes: the dummy device (down, no ARP),
     /// every ipset kube-proxy uses (empty; existing ones and their members are kept), the sysctls.
-    /// Idempotent; called before the first dump and at every repair. The next read (dump or
-    /// partial read) also checks the installed iptables rules against those last written, off
+    /// Idempotent; called before the first full read and at every repair. The next read (full or
+    /// partial) also checks the installed iptables rules against those last written, off
     /// the caller's loop; the following [`Kernel::sync_rules`] restores a family found changed.
     fn prepare(&mut self) -> impl Future<Output = Result<(), KernelError>> + Send;
 
@@ -112,23 +112,23 @@ pub trait Kernel: Send {
     /// ([`crate::desired::cidrs`]).
     fn node_routes(&mut self) -> impl Future<Output = Result<Vec<NodeRoute>, KernelError>> + Send;
 
-    /// What a detached dump hands back to [`Kernel::adopt`].
-    type Dump: Send + 'static;
+    /// What a detached full read hands back to [`Kernel::adopt`].
+    type FullRead: Send + 'static;
 
-    /// Starts one full dump of what the planner diffs: the whole IPVS table (with connection
+    /// Starts one full read of what the planner diffs: the whole IPVS table (with connection
     /// counters), the dummy device's addresses, our `local` routes, the members of our ipsets.
-    /// The future does not borrow the kernel, so ops can be applied while it runs (a dump of
-    /// 100,000 virtual servers takes seconds; incremental syncs must not wait for it). Objects
+    /// The future does not borrow the kernel, so ops can be applied while it runs (a full read
+    /// of 100,000 virtual servers takes seconds; incremental syncs must not wait for it). Objects
     /// changed while it runs may be seen before or after the change.
-    fn dump(&mut self) -> impl Future<Output = Self::Dump> + Send + 'static;
+    fn read_full(&mut self) -> impl Future<Output = Self::FullRead> + Send + 'static;
 
-    /// Takes back a finished [`Kernel::dump`]: its observed state, or why it failed.
-    fn adopt(&mut self, dump: Self::Dump) -> Result<ObservedState, KernelError>;
+    /// Takes back a finished [`Kernel::read_full`]: its observed state, or why it failed.
+    fn adopt(&mut self, read: Self::FullRead) -> Result<ObservedState, KernelError>;
 
-    /// One full dump, waited for.
+    /// One full read, waited for.
     fn observe(&mut self) -> impl Future<Output = Result<ObservedState, KernelError>> + Send {
         async move {
-            let d = self.dump().await;
+            let d = self.read_full().await;
             self.adopt(d)
         }
     }
@@ -147,9 +147,9 @@ pub trait Kernel: Send {
     /// What a detached partial read hands back to [`Kernel::adopt_read`].
     type Read: Send + 'static;
 
-    /// Starts a partial read (see [`ReadScope`]); like [`Kernel::dump`], it borrows nothing and
+    /// Starts a partial read (see [`ReadScope`]); like [`Kernel::read_full`], it borrows nothing and
     /// may see objects changed while it runs before or after the change. The cost follows the
-    /// scope: one destination dump per virtual server of `scope.vs`.
+    /// scope: one GET_DEST dump per virtual server of `scope.vs`.
     fn read(&mut self, scope: ReadScope) -> impl Future<Output = Self::Read> + Send + 'static;
 
     /// Takes back a finished [`Kernel::read`]: what it saw, or why it failed.

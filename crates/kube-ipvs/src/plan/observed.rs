@@ -1,6 +1,6 @@
-//! The node's kernel state in domain terms: what a kernel dump converts into, what the planner
+//! The node's kernel state in domain terms: what a kernel read converts into, what the planner
 //! diffs against, and (through [`ObservedState::apply`]) the fake kernel of the tests and the
-//! agent's cache between full dumps.
+//! agent's cache between full reads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -64,7 +64,7 @@ impl ObservedState {
         Self::default()
     }
 
-    /// Records a virtual server from a dump (replacing one with the same key).
+    /// Records a virtual server from a read (replacing one with the same key).
     pub fn insert_vs(&mut self, key: VsKey, spec: VsSpec, mut reals: Vec<RealServer>) {
         reals.sort_unstable_by_key(|r| r.key);
         reals.dedup_by_key(|r| r.key);
@@ -86,7 +86,7 @@ impl ObservedState {
         self.ipsets.entry(set).or_default().insert(entry);
     }
 
-    /// Sets the connection counters of a real server (from a dump; used by drain ticks and tests).
+    /// Sets the connection counters of a real server (from a read; used by drain ticks and tests).
     pub fn set_connections(&mut self, vs: &VsKey, rs: &RsKey, active: u32, inactive: u32) {
         if let Some(r) = self
             .vs
@@ -164,7 +164,7 @@ impl ObservedState {
 
     /// Takes in a partial read of the kernel ([`crate::kernel::Kernel::read`]); returns what it
     /// found different from this view, for the planner. Replay the ops applied since the read
-    /// began afterwards, as over a full dump.
+    /// began afterwards, as over a full read.
     ///
     /// - Real servers of each read virtual server replace the cached ones (connection counters
     ///   included); a virtual server the kernel lacks is removed. Keys this view does not hold
@@ -334,8 +334,8 @@ impl ObservedState {
         Ok(())
     }
 
-    /// Applies an op the kernel accepted to a dump that may or may not show it yet (the dump
-    /// ran while the op was applied): the op's result holds afterwards, whatever the dump saw.
+    /// Applies an op the kernel accepted to a read that may or may not show it yet (the read
+    /// ran while the op was applied): the op's result holds afterwards, whatever the read saw.
     pub fn replay(&mut self, op: &Op) {
         if self.apply(op).is_ok() {
             return;
@@ -402,8 +402,8 @@ mod tests {
         VsSpec::plain(scheduler, Family::V4)
     }
 
-    /// The dump: one virtual server with real servers 1 (weight 1) and 2 (weight 1).
-    fn dump() -> ObservedState {
+    /// The read: one virtual server with real servers 1 (weight 1) and 2 (weight 1).
+    fn seen() -> ObservedState {
         let mut st = ObservedState::new();
         st.insert_vs(vs(), spec(Scheduler::Rr), vec![rs(1, 1), rs(2, 1)]);
         st
@@ -468,7 +468,7 @@ mod tests {
     fn a_partial_read_replaces_what_it_read_and_reports_only_what_differs() {
         let other = VsKey::new(Proto::Tcp, "10.96.0.11".parse().unwrap(), 80);
         let unknown = VsKey::new(Proto::Tcp, "10.96.0.12".parse().unwrap(), 80);
-        let mut st = dump();
+        let mut st = seen();
         st.insert_vs(other, spec(Scheduler::Rr), vec![rs(5, 1)]);
         // Same real servers with fresh counters: no difference, counters taken.
         let mut busy = rs(1, 1);
@@ -507,7 +507,7 @@ mod tests {
         let member = |last: u8| IpsetEntry::IpPort([10, 96, 0, last].into(), Proto::Tcp, 80);
         let other = VsKey::new(Proto::Tcp, "10.96.0.11".parse().unwrap(), 80);
         let stray = VsKey::new(Proto::Udp, "10.96.0.10".parse().unwrap(), 53);
-        let mut st = dump();
+        let mut st = seen();
         st.insert_vs(other, spec(Scheduler::Rr), vec![rs(5, 1)]);
         st.insert_member(set, member(10));
         st.insert_member(set, member(11));
@@ -547,14 +547,14 @@ mod tests {
     }
 
     #[test]
-    fn replay_makes_each_ops_result_hold_whatever_the_dump_saw() {
+    fn replay_makes_each_ops_result_hold_whatever_the_read_saw() {
         let owner = ServicePortName {
             service: ServiceName::new("default", "web"),
             port: "http".into(),
         };
         // (op, real servers afterwards); `None`: the virtual server is gone.
         let cases: Vec<(Op, Option<Reals>)> = vec![
-            // The dump saw the op already.
+            // The read saw the op already.
             (
                 Op::AddRs {
                     vs: vs(),
@@ -576,7 +576,7 @@ mod tests {
                 },
                 Some(vec![(1, 1), (2, 1)]),
             ),
-            // The dump missed it.
+            // The read missed it.
             (
                 Op::AddRs {
                     vs: vs(),
@@ -599,7 +599,7 @@ mod tests {
                 Some(vec![(1, 1), (2, 0)]),
             ),
             (Op::DelVs { key: vs() }, None),
-            // Added, then updated to weight 0 before the dump read it: the op's values win.
+            // Added, then updated to weight 0 before the read saw it: the op's values win.
             (
                 Op::AddRs {
                     vs: vs(),
@@ -617,7 +617,7 @@ mod tests {
             ),
         ];
         for (op, want) in cases {
-            let mut st = dump();
+            let mut st = seen();
             st.replay(&op);
             let got = st.virtual_servers().contains_key(&vs()).then(|| reals(&st));
             assert_eq!(got, want, "{op}");
@@ -625,7 +625,7 @@ mod tests {
                 assert_eq!(st.virtual_servers()[&vs()].spec, s);
             }
         }
-        // An update of a real server whose virtual server the dump did not see yet.
+        // An update of a real server whose virtual server the read did not see yet.
         let mut st = ObservedState::new();
         st.replay(&Op::UpdateVs {
             key: vs(),

@@ -2,7 +2,7 @@
 //!
 //! The plan is cut into runs of consecutive ops of one kind; each run is one batch: IPVS changes
 //! in one pipelined `ipvs_netlink::Client::apply`, address binds (or unbinds) in one rtnetlink
-//! batch, ipset members in one batch per set, conntrack cleanups with one table dump per family
+//! batch, ipset members in one batch per set, conntrack cleanups with one table read (a netlink dump) per family
 //! and one delete batch. Every failure is mapped back to the index of the op that caused it; a
 //! failed op never stops the others.
 //!
@@ -365,7 +365,7 @@ async fn route_run(k: &mut NetlinkKernel, run: &[Op]) -> Failures {
     remap(Subsystem::Route, run, &at, outcome)
 }
 
-/// The flows a ClearConntrack op deletes, from a dump of its family.
+/// The flows a ClearConntrack op deletes, from a read of its family's table.
 fn doomed(op: &Op, flows: &BTreeMap<Family, Vec<Flow>>) -> Vec<Flow> {
     let Op::ClearConntrack {
         vs: crate::types::VsKey::Service { addr, port, .. },

@@ -110,7 +110,7 @@ pub fn service(key: &VsKey, spec: &VsSpec) -> Result<ipvs::Service, Unsupported>
     Ok(s)
 }
 
-/// The domain view of a dumped service; `None` for a scheduler the domain does not know (the
+/// The domain view of a service read from the kernel; `None` for a scheduler the domain does not know (the
 /// kernel reports `none` for a service whose scheduler module went away).
 pub fn vs_spec(s: &ipvs::Service) -> Option<VsSpec> {
     Some(VsSpec {
@@ -154,7 +154,7 @@ pub fn destination(rs: &RealServer) -> Result<ipvs::Destination, Unsupported> {
     ))
 }
 
-/// The domain view of a dumped destination, with its connection counters.
+/// The domain view of a destination read from the kernel, with its connection counters.
 pub fn real_server(d: &ipvs::Destination) -> RealServer {
     RealServer {
         key: RsKey {

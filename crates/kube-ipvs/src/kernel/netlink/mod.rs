@@ -7,9 +7,10 @@
 //! | `config` | [`KernelConfig`] and its mapping from the agent's configuration |
 //! | `convert` | domain values <-> ipvs-netlink / nodenet values |
 //! | `prepare` | dummy device, empty sets, sysctls, IPVS timeouts |
-//! | `observe` | one dump per object kind -> [`ObservedState`]; partial reads; node addresses |
+//! | `observe` | full reads (one netlink dump per object kind) -> [`ObservedState`]; partial reads; node addresses |
 //! | `apply` | plan ops through the batch paths, failures mapped back to op indices |
 //! | `rules` | the iptables rule set per family, written when it changed |
+//! | `worker` | the thread kernel reads run on |
 //! | `netns` | blocking work in the configured network namespace |
 //! | `worker` | the thread kernel reads run on |
 
@@ -41,18 +42,18 @@ use crate::planner_config::NodeRoute;
 use crate::types::Family;
 
 /// The node's kernel over netlink. Holds one socket per protocol (IPVS, rtnetlink, ipset;
-/// conntrack opened on first use), a second set for full dumps ([`Reader`]), and the rule sets
+/// conntrack opened on first use), a second set for reads ([`Reader`]), and the rule sets
 /// it last wrote.
 pub struct NetlinkKernel {
     cfg: KernelConfig,
     ipvs: ipvs_netlink::Client,
     links: Links,
     ipset: IpsetClient,
-    /// The dump's own sockets: opened by the first dump, lent to each running dump and back when
+    /// The reads' own sockets: opened by the first read, lent to each running read and back when
     /// it is adopted.
     reader: Option<Reader>,
-    /// The thread dumps run on (started by the first dump).
-    worker: Option<worker::DumpWorker>,
+    /// The thread reads run on (started by the first read).
+    worker: Option<worker::ReadWorker>,
     conntrack: Option<Conntrack>,
     /// iptables back end per family, detected on the first rule write.
     iptables: BTreeMap<Family, Iptables>,
@@ -67,8 +68,8 @@ pub struct NetlinkKernel {
     odd_prefixes: HashMap<IpAddr, IpNet>,
 }
 
-/// The sockets and settings a full dump reads through. Its own sockets (the clients serve one
-/// request at a time) let a long dump run while the agent applies changes through the others.
+/// The sockets and settings a read (full or partial) goes through. Its own sockets (the clients
+/// serve one request at a time) let a long read run while the agent applies changes through the others.
 struct Reader {
     ipvs: ipvs_netlink::Client,
     links: Links,
@@ -90,7 +91,7 @@ impl Reader {
     }
 }
 
-/// A finished detached read (a full dump, or a partial read): the reader back, and what it saw.
+/// A finished detached read (full or partial): the reader back, and what it saw.
 pub struct Detached<T> {
     reader: Option<Reader>,
     result: Result<T, KernelError>,
@@ -98,8 +99,8 @@ pub struct Detached<T> {
     drifted: Vec<(Family, RuleSet)>,
 }
 
-/// A finished full dump.
-pub type Dump = Detached<observe::Observation>;
+/// A finished full read.
+pub type FullRead = Detached<observe::Observation>;
 
 /// A finished partial read.
 pub type Read = Detached<observe::PartialObservation>;
@@ -121,8 +122,8 @@ impl std::fmt::Debug for NetlinkKernel {
 }
 
 impl NetlinkKernel {
-    /// Connects the IPVS, rtnetlink and ipset sockets (in `cfg.netns` when set; the dump's own
-    /// set opens with the first dump). Fails when IPVS is missing (the `ip_vs` module is not
+    /// Connects the IPVS, rtnetlink and ipset sockets (in `cfg.netns` when set; the reads' own
+    /// set opens with the first read). Fails when IPVS is missing (the `ip_vs` module is not
     /// loaded) or the caller lacks CAP_NET_ADMIN for ipsets.
     pub async fn connect(cfg: KernelConfig) -> Result<Self, KernelError> {
         let (ipvs, links, ipset) = sockets(&cfg).await?;
@@ -153,7 +154,7 @@ impl NetlinkKernel {
         self.cfg.node_pod_cidrs = cidrs;
     }
 
-    /// Runs `work` on the dump thread with the reader's sockets (opened on first use, and again
+    /// Runs `work` on the read thread with the reader's sockets (opened on first use, and again
     /// if a read was lost with its task, never taken back): the future borrows nothing.
     fn detached<T, F, Fut>(&mut self, work: F) -> impl Future<Output = Detached<T>> + Send + 'static
     where
@@ -187,7 +188,7 @@ impl NetlinkKernel {
         };
         let worker = match self.worker.take() {
             Some(w) => Ok(w),
-            None => worker::DumpWorker::start(),
+            None => worker::ReadWorker::start(),
         };
         let ran = match worker {
             Ok(w) => {
@@ -332,17 +333,17 @@ impl Kernel for NetlinkKernel {
         observe::node_routes(self).await
     }
 
-    type Dump = Dump;
+    type FullRead = FullRead;
 
-    fn dump(&mut self) -> impl Future<Output = Dump> + Send + 'static {
+    fn read_full(&mut self) -> impl Future<Output = FullRead> + Send + 'static {
         self.detached(|mut r| async move {
             let result = observe::observe(&mut r).await;
             (r, result)
         })
     }
 
-    fn adopt(&mut self, dump: Dump) -> Result<ObservedState, KernelError> {
-        let seen = self.take_back(dump)?;
+    fn adopt(&mut self, read: FullRead) -> Result<ObservedState, KernelError> {
+        let seen = self.take_back(read)?;
         self.odd_prefixes = seen.odd_prefixes;
         Ok(seen.state)
     }

@@ -1,4 +1,5 @@
-//! Reading the kernel: one dump per object kind into an [`ObservedState`], partial reads for
+//! Reading the kernel: full reads (one netlink dump per object kind) into an [`ObservedState`],
+//! partial reads for
 //! the periodic verification and the drain tick, the node's addresses.
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +31,7 @@ fn link_err(op: &str) -> impl FnOnce(nodenet::link::LinkError) -> KernelError + 
 }
 
 /// The whole IPVS table (foreign services and fwmark services included) with counters, into
-/// `st`: one service dump and one destination dump per service, each message converted as it
+/// `st`: one GET_SERVICE dump and one GET_DEST dump per service, each message converted as it
 /// arrives (the decoded messages, or a copy of the whole table with its statistics, would take
 /// several times the observed state's memory at 100,000 services).
 /// Services with a scheduler the domain does not know are left out (and logged): planning
@@ -39,7 +40,7 @@ async fn ipvs_table(
     ipvs: &mut ipvs_netlink::Client,
     st: &mut ObservedState,
 ) -> Result<(), KernelError> {
-    const OP: &str = "dump IPVS table";
+    const OP: &str = "read IPVS table";
     // Only what planning needs of each service, kept as its message is decoded.
     let mut services = Vec::new();
     ipvs.visit_services(|s| {
@@ -56,7 +57,7 @@ async fn ipvs_table(
             continue;
         };
         // A service deleted since the list answers with no destinations; the op that deleted
-        // it is replayed over this dump.
+        // it is replayed over this read.
         let dests = ipvs
             .list_destinations(&nl_key)
             .await
@@ -69,7 +70,7 @@ async fn ipvs_table(
     Ok(())
 }
 
-/// What one full dump saw.
+/// What one full read saw.
 #[derive(Debug)]
 pub struct Observation {
     /// The planner's view.
@@ -78,7 +79,7 @@ pub struct Observation {
     pub odd_prefixes: HashMap<IpAddr, IpNet>,
 }
 
-/// One full dump: IPVS table, dummy-device addresses, our local routes (`local` prefix routes
+/// One full read: IPVS table, dummy-device addresses, our local routes (`local` prefix routes
 /// of the local table on `lo` with `proto static`), members of our sets.
 pub(super) async fn observe(r: &mut Reader) -> Result<Observation, KernelError> {
     let mut st = ObservedState::new();
@@ -99,9 +100,9 @@ pub struct PartialObservation {
     pub odd_prefixes: Option<HashMap<IpAddr, IpNet>>,
 }
 
-/// One partial read (see [`ReadScope`]): one destination dump per virtual server of the scope
+/// One partial read (see [`ReadScope`]): one GET_DEST dump per virtual server of the scope
 /// (and, when that is empty, a GET_SERVICE to tell an empty virtual server from a missing one),
-/// plus with the table one service dump and the node parts of a full dump.
+/// plus with the table one GET_SERVICE dump and the node parts of a full read.
 pub(super) async fn read(
     r: &mut Reader,
     scope: &ReadScope,
@@ -165,7 +166,7 @@ pub(super) async fn read(
     })
 }
 
-/// The node parts of a full dump into `st`: dummy-device addresses, our local routes, the
+/// The node parts of a full read into `st`: dummy-device addresses, our local routes, the
 /// members of our sets. Returns the addresses that are not host prefixes.
 async fn node_parts(
     r: &mut Reader,

@@ -1,10 +1,10 @@
-//! The thread full dumps run on.
+//! The thread kernel reads (full and partial) run on.
 //!
-//! A full dump of a large table is seconds of system calls (one destination dump per virtual
+//! A full read of a large table is seconds of system calls (one GET_DEST dump per virtual
 //! server: 100,000 at 50,000 Services). On the agent's own thread it would share one cooperative
 //! scheduler with the sync loop, the watches and the HTTP servers; on a thread of its own, with a
 //! runtime of its own, it only shares the CPUs. Its sockets (the `Reader`) are opened by the first
-//! dump, so they are registered with this runtime's reactor and stay usable by every later dump.
+//! read, so they are registered with this runtime's reactor and stay usable by every later read.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,17 +15,17 @@ use super::super::KernelError;
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A thread with a current-thread runtime that runs one dump at a time, in order.
+/// A thread with a current-thread runtime that runs one read at a time, in order.
 #[derive(Debug)]
-pub(super) struct DumpWorker {
+pub(super) struct ReadWorker {
     jobs: mpsc::UnboundedSender<Job>,
 }
 
-impl DumpWorker {
+impl ReadWorker {
     /// Starts the thread.
     pub(super) fn start() -> Result<Self, KernelError> {
         let thread_error = |source| KernelError::Namespace {
-            op: "start the kernel dump thread".into(),
+            op: "start the kernel read thread".into(),
             source,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -34,12 +34,12 @@ impl DumpWorker {
             .map_err(thread_error)?;
         let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
         std::thread::Builder::new()
-            .name("kernel-dump".into())
+            .name("kernel-read".into())
             .spawn(move || {
                 // Ends when the kernel (the sender) is dropped.
                 rt.block_on(async move {
                     while let Some(job) = rx.recv().await {
-                        // A task of its own: a panicking dump fails that dump, not the thread.
+                        // A task of its own: a panicking read fails that read, not the thread.
                         let _ = tokio::spawn(job).await;
                     }
                 });
@@ -63,8 +63,8 @@ impl DumpWorker {
         }));
         async move {
             let lost = || KernelError::Namespace {
-                op: "full dump".into(),
-                source: std::io::Error::other("the dump panicked or its thread ended"),
+                op: "kernel read".into(),
+                source: std::io::Error::other("the read panicked or its thread ended"),
             };
             if sent.is_err() {
                 return Err(lost());
@@ -79,22 +79,22 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn work_runs_on_the_dump_thread_in_order() {
-        let w = DumpWorker::start().unwrap();
+    async fn work_runs_on_the_read_thread_in_order() {
+        let w = ReadWorker::start().unwrap();
         let name = || std::thread::current().name().map(str::to_owned);
         let a = w.run(async move { name() });
         let b = w.run(async { 2 });
-        assert_eq!(a.await.unwrap().as_deref(), Some("kernel-dump"));
+        assert_eq!(a.await.unwrap().as_deref(), Some("kernel-read"));
         assert_eq!(b.await.unwrap(), 2);
     }
 
     #[tokio::test]
-    async fn a_panicking_dump_is_an_error_not_a_hang() {
-        let w = DumpWorker::start().unwrap();
+    async fn a_panicking_read_is_an_error_not_a_hang() {
+        let w = ReadWorker::start().unwrap();
         let r = w.run(async { panic!("boom") }).await;
         let e: Result<(), _> = r;
-        assert!(e.unwrap_err().to_string().contains("full dump"));
-        // The thread lives on for the next dump.
+        assert!(e.unwrap_err().to_string().contains("kernel read"));
+        // The thread lives on for the next read.
         assert_eq!(w.run(async { 3 }).await.unwrap(), 3);
     }
 }
