@@ -1,4 +1,6 @@
-//! `kube-ipvs run` as a library call: the real sources and kernel, SIGTERM/SIGINT shutdown.
+//! `kube-ipvs run` as a library call: the real sources, kernel and telemetry wired to the agent's
+//! loop, SIGTERM/SIGINT shutdown; `--init-only`. The one module that knows both [`crate::agent`]
+//! and [`crate::telemetry`] (telemetry implements the agent's [`crate::agent::Observer`]).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -7,25 +9,34 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::error::AgentError;
-use super::run_loop::run_agent;
-use super::settings::Settings;
+use crate::agent::{AgentError, Settings, run_agent};
 use crate::config::{Config, Loaded, Source};
 use crate::kernel::{KernelConfig, NetlinkKernel};
 use crate::owners;
 use crate::source::{FileOptions, KubernetesOptions, file, kubernetes};
 use crate::telemetry::metrics::IpFamily;
-use crate::telemetry::{Telemetry, TelemetryOptions};
+use crate::telemetry::{Telemetry, TelemetryError, TelemetryOptions};
 use crate::types::Family;
 use kube::runtime::events::Reporter;
+
+/// Why `run` or `--init-only` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The agent could not start, or its loop ended.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The health and metrics servers could not start.
+    #[error("starting health and metrics: {0}")]
+    Telemetry(#[from] TelemetryError),
+}
 
 /// Timeout of the start-up address listing.
 const NETLINK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the agent with the real sources and kernel until SIGTERM or SIGINT.
-pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
+pub async fn run(loaded: Loaded) -> Result<(), RunError> {
     let cfg = &loaded.config;
-    let node = cfg.node_name()?;
+    let node = cfg.node_name().map_err(AgentError::from)?;
     let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
     let shutdown = async move {
         tokio::select! {
@@ -34,7 +45,7 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
         }
     };
     let host = host_addresses(cfg).await?;
-    let mut settings = Settings::derive(cfg, &node.name, host)?;
+    let mut settings = Settings::derive(cfg, &node.name, host).map_err(AgentError::from)?;
     let families = settings.planner.families.clone();
     tracing::info!(
         node = %node.name, node_from = %node.source, source = %cfg.source,
@@ -53,14 +64,15 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
                 cfg.master.as_deref(),
                 &watch.freshness,
             )
-            .await?,
+            .await
+            .map_err(AgentError::from)?,
         ),
         Source::File(_) => None,
     };
     let sources = match (&cfg.source, &client) {
         (Source::File(path), _) => file::start(FileOptions::new(path, &node.name)),
         (Source::Kubernetes, Some(c)) => kubernetes::start(c.clone(), &watch),
-        (Source::Kubernetes, None) => return Err(AgentError::SourcesEnded),
+        (Source::Kubernetes, None) => return Err(AgentError::SourcesEnded.into()),
     };
     let health_check_ips =
         if settings.planner.node_port_addresses.is_empty() && !settings.planner.node_port_primary {
@@ -96,7 +108,7 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
     // Dropping the handles stops the servers: keep them for the agent's lifetime.
     let _servers = telemetry.start().await?;
     tokio::spawn(remove_nftables_proxier(telemetry.health().clone()));
-    run_agent(kernel, sources, settings, telemetry, shutdown).await
+    Ok(run_agent(kernel, sources, settings, telemetry, shutdown).await?)
 }
 
 /// kube-proxy's IPVS mode deletes the nftables proxier's tables when it starts (their prerouting
@@ -131,7 +143,7 @@ async fn remove_nftables_proxier(health: crate::telemetry::health::ProxyHealth) 
 pub async fn init_only(cfg: &Config) -> Result<(), AgentError> {
     use crate::kernel::Kernel as _;
     let host = host_addresses(cfg).await?;
-    let families = super::settings::families(cfg, &host);
+    let families = crate::agent::settings::families(cfg, &host);
     let mut kernel = NetlinkKernel::connect(KernelConfig::from_config(cfg, &families))
         .await
         .map_err(AgentError::Kernel)?;
