@@ -120,11 +120,12 @@ async fn remove_nftables_proxier(health: crate::telemetry::health::ProxyHealth) 
     while health.status().last_updated.is_none() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let done = tokio::task::spawn_blocking(|| {
-        [NftFamily::Ip, NftFamily::Ip6].map(|f| (f, delete_table(f, "kube-proxy", NETLINK_TIMEOUT)))
-    })
-    .await;
-    for (family, result) in done.into_iter().flatten() {
+    let opts = nodenet::SocketOptions {
+        timeout: NETLINK_TIMEOUT,
+        ..nodenet::SocketOptions::default()
+    };
+    for family in [NftFamily::Ip, NftFamily::Ip6] {
+        let result = delete_table(family, "kube-proxy", &opts).await;
         match result {
             Ok(true) => tracing::info!(
                 table = %format!("{} kube-proxy", family.name()),
