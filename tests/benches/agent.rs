@@ -20,7 +20,8 @@
 //!    the kernel keeps deleted destinations in a per-namespace trash for a minute or two and every
 //!    add walks it (`ip_vs_trash_get_dest`), which is what made that baseline 16x slower.
 //!
-//! The sync period is `BENCH_SYNC_PERIOD` seconds (15). Prints a table and writes every figure
+//! `BENCH_AGENT_ARGS` adds flags to the agent's command line (whitespace-separated, e.g.
+//! `--ipvs-rate-estimation=false`). The sync period is `BENCH_SYNC_PERIOD` seconds (15). Prints a table and writes every figure
 //! (raw latencies included, for the plots) to `$LAB_SHARE/bench-agent-LABEL-N.json`
 //! (`BENCH_LABEL`, default `kube-ipvs`: name the binary measured, e.g. `before`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -281,6 +282,7 @@ fn main() {
     let mut result = json!({
         "label": label, "services": n_services, "sync_period_s": period_s,
         "agent": agent_bin.display().to_string(),
+        "agent_args": std::env::var("BENCH_AGENT_ARGS").unwrap_or_default(),
     });
 
     println!(
@@ -319,6 +321,11 @@ fn main() {
         ])
         .args(["--ipvs-sync-period", &format!("{period_s}s")])
         .args(["--metrics-bind-address", METRICS])
+        .args(
+            std::env::var("BENCH_AGENT_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)

@@ -20,7 +20,6 @@
 //! Run: `cargo bench -p kube-ipvs --bench core`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -28,15 +27,17 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube_ipvs::desired::NodeState;
 use kube_ipvs::kernel::PartialRead;
 use kube_ipvs::model::ClusterIndex;
 use kube_ipvs::plan::{ObservedState, Planner};
 use kube_ipvs::types::{IpsetEntry, IpsetName, RealServer, VsKey, VsSpec};
 use kube_ipvs::{Engine, PlannerConfig};
+
+#[path = "common/workload.rs"]
+mod workload;
+use workload::{NODE, config, ip4, service, slice};
 
 /// Resident memory of this process in bytes (`/proc/self/statm`, 4 KiB pages). The workspace
 /// forbids `unsafe`, so no counting allocator: RSS growth over a fresh build of the index is
@@ -132,82 +133,6 @@ impl ValueFormatter for CpuFormatter {
     fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
         "ns"
     }
-}
-
-const NODE: &str = "node-0";
-
-fn ip4(n: u32) -> String {
-    std::net::Ipv4Addr::from(n).to_string()
-}
-
-fn service(i: u32) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            namespace: Some(format!("ns{}", i % 100)),
-            name: Some(format!("svc{i}")),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            cluster_ip: Some(ip4(0x0a60_0000 + i)),
-            ports: Some(vec![
-                ServicePort {
-                    name: Some("http".into()),
-                    port: 80,
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                },
-                ServicePort {
-                    name: Some("https".into()),
-                    port: 443,
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                },
-            ]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn slice(i: u32, generation: u32) -> EndpointSlice {
-    let ep = |n: u32, node: u32| Endpoint {
-        addresses: vec![ip4(0x0af4_0000 + n)],
-        node_name: Some(format!("node-{node}")),
-        ..Default::default()
-    };
-    EndpointSlice {
-        metadata: ObjectMeta {
-            namespace: Some(format!("ns{}", i % 100)),
-            name: Some(format!("svc{i}-abcde")),
-            labels: Some(BTreeMap::from([(
-                "kubernetes.io/service-name".to_owned(),
-                format!("svc{i}"),
-            )])),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        ports: Some(vec![
-            EndpointPort {
-                name: Some("http".into()),
-                port: Some(8080),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            },
-            EndpointPort {
-                name: Some("https".into()),
-                port: Some(8443),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            },
-        ]),
-        endpoints: vec![ep(2 * i + generation, i % 7), ep(2 * i + 1, (i + 1) % 7)],
-    }
-}
-
-fn config() -> PlannerConfig {
-    let mut cfg = PlannerConfig::new(NODE);
-    cfg.service_cidrs = vec!["10.96.0.0/12".parse().unwrap()];
-    cfg
 }
 
 /// An engine over `n` Services whose kernel view is what a full plan converges to.

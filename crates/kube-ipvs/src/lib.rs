@@ -5,6 +5,7 @@
 //! | module | what | replaces |
 //! |---|---|---|
 //! | [`agent`] | the sync loop of `kube-ipvs run` and its observer hooks | kube-proxy's proxier loop |
+//! | [`daemon`] | `kube-ipvs run` and `--init-only` wired up: real sources, kernel, telemetry, signals | kube-proxy's `server.go` |
 //! | [`cleanup`] | removing what kube-ipvs or kube-proxy created: pure plan from observed state, thin execution | `kube-proxy --cleanup` |
 //! | [`model`] | index of Services, EndpointSlices, Node, ServiceCIDRs as validated values | kube-proxy's change trackers |
 //! | [`desired`] | desired virtual servers, addresses/routes, ipset members, health checks | the body of `syncProxyRules` |
@@ -27,6 +28,7 @@ pub mod agent;
 pub mod build_info;
 pub mod cleanup;
 pub mod config;
+pub mod daemon;
 pub mod desired;
 pub mod dump;
 pub mod engine;

@@ -658,3 +658,27 @@ async fn a_lost_reply_fails_only_its_op_the_socket_is_rebuilt_and_the_retry_prog
     assert!(sh("ipset list KUBE-CLUSTER-IP").contains("10.1.0.1,tcp:80"));
     assert!(sh("ipset list KUBE-EXTERNAL-IP").contains("10.1.0.2,tcp:80"));
 }
+
+/// `--ipvs-rate-estimation`: unset, `prepare` leaves `net.ipv4.vs.run_estimation` as it is (as
+/// stock does); false turns the estimator off, true back on; the virtual servers stay.
+#[tokio::test]
+#[ignore = "needs IPVS: cargo xtask test"]
+async fn the_rate_estimator_is_switched_only_when_asked() {
+    fresh_netns();
+    let estimation = || sh("sysctl -n net.ipv4.vs.run_estimation").trim().to_owned();
+    let mut kernel = connect().await;
+    kernel.prepare().await.unwrap();
+    sh("ipvsadm -A -t 10.96.0.1:80");
+    assert_eq!(estimation(), "1", "the kernel's default, untouched");
+    sh("sysctl -qw net.ipv4.vs.run_estimation=0");
+    kernel.prepare().await.unwrap();
+    assert_eq!(estimation(), "0", "unset: someone else's choice is kept");
+    for (want, value) in [(true, "1"), (false, "0")] {
+        let mut cfg = KernelConfig::new(DEVICE, &Family::ALL);
+        cfg.run_estimation = Some(want);
+        let mut kernel = NetlinkKernel::connect(cfg).await.unwrap();
+        kernel.prepare().await.unwrap();
+        assert_eq!(estimation(), value);
+    }
+    assert_eq!(ipvsadm().len(), 4, "{:?}", ipvsadm());
+}

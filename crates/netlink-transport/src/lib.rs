@@ -1,10 +1,10 @@
-//! The one netlink transport of kube-ipvs's kernel clients: IPVS (generic netlink), ipsets and
-//! conntrack (nfnetlink), links, addresses and routes (rtnetlink). The protocol crates are codecs
+//! The one netlink transport of kube-ipvs's kernel clients: IPVS (generic netlink), ipsets,
+//! conntrack and nf_tables (nfnetlink), links, addresses and routes (rtnetlink). The protocol crates are codecs
 //! plus typed clients; everything between a request's bytes and its answer is here, written once:
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`Transport`] | the socket of one protocol: options (bound, connected, `NETLINK_CAP_ACK`, a forced receive buffer), opening it in a network namespace, sequence numbers, the generic netlink family id, a deadline on every send and receive, replies matched to requests, dumps with `NLM_F_DUMP_INTR` retry, rebuilding the socket after a timeout or lost replies |
+//! | [`Transport`] | the socket of one protocol: options (bound, connected, `NETLINK_CAP_ACK`, a forced receive buffer), opening it in a network namespace, sequence numbers, the generic netlink family id, a deadline on every send and receive, replies matched to requests, dumps with `NLM_F_DUMP_INTR` retry, multi-message transactions (nfnetlink batches), rebuilding the socket after a timeout or lost replies |
 //! | [`batch`] | pipelined batches: window-packed `sendmsg`, ACKs and errors matched to request indices, lost replies found with a barrier, one [`BatchOutcome`] |
 //! | [`wire`] | framing without I/O: headers, splitting datagrams, what a reply says (total) |
 //! | [`netns`] | running work (opening sockets, iptables, sysctl files) in another network namespace on a helper thread |

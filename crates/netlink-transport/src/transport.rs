@@ -1,5 +1,7 @@
 //! [`Transport`]: one netlink socket of one protocol, the requests on it, and its rebuilding.
 
+use std::collections::BTreeSet;
+
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_generic::GenlMessage;
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
@@ -208,6 +210,73 @@ impl Transport {
             }
         }
         Err(E::from(Error::DumpInterrupted(DUMP_ATTEMPTS)))
+    }
+
+    /// Sends several messages in one datagram, for a subsystem that handles them as one
+    /// transaction (an nfnetlink batch: `NFNL_MSG_BATCH_BEGIN`, the changes, `..._END`). `encode`
+    /// appends whole messages; each gets the next sequence number and `NLM_F_REQUEST`, its own
+    /// flags kept. Returns once every message that asked for `NLM_F_ACK` is acknowledged; an error
+    /// answering any message before that fails the whole ([`Error::Kernel`]: nfnetlink aborts the
+    /// batch). nfnetlink answers a batch's messages together at its end, in order: put
+    /// `NLM_F_ACK` on every change (not on BEGIN/END, which it never acknowledges). Every receive
+    /// is bounded by the timeout; a timeout or lost replies close the socket.
+    pub async fn transaction<E: From<Error> + Send>(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E> + Send,
+    ) -> Result<(), E> {
+        self.ensure_open().await?;
+        self.tx.clear();
+        encode(&mut self.tx)?;
+        // Where each message starts, and its own flags.
+        let mut starts = Vec::new();
+        let mut at = 0;
+        for msg in wire::messages(&self.tx) {
+            let msg = msg.map_err(|e| E::from(Error::Frame(e)))?;
+            starts.push((at, msg.header.flags));
+            at += msg.bytes.len().next_multiple_of(4);
+        }
+        let count = u32::try_from(starts.len()).unwrap_or(u32::MAX);
+        let base = self.next_seqs(starts.len());
+        let kind = self.kind();
+        let mut awaiting = BTreeSet::new();
+        for (seq, (start, own)) in (base..).zip(starts) {
+            wire::patch(&mut self.tx, start, kind, own | NLM_F_REQUEST, seq);
+            if own & NLM_F_ACK != 0 {
+                awaiting.insert(seq);
+            }
+        }
+        self.send_tx().await?;
+        let res = self.acks(base, count, &mut awaiting).await;
+        self.settle::<E>(res.map(|()| false)).map(|_| ())
+    }
+
+    /// Reads answers until every sequence number of `awaiting` is acknowledged; an error
+    /// answering any of the `count` messages from `base` on ends it.
+    async fn acks<E>(
+        &mut self,
+        base: u32,
+        count: u32,
+        awaiting: &mut BTreeSet<u32>,
+    ) -> Result<(), Answer<E>> {
+        while !awaiting.is_empty() {
+            self.recv().await.map_err(Answer::Broken)?;
+            for msg in wire::messages(&self.rx) {
+                let msg = msg.map_err(|e| Answer::Broken(Error::Frame(e)))?;
+                if msg.header.seq.wrapping_sub(base) >= count {
+                    continue; // a late answer to an earlier request
+                }
+                match msg.reply().map_err(|e| Answer::Broken(Error::Frame(e)))? {
+                    Reply::Ack => {
+                        awaiting.remove(&msg.header.seq);
+                    }
+                    Reply::Error { errno, .. } | Reply::Done(Some(errno)) => {
+                        return Err(Answer::Kernel(errno));
+                    }
+                    Reply::Data | Reply::Noise | Reply::Done(None) => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Closes the socket when an answer failed in a way that leaves replies queued or unknown.

@@ -318,6 +318,41 @@ async fn requests_get_their_answer_or_the_kernels_errno_and_timeouts_rebuild() {
     assert_eq!(f.opened(), 3);
 }
 
+/// An nfnetlink-style transaction: three messages in one datagram, only the middle one asking for
+/// an ACK. It succeeds on that ACK; an error answering any of the three fails it; a reply that
+/// never comes times out and rebuilds the socket.
+#[tokio::test(start_paused = true)]
+async fn a_transaction_goes_in_one_datagram_and_any_error_in_it_fails_it() {
+    let k = Kernel::default();
+    let f = k.faults();
+    let mut t = connect(&f).await;
+    let three = |a: u8, b: u8, c: u8| {
+        move |buf: &mut Vec<u8>| {
+            request(buf, a, 0);
+            request(buf, b, wire::NLM_F_ACK);
+            request(buf, c, 0);
+            Ok::<_, Error>(())
+        }
+    };
+    t.transaction(three(1, 2, 3)).await.unwrap();
+    assert_eq!(*k.seen.lock().unwrap(), [1, 2, 3]);
+    assert_eq!(f.largest_datagram(), 3 * 20, "one datagram");
+    // The kernel answers a batch's messages at its end, in order: an error after the last
+    // requested ACK is not waited for (nfnetlink's BATCH_END never fails).
+    for refused in [three(7, 2, 3), three(1, 14, 3)] {
+        let e = t.transaction(refused).await.unwrap_err();
+        assert!(matches!(e, Error::Kernel(Errno::EEXIST)), "{e}");
+    }
+    assert!(t.is_open(), "a refusal does not break the socket");
+    // A lost ACK.
+    f.inject(Match::Nth(1), Fault::NoReply);
+    let e = t.transaction(three(4, 5, 6)).await.unwrap_err();
+    assert!(matches!(e, Error::Timeout(_)), "{e}");
+    assert!(!t.is_open());
+    t.transaction(three(8, 9, 10)).await.unwrap();
+    assert_eq!(f.opened(), 2);
+}
+
 async fn dump(t: &mut Transport) -> Result<Vec<u8>, Error> {
     let mut got = Vec::new();
     t.dump(

@@ -180,3 +180,58 @@ async fn a_set_whose_answer_is_lost_fails_with_a_timeout_and_the_other_set_is_un
             .all(|(_, f)| matches!(f, Failure::Lost(Error::RepliesLost)))
     );
 }
+
+/// A scripted nf_tables: NFT_MSG_DELTABLE deletes a table it has (ENOENT otherwise) and
+/// answers only what asks for an ACK, as nfnetlink does; BEGIN and END pass unanswered.
+fn nftables(tables: Arc<Mutex<BTreeSet<String>>>, refuse: Option<Errno>) -> Faults {
+    Faults::scripted(move |_| {
+        let tables = tables.clone();
+        Box::new(move |req: Message<'_>, out: &mut Vec<u8>| {
+            if req.header.kind != (10 << 8 | 2) {
+                return; // batch begin / end
+            }
+            // nfgenmsg (4 bytes), then NFTA_TABLE_NAME: length, type, name, NUL.
+            let name = req.payload().get(8..).unwrap_or_default();
+            let name = String::from_utf8_lossy(name.split(|b| *b == 0).next().unwrap());
+            let errno = refuse.or_else(|| {
+                (!tables.lock().unwrap().remove(name.as_ref())).then_some(Errno::ENOENT)
+            });
+            wire::push_ack(out, &req.header, errno);
+        })
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn nft_delete_table_reports_gone_missing_refused_and_unanswered() {
+    use nodenet::nft::{NftFamily, delete_table};
+    let tables = Arc::new(Mutex::new(BTreeSet::from(["kube-proxy".to_owned()])));
+    let f = nftables(tables.clone(), None);
+    assert!(
+        delete_table(NftFamily::Ip, "kube-proxy", &opts(&f))
+            .await
+            .unwrap()
+    );
+    assert!(tables.lock().unwrap().is_empty());
+    assert!(
+        !delete_table(NftFamily::Ip, "kube-proxy", &opts(&f))
+            .await
+            .unwrap()
+    );
+
+    let f = nftables(tables.clone(), Some(Errno::EPERM));
+    let e = delete_table(NftFamily::Ip6, "kube-proxy", &opts(&f))
+        .await
+        .unwrap_err();
+    assert_eq!(e.errno(), Some(Errno::EPERM));
+    assert!(
+        e.to_string().starts_with("delete table ip6 kube-proxy: "),
+        "{e}"
+    );
+
+    let f = nftables(tables, None);
+    f.inject(Match::Nth(1), Fault::NoReply);
+    let e = delete_table(NftFamily::Ip, "kube-proxy", &opts(&f))
+        .await
+        .unwrap_err();
+    assert!(matches!(e.errno(), Some(Errno::ETIMEDOUT)), "{e}");
+}

@@ -385,24 +385,32 @@ fn masquerade_through_the_mark() {
 /// `nodenet::nft::delete_table` removes an nftables table that another tool made, and reports a
 /// missing one as such. The table is `ip nat`, which `iptables-nft` creates (there is no `nft`
 /// binary here); the nftables proxier's `ip kube-proxy` differs only by name.
-#[test]
+#[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
-fn nft_delete_table_removes_another_tools_table() {
+async fn nft_delete_table_removes_another_tools_table() {
+    use nodenet::SocketOptions;
     use nodenet::nft::{NftFamily, delete_table};
     common::enter_fresh_netns();
     common::sh(
         "iptables-nft -t nat -N KUBE-NFT-TEST && iptables-nft -t nat -A PREROUTING -j KUBE-NFT-TEST",
     );
     assert!(common::sh("iptables-nft-save -t nat").contains("KUBE-NFT-TEST"));
-    let timeout = Duration::from_secs(60);
+    let opts = SocketOptions {
+        timeout: Duration::from_secs(60),
+        ..SocketOptions::default()
+    };
     assert!(
-        delete_table(NftFamily::Ip, "nat", timeout).unwrap(),
+        delete_table(NftFamily::Ip, "nat", &opts).await.unwrap(),
         "it existed"
     );
     assert!(!common::sh("iptables-nft-save -t nat").contains("KUBE-NFT-TEST"));
     assert!(
-        !delete_table(NftFamily::Ip, "nat", timeout).unwrap(),
+        !delete_table(NftFamily::Ip, "nat", &opts).await.unwrap(),
         "already gone"
     );
-    assert!(!delete_table(NftFamily::Ip6, "kube-proxy", timeout).unwrap());
+    assert!(
+        !delete_table(NftFamily::Ip6, "kube-proxy", &opts)
+            .await
+            .unwrap()
+    );
 }

@@ -21,8 +21,6 @@ pub enum AgentError {
     #[error("connecting to the kernel: {0}")]
     Kernel(#[source] KernelError),
     /// Installing the SIGTERM handler failed.
-    #[error("starting health and metrics: {0}")]
-    Telemetry(#[from] crate::telemetry::TelemetryError),
     #[error("installing the SIGTERM handler: {0}")]
     Signal(#[source] std::io::Error),
     /// Every cluster source ended: nothing can keep the rules current any more.

@@ -15,9 +15,9 @@ use k8s_openapi::jiff::Timestamp;
 use super::delivered::Delivered;
 use super::report::{ChangeKind, Observer};
 use crate::engine::Engine;
+use crate::model::node_eligible;
 use crate::source::strip::LAST_CHANGE_TRIGGER_TIME;
 use crate::source::{ClusterEvent, SourceEvent};
-use crate::telemetry::health::node_eligible;
 use crate::types::ServiceName;
 
 /// Changes received since the last sync.

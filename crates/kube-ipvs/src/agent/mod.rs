@@ -1,5 +1,6 @@
 //! The node agent (`kube-ipvs run`): sources -> engine -> kernel, with health, metrics and events
-//! attached through [`Observer`].
+//! attached through [`Observer`] (telemetry implements it; [`crate::daemon`] wires the two, so
+//! this module never imports telemetry).
 //!
 //! | module | what |
 //! |---|---|
@@ -9,7 +10,6 @@
 //! | `delivered` | which objects of a kind were delivered: what a streamed list's end removes |
 //! | `sync` | one full / incremental / drain sync against the kernel, reported to the observer |
 //! | `run_loop` | [`run_agent`]: when which sync runs (gate on `Synced`, coalescing, periods, retries, drains) |
-//! | `start` | [`run`]: real sources and kernel, SIGTERM/SIGINT; [`init_only`] |
 //! | `local` | Services with a Local policy and no local endpoint (for the report) |
 //! | [`report`] | [`SyncReport`], [`ChangeKind`], the [`Observer`] hooks telemetry implements |
 
@@ -21,7 +21,6 @@ mod local;
 pub mod report;
 mod run_loop;
 pub mod settings;
-mod start;
 mod sync;
 
 pub use error::AgentError;
@@ -29,4 +28,3 @@ pub use feed::EventFeed;
 pub use report::{ChangeKind, NoopObserver, Observer, SyncKind, SyncReport};
 pub use run_loop::run_agent;
 pub use settings::{Settings, Timing};
-pub use start::{init_only, run};

@@ -84,7 +84,7 @@ async fn run(config: &str, host: &[IpAddr]) -> (String, BTreeSet<String>, BTreeS
         panic!("not run")
     };
     let args: RunArgs = cmd.args;
-    // What `agent::run` does before it touches the kernel, with the fake kernel's addresses.
+    // What `daemon::run` does before it touches the kernel, with the fake kernel's addresses.
     let loaded = config::load(&args).unwrap();
     let cfg = &loaded.config;
     let node = cfg.node_name().unwrap();

@@ -4,8 +4,8 @@
 
 use anyhow::Context as _;
 use clap::Args;
-use kube_ipvs::agent;
 use kube_ipvs::config::{self, Loaded, RunArgs, render};
+use kube_ipvs::daemon;
 use kube_ipvs::telemetry;
 
 use super::go_runner::Tee;
@@ -50,7 +50,7 @@ pub fn run(cmd: &RunCmd, log: Option<Tee>) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     if cfg.init_only {
-        return rt.block_on(agent::init_only(cfg)).context("--init-only");
+        return rt.block_on(daemon::init_only(cfg)).context("--init-only");
     }
-    rt.block_on(agent::run(loaded)).context("kube-ipvs run")
+    rt.block_on(daemon::run(loaded)).context("kube-ipvs run")
 }

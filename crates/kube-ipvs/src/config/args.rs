@@ -351,6 +351,19 @@ pub struct RunArgs {
           default_missing_value = "true", value_parser = parse_go_bool, help_heading = OURS)]
     pub strict_local: Option<bool>,
 
+    /// Run the kernel's IPVS rate estimator (net.ipv4.vs.run_estimation) [default: the kernel's setting]
+    ///
+    /// Linux estimates packet and byte rates of every virtual and real server (`ipvsadm -Ln
+    /// --rate`); nothing in kube-proxy reads them. Before Linux 6.2 a timer walks every
+    /// estimator each 2 s under a lock that adding or removing a real server also takes: at
+    /// 100,000 virtual servers that held changes up to ~150 ms every 2 s (Linux 6.1, measured in
+    /// the lab). false sets run_estimation=0 (Linux 5.16+): connection, packet and byte counters
+    /// keep counting, only the rates read 0; true sets it back. Unset, the kernel's value is
+    /// left alone, as stock kube-proxy does. The sysctl is per network namespace.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = parse_go_bool, help_heading = OURS)]
+    pub ipvs_rate_estimation: Option<bool>,
+
     /// Name of the dummy device that holds Service addresses [default: kube-ipvs0]
     ///
     /// The device is created if missing and never set up. Change it only to run two proxiers side

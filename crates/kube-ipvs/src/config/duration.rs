@@ -3,6 +3,13 @@
 //!
 //! Parsing follows `time.ParseDuration` but is exact: fractions are computed in integers and
 //! truncated to whole nanoseconds (Go goes through `float64` and may be off by a nanosecond).
+//!
+//! Not jiff (in the tree through k8s-openapi): its "friendly" format is another grammar. Checked
+//! against jiff 0.2.43's `SignedDuration` parser and `SpanPrinter` (compact, no spacing): it
+//! refuses Go durations stock accepts (`.5s`, `5.s`, `1.5h30m`, `1h1h`, `0`, `1μs` with the Greek
+//! mu), accepts what Go refuses (`5 hours`, ISO `PT5S`, one nanosecond past `math.MaxInt64`), and
+//! prints `1h` and `0.0000015s` where Go prints `1h0m0s` and `1.5µs` (`--write-config-to` must
+//! write what stock writes).
 
 use std::fmt;
 use std::time::Duration;
@@ -275,6 +282,10 @@ mod tests {
             ("1.0000000019s", ns(1_000_000_001), false),
             ("0.3333333333333333333333h", ns(1_199_999_999_999), false),
             ("1s500ms", Duration::from_millis(1500), false),
+            // Go adds the terms in any order, repeats included.
+            ("1h1h", Duration::from_secs(7200), false),
+            ("1.5h30m", Duration::from_secs(7200), false),
+            ("30m1h", Duration::from_secs(5400), false),
             ("-1m30s", Duration::from_secs(90), true),
             ("24h0m0s", Duration::from_secs(86_400), false),
             ("2562047h47m16.854775807s", ns(I64_MAX), false),
@@ -304,6 +315,8 @@ mod tests {
             ("2562047h47m16.854775808s", "out of range"),
             ("9999999999999999999999h", "out of range"),
             ("0x10s", "unknown unit \"x\""),
+            ("5 hours", "unknown unit \" hours\""),
+            ("PT5S", "expected a number"),
         ];
         for (input, want) in cases {
             let err = GoDuration::parse(input).expect_err(input).to_string();

@@ -87,6 +87,8 @@ pub struct Config {
     pub drain_limit: Option<Duration>,
     /// Local traffic policies without a local endpoint drop instead of falling back.
     pub strict_local: bool,
+    /// `net.ipv4.vs.run_estimation` to set (`None`: leave the kernel's, as stock does).
+    pub ipvs_rate_estimation: Option<bool>,
     pub dummy_device: InterfaceName,
     /// Bind each ClusterIP to the dummy device (stock) instead of routing the Service CIDRs locally.
     pub bind_cluster_ips: bool,
@@ -176,6 +178,7 @@ impl Default for Config {
             conntrack: ConntrackSettings::default(),
             drain_limit: Some(DEFAULT_DRAIN_LIMIT),
             strict_local: false,
+            ipvs_rate_estimation: None,
             dummy_device: InterfaceName::kube_ipvs0(),
             bind_cluster_ips: false,
             service_cluster_ip_ranges: Vec::new(),
@@ -412,6 +415,7 @@ pub fn resolve(file: Option<&ParsedFile>, flags: &RunArgs) -> Result<Loaded, Con
             None => d.drain_limit,
         },
         strict_local: flags.strict_local.unwrap_or(d.strict_local),
+        ipvs_rate_estimation: flags.ipvs_rate_estimation.or(d.ipvs_rate_estimation),
         dummy_device: flags.dummy_device.clone().unwrap_or(d.dummy_device),
         bind_cluster_ips,
         service_cluster_ip_ranges,

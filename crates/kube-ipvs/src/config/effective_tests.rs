@@ -409,10 +409,17 @@ fn ours_and_their_defaults() {
             "--service-cluster-ip-range=10.96.0.0/12,fd00:96::/108",
             "--source=file:/tmp/cluster.yaml",
             "--cleanup",
+            "--ipvs-rate-estimation=false",
         ],
     )
     .unwrap()
     .config;
+    assert_eq!(c.ipvs_rate_estimation, Some(false));
+    assert_eq!(
+        load(None, &[]).unwrap().config.ipvs_rate_estimation,
+        None,
+        "unset: the kernel's setting stays, as stock"
+    );
     assert_eq!(c.drain_limit, None, "0 means no limit");
     assert!(c.strict_local && c.bind_cluster_ips && c.cleanup);
     assert_eq!(c.dummy_device.as_str(), "kipvs1");

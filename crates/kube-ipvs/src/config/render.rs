@@ -109,7 +109,7 @@ pub fn document(c: &Config) -> Value {
 /// The settings kube-ipvs takes from flags only, as they would be written on a command line.
 fn ours(c: &Config) -> Vec<String> {
     let ranges: Vec<String> = cidrs(&c.service_cluster_ip_ranges);
-    vec![
+    let mut out = vec![
         format!("--source={}", c.source),
         format!(
             "--drain-limit={}",
@@ -124,7 +124,11 @@ fn ours(c: &Config) -> Vec<String> {
             c.node_port_range.start(),
             c.node_port_range.end()
         ),
-    ]
+    ];
+    if let Some(on) = c.ipvs_rate_estimation {
+        out.push(format!("--ipvs-rate-estimation={on}"));
+    }
+    out
 }
 
 /// The text `check-config` prints: comments (node, warnings, kube-ipvs's own settings), then
@@ -174,6 +178,28 @@ mod tests {
     fn resolve_yaml(yaml: &str) -> Loaded {
         let file = parse_str(yaml).unwrap();
         resolve(Some(&file), &RunArgs::default()).unwrap()
+    }
+
+    #[test]
+    fn our_flags_parse_back_to_the_same_settings() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        for estimation in [None, Some(false), Some(true)] {
+            let mut c = resolve(None, &RunArgs::default()).unwrap().config;
+            c.ipvs_rate_estimation = estimation;
+            c.strict_local = true;
+            let flags = ours(&c);
+            let args = Cli::try_parse_from(std::iter::once("kube-ipvs".to_owned()).chain(flags))
+                .unwrap()
+                .run;
+            let back = resolve(None, &args).unwrap().config;
+            assert_eq!(back.ipvs_rate_estimation, estimation);
+            assert!(back.strict_local);
+        }
     }
 
     #[test]

@@ -22,7 +22,9 @@ use k8s_openapi::api::networking::v1 as networking;
 pub use endpoints::{
     Categorized, PortEndpoint, Topology, categorize, local_addresses, pick, port_endpoints,
 };
-pub use node::{LABEL_ZONE, NodeInfo, convert_node, convert_service_cidr};
+pub use node::{
+    LABEL_ZONE, NodeInfo, TO_BE_DELETED_TAINT, convert_node, convert_service_cidr, node_eligible,
+};
 pub use reject::{ObjectKind, ObjectRef, Rejection, SkipReason};
 pub use service::{
     Converted, DEFAULT_AFFINITY_TIMEOUT, SCHEDULER_ANNOTATION, SCHEDULER_FLAGS_ANNOTATION,

@@ -12,6 +12,23 @@ use super::reject::Rejection;
 /// Label with the node's zone, matched against EndpointSlice zone hints.
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 
+/// The Cluster Autoscaler's taint on a node it is about to delete.
+pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
+/// Whether stock kube-proxy would call this node eligible: not being deleted and not tainted
+/// `ToBeDeletedByClusterAutoscaler`.
+pub fn node_eligible(node: &core::Node) -> bool {
+    if node.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let tainted = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| ts.iter().any(|t| t.key == TO_BE_DELETED_TAINT));
+    !tainted
+}
+
 /// What the proxier needs from its Node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -82,4 +99,36 @@ pub fn convert_service_cidr(c: &networking::ServiceCIDR) -> Result<Vec<IpNet>, R
                 })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_eligibility_like_stock() {
+        use k8s_openapi::api::core::v1::{Node, NodeSpec, Taint};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let taint = |key: &str| Taint {
+            key: key.into(),
+            effect: "NoSchedule".into(),
+            ..Taint::default()
+        };
+        let with_taints = |ts: Vec<Taint>| Node {
+            spec: Some(NodeSpec {
+                taints: Some(ts),
+                ..NodeSpec::default()
+            }),
+            ..Node::default()
+        };
+        assert!(node_eligible(&Node::default()));
+        assert!(node_eligible(&with_taints(vec![taint("other")])));
+        assert!(!node_eligible(&with_taints(vec![
+            taint("other"),
+            taint(TO_BE_DELETED_TAINT)
+        ])));
+        let mut deleting = Node::default();
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        assert!(!node_eligible(&deleting));
+    }
 }

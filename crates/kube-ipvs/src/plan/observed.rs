@@ -68,6 +68,8 @@ impl ObservedState {
     pub fn insert_vs(&mut self, key: VsKey, spec: VsSpec, mut reals: Vec<RealServer>) {
         reals.sort_unstable_by_key(|r| r.key);
         reals.dedup_by_key(|r| r.key);
+        // Exact: a dump's vector grew by doubling, and 100,000 of them stay for the agent's life.
+        reals.shrink_to_fit();
         self.vs.insert(key, ObservedVs { spec, reals });
     }
 
@@ -296,14 +298,21 @@ impl ObservedState {
                 };
                 match v.reals.binary_search_by_key(&rs.key, |r| r.key) {
                     Ok(_) => return exists(format!("real server {} of {vs}", rs.key)),
-                    Err(i) => v.reals.insert(
-                        i,
-                        RealServer {
-                            active: 0,
-                            inactive: 0,
-                            ..*rs
-                        },
-                    ),
+                    Err(i) => {
+                        // Most Services have a handful of endpoints: grow those by one slot,
+                        // not by doubling (large ones double, or each add would copy them).
+                        if v.reals.len() < 8 {
+                            v.reals.reserve_exact(1);
+                        }
+                        v.reals.insert(
+                            i,
+                            RealServer {
+                                active: 0,
+                                inactive: 0,
+                                ..*rs
+                            },
+                        )
+                    }
                 }
             }
             Op::UpdateRs { vs, rs } => {

@@ -16,7 +16,6 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use k8s_openapi::api::core::v1::Node;
 
 use super::gotime;
 use super::http::{Handler, not_found, respond};
@@ -24,29 +23,12 @@ use super::metrics::Metrics;
 use super::pending::{Counts, PendingChanges};
 use crate::agent::{ChangeKind, SyncReport};
 
-/// The Cluster Autoscaler's taint on a node it is about to delete.
-pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
-
 /// The wall clock, injectable for tests.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// The system clock.
 pub fn system_clock() -> Clock {
     Arc::new(SystemTime::now)
-}
-
-/// Whether stock kube-proxy would call this node eligible: not being deleted and not tainted
-/// `ToBeDeletedByClusterAutoscaler`.
-pub fn node_eligible(node: &Node) -> bool {
-    if node.metadata.deletion_timestamp.is_some() {
-        return false;
-    }
-    let tainted = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .is_some_and(|ts| ts.iter().any(|t| t.key == TO_BE_DELETED_TAINT));
-    !tainted
 }
 
 /// One evaluation of the proxy's health.
@@ -59,7 +41,7 @@ pub struct HealthStatus {
     pub last_updated: Option<SystemTime>,
     /// When this was evaluated.
     pub current_time: SystemTime,
-    /// See [`node_eligible`].
+    /// See [`crate::model::node_eligible`].
     pub node_eligible: bool,
 }
 
@@ -134,7 +116,7 @@ impl ProxyHealth {
         s.pending.counts()
     }
 
-    /// Sets whether the node is eligible (see [`node_eligible`]).
+    /// Sets whether the node is eligible (see [`crate::model::node_eligible`]).
     pub fn set_node_eligible(&self, eligible: bool) {
         self.inner.node_eligible.store(eligible, Ordering::Relaxed);
     }
@@ -348,32 +330,5 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(r.status, 200);
         assert!(h.is_healthy());
-    }
-
-    #[test]
-    fn node_eligibility_like_stock() {
-        use k8s_openapi::api::core::v1::{NodeSpec, Taint};
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-        let taint = |key: &str| Taint {
-            key: key.into(),
-            effect: "NoSchedule".into(),
-            ..Taint::default()
-        };
-        let with_taints = |ts: Vec<Taint>| Node {
-            spec: Some(NodeSpec {
-                taints: Some(ts),
-                ..NodeSpec::default()
-            }),
-            ..Node::default()
-        };
-        assert!(node_eligible(&Node::default()));
-        assert!(node_eligible(&with_taints(vec![taint("other")])));
-        assert!(!node_eligible(&with_taints(vec![
-            taint("other"),
-            taint(TO_BE_DELETED_TAINT)
-        ])));
-        let mut deleting = Node::default();
-        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
-        assert!(!node_eligible(&deleting));
     }
 }

@@ -327,7 +327,7 @@ impl Telemetry {
     }
 
     /// Whether the node is eligible for traffic (not being deleted, not tainted
-    /// `ToBeDeletedByClusterAutoscaler`); see [`health::node_eligible`]. Call on every Node update.
+    /// `ToBeDeletedByClusterAutoscaler`); see [`crate::model::node_eligible`]. Call on every Node update.
     pub fn set_node_eligible(&self, eligible: bool) {
         self.health.set_node_eligible(eligible);
     }

@@ -37,6 +37,8 @@ pub struct KernelConfig {
     pub ipvs_timeouts: IpvsTimeouts,
     /// `conntrack.*` sysctls (`None` / `false`: leave the kernel's value).
     pub conntrack: ConntrackSettings,
+    /// `--ipvs-rate-estimation`: `net.ipv4.vs.run_estimation` (`None`: leave the kernel's value).
+    pub run_estimation: Option<bool>,
     /// A fault-injecting layer under every netlink socket (tests of timeouts, lost replies and
     /// reconnects); `None` in production.
     pub faults: Option<netlink_transport::Faults>,
@@ -72,6 +74,7 @@ impl KernelConfig {
             strict_arp: false,
             ipvs_timeouts: IpvsTimeouts::default(),
             conntrack: conntrack_untouched(),
+            run_estimation: None,
             faults: None,
         }
     }
@@ -85,6 +88,7 @@ impl KernelConfig {
             strict_arp: cfg.strict_arp,
             ipvs_timeouts: cfg.ipvs_timeouts,
             conntrack: cfg.conntrack,
+            run_estimation: cfg.ipvs_rate_estimation,
             ..Self::new(cfg.dummy_device.as_str(), families)
         }
     }

@@ -26,9 +26,10 @@ pub async fn prepare(k: &mut NetlinkKernel) -> Result<(), KernelError> {
     // compares what is installed with what we last wrote, off the loop.
     k.rules_due = true;
     let strict_arp = k.cfg.strict_arp;
-    let conntrack = conntrack_settings(&k.cfg.conntrack);
+    let mut optional = conntrack_settings(&k.cfg.conntrack);
+    optional.extend(run_estimation_setting(k.cfg.run_estimation));
     netns::blocking(k.cfg.netns.as_deref(), "sysctls", move || {
-        apply_sysctls(strict_arp, &conntrack)
+        apply_sysctls(strict_arp, &optional)
     })
     .await??;
     if let Some(t) = k.cfg.ipvs_timeouts() {
@@ -76,9 +77,10 @@ async fn ensure_sets(k: &mut NetlinkKernel) -> Result<(), KernelError> {
     Ok(())
 }
 
-/// A conntrack sysctl (`net/netfilter/...`) and its wanted value.
+/// A sysctl stock does not require (conntrack's, IPVS rate estimation) and its wanted value: a
+/// missing file is logged, not fatal.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConntrackSysctl {
+pub struct OptionalSysctl {
     /// Path below `/proc/sys`.
     pub path: &'static str,
     /// Wanted value.
@@ -91,12 +93,12 @@ fn secs(d: Duration) -> u64 {
 
 /// The conntrack sysctls kube-proxy sets for this configuration (`nf_conntrack_max` is computed
 /// from the CPU count, as stock does).
-pub fn conntrack_settings(c: &crate::config::ConntrackSettings) -> Vec<ConntrackSysctl> {
+pub fn conntrack_settings(c: &crate::config::ConntrackSettings) -> Vec<OptionalSysctl> {
     let mut out = Vec::new();
     if let Some(per_core) = c.max_per_core.filter(|p| *p > 0) {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let cpus = u64::try_from(cpus).unwrap_or(1);
-        out.push(ConntrackSysctl {
+        out.push(OptionalSysctl {
             path: "net/netfilter/nf_conntrack_max",
             value: (u64::from(per_core) * cpus).max(u64::from(c.min)),
         });
@@ -118,14 +120,14 @@ pub fn conntrack_settings(c: &crate::config::ConntrackSettings) -> Vec<Conntrack
     ];
     for (path, d) in timeouts {
         if let Some(d) = d.filter(|d| !d.is_zero()) {
-            out.push(ConntrackSysctl {
+            out.push(OptionalSysctl {
                 path,
                 value: secs(d),
             });
         }
     }
     if c.tcp_be_liberal {
-        out.push(ConntrackSysctl {
+        out.push(OptionalSysctl {
             path: "net/netfilter/nf_conntrack_tcp_be_liberal",
             value: 1,
         });
@@ -133,22 +135,33 @@ pub fn conntrack_settings(c: &crate::config::ConntrackSettings) -> Vec<Conntrack
     out
 }
 
-/// The stock IPVS-mode sysctls (fatal on failure, as stock), then the conntrack ones. A missing
-/// conntrack file (nf_conntrack not loaded yet) or a refused `nf_conntrack_max` (read-only
-/// outside the initial namespace) is logged, not fatal: the next `prepare` tries again.
-fn apply_sysctls(strict_arp: bool, conntrack: &[ConntrackSysctl]) -> Result<(), KernelError> {
+/// The stock IPVS-mode sysctls (fatal on failure, as stock), then the optional ones. A missing
+/// conntrack file (nf_conntrack not loaded yet), a missing `run_estimation` (a kernel before
+/// 5.16) or a refused `nf_conntrack_max` (read-only outside the initial namespace) is logged,
+/// not fatal: the next `prepare` tries again.
+fn apply_sysctls(strict_arp: bool, optional: &[OptionalSysctl]) -> Result<(), KernelError> {
     let sys = Sysctls::default();
     let kernel = sys.kernel_version()?;
     for change in sys.apply(&desired(SysctlConfig { strict_arp, kernel }))? {
         tracing::info!(sysctl = %change.sysctl, from = change.from, to = change.to, "sysctl set");
     }
     let root = Path::new("/proc/sys");
-    for s in conntrack {
+    for s in optional {
         match write_if_different(&root.join(s.path), s.value) {
             Ok(Some(from)) => {
                 tracing::info!(sysctl = s.path, from, to = s.value, "sysctl set");
             }
             Ok(None) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && s.path == RUN_ESTIMATION => {
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(
+                        sysctl = s.path,
+                        "this kernel has no IPVS rate-estimation switch (Linux 5.16+): --ipvs-rate-estimation ignored"
+                    );
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::info!(
                     sysctl = s.path,
@@ -177,6 +190,18 @@ fn apply_sysctls(strict_arp: bool, conntrack: &[ConntrackSysctl]) -> Result<(), 
     Ok(())
 }
 
+/// `net/ipv4/vs/run_estimation` (Linux 5.16+): the IPVS rate estimator on or off
+/// (`--ipvs-rate-estimation`); `None` leaves the kernel's setting, as stock does.
+pub const RUN_ESTIMATION: &str = "net/ipv4/vs/run_estimation";
+
+/// The rate-estimation sysctl for `--ipvs-rate-estimation`, if it is set.
+pub fn run_estimation_setting(on: Option<bool>) -> Option<OptionalSysctl> {
+    on.map(|on| OptionalSysctl {
+        path: RUN_ESTIMATION,
+        value: u64::from(on),
+    })
+}
+
 /// Writes `value` unless the file holds it already; returns the previous value when it wrote.
 fn write_if_different(path: &PathBuf, value: u64) -> std::io::Result<Option<u64>> {
     let text = std::fs::read_to_string(path)?;
@@ -194,6 +219,19 @@ fn write_if_different(path: &PathBuf, value: u64) -> std::io::Result<Option<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_estimation_is_set_only_when_configured() {
+        assert_eq!(run_estimation_setting(None), None);
+        assert_eq!(
+            run_estimation_setting(Some(false)),
+            Some(OptionalSysctl {
+                path: "net/ipv4/vs/run_estimation",
+                value: 0
+            })
+        );
+        assert_eq!(run_estimation_setting(Some(true)).map(|s| s.value), Some(1));
+    }
 
     #[test]
     fn conntrack_sysctls_follow_the_configuration() {
@@ -226,11 +264,11 @@ mod tests {
         assert_eq!(
             conntrack_settings(&none),
             [
-                ConntrackSysctl {
+                OptionalSysctl {
                     path: "net/netfilter/nf_conntrack_udp_timeout",
                     value: 30
                 },
-                ConntrackSysctl {
+                OptionalSysctl {
                     path: "net/netfilter/nf_conntrack_tcp_be_liberal",
                     value: 1
                 },

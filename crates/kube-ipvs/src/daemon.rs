@@ -1,4 +1,6 @@
-//! `kube-ipvs run` as a library call: the real sources and kernel, SIGTERM/SIGINT shutdown.
+//! `kube-ipvs run` as a library call: the real sources, kernel and telemetry wired to the agent's
+//! loop, SIGTERM/SIGINT shutdown; `--init-only`. The one module that knows both [`crate::agent`]
+//! and [`crate::telemetry`] (telemetry implements the agent's [`crate::agent::Observer`]).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -7,23 +9,32 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::error::AgentError;
-use super::run_loop::run_agent;
-use super::settings::Settings;
+use crate::agent::{AgentError, Settings, run_agent};
 use crate::config::{Config, Loaded, Source};
 use crate::kernel::{KernelConfig, NetlinkKernel};
 use crate::owners;
 use crate::source::{FileOptions, KubernetesOptions, file, kubernetes};
-use crate::telemetry::{Telemetry, TelemetryOptions};
+use crate::telemetry::{Telemetry, TelemetryError, TelemetryOptions};
 use kube::runtime::events::Reporter;
+
+/// Why `run` or `--init-only` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The agent could not start, or its loop ended.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The health and metrics servers could not start.
+    #[error("starting health and metrics: {0}")]
+    Telemetry(#[from] TelemetryError),
+}
 
 /// Timeout of the start-up address listing.
 const NETLINK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the agent with the real sources and kernel until SIGTERM or SIGINT.
-pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
+pub async fn run(loaded: Loaded) -> Result<(), RunError> {
     let cfg = &loaded.config;
-    let node = cfg.node_name()?;
+    let node = cfg.node_name().map_err(AgentError::from)?;
     let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
     let shutdown = async move {
         tokio::select! {
@@ -51,14 +62,15 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
                 cfg.master.as_deref(),
                 &watch.freshness,
             )
-            .await?,
+            .await
+            .map_err(AgentError::from)?,
         ),
         Source::File(_) => None,
     };
     let sources = match (&cfg.source, &client) {
         (Source::File(path), _) => file::start(FileOptions::new(path, &node.name)),
         (Source::Kubernetes, Some(c)) => kubernetes::start(c.clone(), &watch),
-        (Source::Kubernetes, None) => return Err(AgentError::SourcesEnded),
+        (Source::Kubernetes, None) => return Err(AgentError::SourcesEnded.into()),
     };
     let health_check_ips =
         if settings.planner.node_port_addresses.is_empty() && !settings.planner.node_port_primary {
@@ -88,7 +100,7 @@ pub async fn run(loaded: Loaded) -> Result<(), AgentError> {
     // Dropping the handles stops the servers: keep them for the agent's lifetime.
     let _servers = telemetry.start().await?;
     tokio::spawn(remove_nftables_proxier(telemetry.health().clone()));
-    run_agent(kernel, sources, settings, telemetry, shutdown).await
+    Ok(run_agent(kernel, sources, settings, telemetry, shutdown).await?)
 }
 
 /// kube-proxy's IPVS mode deletes the nftables proxier's tables when it starts (their prerouting
@@ -100,11 +112,12 @@ async fn remove_nftables_proxier(health: crate::telemetry::health::ProxyHealth) 
     while health.status().last_updated.is_none() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let done = tokio::task::spawn_blocking(|| {
-        [NftFamily::Ip, NftFamily::Ip6].map(|f| (f, delete_table(f, "kube-proxy", NETLINK_TIMEOUT)))
-    })
-    .await;
-    for (family, result) in done.into_iter().flatten() {
+    let opts = nodenet::SocketOptions {
+        timeout: NETLINK_TIMEOUT,
+        ..nodenet::SocketOptions::default()
+    };
+    for family in [NftFamily::Ip, NftFamily::Ip6] {
+        let result = delete_table(family, "kube-proxy", &opts).await;
         match result {
             Ok(true) => tracing::info!(
                 table = %format!("{} kube-proxy", family.name()),
@@ -123,7 +136,7 @@ async fn remove_nftables_proxier(health: crate::telemetry::health::ProxyHealth) 
 pub async fn init_only(cfg: &Config) -> Result<(), AgentError> {
     use crate::kernel::Kernel as _;
     let host = host_addresses(cfg).await?;
-    let families = super::settings::families(cfg, &host);
+    let families = crate::agent::settings::families(cfg, &host);
     let mut kernel = NetlinkKernel::connect(KernelConfig::from_config(cfg, &families))
         .await
         .map_err(AgentError::Kernel)?;
