@@ -17,8 +17,8 @@ use ipnet::IpNet;
 
 use crate::desired::cidrs::route_matters;
 use crate::desired::{NodeState, Touched};
-use crate::kernel::PartialRead;
 use crate::model::{Affected, ClusterIndex};
+use crate::plan::PartialRead;
 use crate::plan::{ApplyError, ObservedState, Op, Planner};
 use crate::planner_config::{NodeRoute, PlannerConfig};
 use crate::types::{ServiceName, VsKey};

@@ -31,8 +31,9 @@ pub use netlink::{KernelConfig, NetlinkKernel};
 
 use crate::desired::IptablesInputs;
 use crate::plan::{ObservedState, Op};
+pub use crate::plan::{PartialRead, ReadScope};
 use crate::planner_config::NodeRoute;
-use crate::types::{Family, RealServer, VsKey};
+use crate::types::Family;
 
 /// The outcome of applying a plan: which ops failed, and why. Ops not listed were applied.
 #[derive(Debug, Default)]
@@ -71,27 +72,6 @@ impl ApplyOutcome {
     pub fn is_ok(&self) -> bool {
         self.failed.is_empty()
     }
-}
-
-/// What a partial read of the kernel covers ([`Kernel::read`]): the periodic verification reads
-/// the table in rotating slices, the drain tick the draining virtual servers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReadScope {
-    /// Virtual servers whose real servers (with connection counters) are read.
-    pub vs: Vec<VsKey>,
-    /// Also the rest of what a full read reads, without real servers: every virtual server's key
-    /// and spec, the dummy device's addresses, our routes, our sets' members.
-    pub table: bool,
-}
-
-/// What a partial read saw.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PartialRead {
-    /// For each virtual server of [`ReadScope::vs`]: its real servers, or `None` when the kernel
-    /// has no such virtual server.
-    pub vs: Vec<(VsKey, Option<Vec<RealServer>>)>,
-    /// With [`ReadScope::table`]: the kernel's state, its virtual servers without real servers.
-    pub table: Option<ObservedState>,
 }
 
 /// The node's kernel, as the agent sees it.

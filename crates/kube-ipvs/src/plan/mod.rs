@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
-pub use observed::{ApplyError, ObservedState, ObservedVs};
+pub use observed::{ApplyError, ObservedState, ObservedVs, PartialRead, ReadScope};
 pub use op::Op;
 
 use crate::desired::{NodeState, Touched};

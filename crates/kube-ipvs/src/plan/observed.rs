@@ -10,7 +10,6 @@ use ipnet::IpNet;
 use super::merge::merge_join;
 use super::op::Op;
 use crate::desired::Touched;
-use crate::kernel::PartialRead;
 use crate::types::{IpsetEntry, IpsetName, Proto, RealServer, RsKey, VsKey, VsSpec};
 
 /// A virtual server as read from the kernel.
@@ -385,6 +384,27 @@ impl ObservedState {
     ) -> Result<(), ApplyError> {
         ops.into_iter().try_for_each(|op| self.apply(op))
     }
+}
+
+/// What a partial read of the kernel covers ([`crate::kernel::Kernel::read`]): the periodic verification reads
+/// the table in rotating slices, the drain tick the draining virtual servers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadScope {
+    /// Virtual servers whose real servers (with connection counters) are read.
+    pub vs: Vec<VsKey>,
+    /// Also the rest of what a full read reads, without real servers: every virtual server's key
+    /// and spec, the dummy device's addresses, our routes, our sets' members.
+    pub table: bool,
+}
+
+/// What a partial read saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartialRead {
+    /// For each virtual server of [`ReadScope::vs`]: its real servers, or `None` when the kernel
+    /// has no such virtual server.
+    pub vs: Vec<(VsKey, Option<Vec<RealServer>>)>,
+    /// With [`ReadScope::table`]: the kernel's state, its virtual servers without real servers.
+    pub table: Option<ObservedState>,
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
 use ipnet::IpNet;
-use nodenet::route::OUR_PROTOCOL;
 
 use super::Ctx;
 use crate::types::VsKey;
@@ -83,11 +82,15 @@ pub fn owned(key: &VsKey, rules: Rules<'_>, node: &impl Evidence) -> Option<Why>
     }
 }
 
+/// The protocol our `local` routes carry: `RTPROT_STATIC` (what `nodenet::route` writes; a test
+/// of the kernel layer checks the two agree, so this module needs no netlink crate).
+pub const OUR_ROUTE_PROTOCOL: u8 = 4;
+
 /// Whether a `local` prefix route of the local table is ours: `proto static` (the kernel's own
 /// are `proto kernel`, `ip route add`'s default is `proto boot`) through `lo`, where the agent
 /// puts it, or through the dummy device (earlier versions).
 pub fn our_route(protocol: u8, ifindex: u32, lo: Option<u32>, dummy: Option<u32>) -> bool {
-    protocol == u8::from(OUR_PROTOCOL) && (Some(ifindex) == lo || Some(ifindex) == dummy)
+    protocol == OUR_ROUTE_PROTOCOL && (Some(ifindex) == lo || Some(ifindex) == dummy)
 }
 
 /// The planner's evidence: what the kernel holds and what this sync wants.

@@ -261,3 +261,11 @@ fn every_member_kind_round_trips() {
         None
     );
 }
+
+#[test]
+fn the_planners_route_protocol_is_the_one_nodenet_writes() {
+    assert_eq!(
+        u8::from(nodenet::route::OUR_PROTOCOL),
+        crate::plan::ownership::OUR_ROUTE_PROTOCOL
+    );
+}
