@@ -355,9 +355,9 @@ pub struct RunArgs {
     ///
     /// Linux estimates packet and byte rates of every virtual and real server (`ipvsadm -Ln
     /// --rate`); nothing in kube-proxy reads them. Before Linux 6.2 a timer walks every
-    /// estimator each 2 s under a lock that adding or removing a real server also takes: at
-    /// 100,000 virtual servers that held changes up to ~150 ms every 2 s (Linux 6.1, measured in
-    /// the lab). false sets run_estimation=0 (Linux 5.16+): connection, packet and byte counters
+    /// estimator each 2 s under a lock that adding or removing a real server also takes (the
+    /// kernel patch that added this switch measured the walk at over 200 ms with 50,000
+    /// services). false sets run_estimation=0 (Linux 5.16+): connection, packet and byte counters
     /// keep counting, only the rates read 0; true sets it back. Unset, the kernel's value is
     /// left alone, as stock kube-proxy does. The sysctl is per network namespace.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
