@@ -279,10 +279,11 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     sh("ip link set lo up");
     let label = std::env::var("BENCH_LABEL").unwrap_or_else(|_| "kube-ipvs".to_owned());
+    let agent_args = std::env::var("BENCH_AGENT_ARGS").unwrap_or_default();
     let mut result = json!({
         "label": label, "services": n_services, "sync_period_s": period_s,
         "agent": agent_bin.display().to_string(),
-        "agent_args": std::env::var("BENCH_AGENT_ARGS").unwrap_or_default(),
+        "agent_args": agent_args,
     });
 
     println!(
@@ -321,11 +322,7 @@ fn main() {
         ])
         .args(["--ipvs-sync-period", &format!("{period_s}s")])
         .args(["--metrics-bind-address", METRICS])
-        .args(
-            std::env::var("BENCH_AGENT_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
+        .args(agent_args.split_whitespace())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)

@@ -19,22 +19,11 @@ use kube_ipvs::Engine;
 #[path = "../benches/common/workload.rs"]
 mod workload;
 
-/// `VmRSS` and `VmHWM` of /proc/self/status, in MiB.
-fn rss_mib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            / 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
+#[path = "common/status.rs"]
+mod status;
 
 fn step(what: &str) {
-    let (rss, hwm) = rss_mib();
+    let (rss, hwm) = (status::status_mib("VmRSS:"), status::status_mib("VmHWM:"));
     println!("{what:<40} VmRSS {rss:>5} MiB  VmHWM {hwm:>5} MiB");
 }
 

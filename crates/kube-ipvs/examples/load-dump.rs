@@ -18,18 +18,8 @@ use kube_ipvs::source::file;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// `VmHWM` of /proc/self/status: the peak resident set, in MiB.
-fn peak_rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        / 1024
-}
+#[path = "common/status.rs"]
+mod status;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +41,6 @@ fn main() {
     println!(
         "{mode}: {services} Services, {slices} EndpointSlices, {bad} bad, {:.2} s, peak RSS {} MiB",
         started.elapsed().as_secs_f64(),
-        peak_rss_mib()
+        status::status_mib("VmHWM:")
     );
 }
