@@ -53,12 +53,18 @@ impl AddressFamily {
     }
 }
 
-impl fmt::Display for AddressFamily {
-    /// `IPv4`, `IPv6`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl AddressFamily {
+    /// `IPv4`, `IPv6` (also its `Display`).
+    pub fn name(self) -> &'static str {
+        match self {
             Self::Inet => "IPv4",
             Self::Inet6 => "IPv6",
-        })
+        }
+    }
+}
+
+impl fmt::Display for AddressFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }

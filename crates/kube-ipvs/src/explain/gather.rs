@@ -594,10 +594,7 @@ fn split_tables(text: &str) -> BTreeMap<String, SavedTable> {
 /// processes, where the agent's full detection would start seven.
 async fn iptables(family: Family) -> Gathered<Rules> {
     let fam: nodenet::AddressFamily = family.into();
-    let base = match family {
-        Family::V4 => "iptables",
-        Family::V6 => "ip6tables",
-    };
+    let base = nodenet::iptables::backend::command(fam);
     let version = run_tool(base, &["--version"]).await?;
     let default = parse_version(&version)
         .and_then(|(_, b)| b)

@@ -544,10 +544,7 @@ pub fn json_table<'a>(
             address,
             port,
             fwmark,
-            family: match s.key.family() {
-                AddressFamily::Inet => "IPv4",
-                AddressFamily::Inet6 => "IPv6",
-            },
+            family: s.key.family().name(),
             scheduler: s.scheduler.to_string(),
             flags,
             persistence_timeout: s

@@ -109,13 +109,18 @@ fn count_rules(text: &str) -> usize {
     text.lines().filter(|l| l.starts_with("-A ")).count()
 }
 
+/// The iptables command of a family, without a back end: `iptables` or `ip6tables`.
+pub fn command(family: AddressFamily) -> &'static str {
+    match family {
+        AddressFamily::Inet => "iptables",
+        AddressFamily::Inet6 => "ip6tables",
+    }
+}
+
 impl Backend {
     /// The binary for a tool, e.g. `ip6tables-nft-restore`.
     pub fn binary(self, family: AddressFamily, tool: Tool) -> String {
-        let base = match family {
-            AddressFamily::Inet => "iptables",
-            AddressFamily::Inet6 => "ip6tables",
-        };
+        let base = command(family);
         let variant = match self {
             Backend::Nft => "nft",
             Backend::Legacy => "legacy",
@@ -130,10 +135,7 @@ impl Backend {
     /// Detects the back end: the one already holding rules (nat and filter of both
     /// families counted), else what `iptables --version` reports.
     pub fn detect(family: AddressFamily, timeout: Duration) -> Result<Self, IptablesError> {
-        let bin = match family {
-            AddressFamily::Inet => "iptables",
-            AddressFamily::Inet6 => "ip6tables",
-        };
+        let bin = command(family);
         let text = run_cmd(bin, &["--version"], None, timeout)?;
         let default = parse_version(&text)
             .and_then(|(_, b)| b)
