@@ -232,9 +232,9 @@ impl Engine {
 
     /// A partial read of the kernel (a verification slice, or the drain tick's virtual servers)
     /// is merged into the cached view, the ops applied since it began are replayed over it, and
-    /// what it found different is planned with the draining virtual servers, and with
-    /// `changes`, the pending changes and retries: the cost follows the read and the changes,
-    /// not the table.
+    /// what it found different is planned with the draining virtual servers it read (and those
+    /// past the drain limit), and with `changes`, the pending changes and retries: the cost
+    /// follows the read and the changes, not the table or the drain backlog.
     pub fn plan_read(
         &mut self,
         read: PartialRead,
@@ -242,6 +242,7 @@ impl Engine {
         changes: bool,
         now: Duration,
     ) -> Vec<Op> {
+        let read_vs: BTreeSet<VsKey> = read.vs.iter().map(|(k, _)| *k).collect();
         let mut touched = self.observed.merge(read);
         for op in replay {
             self.observed.replay(op);
@@ -253,7 +254,10 @@ impl Engine {
             touched.extend(std::mem::take(&mut self.retry));
             touched.extend(self.update_dirty());
         }
-        touched.extend(self.planner.draining());
+        touched.extend(
+            self.planner
+                .draining_read(&read_vs, self.cfg.drain_limit, now),
+        );
         if touched.is_empty() {
             return Vec::new();
         }

@@ -70,10 +70,23 @@ fn change(e: &mut Engine, y: &str, now: Duration) -> Vec<Op> {
     ops
 }
 
-/// The drain tick with nothing new read: re-plans the draining virtual servers from the
-/// counters the test set in the observed state.
+/// The drain tick: reads every draining virtual server (the kernel's answer is the cached view,
+/// with the counters the test set there) and plans what it read.
 fn drain_tick(e: &mut Engine, now: Duration) -> Vec<Op> {
-    e.plan_read(PartialRead::default(), &[], false, now)
+    let keys = e.draining_vs();
+    read_tick(e, &keys, now)
+}
+
+/// A drain tick that reads `keys` only.
+fn read_tick(e: &mut Engine, keys: &[VsKey], now: Duration) -> Vec<Op> {
+    let vs = keys
+        .iter()
+        .map(|k| (*k, e.observed().virtual_server(k).map(|v| v.reals.clone())))
+        .collect();
+    let read = PartialRead { vs, table: None };
+    let ops = e.plan_read(read, &[], false, now);
+    e.commit(&ops).unwrap();
+    ops
 }
 
 fn phases(ops: &[Op]) -> Vec<u8> {
@@ -191,6 +204,48 @@ fn drained_server_goes_when_idle() {
             rs: rs("10.0.0.2")
         }]
     );
+}
+
+/// A drain tick plans the draining virtual servers it read, not the whole backlog (which a
+/// change would wait behind); one whose drain passed the limit goes unread.
+#[test]
+fn a_drain_tick_plans_what_it_read_and_what_expired() {
+    let mut c = cfg();
+    c.drain_limit = Some(Duration::from_secs(300));
+    let mut e = engine(
+        c,
+        &yaml("[{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]", "TCP"),
+    );
+    converge(&mut e, T0);
+    let (cluster, external) = (vs("10.96.0.1", Proto::Tcp), vs("198.51.100.1", Proto::Tcp));
+    for key in [&cluster, &external] {
+        e.observed_mut().set_connections(key, &rs("10.0.0.2"), 1, 0);
+    }
+    change(&mut e, &yaml("[{addresses: [10.0.0.1]}]", "TCP"), T0);
+    assert_eq!(e.draining_vs(), [cluster, external]);
+    // Both went idle; the tick reads the external one only: only it is deleted.
+    for key in [&cluster, &external] {
+        e.observed_mut().set_connections(key, &rs("10.0.0.2"), 0, 0);
+    }
+    let at = T0 + Duration::from_secs(5);
+    assert_eq!(
+        read_tick(&mut e, &[external], at),
+        [Op::DelRs {
+            vs: external,
+            rs: rs("10.0.0.2")
+        }]
+    );
+    assert_eq!(e.draining_vs(), [cluster]);
+    // Unread, it waits for its turn; past the limit it goes without one.
+    assert!(read_tick(&mut e, &[], at).is_empty());
+    assert_eq!(
+        read_tick(&mut e, &[], T0 + Duration::from_secs(300)),
+        [Op::DelRs {
+            vs: cluster,
+            rs: rs("10.0.0.2")
+        }]
+    );
+    assert!(e.draining_vs().is_empty());
 }
 
 #[test]

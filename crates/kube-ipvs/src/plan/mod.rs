@@ -193,6 +193,32 @@ impl Planner {
         t
     }
 
+    /// The draining virtual servers a partial read refreshed (`read`), and those with a drain past
+    /// `limit` at `now`. The others' counters have not changed since they were last planned
+    /// (reads mark what stays unread busy), so planning them again finds nothing: a drain tick or
+    /// verification slice plans what it read, not the whole backlog, which a change would wait
+    /// behind (7,000 draining virtual servers planned on every tick took 40-120 ms of the loop at
+    /// 50,000 Services).
+    pub fn draining_read(
+        &self,
+        read: &BTreeSet<VsKey>,
+        limit: Option<Duration>,
+        now: Duration,
+    ) -> Touched {
+        let expired = |since: Duration| limit.is_some_and(|l| now.saturating_sub(since) >= l);
+        let mut t = Touched::default();
+        t.vs.extend(
+            self.drains
+                .iter()
+                .filter(|((vs, _), since)| read.contains(vs) || expired(**since))
+                .map(|((vs, _), _)| *vs),
+        );
+        for keys in self.draining_vs.values() {
+            t.vs.extend(keys.intersection(read).copied());
+        }
+        t
+    }
+
     /// Number of real servers currently draining.
     pub fn drain_backlog(&self) -> usize {
         self.drains.len()
