@@ -18,7 +18,8 @@
 //!    (enough to decide the <= 2x target) and its progress extrapolated. Before it, a 30 s probe
 //!    restores into the agent's namespace right after `ipvsadm -C`, the way round 1 measured it:
 //!    the kernel keeps deleted destinations in a per-namespace trash for a minute or two and every
-//!    add walks it (`ip_vs_trash_get_dest`), which is what made that baseline 16x slower.
+//!    add walks it (`ip_vs_trash_get_dest`), which is what made that baseline 16x slower. Both
+//!    run after `kube-ipvs cleanup` removed what the agent made (timed: cleanup of a large node).
 //!
 //! `BENCH_AGENT_ARGS` adds flags to the agent's command line (whitespace-separated, e.g.
 //! `--ipvs-rate-estimation=false`). The sync period is `BENCH_SYNC_PERIOD` seconds (15). Prints a table and writes every figure
@@ -492,9 +493,19 @@ fn main() {
     let _ = agent.kill();
     let _ = agent.wait();
     let rule_lines = std::fs::read_to_string(&rules).unwrap().lines().count();
+    // What the agent left goes first (its dummy device, sets, rules and table would otherwise
+    // share the kernel with the baseline): `kube-ipvs cleanup`, timed, its output kept.
+    let t = Instant::now();
+    sh(&format!(
+        "RUST_LOG=info {} cleanup > {} 2>&1",
+        agent_bin.display(),
+        dir.join("cleanup.log").display()
+    ));
+    let cleanup_s = t.elapsed().as_secs_f64();
+    println!("kube-ipvs cleanup of the node: {cleanup_s:.2} s");
+    result["cleanup_s"] = json!(cleanup_s);
     // The way round 1 measured it: into the agent's namespace right after emptying it. The
     // 300,000 destinations just deleted wait in the kernel's trash, which every add walks.
-    sh("ipvsadm -C && ipset flush");
     let probe = Duration::from_secs(30);
     let t = Instant::now();
     restore(

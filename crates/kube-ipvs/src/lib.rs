@@ -39,6 +39,7 @@ pub mod model;
 pub mod owners;
 pub mod plan;
 pub mod planner_config;
+pub mod progress;
 pub mod render;
 pub mod source;
 pub mod telemetry;

@@ -27,6 +27,7 @@ use crate::desired::HealthCheck;
 use crate::engine::Engine;
 use crate::kernel::{Kernel, KernelError, ReadScope};
 use crate::plan::Op;
+use crate::progress::Progress;
 use crate::types::{RsKey, ServiceName, VsKey};
 
 /// Refused ops logged one by one per sync; the rest are counted in one line.
@@ -587,12 +588,32 @@ impl<K: Kernel> Syncer<K> {
         if ops.is_empty() {
             return;
         }
-        let mut progress = Progress::new(report.kind, ops.len());
+        let kind = report.kind;
+        let mut progress = Progress::new(ops.len());
         for chunk in ops.chunks(APPLY_CHUNK) {
             self.apply_chunk(chunk, report).await;
-            progress.applied(chunk.len(), &*self.observer);
+            let due = progress.advance(chunk.len());
+            self.observer
+                .progress(kind, progress.done(), progress.total());
+            if due {
+                tracing::info!(
+                    kind = kind.as_str(),
+                    applied = progress.done(),
+                    planned = progress.total(),
+                    ops_per_second = progress.per_second(),
+                    "programming the kernel"
+                );
+            }
         }
-        progress.done(&*self.observer);
+        if progress.was_long() {
+            tracing::info!(
+                kind = kind.as_str(),
+                applied = progress.done(),
+                seconds = progress.seconds(),
+                ops_per_second = progress.per_second(),
+                "programmed the kernel"
+            );
+        }
     }
 
     async fn apply_chunk(&mut self, ops: &[Op], report: &mut SyncReport) {
@@ -676,76 +697,6 @@ impl<K: Kernel> Syncer<K> {
 
 /// Ops applied per call of the apply layer.
 const APPLY_CHUNK: usize = 16_384;
-
-/// A plan this long logs its progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
-/// Progress of applying one plan: logged every [`PROGRESS_EVERY`] and at the end when it took
-/// longer, and published through [`Observer::progress`] (`kube_ipvs_sync_ops`).
-struct Progress {
-    kind: SyncKind,
-    total: usize,
-    done: usize,
-    started: Instant,
-    logged: Instant,
-}
-
-impl Progress {
-    fn new(kind: SyncKind, total: usize) -> Self {
-        let now = Instant::now();
-        Self {
-            kind,
-            total,
-            done: 0,
-            started: now,
-            logged: now,
-        }
-    }
-
-    fn applied(&mut self, n: usize, observer: &dyn Observer) {
-        self.done += n;
-        observer.progress(self.kind, self.done, self.total);
-        if self.logged.elapsed() >= PROGRESS_EVERY && self.done < self.total {
-            self.logged = Instant::now();
-            tracing::info!(
-                kind = self.kind.as_str(),
-                applied = self.done,
-                planned = self.total,
-                ops_per_second = self.rate(),
-                "programming the kernel"
-            );
-        }
-    }
-
-    fn done(&self, observer: &dyn Observer) {
-        observer.progress(self.kind, self.done, self.total);
-        if self.started.elapsed() >= PROGRESS_EVERY {
-            tracing::info!(
-                kind = self.kind.as_str(),
-                applied = self.done,
-                seconds = self.started.elapsed().as_secs_f64(),
-                ops_per_second = self.rate(),
-                "programmed the kernel"
-            );
-        }
-    }
-
-    fn rate(&self) -> u64 {
-        let s = self.started.elapsed().as_secs_f64();
-        if s > 0.0 {
-            // Display only: a rate below 2^53 ops/s converts exactly.
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss
-            )]
-            let r = (self.done as f64 / s) as u64;
-            r
-        } else {
-            0
-        }
-    }
-}
 
 /// Up to `max` keys of `draining` (sorted), starting after `after` and wrapping around.
 fn drain_window(draining: &[VsKey], after: Option<&VsKey>, max: usize) -> Vec<VsKey> {

@@ -15,6 +15,7 @@ use nodenet::link::{LinkError, Links};
 use super::CleanupOptions;
 use super::plan::{Observed, ObservedDummy, ObservedIptables, ObservedRoute, Plan, Step, plan};
 use crate::owners::Owners;
+use crate::progress::Progress;
 
 /// A cleanup operation failed; each variant keeps the operation and the errno of its source.
 #[derive(Debug, thiserror::Error)]
@@ -302,14 +303,36 @@ async fn run_step(step: &Step, c: &mut Clients, timeout: Duration) -> Result<(),
 
 /// Runs the steps in order. A failed step does not stop the others (a later step may still
 /// succeed, e.g. deleting the dummy device after one route failed); all failures are returned.
+///
+/// A large node (100,000 virtual servers, one step each) takes a while: progress is logged every
+/// few seconds, and the total and rate at the end.
 pub async fn execute(plan: &Plan, opts: &CleanupOptions) -> Outcome {
     let mut clients = Clients::default();
     let mut out = Outcome::default();
+    let mut progress = Progress::new(plan.steps.len());
     for step in &plan.steps {
         match run_step(step, &mut clients, opts.timeout).await {
             Ok(()) => out.done.push(step.clone()),
             Err(e) => out.failed.push((step.clone(), e)),
         }
+        if progress.advance(1) {
+            tracing::info!(
+                done = progress.done(),
+                steps = progress.total(),
+                failed = out.failed.len(),
+                steps_per_second = progress.per_second(),
+                "cleaning up"
+            );
+        }
+    }
+    if progress.was_long() {
+        tracing::info!(
+            steps = progress.total(),
+            failed = out.failed.len(),
+            seconds = progress.seconds(),
+            steps_per_second = progress.per_second(),
+            "cleaned up"
+        );
     }
     out
 }

@@ -12,7 +12,7 @@ use kube_ipvs::cleanup::{
     CleanupError, CleanupOptions, Outcome, Plan, cleanup, execute_handback, observe_handback,
     plan_handback,
 };
-use kube_ipvs::config::{self, Config, RunArgs};
+use kube_ipvs::config::{Config, RunArgs};
 use kube_ipvs::kernel::vs_key;
 
 const AFTER_HELP: &str = "\
@@ -131,7 +131,8 @@ fn handback(opts: &CleanupOptions, dry_run: bool) -> anyhow::Result<()> {
 
 /// Removes our kernel state (or, with `--handback`, hands the node back to stock).
 pub fn run(args: &CleanupArgs) -> anyhow::Result<()> {
-    let loaded = config::load(&args.run).context("loading the configuration")?;
+    // Logging as the agent's (a large node's cleanup logs its progress).
+    let loaded = super::run::start(&args.run, None)?;
     let opts = options(args, &loaded.config);
     if args.handback {
         return handback(&opts, args.dry_run);
