@@ -94,7 +94,9 @@ fn rate(ops: usize, d: Duration) -> f64 {
 }
 
 fn ipvsadm(args: &[&str], stdin: Option<&str>) -> (Cost, String) {
-    let (out, took) = measure(UsageWho::RUSAGE_CHILDREN, || process::run("ipvsadm", args, stdin));
+    let (out, took) = measure(UsageWho::RUSAGE_CHILDREN, || {
+        process::run("ipvsadm", args, stdin)
+    });
     (took, out)
 }
 

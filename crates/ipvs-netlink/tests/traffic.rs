@@ -55,9 +55,7 @@ async fn service(
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn schedulers_distribute_real_connections_as_promised() {
     enter_fresh_netns();
-    sh(
-        "ip link add kube-ipvs0 type dummy && ip addr add 10.96.0.1/32 dev kube-ipvs0",
-    );
+    sh("ip link add kube-ipvs0 type dummy && ip addr add 10.96.0.1/32 dev kube-ipvs0");
     let _backends = start_servers(3);
     let mut c = Client::connect().await.unwrap();
 

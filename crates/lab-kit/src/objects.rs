@@ -56,6 +56,9 @@ mod tests {
         let s = slice("default", "web-1", "web", &["10.0.0.1", "10.0.0.2"]);
         assert_eq!(s["metadata"]["labels"][SERVICE_NAME_LABEL], "web");
         assert_eq!(s["endpoints"][1]["addresses"][0], "10.0.0.2");
-        assert_eq!(service("default", "web", "10.96.0.1")["spec"]["clusterIP"], "10.96.0.1");
+        assert_eq!(
+            service("default", "web", "10.96.0.1")["spec"]["clusterIP"],
+            "10.96.0.1"
+        );
     }
 }
