@@ -493,22 +493,7 @@ async fn the_file_source_programs_the_table_that_plan_prints() {
     let mut cfg = PlannerConfig::new("node-a");
     cfg.node_addresses = node_ips;
     let mut e = Engine::new(cfg);
-    for n in dump
-        .nodes
-        .iter()
-        .filter(|n| n.metadata.name.as_deref() == Some("node-a"))
-    {
-        e.apply_node(n);
-    }
-    for c in &dump.service_cidrs {
-        e.apply_service_cidr(c);
-    }
-    for sv in &dump.services {
-        e.apply_service(sv);
-    }
-    for sl in &dump.slices {
-        e.apply_slice(sl);
-    }
+    e.load(&dump);
     let ops = e.plan_full(Duration::ZERO);
     let mut want = ObservedState::new();
     want.apply_all(&ops).unwrap();

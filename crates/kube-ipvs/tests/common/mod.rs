@@ -40,18 +40,7 @@ pub fn engine(cfg: PlannerConfig, yaml: &str) -> Engine {
         dump.bad
     );
     let mut e = Engine::new(cfg);
-    for n in &dump.nodes {
-        e.apply_node(n);
-    }
-    for c in &dump.service_cidrs {
-        e.apply_service_cidr(c);
-    }
-    for s in &dump.services {
-        e.apply_service(s);
-    }
-    for s in &dump.slices {
-        e.apply_slice(s);
-    }
+    e.load(&dump);
     e.plan_full(Duration::ZERO);
     e
 }
