@@ -6,24 +6,7 @@
 
 use std::process::Command;
 
-/// A TCP backend on port 8080 that greets each connection with its name (argv[1]) and a newline.
-pub const SERVER: &str = r#"
-import socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 8080))
-s.listen(512)
-def serve(c):
-    try:
-        c.sendall(sys.argv[1].encode() + b"\n")
-        while c.recv(100):
-            pass
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
+pub use lab_kit::backend::SERVER;
 
 /// Connects `n` times to `vip`:`port` from the namespace of `pid`; the greetings received (fewer
 /// than `n` when connections fail).

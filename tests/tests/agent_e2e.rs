@@ -20,7 +20,6 @@ use fake_apiserver::FakeApiServer;
 use ipvs_netlink::{Client, VirtualServiceKey};
 use kube_ipvs_e2e::lab::agent_binary;
 use kube_ipvs_e2e::{Procs, SERVER, sh, spawn_in_netns};
-use nix::sched::{CloneFlags, unshare};
 
 /// The client: one held connection, then new connections back to back until stdin closes;
 /// prints `ok N fail M held OK|LOST` at the end (and each failure as it happens).
@@ -217,8 +216,8 @@ fn ask_from_client(client_pid: u32, n: usize) -> Vec<String> {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn agent_programs_scales_and_restarts_without_dropping_connections() {
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
-    sh("ip link set lo up && sysctl -qw net.ipv4.ip_forward=1");
+    lab_kit::enter_fresh_netns();
+    sh("sysctl -qw net.ipv4.ip_forward=1");
     // LAB_SHARE survives the lab run: the agent's logs stay readable after a failure.
     let base = std::env::var_os("LAB_SHARE").map_or_else(std::env::temp_dir, PathBuf::from);
     let dir = base.join(format!("kube-ipvs-e2e-{}", std::process::id()));
@@ -364,8 +363,7 @@ fn wait_for(what: &str, secs: u64, log: &Path, mut cond: impl FnMut() -> bool) {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn a_failing_or_hanging_iptables_restore_is_retried_counted_and_seen_by_healthz() {
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
-    sh("ip link set lo up");
+    lab_kit::enter_fresh_netns();
     let base = std::env::var_os("LAB_SHARE").map_or_else(std::env::temp_dir, PathBuf::from);
     let dir = base.join(format!("kube-ipvs-iptables-{}", std::process::id()));
     let bin = dir.join("bin");

@@ -237,8 +237,9 @@ fn image_runs_as_the_daemonset_and_serves_a_clusterip() {
         layout.display()
     );
     // A network namespace for the node and a mount namespace for the container's mounts.
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).expect("unshare");
-    sh("mount --make-rprivate / && ip link set lo up && sysctl -qw net.ipv4.ip_forward=1");
+    lab_kit::enter_fresh_netns();
+    unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+    sh("mount --make-rprivate / && sysctl -qw net.ipv4.ip_forward=1");
     let base = std::env::var_os("LAB_SHARE").map_or_else(std::env::temp_dir, PathBuf::from);
     let dir = base.join(format!("kube-ipvs-image-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
