@@ -435,15 +435,9 @@ mod tests {
 
         let mut by_hand = Engine::new(cfg);
         by_hand.apply_node(dump.node("node-a").unwrap());
-        for c in &dump.service_cidrs {
-            by_hand.apply_service_cidr(c);
-        }
-        for s in &dump.services {
-            by_hand.apply_service(s);
-        }
-        for s in &dump.slices {
-            by_hand.apply_slice(s);
-        }
+        (dump.service_cidrs.iter()).for_each(|c| by_hand.apply_service_cidr(c));
+        (dump.services.iter()).for_each(|s| by_hand.apply_service(s));
+        (dump.slices.iter()).for_each(|s| by_hand.apply_slice(s));
 
         assert_eq!(loaded.change_count(), by_hand.change_count());
         let ops = loaded.plan_full(Duration::ZERO);

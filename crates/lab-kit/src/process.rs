@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-/// Runs `program` with `args`, writing `stdin` (when given; else it reads nothing) to it; panics
+/// Runs `program` with `args`, writing `stdin` (when given; else it reads end-of-file) to it; panics
 /// with its stderr unless it succeeds; its stdout.
 ///
 /// The input is written from a second thread while the output is read, so a child that
@@ -12,17 +12,15 @@ use std::process::{Command, Stdio};
 pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> String {
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{program}: {e}"));
+    // Without input the pipe closes at once: the child reads end-of-file.
+    let pipe = child.stdin.take();
     let out = std::thread::scope(|s| {
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        if let (Some(text), Some(mut pipe)) = (stdin, pipe) {
             s.spawn(move || {
                 pipe.write_all(text.as_bytes())
                     .unwrap_or_else(|e| panic!("{program}: writing its stdin: {e}"));
