@@ -2,7 +2,7 @@
 //! typed objects because k8s-openapi's version feature is enabled in the binary only
 //! (crates/kube-ipvs); a caller that wants a typed object decodes it with [`typed`], a fake API
 //! server takes the JSON as it is. A test that needs more sets fields on the value
-//! (`v["spec"]["type"] = json!("NodePort")`).
+//! ([`labeled`], [`annotated`], or `v["spec"]["type"] = json!("NodePort")`).
 
 use serde_json::{Value, json};
 
@@ -40,6 +40,25 @@ pub fn endpoint(address: &str) -> Value {
 /// Node `name`, nothing else.
 pub fn node(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+}
+
+/// `object` with `metadata.labels` set to `labels` (a JSON object).
+pub fn labeled(object: Value, labels: Value) -> Value {
+    set_metadata(object, "labels", labels)
+}
+
+/// `object` with `metadata.annotations` set to `annotations` (a JSON object).
+pub fn annotated(object: Value, annotations: Value) -> Value {
+    set_metadata(object, "annotations", annotations)
+}
+
+fn set_metadata(mut object: Value, key: &str, value: Value) -> Value {
+    object
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("an object with metadata")
+        .insert(key.to_owned(), value);
+    object
 }
 
 /// Decodes `v` into a typed object; panics with the decoder's message if it does not fit.

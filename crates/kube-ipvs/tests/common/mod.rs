@@ -8,9 +8,12 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube_ipvs::dump::ClusterDump;
 use kube_ipvs::plan::{ObservedState, Op};
 use kube_ipvs::{Engine, PlannerConfig};
+use lab_kit::objects::{self, typed};
 
 /// The node all tests plan for.
 pub const NODE: &str = "node-a";
@@ -28,6 +31,16 @@ pub fn cfg() -> PlannerConfig {
         "127.0.0.1".parse().unwrap(),
     ];
     c
+}
+
+/// Service default/`name` at ClusterIP `ip`, TCP port 80.
+pub fn svc(name: &str, ip: &str) -> Service {
+    typed(objects::service("default", name, ip))
+}
+
+/// EndpointSlice default/`name` of Service `svc`: TCP port 8080 on each of `ips`.
+pub fn slice(name: &str, svc: &str, ips: &[&str]) -> EndpointSlice {
+    typed(objects::slice("default", name, svc, ips))
 }
 
 /// Loads YAML documents into an engine and runs a full plan against an empty kernel.
