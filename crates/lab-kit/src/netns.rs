@@ -53,6 +53,16 @@ impl<T: Send + 'static> NetnsThread<T> {
         format!("/proc/{}/task/{}/ns/net", std::process::id(), self.tid)
     }
 
+    /// Links the thread's namespace to the caller's by a veth: `ours` stays here with address
+    /// `our_cidr`, up; `theirs` moves into the thread's namespace, for its closure to configure.
+    pub fn veth(&self, ours: &str, theirs: &str, our_cidr: &str) {
+        sh(&format!(
+            "ip link add {ours} type veth peer name {theirs} netns {} \
+             && ip addr add {our_cidr} dev {ours} && ip link set {ours} up",
+            self.tid
+        ));
+    }
+
     /// Lets the thread run its closure.
     pub fn start(&self) {
         self.go.send(()).expect("netns thread gone");

@@ -334,16 +334,8 @@ fn masquerade_through_the_mark() {
             seen_tx.send(seen).unwrap();
         }
     });
-    lab_kit::sh(&format!(
-        "ip link add mq-n type veth peer name mq-s netns {}",
-        server.tid
-    ));
-    lab_kit::sh(&format!(
-        "ip link add mq-m type veth peer name mq-c netns {}",
-        client.tid
-    ));
-    lab_kit::sh("ip addr add 192.168.88.1/24 dev mq-n && ip link set mq-n up");
-    lab_kit::sh("ip addr add 192.168.99.1/24 dev mq-m && ip link set mq-m up");
+    server.veth("mq-n", "mq-s", "192.168.88.1/24");
+    client.veth("mq-m", "mq-c", "192.168.99.1/24");
     create_sets(AddressFamily::Inet);
     cluster_ip_member(true);
 

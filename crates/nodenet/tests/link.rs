@@ -336,16 +336,8 @@ async fn ipvs_through_a_local_prefix_route() {
         s.read_to_string(&mut buf).unwrap();
         buf
     });
-    lab_kit::sh(&format!(
-        "ip link add lab-a type veth peer name lab-b netns {}",
-        backend.tid
-    ));
-    lab_kit::sh(&format!(
-        "ip link add lab-d type veth peer name lab-c netns {}",
-        client.tid
-    ));
-    lab_kit::sh("ip addr add 192.168.50.1/24 dev lab-a && ip link set lab-a up");
-    lab_kit::sh("ip addr add 192.168.60.1/24 dev lab-d && ip link set lab-d up");
+    backend.veth("lab-a", "lab-b", "192.168.50.1/24");
+    client.veth("lab-d", "lab-c", "192.168.60.1/24");
 
     let mut links = Links::connect(T).await.unwrap();
     let lo = links.link_index("lo").await.unwrap().unwrap();
