@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
 use ipvs_netlink::{Client, ClientOptions, VirtualServiceKey};
+use lab_kit::{sh, sh_ok};
 use serde_json::{Value, json};
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -94,25 +95,6 @@ fn slice(i: u32, eps: [u32; 2]) -> Value {
                   {"name": "https", "port": 8443, "protocol": "TCP"}],
         "endpoints": endpoints
     })
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sh_ok(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Runs `cmd` (a shell command reading its input) until it ends or `deadline` (then kills it);

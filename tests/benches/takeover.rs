@@ -287,8 +287,8 @@ fn main() {
     );
     let n = services();
     let dir = artifacts("kube-ipvs-takeover-bench");
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-    sh("ip link set lo up && sysctl -qw net.ipv4.ip_forward=1");
+    lab_kit::enter_fresh_netns();
+    sh("sysctl -qw net.ipv4.ip_forward=1");
     let mut procs = Procs::default();
     for i in 1..=2u8 {
         let pid = spawn_in_netns(&mut procs, i, &["sleep", "36000"]);

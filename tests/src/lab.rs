@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub use lab_kit::backend::{Procs, spawn_in_netns};
+pub use lab_kit::{sh, sh_try};
 
 /// Prints `msg` with the seconds since the first note (lab runs are slow: where did it go).
 pub fn note(msg: &str) {
@@ -21,82 +23,6 @@ pub fn note(msg: &str) {
 fn since_start() -> f64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_secs_f64()
-}
-
-/// Runs `cmd` with `sh -c`; panics with its stderr unless it succeeds; its stdout.
-pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs `cmd` with `sh -c`: whether it succeeded, and stdout + stderr.
-pub fn sh_try(cmd: &str) -> (bool, String) {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("spawn sh");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn netns_of(path: &str) -> PathBuf {
-    std::fs::read_link(path).unwrap_or_default()
-}
-
-/// Processes killed on drop.
-#[derive(Debug, Default)]
-pub struct Procs(pub Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Runs `argv` in a new network namespace wired to the caller's by a veth: theirs 10.0.`i`.1/24,
-/// ours 10.0.`i`.254/24, their default route through us. Returns its pid.
-pub fn spawn_in_netns(procs: &mut Procs, i: u8, argv: &[&str]) -> u32 {
-    let ours = netns_of("/proc/thread-self/ns/net");
-    let child = Command::new("unshare")
-        .arg("-n")
-        .args(argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let pid = child.id();
-    procs.0.push(child);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while netns_of(&format!("/proc/{pid}/ns/net")) == ours {
-        assert!(
-            Instant::now() < deadline,
-            "{argv:?} never entered its namespace"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    sh(&format!(
-        "ip link add vh{i} type veth peer name eth0 netns {pid} \
-         && ip addr add 10.0.{i}.254/24 dev vh{i} && ip link set vh{i} up \
-         && nsenter -t {pid} -n sh -c 'ip link set lo up && ip addr add 10.0.{i}.1/24 dev eth0 \
-            && ip link set eth0 up && ip route add default via 10.0.{i}.254'"
-    ));
-    pid
 }
 
 /// The agent binary: `KUBE_IPVS_BIN`, else next to this test binary (`cargo xtask test` builds

@@ -6,24 +6,7 @@
 
 use std::process::Command;
 
-/// A TCP backend on port 8080 that greets each connection with its name (argv[1]) and a newline.
-pub const SERVER: &str = r#"
-import socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 8080))
-s.listen(512)
-def serve(c):
-    try:
-        c.sendall(sys.argv[1].encode() + b"\n")
-        while c.recv(100):
-            pass
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
+pub use lab_kit::backend::SERVER;
 
 /// Connects `n` times to `vip`:`port` from the namespace of `pid`; the greetings received (fewer
 /// than `n` when connections fail).
@@ -40,6 +23,67 @@ pub fn ask_vip(pid: u32, vip: &str, port: u16, n: usize) -> Vec<String> {
         .map(str::to_owned)
         .filter(|l| !l.is_empty())
         .collect()
+}
+
+/// The node the scenarios run as.
+pub const NODE: &str = "node-a";
+/// The ClusterIP of Service default/web.
+pub const VIP: &str = "10.96.0.10";
+
+/// Backend `i`'s address (as [`spawn_in_netns`] wires it).
+pub fn backend_ip(i: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([10, 0, i, 1])
+}
+
+/// The scenarios' cluster as a YAML stream: Node [`NODE`] (10.0.200.1) and Service default/web at
+/// [`VIP`] (http: 80 -> 8080).
+pub fn cluster_yaml() -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Node
+metadata: {{name: {NODE}}}
+status:
+  addresses: [{{type: InternalIP, address: 10.0.200.1}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  type: ClusterIP
+  clusterIP: {VIP}
+  clusterIPs: [{VIP}]
+  ipFamilies: [IPv4]
+  ports: [{{name: http, port: 80, protocol: TCP, targetPort: 8080}}]
+"#
+    )
+}
+
+/// web's EndpointSlice as YAML: backends `i` ([`backend_ip`], on node-b), ready.
+pub fn slice_yaml(backends: &[u8]) -> String {
+    let eps: Vec<String> = backends
+        .iter()
+        .map(|i| {
+            format!(
+                "  - addresses: [{}]\n    conditions: {{ready: true, serving: true, terminating: false}}\n    nodeName: node-b\n",
+                backend_ip(*i)
+            )
+        })
+        .collect();
+    format!(
+        r#"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc
+  namespace: default
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+{}"#,
+        eps.concat()
+    )
 }
 
 pub mod lab;

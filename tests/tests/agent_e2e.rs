@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use fake_apiserver::FakeApiServer;
 use ipvs_netlink::{Client, VirtualServiceKey};
 use kube_ipvs_e2e::lab::agent_binary;
-use kube_ipvs_e2e::{Procs, SERVER, sh, spawn_in_netns};
-use nix::sched::{CloneFlags, unshare};
+use kube_ipvs_e2e::{
+    NODE, Procs, SERVER, VIP, backend_ip, cluster_yaml, sh, slice_yaml, spawn_in_netns,
+};
 
 /// The client: one held connection, then new connections back to back until stdin closes;
 /// prints `ok N fail M held OK|LOST` at the end (and each failure as it happens).
@@ -64,61 +65,6 @@ except Exception:
     state = "LOST"
 print("ok", ok, "fail", fail, "held", state, flush=True)
 "#;
-
-const NODE: &str = "node-a";
-const VIP: &str = "10.96.0.10";
-
-fn backend_ip(i: u8) -> IpAddr {
-    IpAddr::from([10, 0, i, 1])
-}
-
-fn cluster_yaml() -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Node
-metadata: {{name: {NODE}}}
-status:
-  addresses: [{{type: InternalIP, address: 10.0.200.1}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec:
-  type: ClusterIP
-  clusterIP: {VIP}
-  clusterIPs: [{VIP}]
-  ipFamilies: [IPv4]
-  ports: [{{name: http, port: 80, protocol: TCP, targetPort: 8080}}]
-"#
-    )
-}
-
-fn slice_yaml(backends: &[u8]) -> String {
-    let eps: Vec<String> = backends
-        .iter()
-        .map(|i| {
-            format!(
-                "  - addresses: [{}]\n    conditions: {{ready: true, serving: true, terminating: false}}\n    nodeName: node-b\n",
-                backend_ip(*i)
-            )
-        })
-        .collect();
-    format!(
-        r#"
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-abc
-  namespace: default
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{{name: http, port: 8080, protocol: TCP}}]
-endpoints:
-{}"#,
-        eps.concat()
-    )
-}
 
 fn start_agent(kubeconfig: &Path, log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
@@ -217,8 +163,8 @@ fn ask_from_client(client_pid: u32, n: usize) -> Vec<String> {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn agent_programs_scales_and_restarts_without_dropping_connections() {
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
-    sh("ip link set lo up && sysctl -qw net.ipv4.ip_forward=1");
+    lab_kit::enter_fresh_netns();
+    sh("sysctl -qw net.ipv4.ip_forward=1");
     // LAB_SHARE survives the lab run: the agent's logs stay readable after a failure.
     let base = std::env::var_os("LAB_SHARE").map_or_else(std::env::temp_dir, PathBuf::from);
     let dir = base.join(format!("kube-ipvs-e2e-{}", std::process::id()));
@@ -364,8 +310,7 @@ fn wait_for(what: &str, secs: u64, log: &Path, mut cond: impl FnMut() -> bool) {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn a_failing_or_hanging_iptables_restore_is_retried_counted_and_seen_by_healthz() {
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
-    sh("ip link set lo up");
+    lab_kit::enter_fresh_netns();
     let base = std::env::var_os("LAB_SHARE").map_or_else(std::env::temp_dir, PathBuf::from);
     let dir = base.join(format!("kube-ipvs-iptables-{}", std::process::id()));
     let bin = dir.join("bin");

@@ -18,12 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
-use kube_ipvs_e2e::{Procs, ask_vip, sh, spawn_in_netns};
+use kube_ipvs_e2e::{NODE, Procs, VIP, ask_vip, cluster_yaml, sh, slice_yaml, spawn_in_netns};
 use nix::sched::{CloneFlags, unshare};
 use serde_json::Value;
-
-const NODE: &str = "node-a";
-const VIP: &str = "10.96.0.10";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -166,41 +163,6 @@ fn tls_front(backend: SocketAddr, cert: &Path, key: &Path) -> u16 {
     port
 }
 
-fn cluster_yaml() -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Node
-metadata: {{name: {NODE}}}
-status:
-  addresses: [{{type: InternalIP, address: 10.0.200.1}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec:
-  type: ClusterIP
-  clusterIP: {VIP}
-  clusterIPs: [{VIP}]
-  ipFamilies: [IPv4]
-  ports: [{{name: http, port: 80, protocol: TCP, targetPort: 8080}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-abc
-  namespace: default
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{{name: http, port: 8080, protocol: TCP}}]
-endpoints:
-  - addresses: [10.0.1.1]
-    conditions: {{ready: true, serving: true, terminating: false}}
-    nodeName: node-b
-"#
-    )
-}
-
 /// `$(VAR)` references in a container's command and args, expanded as the kubelet does.
 fn expand(arg: &str, env: &BTreeMap<String, String>) -> String {
     let mut out = arg.to_owned();
@@ -237,8 +199,9 @@ fn image_runs_as_the_daemonset_and_serves_a_clusterip() {
         layout.display()
     );
     // A network namespace for the node and a mount namespace for the container's mounts.
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).expect("unshare");
-    sh("mount --make-rprivate / && ip link set lo up && sysctl -qw net.ipv4.ip_forward=1");
+    lab_kit::enter_fresh_netns();
+    unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+    sh("mount --make-rprivate / && sysctl -qw net.ipv4.ip_forward=1");
     let base = std::env::var_os("LAB_SHARE").map_or_else(std::env::temp_dir, PathBuf::from);
     let dir = base.join(format!("kube-ipvs-image-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -345,7 +308,8 @@ fn image_runs_as_the_daemonset_and_serves_a_clusterip() {
     // The API server, reached as in a pod: HTTPS at KUBERNETES_SERVICE_HOST:PORT, the service
     // account's token and CA in /var/run/secrets/kubernetes.io/serviceaccount.
     let api = FakeApiServer::start_on_own_thread().unwrap();
-    api.apply_bytes(cluster_yaml().as_bytes()).unwrap();
+    let cluster = format!("{}---\n{}", cluster_yaml(), slice_yaml(&[1]));
+    api.apply_bytes(cluster.as_bytes()).unwrap();
     let (cert, key) = certificate(&dir);
     let port = tls_front(api.addr(), &cert, &key);
     let sa = in_root(&root, "/var/run/secrets/kubernetes.io/serviceaccount");

@@ -1,34 +1,14 @@
 //! Proves the kernel lab is what kernel tests assume: real IPVS, dummy links, ipvsadm.
 //! Runs only inside the lab (`cargo xtask test`); outside it there is no IPVS to find.
 
-use std::process::Command;
-
+use lab_kit::enter_fresh_netns;
+use lab_kit::process::run;
 use netlink_packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_generic::GenlMessage;
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_sys::protocols::NETLINK_GENERIC;
 use netlink_sys::{Socket, SocketAddr};
-use nix::sched::{CloneFlags, unshare};
-
-/// Enter a fresh network namespace on this test thread (children spawned from it inherit it).
-fn fresh_netns() {
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET) needs root");
-    run("ip", &["link", "set", "lo", "up"]);
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Resolve a generic netlink family by name, as every IPVS client must first.
 fn genl_family_id(name: &str) -> Result<u16, String> {
@@ -70,7 +50,7 @@ fn genl_family_id(name: &str) -> Result<u16, String> {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn ipvs_generic_netlink_family_resolves() {
-    fresh_netns();
+    enter_fresh_netns();
     let id = genl_family_id("IPVS").expect("the IPVS generic netlink family must exist in the lab");
     assert!(
         id >= 0x10,
@@ -81,27 +61,28 @@ fn ipvs_generic_netlink_family_resolves() {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn dummy_link_can_be_created_in_a_fresh_netns() {
-    fresh_netns();
-    run("ip", &["link", "add", "kube-ipvs0", "type", "dummy"]);
-    let shown = run("ip", &["-o", "link", "show", "kube-ipvs0"]);
+    enter_fresh_netns();
+    run("ip", &["link", "add", "kube-ipvs0", "type", "dummy"], None);
+    let shown = run("ip", &["-o", "link", "show", "kube-ipvs0"], None);
     assert!(shown.contains("kube-ipvs0"), "{shown}");
     // A fresh namespace has only loopback and what we made: the host's links are not here.
-    let all = run("ip", &["-o", "link", "show"]);
+    let all = run("ip", &["-o", "link", "show"], None);
     assert_eq!(all.lines().count(), 2, "{all}");
 }
 
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn ipvsadm_lists_and_programs_the_table() {
-    fresh_netns();
-    let empty = run("ipvsadm", &["-Ln"]);
+    enter_fresh_netns();
+    let empty = run("ipvsadm", &["-Ln"], None);
     assert!(empty.starts_with("IP Virtual Server version"), "{empty}");
-    run("ipvsadm", &["-A", "-t", "10.96.0.1:443", "-s", "rr"]);
+    run("ipvsadm", &["-A", "-t", "10.96.0.1:443", "-s", "rr"], None);
     run(
         "ipvsadm",
         &["-a", "-t", "10.96.0.1:443", "-r", "10.0.0.1:6443", "-m"],
+        None,
     );
-    let table = run("ipvsadm", &["-Ln"]);
+    let table = run("ipvsadm", &["-Ln"], None);
     assert!(table.contains("TCP  10.96.0.1:443 rr"), "{table}");
     assert!(table.contains("-> 10.0.0.1:6443"), "{table}");
 }

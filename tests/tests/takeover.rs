@@ -31,7 +31,6 @@ use kube_ipvs_e2e::lab::{
     serve_in, sh, sh_try, spawn_in_netns, wait_first_sync, wait_healthy,
 };
 use kube_ipvs_e2e::stock::{self, Node, Proto};
-use nix::sched::{CloneFlags, unshare};
 use serde_json::{Value, json};
 
 /// The tests share the guest's two CPUs: one at a time.
@@ -112,8 +111,8 @@ struct Lab {
 }
 
 fn lab(name: &str) -> Lab {
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
-    sh("ip link set lo up && sysctl -qw net.ipv4.ip_forward=1");
+    lab_kit::enter_fresh_netns();
+    sh("sysctl -qw net.ipv4.ip_forward=1");
     let dir = artifacts(name);
     note(&format!("{name}: artifacts in {}", dir.display()));
     let mut procs = Procs::default();
@@ -408,13 +407,11 @@ fn an_unsafe_service_cidr_is_not_routed_and_the_api_server_stays_reachable() {
     // The API server in the lab's root namespace, on an address only the default route reaches.
     let api = FakeApiServer::start_on_own_thread_at(SocketAddr::from(([0, 0, 0, 0], 0))).unwrap();
     let port = api.addr().port();
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
+    lab_kit::enter_fresh_netns();
     let dir = artifacts("unsafe-cidr");
-    sh(
-        "ip link set lo up && ip link add eth0 type veth peer name gw0 netns 1 \
+    sh("ip link add eth0 type veth peer name gw0 netns 1 \
         && ip addr add 10.0.250.1/24 dev eth0 && ip link set eth0 up \
-        && ip route add default via 10.0.250.254",
-    );
+        && ip route add default via 10.0.250.254");
     sh(
         "nsenter -t 1 -n sh -c 'ip link set lo up; ip addr add 10.0.250.254/24 dev gw0 \
         && ip link set gw0 up && ip addr add 192.0.2.10/32 dev lo'",

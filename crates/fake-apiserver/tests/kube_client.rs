@@ -11,21 +11,16 @@ use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
+use lab_kit::objects::{self, labeled, typed};
 use serde_json::json;
 
 fn svc(ns: &str, name: &str, labels: serde_json::Value) -> Service {
-    serde_json::from_value(json!({
-        "metadata": {"namespace": ns, "name": name, "labels": labels},
-        "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80, "protocol": "TCP"}]},
-    }))
-    .unwrap()
+    typed(labeled(objects::service(ns, name, "10.96.0.10"), labels))
 }
 
 fn node(name: &str) -> Node {
-    serde_json::from_value(
-        json!({"metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": "z1"}}}),
-    )
-    .unwrap()
+    let zone = json!({"topology.kubernetes.io/zone": "z1"});
+    typed(labeled(objects::node(name), zone))
 }
 
 async fn next<S, T>(s: &mut S) -> T

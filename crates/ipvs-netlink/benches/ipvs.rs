@@ -8,16 +8,15 @@
 // A benchmark binary: any failure must abort the run loudly.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipvs_netlink::{
     Client, ClientOptions, Destination, IpvsOp, SchedulerName, Service, VirtualServiceKey,
 };
-use nix::sched::{CloneFlags, unshare};
-use nix::sys::resource::{UsageWho, getrusage};
+use lab_kit::cost::{Cost, Stopwatch, UsageWho, measure};
+use lab_kit::enter_fresh_netns;
+use lab_kit::process;
 
 struct Args {
     services: u32,
@@ -90,99 +89,22 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Wall time and CPU time (user, sys) of one phase.
-#[derive(Debug, Clone, Copy)]
-struct Cost {
-    wall: Duration,
-    user: Duration,
-    sys: Duration,
-}
-
-impl Cost {
-    /// The kernel's share of the CPU time.
-    fn sys_share(&self) -> f64 {
-        secs(self.sys) / secs(self.user + self.sys).max(1e-9)
-    }
-}
-
-impl std::fmt::Display for Cost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:>8.2} s  (user {:>7.2} s, sys {:>7.2} s: {:>3.0}% in the kernel)",
-            secs(self.wall),
-            secs(self.user),
-            secs(self.sys),
-            100.0 * self.sys_share()
-        )
-    }
-}
-
-fn cpu(who: UsageWho) -> (Duration, Duration) {
-    let u = getrusage(who).unwrap();
-    let tv = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap())
-            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap())
-    };
-    (tv(u.user_time()), tv(u.system_time()))
-}
-
-/// Starts measuring the CPU of `who` (ourselves, or the children waited for meanwhile).
-fn start(who: UsageWho) -> impl FnOnce() -> Cost {
-    let (u0, s0) = cpu(who);
-    let t0 = Instant::now();
-    move || {
-        let wall = t0.elapsed();
-        let (u1, s1) = cpu(who);
-        Cost {
-            wall,
-            user: u1.saturating_sub(u0),
-            sys: s1.saturating_sub(s0),
-        }
-    }
-}
-
 fn rate(ops: usize, d: Duration) -> f64 {
     f64::from(u32::try_from(ops).unwrap_or(u32::MAX)) / d.as_secs_f64().max(1e-9)
 }
 
 fn ipvsadm(args: &[&str], stdin: Option<&str>) -> (Cost, String) {
-    let done = start(UsageWho::RUSAGE_CHILDREN);
-    let mut child = Command::new("ipvsadm")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ipvsadm");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let took = done();
-    assert!(out.status.success(), "ipvsadm {args:?} failed");
-    (took, String::from_utf8(out.stdout).unwrap())
+    let (out, took) = measure(UsageWho::RUSAGE_CHILDREN, || {
+        process::run("ipvsadm", args, stdin)
+    });
+    (took, out)
 }
 
 fn main() {
     let a = args();
-    // A fresh namespace for this thread (and the ipvsadm children it spawns).
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET): run as root, in the lab");
-    // Without any address the namespace has no local routing table and the kernel refuses IPv4
-    // destinations with EINVAL (inet_addr_type() answers RTN_BROADCAST): bring lo up.
-    let lo = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("ip");
-    assert!(lo.success(), "ip link set lo up");
+    // A fresh namespace for this thread (and the ipvsadm children it spawns), lo up (without
+    // it the kernel refuses IPv4 destinations with EINVAL).
+    enter_fresh_netns();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -235,9 +157,9 @@ async fn run(a: Args) {
     let n_services = usize::try_from(n).unwrap();
 
     // 1. Program through apply.
-    let done = start(UsageWho::RUSAGE_SELF);
+    let done = Stopwatch::start(UsageWho::RUSAGE_SELF);
     let results = c.apply(&ops).await;
-    let ours_prog = done();
+    let ours_prog = done.stop();
     println!("  apply done in {:.2} s", secs(ours_prog.wall));
     let failed = results.iter().filter(|r| r.is_err()).count();
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
@@ -246,17 +168,17 @@ async fn run(a: Args) {
     assert_eq!(failed, 0, "{failed} ops failed");
 
     // 2. Observe the whole table: the agent's path, the /proc fast path, the complete table.
-    let done = start(UsageWho::RUSAGE_SELF);
+    let done = Stopwatch::start(UsageWho::RUSAGE_SELF);
     let seen = agent_observation(&mut c).await;
-    let ours_agent = done();
+    let ours_agent = done.stop();
     println!(
         "  agent's observation done in {:.2} s",
         secs(ours_agent.wall)
     );
     assert_eq!(seen, (n_services, 2 * n_services));
-    let done = start(UsageWho::RUSAGE_SELF);
+    let done = Stopwatch::start(UsageWho::RUSAGE_SELF);
     let snap = c.snapshot().await.expect("snapshot");
-    let ours_snap = done();
+    let ours_snap = done.stop();
     println!("  snapshot done in {:.2} s", secs(ours_snap.wall));
     assert_eq!(snap.services.len(), n_services);
     assert!(
@@ -265,9 +187,9 @@ async fn run(a: Args) {
             .all(|s| s.destinations.len() == 2 && s.destinations.iter().all(|d| d.weight == 1))
     );
     let ours_table = if a.netlink_table {
-        let done = start(UsageWho::RUSAGE_SELF);
+        let done = Stopwatch::start(UsageWho::RUSAGE_SELF);
         let table = c.table().await.expect("table");
-        let took = done();
+        let took = done.stop();
         println!("  netlink table done in {:.2} s", secs(took.wall));
         assert_eq!(table.services.len(), n_services);
         assert!(table.services.values().all(|s| s.destinations.len() == 2));
@@ -275,9 +197,9 @@ async fn run(a: Args) {
     } else {
         None
     };
-    let done = start(UsageWho::RUSAGE_SELF);
+    let done = Stopwatch::start(UsageWho::RUSAGE_SELF);
     c.flush().await.expect("flush");
-    let ours_flush = done();
+    let ours_flush = done.stop();
     assert!(c.list_services().await.unwrap().is_empty());
 
     // 3. The same with ipvsadm.

@@ -5,49 +5,21 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::process::Command;
 
 use ipvs_netlink::{
     AddressFamily, Client, ClientOptions, Destination, Error, ForwardMethod, IpvsOp, Protocol,
     SchedulerName, Service, ServiceFlags, Timeouts, TunnelFlags, TunnelType, VirtualServiceKey,
 };
-use nix::sched::{CloneFlags, unshare};
+use lab_kit::{NetnsThread, enter_fresh_netns, ipvsadm_lines, sh};
 
 const NEEDS: &str = "needs IPVS: cargo xtask test";
 
-/// Move the test thread into a new network namespace and bring `lo` up.
 /// The kernel's `/proc/net/ip_vs` walks IPVS's global service hash without filtering by network
 /// namespace in `seq_next` (only `seq_start`, re-run on every ~4 KiB read, filters), so while
 /// another namespace holds IPVS services it skips ours and shows theirs. Tests here read it
 /// ([`Client::snapshot`]), so they run one at a time: parallel test threads would be exactly such
 /// other namespaces.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn fresh_netns() {
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-    sh("ip link set lo up");
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// ipvsadm output with runs of spaces collapsed, one line per entry.
-fn ipvsadm_lines(args: &str) -> Vec<String> {
-    sh(&format!("ipvsadm {args}"))
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -124,7 +96,7 @@ fn services() -> Vec<Service> {
 async fn every_service_field_round_trips() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let _ = NEEDS;
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = Client::connect().await.expect("connect: is ip_vs loaded?");
     for s in services() {
         c.add_service(&s)
@@ -178,7 +150,7 @@ async fn every_service_field_round_trips() {
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn every_lab_scheduler_is_accepted() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = Client::connect().await.unwrap();
     // ip_vs_twos (Linux 6.8) is not in the lab's 6.1 kernel.
     for (i, name) in [
@@ -238,7 +210,7 @@ fn destinations() -> Vec<Destination> {
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn every_destination_field_round_trips() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = Client::connect().await.unwrap();
     let svc = Service::new(
         VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
@@ -309,7 +281,7 @@ async fn every_destination_field_round_trips() {
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn kernel_errors_are_typed() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = Client::connect().await.unwrap();
     let s = Service::new(
         VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
@@ -360,7 +332,7 @@ async fn kernel_errors_are_typed() {
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn info_timeouts_zero_flush() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = Client::connect().await.unwrap();
     let info = c.info().await.unwrap();
     assert_eq!(info.version_triple(), (1, 2, 1));
@@ -406,7 +378,7 @@ async fn info_timeouts_zero_flush() {
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn ipvsadm_shows_exactly_what_we_add() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = Client::connect().await.unwrap();
     let mut s = Service::new(
         VirtualServiceKey::tcp(ip("10.0.0.1"), 80),
@@ -491,7 +463,7 @@ async fn ipvsadm_shows_exactly_what_we_add() {
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn we_decode_exactly_what_ipvsadm_adds() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    fresh_netns();
+    enter_fresh_netns();
     sh("ipvsadm -A -t 10.1.0.1:80 -s wrr -p 600 -M 255.255.255.0 \
         && ipvsadm -a -t 10.1.0.1:80 -r 10.1.0.2:80 -m -w 3 -x 50 -y 5 \
         && ipvsadm -a -t 10.1.0.1:80 -r 10.1.0.3:80 -g -w 0 \
@@ -603,7 +575,7 @@ fn bulk_ops(n: u16) -> Vec<IpvsOp> {
 }
 
 async fn apply_batch(ack_every_op: bool) {
-    fresh_netns();
+    enter_fresh_netns();
     let opts = ClientOptions {
         window: 64,
         ack_every_op,
@@ -676,18 +648,13 @@ async fn apply_pipelines_and_reports_each_op_errors_only() {
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn client_in_another_namespace_by_path() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    fresh_netns();
+    enter_fresh_netns();
     // A thread that owns a second fresh namespace until told to exit.
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNET).unwrap();
-        // "/proc/thread-self" links to "<pid>/task/<tid>".
-        let me = std::fs::read_link("/proc/thread-self").unwrap();
-        tx.send(format!("/proc/{}/ns/net", me.display())).unwrap();
+    let holder = NetnsThread::spawn(move || {
         let _ = done_rx.recv();
     });
-    let path = rx.recv().unwrap();
+    let path = holder.path();
     let mut here = Client::connect().await.unwrap();
     let opts = ClientOptions {
         netns: Some(path.into()),
@@ -706,6 +673,7 @@ async fn client_in_another_namespace_by_path() {
     );
     assert_eq!(there.snapshot().await.unwrap().services.len(), 1);
     assert!(here.snapshot().await.unwrap().services.is_empty());
+    holder.start();
     done_tx.send(()).unwrap();
-    holder.join().unwrap();
+    holder.join();
 }

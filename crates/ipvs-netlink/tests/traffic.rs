@@ -4,114 +4,14 @@
 // Test code: helpers outside #[test] fns may panic too (clippy.toml only covers the fns).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipvs_netlink::{Client, Destination, SchedulerName, Service, ServiceFlags, VirtualServiceKey};
-use nix::sched::{CloneFlags, unshare};
-
-const SERVER: &str = r#"
-import socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 8080))
-s.listen(512)
-def serve(c):
-    try:
-        c.sendall(sys.argv[1].encode() + b"\n")
-        while c.recv(100):
-            pass
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
+use lab_kit::backend::{read_name, start_servers};
+use lab_kit::{enter_fresh_netns, sh};
 
 const VIP: [u8; 4] = [10, 96, 0, 1];
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn netns_of(path: &str) -> std::path::PathBuf {
-    std::fs::read_link(path).unwrap_or_default()
-}
-
-/// The backends' processes; killed (and their namespaces gone) on drop.
-struct Backends(Vec<Child>);
-
-impl Drop for Backends {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Backend `i` (1..=3): namespace with 10.0.i.1/24 on a veth to the node (10.0.i.254/24).
-fn start_backends() -> Backends {
-    let mut children = Backends(Vec::new());
-    let ours = netns_of("/proc/thread-self/ns/net");
-    for i in 1..=3 {
-        let child = Command::new("unshare")
-            .args(["-n", "python3", "-c", SERVER, &format!("b{i}")])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn backend");
-        let pid = child.id();
-        children.0.push(child);
-        // Namespace creation is slow under emulation; wait until the child is in its own.
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while netns_of(&format!("/proc/{pid}/ns/net")) == ours {
-            assert!(
-                Instant::now() < deadline,
-                "backend {i} never entered its namespace"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        sh(&format!(
-            "ip link add vb{i} type veth peer name eth0 netns {pid} \
-             && ip addr add 10.0.{i}.254/24 dev vb{i} && ip link set vb{i} up \
-             && nsenter -t {pid} -n sh -c 'ip link set lo up && ip addr add 10.0.{i}.1/24 dev eth0 \
-                && ip link set eth0 up && ip route add default via 10.0.{i}.254'"
-        ));
-    }
-    // Wait until every server answers directly.
-    for i in 1..=3 {
-        let addr = SocketAddr::from(([10, 0, i, 1], 8080));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-                assert_eq!(read_name(&mut c), format!("b{i}"));
-                break;
-            }
-            assert!(Instant::now() < deadline, "backend {i} does not answer");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    children
-}
-
-fn read_name(c: &mut TcpStream) -> String {
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut line = String::new();
-    BufReader::new(c.try_clone().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.trim().to_owned()
-}
 
 /// Connect to the VIP on `port`; the answering backend's name and the open connection.
 fn ask(port: u16) -> (String, TcpStream) {
@@ -154,11 +54,9 @@ async fn service(
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn schedulers_distribute_real_connections_as_promised() {
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
-    sh(
-        "ip link set lo up && ip link add kube-ipvs0 type dummy && ip addr add 10.96.0.1/32 dev kube-ipvs0",
-    );
-    let _backends = start_backends();
+    enter_fresh_netns();
+    sh("ip link add kube-ipvs0 type dummy && ip addr add 10.96.0.1/32 dev kube-ipvs0");
+    let _backends = start_servers(3);
     let mut c = Client::connect().await.unwrap();
 
     // rr rotates exactly.

@@ -17,6 +17,7 @@ use ipnet::IpNet;
 
 use crate::desired::cidrs::route_matters;
 use crate::desired::{NodeState, Touched};
+use crate::dump::ClusterDump;
 use crate::model::{Affected, ClusterIndex};
 use crate::plan::PartialRead;
 use crate::plan::{ApplyError, ObservedState, Op, Planner};
@@ -79,6 +80,25 @@ impl Engine {
     pub fn apply_service(&mut self, s: &core::Service) {
         let a = self.index.apply_service(s);
         self.note(a);
+    }
+
+    /// Feeds a cluster dump in, as `kube-ipvs plan` reads one: this node's Node (the one the
+    /// config names, when the dump has it: other Nodes are not this engine's), then the
+    /// ServiceCIDRs, Services and EndpointSlices in the dump's order. Objects that did not decode
+    /// (`dump.bad`) are left out. The same as applying each object with its `apply_*` call.
+    pub fn load(&mut self, dump: &ClusterDump) {
+        if let Some(n) = dump.node(&self.cfg.node_name) {
+            self.apply_node(n);
+        }
+        for c in &dump.service_cidrs {
+            self.apply_service_cidr(c);
+        }
+        for s in &dump.services {
+            self.apply_service(s);
+        }
+        for s in &dump.slices {
+            self.apply_slice(s);
+        }
     }
 
     /// Removes a Service.
@@ -392,4 +412,55 @@ fn retire<T: Send + 'static>(previous: T, services: usize) -> Option<JoinHandle<
         .spawn(move || drop(previous))
         .inspect_err(|e| tracing::debug!(error = %e, "freed the previous desired state inline"))
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example cluster, as `kube-ipvs plan -f examples/cluster.yaml --node node-a` reads it.
+    fn example() -> (ClusterDump, PlannerConfig) {
+        let mut dump = ClusterDump::default();
+        dump.parse(
+            include_str!("../../../examples/cluster.yaml"),
+            "examples/cluster.yaml",
+        )
+        .unwrap();
+        assert!(dump.bad.is_empty(), "{:?}", dump.bad);
+        (dump, PlannerConfig::new("node-a"))
+    }
+
+    #[test]
+    fn loading_a_dump_equals_applying_its_objects_one_by_one() {
+        let (dump, cfg) = example();
+        assert!(dump.nodes.len() > 1, "the example has other nodes to skip");
+        let mut loaded = Engine::new(cfg.clone());
+        loaded.load(&dump);
+
+        let mut by_hand = Engine::new(cfg);
+        by_hand.apply_node(dump.node("node-a").unwrap());
+        (dump.service_cidrs.iter()).for_each(|c| by_hand.apply_service_cidr(c));
+        (dump.services.iter()).for_each(|s| by_hand.apply_service(s));
+        (dump.slices.iter()).for_each(|s| by_hand.apply_slice(s));
+
+        assert_eq!(loaded.change_count(), by_hand.change_count());
+        let ops = loaded.plan_full(Duration::ZERO);
+        assert!(ops.len() > 10, "{ops:?}");
+        assert_eq!(ops, by_hand.plan_full(Duration::ZERO));
+    }
+
+    #[test]
+    fn loading_skips_other_nodes_and_works_without_ours() {
+        let (dump, _) = example();
+        let mut loaded = Engine::new(PlannerConfig::new("not-in-the-dump"));
+        loaded.load(&dump);
+        let mut without_node = Engine::new(PlannerConfig::new("not-in-the-dump"));
+        let mut no_nodes = dump.clone();
+        no_nodes.nodes.clear();
+        without_node.load(&no_nodes);
+        assert_eq!(
+            loaded.plan_full(Duration::ZERO),
+            without_node.plan_full(Duration::ZERO)
+        );
+    }
 }

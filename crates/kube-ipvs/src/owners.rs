@@ -147,18 +147,7 @@ impl Owners {
     pub fn from_dump(dump: &ClusterDump, cfg: PlannerConfig) -> Self {
         let node = cfg.node_name.to_string();
         let mut engine = Engine::new(cfg);
-        if let Some(n) = dump.node(&node) {
-            engine.apply_node(n);
-        }
-        for c in &dump.service_cidrs {
-            engine.apply_service_cidr(c);
-        }
-        for s in &dump.services {
-            engine.apply_service(s);
-        }
-        for s in &dump.slices {
-            engine.apply_slice(s);
-        }
+        engine.load(dump);
         engine.plan_full(std::time::Duration::ZERO);
         Self::from_desired(engine.desired()).with_node(&node)
     }

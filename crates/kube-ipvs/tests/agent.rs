@@ -8,10 +8,13 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use common::{slice, svc};
 use fake_apiserver::{FakeApiServer, Kind};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -38,26 +41,6 @@ use tokio::time::{Instant, sleep};
 const NODE: &str = "n1";
 
 // ---------- cluster objects ----------
-
-fn svc(name: &str, ip: &str) -> Service {
-    serde_json::from_value(json!({
-        "metadata": {"namespace": "default", "name": name},
-        "spec": {"clusterIP": ip, "ports": [{"port": 80, "protocol": "TCP"}]},
-    }))
-    .unwrap()
-}
-
-fn slice(name: &str, svc: &str, ips: &[&str]) -> EndpointSlice {
-    let eps: Vec<_> = ips.iter().map(|ip| json!({"addresses": [ip]})).collect();
-    serde_json::from_value(json!({
-        "metadata": {"namespace": "default", "name": name,
-                     "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4",
-        "ports": [{"port": 8080, "protocol": "TCP"}],
-        "endpoints": eps,
-    }))
-    .unwrap()
-}
 
 fn node() -> Node {
     serde_json::from_value(json!({
@@ -493,22 +476,7 @@ async fn the_file_source_programs_the_table_that_plan_prints() {
     let mut cfg = PlannerConfig::new("node-a");
     cfg.node_addresses = node_ips;
     let mut e = Engine::new(cfg);
-    for n in dump
-        .nodes
-        .iter()
-        .filter(|n| n.metadata.name.as_deref() == Some("node-a"))
-    {
-        e.apply_node(n);
-    }
-    for c in &dump.service_cidrs {
-        e.apply_service_cidr(c);
-    }
-    for sv in &dump.services {
-        e.apply_service(sv);
-    }
-    for sl in &dump.slices {
-        e.apply_slice(sl);
-    }
+    e.load(&dump);
     let ops = e.plan_full(Duration::ZERO);
     let mut want = ObservedState::new();
     want.apply_all(&ops).unwrap();

@@ -8,12 +8,15 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use common::{slice, svc};
 use fake_apiserver::FakeApiServer;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -30,7 +33,6 @@ use kube_ipvs::source::{
 };
 use kube_ipvs::telemetry::{Telemetry, TelemetryOptions};
 use kube_ipvs::types::{Family, ServiceName};
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::sleep;
@@ -351,26 +353,6 @@ impl std::io::Write for Logs {
 }
 
 // ---------- kernel errnos ----------
-
-fn svc(name: &str, ip: &str) -> Service {
-    serde_json::from_value(json!({
-        "metadata": {"namespace": "default", "name": name},
-        "spec": {"clusterIP": ip, "ports": [{"port": 80, "protocol": "TCP"}]},
-    }))
-    .unwrap()
-}
-
-fn slice(name: &str, svc: &str, ips: &[&str]) -> EndpointSlice {
-    let eps: Vec<_> = ips.iter().map(|ip| json!({"addresses": [ip]})).collect();
-    serde_json::from_value(json!({
-        "metadata": {"namespace": "default", "name": name,
-                     "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4",
-        "ports": [{"port": 8080, "protocol": "TCP"}],
-        "endpoints": eps,
-    }))
-    .unwrap()
-}
 
 async fn initial(tx: &mpsc::Sender<ClusterEvent>, svcs: Vec<Service>, slices: Vec<EndpointSlice>) {
     let evs = list_events(ClusterEvent::Service, svcs)

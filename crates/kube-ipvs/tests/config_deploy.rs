@@ -394,10 +394,8 @@ fn iptables_mode_cleanup_removes_only_the_iptables_modes_chains() {
         fixture.display(),
         s = script.display()
     );
-    let out = std::process::Command::new("unshare")
-        .args(["-n", "sh", "-c", &sh])
-        .output()
-        .unwrap();
+    lab_kit::enter_fresh_netns();
+    let out = lab_kit::sh_output(&sh);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

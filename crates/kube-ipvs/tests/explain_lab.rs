@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use nix::sched::{CloneFlags, unshare};
+use lab_kit::{enter_fresh_netns, sh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kube-ipvs");
 const NODE: &str = "node-a";
@@ -59,19 +59,6 @@ fn cluster_yaml() -> String {
         y += &slice(name, ready, target);
     }
     y
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Kills the agent (and restores the conntrack limit) however the test ends.
@@ -221,11 +208,12 @@ fn explain_names_each_broken_thing_and_passes_a_healthy_service() {
         .ok()
         .map(|s| s.trim().to_string())
         .expect("nf_conntrack is not loaded in the lab");
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-    sh("ip link set lo up \
-        && ip link add eth0 type dummy && ip addr add 10.0.9.1/24 dev eth0 && ip link set eth0 up \
+    enter_fresh_netns();
+    sh(
+        "ip link add eth0 type dummy && ip addr add 10.0.9.1/24 dev eth0 && ip link set eth0 up \
         && ip link add pods type dummy && ip addr add 10.244.1.5/32 dev pods \
-        && ip addr add 10.244.1.6/32 dev pods && ip link set pods up");
+        && ip addr add 10.244.1.6/32 dev pods && ip link set pods up",
+    );
     // The "Pods": listening on 8080 (the kernel completes handshakes without accept()).
     let _pods: Vec<TcpListener> = ["10.244.1.5:8080", "10.244.1.6:8080"]
         .iter()

@@ -20,38 +20,10 @@ use kube_ipvs::types::{
     SetKind, VsKey, VsSpec,
 };
 use kube_ipvs::{Engine, PlannerConfig};
+use lab_kit::{enter_fresh_netns, ipvsadm_lines, sh};
 
 const NODE: &str = "node-a";
 const DEVICE: &str = "kube-ipvs0";
-
-/// Moves the calling thread (and what it spawns later) into a new network namespace, `lo` up.
-fn fresh_netns() {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .expect("unshare(CLONE_NEWNET) failed: kernel tests need root (cargo xtask test)");
-    sh("ip link set lo up");
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `ipvsadm -Ln` lines with runs of spaces collapsed.
-fn ipvsadm() -> Vec<String> {
-    sh("ipvsadm -Ln")
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -73,16 +45,8 @@ fn cluster_engine() -> Engine {
     dump.read_file(&root().join("examples/cluster.yaml"))
         .unwrap();
     let mut e = Engine::new(planner_config());
-    e.apply_node(dump.node(NODE).expect("node-a in the example"));
-    for c in &dump.service_cidrs {
-        e.apply_service_cidr(c);
-    }
-    for s in &dump.services {
-        e.apply_service(s);
-    }
-    for s in &dump.slices {
-        e.apply_slice(s);
-    }
+    assert!(dump.node(NODE).is_some(), "node-a in the example");
+    e.load(&dump);
     e
 }
 
@@ -107,7 +71,7 @@ async fn sync(kernel: &mut NetlinkKernel, engine: &mut Engine) -> Vec<Op> {
 
 /// A fresh namespace, prepared, with the example cluster applied.
 async fn programmed() -> (NetlinkKernel, Engine, Vec<Op>) {
-    fresh_netns();
+    enter_fresh_netns();
     let t = std::time::Instant::now();
     let mut kernel = connect().await;
     kernel.prepare().await.expect("prepare");
@@ -133,7 +97,7 @@ async fn full_plan_applies_and_a_second_plan_is_empty() {
     assert!(again.is_empty(), "second plan: {again:#?}");
 
     // What other tools see.
-    let table = ipvsadm();
+    let table = ipvsadm_lines("-Ln");
     for want in [
         "TCP 10.96.0.1:443 rr",
         "-> 192.168.1.10:6443 Masq 1 0 0",
@@ -212,7 +176,7 @@ async fn full_plan_applies_and_a_second_plan_is_empty() {
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn a_restarted_agent_adopts_the_kernel_with_zero_ops() {
     let (kernel, _engine, _) = programmed().await;
-    let before = ipvsadm();
+    let before = ipvsadm_lines("-Ln");
     drop(kernel);
     let mut restarted = connect().await;
     restarted.prepare().await.unwrap();
@@ -220,7 +184,7 @@ async fn a_restarted_agent_adopts_the_kernel_with_zero_ops() {
     engine.set_observed(restarted.observe().await.unwrap());
     let ops = engine.plan_full(Duration::ZERO);
     assert!(ops.is_empty(), "after restart: {ops:#?}");
-    assert_eq!(ipvsadm(), before);
+    assert_eq!(ipvsadm_lines("-Ln"), before);
 }
 
 fn owner() -> ServicePortName {
@@ -233,7 +197,7 @@ fn owner() -> ServicePortName {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn failures_map_to_their_op_and_the_rest_apply() {
-    fresh_netns();
+    enter_fresh_netns();
     let mut kernel = connect().await;
     kernel.prepare().await.unwrap();
     sh("ipvsadm -A -t 10.1.0.9:80 -s wlc");
@@ -313,7 +277,7 @@ async fn failures_map_to_their_op_and_the_rest_apply() {
     assert_eq!(failed, [2, 6, 8, 9], "{errors:#?}");
     assert_eq!(out.succeeded(&ops).count(), ops.len() - 4);
 
-    let table = ipvsadm();
+    let table = ipvsadm_lines("-Ln");
     for want in [
         "TCP 10.1.0.1:80 rr",
         "-> 10.244.0.2:8080 Masq 1 0 0",
@@ -335,12 +299,12 @@ async fn failures_map_to_their_op_and_the_rest_apply() {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn foreign_virtual_servers_survive_a_full_sync() {
-    fresh_netns();
+    enter_fresh_netns();
     // keepalived / kube-vip style entries on addresses kube-ipvs does not own, and fwmark ones.
     sh("ipvsadm -A -t 192.0.2.50:80 -s wlc && ipvsadm -a -t 192.0.2.50:80 -r 10.9.9.9:80 -m -w 3");
     sh("ipvsadm -A -u [2001:db8::50]:53 -s rr");
     sh("ipvsadm -A -f 7 -s rr && ipvsadm -a -f 7 -r 10.9.9.8:0 -g");
-    let foreign: Vec<String> = ipvsadm();
+    let foreign: Vec<String> = ipvsadm_lines("-Ln");
     let mut kernel = connect().await;
     kernel.prepare().await.unwrap();
     let observed = kernel.observe().await.unwrap();
@@ -359,7 +323,7 @@ async fn foreign_virtual_servers_survive_a_full_sync() {
     let mut engine = cluster_engine();
     let ops = sync(&mut kernel, &mut engine).await;
     assert!(!ops.is_empty());
-    let table = ipvsadm();
+    let table = ipvsadm_lines("-Ln");
     for line in &foreign[3..] {
         assert!(table.contains(line), "foreign {line:?} gone: {table:#?}");
     }
@@ -427,7 +391,11 @@ async fn against_kernel_prints_the_ops_for_a_kernel_that_differs() {
     assert_eq!(ops.len(), 3);
     assert_eq!(ops[2]["op"], "delVs");
     // Read-only: nothing was changed by planning.
-    assert!(ipvsadm().iter().any(|l| l == "TCP 10.96.99.99:80 rr"));
+    assert!(
+        ipvsadm_lines("-Ln")
+            .iter()
+            .any(|l| l == "TCP 10.96.99.99:80 rr")
+    );
 }
 
 #[tokio::test]
@@ -467,7 +435,7 @@ async fn rules_are_written_when_their_inputs_change() {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn a_configured_namespace_is_used_for_everything() {
-    fresh_netns();
+    enter_fresh_netns();
     let name = format!("kipvs-{}", std::process::id());
     sh(&format!(
         "ip netns add {name} && ip -n {name} link set lo up"
@@ -525,7 +493,7 @@ async fn a_configured_namespace_is_used_for_everything() {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn a_full_ipset_grows_in_place_and_keeps_its_members_and_references() {
-    fresh_netns();
+    enter_fresh_netns();
     // A KUBE-CLUSTER-IP with room for 4 members (stock's is 65,536: ~33,000 two-port Services
     // fill it), referenced by an iptables rule as stock's is.
     sh(
@@ -593,7 +561,7 @@ async fn a_lost_reply_fails_only_its_op_the_socket_is_rebuilt_and_the_retry_prog
     use kube_ipvs::kernel::KernelError;
     use netlink_transport::{Error as TransportError, Failure, Fault, Faults, Match};
 
-    fresh_netns();
+    enter_fresh_netns();
     let faults = Faults::new();
     let mut cfg = KernelConfig::new(DEVICE, &[Family::V4]);
     cfg.request_timeout = Duration::from_secs(2);
@@ -639,7 +607,7 @@ async fn a_lost_reply_fails_only_its_op_the_socket_is_rebuilt_and_the_retry_prog
         }
     }
     // Both Services are programmed, on every subsystem.
-    let table = ipvsadm();
+    let table = ipvsadm_lines("-Ln");
     for want in ["TCP 10.1.0.1:80 rr", "TCP 10.1.0.2:80 rr"] {
         assert!(table.iter().any(|l| l == want), "{want} in {table:#?}");
     }
@@ -664,7 +632,7 @@ async fn a_lost_reply_fails_only_its_op_the_socket_is_rebuilt_and_the_retry_prog
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn the_rate_estimator_is_switched_only_when_asked() {
-    fresh_netns();
+    enter_fresh_netns();
     let estimation = || sh("sysctl -n net.ipv4.vs.run_estimation").trim().to_owned();
     let mut kernel = connect().await;
     kernel.prepare().await.unwrap();
@@ -680,5 +648,5 @@ async fn the_rate_estimator_is_switched_only_when_asked() {
         kernel.prepare().await.unwrap();
         assert_eq!(estimation(), value);
     }
-    assert_eq!(ipvsadm().len(), 4, "{:?}", ipvsadm());
+    assert_eq!(ipvsadm_lines("-Ln").len(), 4, "{:?}", ipvsadm_lines("-Ln"));
 }

@@ -6,40 +6,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::net::UdpSocket;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use kube_ipvs::PlannerConfig;
 use kube_ipvs::dump::ClusterDump;
 use kube_ipvs::owners::Owners;
 use kube_ipvs::types::{Proto, VsKey};
-use nix::sched::{CloneFlags, unshare};
+use lab_kit::{enter_fresh_netns, sh, sh_output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kube-ipvs");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-/// Moves this test's thread (and the processes it starts) into a new network namespace.
-fn fresh_netns() {
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-    sh("ip link set lo up");
-}
-
-fn run(cmd: &str) -> Output {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .current_dir(ROOT)
-        .output()
-        .expect("spawn sh")
-}
-
-fn sh(cmd: &str) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn kube_ipvs(args: &str) -> String {
     sh(&format!("{BIN} {args}"))
@@ -92,30 +68,7 @@ fn build_table() {
 
 /// `ipvsadm -R` (one process: the lab's emulated CPU makes each process start costly).
 fn restore(rules: &str) {
-    pipe("ipvsadm -R", rules);
-}
-
-/// Runs `cmd` with `input` on its stdin; it must succeed.
-fn pipe(cmd: &str, input: &str) {
-    use std::io::Write as _;
-    let mut child = Command::new("sh")
-        .args(["-c", cmd])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}\n{input}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab_kit::process::run("ipvsadm", &["-R"], Some(rules));
 }
 
 /// Datagrams through a virtual server, so counters and rates are not all zero.
@@ -152,7 +105,7 @@ fn compare(args: &str) {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn list_is_byte_identical_to_ipvsadm() {
-    fresh_netns();
+    enter_fresh_netns();
     build_table();
     traffic();
     let n = sh("ipvsadm -Ln | grep -c -E '^(TCP|UDP|SCTP|FWM)'");
@@ -198,11 +151,11 @@ fn list_is_byte_identical_to_ipvsadm() {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn a_missing_service_is_an_error_and_json_lists_the_same_table() {
-    fresh_netns();
+    enter_fresh_netns();
     restore(
         "-A -t 203.0.113.254:65535 -s sed\n-A -t 10.96.0.1:443 -s rr\n-a -t 10.96.0.1:443 -r 10.0.0.1:6443 -m\n-A -f 43 -6 -s rr\n-A -u [fd00::1]:53 -s rr\n",
     );
-    let out = run(&format!("{BIN} list -t 10.9.9.9:1"));
+    let out = sh_output(&format!("{BIN} list -t 10.9.9.9:1"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such service: TCP  10.9.9.9:1"));
     let json: serde_json::Value = serde_json::from_str(&kube_ipvs("list --json --stats")).unwrap();
@@ -222,7 +175,7 @@ fn a_missing_service_is_an_error_and_json_lists_the_same_table() {
     assert!(json["services"][0]["stats"].is_object());
     // --watch redraws in place (home + clear before each frame) until interrupted.
     // (The lab's emulated CPU is slow: give it time for two frames.)
-    let watched = run(&format!("timeout -s INT 120 {BIN} list --watch 1"));
+    let watched = sh_output(&format!("timeout -s INT 120 {BIN} list --watch 1"));
     let frames = String::from_utf8_lossy(&watched.stdout);
     assert!(
         frames.matches("\x1b[H\x1b[2J").count() >= 2,
@@ -235,8 +188,8 @@ fn a_missing_service_is_an_error_and_json_lists_the_same_table() {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn without_cap_net_admin_the_error_names_the_capability() {
-    fresh_netns();
-    let out = run(&format!(
+    enter_fresh_netns();
+    let out = sh_output(&format!(
         "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all {BIN} list"
     ));
     assert!(!out.status.success());
@@ -283,7 +236,7 @@ fn ipvsadm_add(key: &VsKey) -> String {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn services_names_every_virtual_server_of_the_cluster_and_marks_foreign_ones() {
-    fresh_netns();
+    enter_fresh_netns();
     let owners = example_owners();
     assert!(owners.len() >= 15, "{}", owners.len());
     let rules: String = owners.iter().map(|(k, _)| ipvsadm_add(k)).collect();
@@ -344,7 +297,7 @@ fn services_names_every_virtual_server_of_the_cluster_and_marks_foreign_ones() {
         .collect();
     assert_eq!(foreign, ["TCP  203.0.113.99:80", "FWM  9"]);
     // Without an owner source, --services says where to get one.
-    let out = run(&format!(
+    let out = sh_output(&format!(
         "{BIN} list --services --owners /nonexistent/owners.json"
     ));
     assert!(!out.status.success());
@@ -443,7 +396,7 @@ fn node_state() -> String {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn cleanup_after_the_agent_removes_all_of_ours_and_keeps_foreign_state() {
-    fresh_netns();
+    enter_fresh_netns();
     foreign_state();
     let foreign_before = sh("ipvsadm -Sn");
     agent_programs_the_example_cluster();
@@ -571,7 +524,7 @@ fn cleanup_after_the_agent_removes_all_of_ours_and_keeps_foreign_state() {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn cleanup_library_entry_removes_what_the_agent_published() {
-    fresh_netns();
+    enter_fresh_netns();
     sh("ipvsadm -A -t 198.51.100.7:8443 -s rr; ipvsadm -A -t 198.51.100.8:80 -s rr");
     let path = std::env::temp_dir().join(format!("owners-cleanup-{}.json", std::process::id()));
     std::fs::write(
@@ -620,7 +573,7 @@ fn config_file(name: &str, body: &str) -> std::path::PathBuf {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn cleanup_keeps_excluded_virtual_servers_after_a_real_agent_run() {
-    fresh_netns();
+    enter_fresh_netns();
     let config = config_file("excluded", "ipvs: {excludeCIDRs: [10.96.0.10/32]}\n");
     let config = config.display();
     // The agent programs examples/cluster.yaml for node-a, kube-dns (10.96.0.10) included: the
@@ -693,7 +646,7 @@ fn cleanup_keeps_excluded_virtual_servers_after_a_real_agent_run() {
 #[test]
 #[ignore = "needs IPVS: cargo xtask test"]
 fn init_only_prepares_the_node_and_exits() {
-    fresh_netns();
+    enter_fresh_netns();
     // As an init container runs it: argv[0] kube-proxy, kube-proxy's flags.
     let dir = std::env::temp_dir().join(format!("kube-proxy-init-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -9,64 +9,11 @@
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::resource::{UsageWho, getrusage};
+use lab_kit::cost::{Cost, UsageWho, measure};
+use lab_kit::{enter_fresh_netns, process};
 use nodenet::link::Links;
-
-#[derive(Debug, Clone, Copy)]
-struct Cost {
-    wall: Duration,
-    user: Duration,
-    sys: Duration,
-}
-
-impl std::fmt::Display for Cost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "wall {:>8.3} s  user {:>7.3} s  sys {:>7.3} s",
-            self.wall.as_secs_f64(),
-            self.user.as_secs_f64(),
-            self.sys.as_secs_f64()
-        )
-    }
-}
-
-fn usage(who: UsageWho) -> (Duration, Duration) {
-    let u = getrusage(who).expect("getrusage");
-    let tv = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
-            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
-    };
-    (tv(u.user_time()), tv(u.system_time()))
-}
-
-/// Measures `f`, charging the CPU time of `who` (ourselves, or waited-for children).
-fn measure<T>(who: UsageWho, f: impl FnOnce() -> T) -> (T, Cost) {
-    let (u0, s0) = usage(who);
-    let t0 = Instant::now();
-    let out = f();
-    let wall = t0.elapsed();
-    let (u1, s1) = usage(who);
-    (
-        out,
-        Cost {
-            wall,
-            user: u1.saturating_sub(u0),
-            sys: s1.saturating_sub(s0),
-        },
-    )
-}
-
-fn sh(args: &[&str]) {
-    let status = Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .expect("spawn");
-    assert!(status.success(), "{args:?} failed");
-}
 
 fn ip_batch(lines: &str) -> Cost {
     let path = std::env::temp_dir().join(format!("nodenet-bench-{}.batch", std::process::id()));
@@ -75,7 +22,7 @@ fn ip_batch(lines: &str) -> Cost {
         .write_all(lines.as_bytes())
         .unwrap();
     let ((), cost) = measure(UsageWho::RUSAGE_CHILDREN, || {
-        sh(&["ip", "-batch", path.to_str().unwrap()]);
+        process::run("ip", &["-batch", path.to_str().unwrap()], None);
     });
     std::fs::remove_file(path).unwrap();
     cost
@@ -96,12 +43,8 @@ fn main() {
                 .expect("--addresses N");
         }
     }
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .expect("unshare(CLONE_NEWNET): run as root");
-    sh(&["ip", "link", "set", "lo", "up"]);
-    sh(&[
-        "ip", "link", "add", "bench0", "type", "veth", "peer", "name", "bench1",
-    ]);
+    enter_fresh_netns();
+    lab_kit::sh("ip link add bench0 type veth peer name bench1");
 
     let addrs: Vec<IpAddr> = (0..n)
         .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a80_0001_u32 + i)))
@@ -124,7 +67,7 @@ fn main() {
         rt.block_on(links.sync_addresses(ifindex, &wanted)).unwrap()
     });
     assert_eq!(changes.added.len(), wanted.len());
-    println!("  add    ours      {ours_add}");
+    println!("  add    ours      {ours_add:.3}");
     let have = rt.block_on(links.addresses(ifindex)).unwrap();
     assert_eq!(have.len(), wanted.len(), "all addresses bound");
     let (changes, ours_del) = measure(UsageWho::RUSAGE_SELF, || {
@@ -132,7 +75,7 @@ fn main() {
             .unwrap()
     });
     assert_eq!(changes.removed.len(), wanted.len());
-    println!("  remove ours      {ours_del}");
+    println!("  remove ours      {ours_del:.3}");
 
     let add: String = addrs
         .iter()
@@ -143,13 +86,13 @@ fn main() {
         .map(|a| format!("address del {a}/32 dev bench0\n"))
         .collect();
     let ip_add = ip_batch(&add);
-    println!("  add    ip -batch {ip_add}");
+    println!("  add    ip -batch {ip_add:.3}");
     assert_eq!(
         rt.block_on(links.addresses(ifindex)).unwrap().len(),
         wanted.len()
     );
     let ip_del = ip_batch(&del);
-    println!("  remove ip -batch {ip_del}");
+    println!("  remove ip -batch {ip_del:.3}");
     assert!(rt.block_on(links.addresses(ifindex)).unwrap().is_empty());
     println!(
         "  ratio ours/ip -batch (wall): add {:.2}x, remove {:.2}x; user-space CPU: ours {:.3} s, ip {:.3} s",

@@ -10,13 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sched::{CloneFlags, unshare};
-use nix::sys::resource::{UsageWho, getrusage};
+use lab_kit::cost::{Cost, Stopwatch, UsageWho, measure};
+use lab_kit::enter_fresh_netns;
+use lab_kit::process;
 use nodenet::AddressFamily;
 use nodenet::ipset::{CreateSpec, Entry, IpsetClient, Protocol, SetType, TrackedSet};
 
@@ -43,74 +42,17 @@ fn entry(i: usize) -> Entry {
     }
 }
 
-/// CPU time (user, sys) of this process or its children.
-fn cpu(who: UsageWho) -> (Duration, Duration) {
-    let u = getrusage(who).unwrap();
-    let tv = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap())
-            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap())
-    };
-    (tv(u.user_time()), tv(u.system_time()))
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Timed {
-    wall: Duration,
-    user: Duration,
-    sys: Duration,
-}
-
-fn timed<T>(who: UsageWho, f: impl FnOnce() -> T) -> (T, Timed) {
-    let (u0, s0) = cpu(who);
-    let t0 = Instant::now();
-    let out = f();
-    let wall = t0.elapsed();
-    let (u1, s1) = cpu(who);
-    (
-        out,
-        Timed {
-            wall,
-            user: u1 - u0,
-            sys: s1 - s0,
-        },
-    )
-}
-
-fn ipset_cli(args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("ipset")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ipset CLI");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "ipset {args:?} failed");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[derive(Debug, Default, Clone, Copy)]
 struct Round {
-    ours_fill: Timed,
-    ours_fill_sized: Timed,
-    ours_change: Timed,
-    ours_change_diff: Timed,
-    ours_resync: Timed,
-    ours_list: Timed,
-    cli_fill: Timed,
-    cli_change: Timed,
-    cli_list: Timed,
+    ours_fill: Cost,
+    ours_fill_sized: Cost,
+    ours_change: Cost,
+    ours_change_diff: Cost,
+    ours_resync: Cost,
+    ours_list: Cost,
+    cli_fill: Cost,
+    cli_change: Cost,
+    cli_list: Cost,
 }
 
 async fn round(n: usize) -> Round {
@@ -131,16 +73,10 @@ async fn round(n: usize) -> Round {
     let mut spec = CreateSpec::hash(SET, SetType::HashIpPort, AddressFamily::Inet);
     spec.hashsize = Some(1024);
     spec.maxelem = Some(maxelem);
-    let start = Instant::now();
-    let cpu0 = cpu(UsageWho::RUSAGE_SELF);
+    let watch = Stopwatch::start(UsageWho::RUSAGE_SELF);
     c.create(&spec).await.unwrap();
     assert_eq!(c.add_batch(SET, &initial).await.unwrap(), n);
-    let cpu1 = cpu(UsageWho::RUSAGE_SELF);
-    r.ours_fill = Timed {
-        wall: start.elapsed(),
-        user: cpu1.0 - cpu0.0,
-        sys: cpu1.1 - cpu0.1,
-    };
+    r.ours_fill = watch.stop();
 
     // The 1% change as the agent makes it: it knows which members come and go.
     let mut tracked = TrackedSet::new(SET, observed.clone());
@@ -192,8 +128,8 @@ async fn round(n: usize) -> Round {
     for e in &initial {
         script += &format!("add {SET} {e}\n");
     }
-    ((), r.cli_fill) = timed(UsageWho::RUSAGE_CHILDREN, || {
-        ipset_cli(&["restore"], Some(&script));
+    ((), r.cli_fill) = measure(UsageWho::RUSAGE_CHILDREN, || {
+        process::run("ipset", &["restore"], Some(&script));
     });
     let mut change = String::new();
     for e in observed.difference(&wanted) {
@@ -202,15 +138,15 @@ async fn round(n: usize) -> Round {
     for e in wanted.difference(&observed) {
         change += &format!("add {SET} {e}\n");
     }
-    ((), r.cli_change) = timed(UsageWho::RUSAGE_CHILDREN, || {
-        ipset_cli(&["restore"], Some(&change));
+    ((), r.cli_change) = measure(UsageWho::RUSAGE_CHILDREN, || {
+        process::run("ipset", &["restore"], Some(&change));
     });
-    let (listed, t) = timed(UsageWho::RUSAGE_CHILDREN, || {
-        ipset_cli(&["list", SET], None)
+    let (listed, t) = measure(UsageWho::RUSAGE_CHILDREN, || {
+        process::run("ipset", &["list", SET], None)
     });
     r.cli_list = t;
     assert!(listed.contains(&format!("Number of entries: {}", wanted.len())));
-    ipset_cli(&["destroy", SET], None);
+    process::run("ipset", &["destroy", SET], None);
     r
 }
 
@@ -229,8 +165,7 @@ fn secs(d: Duration) -> String {
 
 fn main() {
     // cargo bench passes --bench; there is nothing to filter.
-    unshare(CloneFlags::CLONE_NEWNET)
-        .expect("unshare(CLONE_NEWNET): the ipset benchmark needs root");
+    enter_fresh_netns();
     let n = env_usize("IPSET_BENCH_MEMBERS", 100_000);
     let rounds = env_usize("IPSET_BENCH_ROUNDS", 3).max(1);
     let rt = tokio::runtime::Builder::new_current_thread()

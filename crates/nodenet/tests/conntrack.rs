@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: panics are the failure report
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -71,15 +69,15 @@ fn ours(flows: &[Flow], s: &Setup) -> Vec<Flow> {
 }
 
 async fn stale_udp_entry_is_deleted_and_recreated(s: Setup) {
-    common::enter_fresh_netns();
+    lab_kit::enter_fresh_netns();
     let plen = if s.service.is_ipv4() { 24 } else { 64 };
     let nodad = if s.service.is_ipv4() { "" } else { " nodad" };
     let (a, b) = (s.backend_a, s.backend_b);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let server = common::NetnsThread::spawn(move || {
-        common::sh(&format!("ip addr add {a}/{plen} dev ct-b{nodad}"));
-        common::sh(&format!("ip addr add {b}/{plen} dev ct-b{nodad}"));
-        common::sh("ip link set ct-b up");
+    let server = lab_kit::NetnsThread::spawn(move || {
+        lab_kit::sh(&format!("ip addr add {a}/{plen} dev ct-b{nodad}"));
+        lab_kit::sh(&format!("ip addr add {b}/{plen} dev ct-b{nodad}"));
+        lab_kit::sh("ip link set ct-b up");
         let sock = UdpSocket::bind(SocketAddr::new(
             if a.is_ipv4() {
                 "0.0.0.0".parse().unwrap()
@@ -101,21 +99,21 @@ async fn stale_udp_entry_is_deleted_and_recreated(s: Setup) {
             sock.send_to(b"pong", from).unwrap();
         }
     });
-    common::sh(&format!(
+    lab_kit::sh(&format!(
         "ip link add ct-a type veth peer name ct-b netns {}",
         server.tid
     ));
-    common::sh(&format!("ip addr add {}/{plen} dev ct-a{nodad}", s.client));
-    common::sh("ip link set ct-a up");
+    lab_kit::sh(&format!("ip addr add {}/{plen} dev ct-a{nodad}", s.client));
+    lab_kit::sh("ip link set ct-a up");
     let svc_net = if s.service.is_ipv4() {
         "10.96.0.0/12"
     } else {
         "fd00:96::/108"
     };
-    common::sh(&format!("ip route add {svc_net} dev ct-a"));
+    lab_kit::sh(&format!("ip route add {svc_net} dev ct-a"));
     server.start();
     ready_rx.recv().unwrap();
-    common::sh(&dnat(&s, "-A", s.backend_a));
+    lab_kit::sh(&dnat(&s, "-A", s.backend_a));
 
     let client = UdpSocket::bind(SocketAddr::new(s.client, 40000)).unwrap();
     client
@@ -129,7 +127,7 @@ async fn stale_udp_entry_is_deleted_and_recreated(s: Setup) {
     assert_eq!(flows.len(), 1, "{flows:?}");
     assert_eq!(flows[0].reply.src, s.backend_a);
     assert_eq!(flows[0].reply.sport, 5353);
-    let cli = common::sh(&format!(
+    let cli = lab_kit::sh(&format!(
         "conntrack -L -f {} -p udp --orig-dst {} 2>/dev/null",
         if s.service.is_ipv4() { "ipv4" } else { "ipv6" },
         s.service
@@ -140,8 +138,8 @@ async fn stale_udp_entry_is_deleted_and_recreated(s: Setup) {
     );
 
     // The endpoint moves; the entry still sends the client to the old backend.
-    common::sh(&dnat(&s, "-D", s.backend_a));
-    common::sh(&dnat(&s, "-A", s.backend_b));
+    lab_kit::sh(&dnat(&s, "-D", s.backend_a));
+    lab_kit::sh(&dnat(&s, "-A", s.backend_b));
     ping(&client, &s);
     let flows = ours(&ct.flows(family).await.unwrap(), &s);
     assert_eq!(flows.len(), 1);
@@ -159,7 +157,7 @@ async fn stale_udp_entry_is_deleted_and_recreated(s: Setup) {
         .unwrap();
     assert_eq!(gone.len(), 1);
     assert!(ours(&ct.flows(family).await.unwrap(), &s).is_empty());
-    let cli = common::sh(&format!(
+    let cli = lab_kit::sh(&format!(
         "conntrack -L -f {} -p udp --orig-dst {} 2>/dev/null",
         if s.service.is_ipv4() { "ipv4" } else { "ipv6" },
         s.service

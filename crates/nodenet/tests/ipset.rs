@@ -7,52 +7,14 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::process::Command;
 
-use nix::sched::{CloneFlags, unshare};
+use lab_kit::enter_fresh_netns;
+use lab_kit::process::run;
 use nodenet::ipset::constants::{
     IPSET_ERR_COMMENT, IPSET_ERR_EXIST, IPSET_ERR_HASH_FULL, IPSET_ERR_TYPE_MISMATCH,
 };
 use nodenet::ipset::*;
 use nodenet::{AddressFamily, Errno};
-
-const IGNORE: &str = "needs root and netns: cargo xtask test";
-
-/// Moves the test thread into a fresh network namespace and brings `lo` up. Fails loudly.
-fn fresh_netns() {
-    let _ = IGNORE;
-    unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET): run as root");
-    run("ip", &["link", "set", "lo", "up"]);
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn run_stdin(cmd: &str, args: &[&str], input: &str) {
-    use std::io::Write;
-    let mut child = Command::new(cmd)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "{cmd} {args:?} failed");
-}
 
 /// A client with a timeout generous enough for the emulated lab (ipset work is ~600x
 /// slower there than natively).
@@ -75,7 +37,7 @@ fn ipport(ip: IpAddr, proto: Protocol, port: u16) -> Entry {
 /// `add` lines of `ipset save` for one set, sorted.
 fn saved_adds(set: &str) -> Vec<String> {
     let prefix = format!("add {set} ");
-    let mut lines: Vec<String> = run("ipset", &["save", set])
+    let mut lines: Vec<String> = run("ipset", &["save", set], None)
         .lines()
         .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
         .collect();
@@ -162,7 +124,7 @@ fn sample_sets() -> Vec<(CreateSpec, Vec<Entry>)> {
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn ipset_interop_our_sets_shown_by_cli() {
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = client().await;
     assert_eq!(c.protocol(), 7);
     for (spec, entries) in sample_sets() {
@@ -178,7 +140,7 @@ async fn ipset_interop_our_sets_shown_by_cli() {
             spec.name
         );
     }
-    let save = run("ipset", &["save"]);
+    let save = run("ipset", &["save"], None);
     assert!(
         save.contains(
             "create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536 "
@@ -219,7 +181,7 @@ async fn ipset_interop_our_sets_shown_by_cli() {
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn ipset_interop_cli_sets_read_by_us() {
-    fresh_netns();
+    enter_fresh_netns();
     let mut script = String::new();
     for (spec, entries) in sample_sets() {
         let mut create = format!("create {} {}", spec.name, spec.set_type);
@@ -239,7 +201,7 @@ async fn ipset_interop_cli_sets_read_by_us() {
             script += &format!("add {} {e}\n", spec.name);
         }
     }
-    run_stdin("ipset", &["restore"], &script);
+    run("ipset", &["restore"], Some(&script));
 
     let mut c = client().await;
     let names = c.list_names().await.unwrap();
@@ -271,7 +233,7 @@ async fn ipset_interop_cli_sets_read_by_us() {
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn a_batch_larger_than_the_send_buffer_lands_whole() {
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = client().await;
     let mut spec = CreateSpec::hash("KUBE-CLUSTER-IP", SetType::HashIpPort, AddressFamily::Inet);
     spec.maxelem = Some(65536);
@@ -289,7 +251,7 @@ async fn a_batch_larger_than_the_send_buffer_lands_whole() {
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn ipset_sync_and_replace() {
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = client().await;
     let mut spec = CreateSpec::hash("SYNCED", SetType::HashIpPort, AddressFamily::Inet);
     spec.maxelem = Some(200_000);
@@ -363,7 +325,7 @@ async fn ipset_sync_and_replace() {
 
 /// Packets counted by our `--match-set` rule in OUTPUT.
 fn matched_packets(set: &str) -> u64 {
-    let save = run("iptables-save", &["-c", "-t", "filter"]);
+    let save = run("iptables-save", &["-c", "-t", "filter"], None);
     let line = save
         .lines()
         .find(|l| l.contains(&format!("--match-set {set} ")))
@@ -380,7 +342,7 @@ fn send_udp(port: u16) {
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn ipset_swap_under_iptables_reference() {
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = client().await;
     c.create(&CreateSpec::hash(
         "KUBE-REF",
@@ -408,6 +370,7 @@ async fn ipset_swap_under_iptables_reference() {
             "-j",
             "ACCEPT",
         ],
+        None,
     );
     assert_eq!(c.header("KUBE-REF").await.unwrap().references, 1);
 
@@ -447,7 +410,7 @@ async fn ipset_swap_under_iptables_reference() {
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn ipset_errors_are_typed() {
-    fresh_netns();
+    enter_fresh_netns();
     let mut c = client().await;
     let spec = CreateSpec::hash("ERR", SetType::HashIp, AddressFamily::Inet);
     c.create(&spec).await.unwrap();

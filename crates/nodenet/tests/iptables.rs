@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: panics are the failure report
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -113,7 +111,7 @@ fn create_sets(family: AddressFamily) {
     let path =
         std::env::temp_dir().join(format!("nodenet-sets-{}-{:?}", std::process::id(), family));
     std::fs::write(&path, script).unwrap();
-    common::sh(&format!("ipset restore < {}", path.display()));
+    lab_kit::sh(&format!("ipset restore < {}", path.display()));
     std::fs::remove_file(path).unwrap();
 }
 
@@ -125,7 +123,7 @@ fn save_cmd(backend: Backend, family: AddressFamily, table: &str) -> String {
         (Backend::Legacy, AddressFamily::Inet6) => "ip6tables-legacy-save",
     };
     // Without the "# Generated/Completed on <time>" lines, so two saves compare.
-    common::sh(&format!("{bin} -t {table}"))
+    lab_kit::sh(&format!("{bin} -t {table}"))
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| format!("{l}\n"))
@@ -133,7 +131,7 @@ fn save_cmd(backend: Backend, family: AddressFamily, table: &str) -> String {
 }
 
 fn apply_roundtrip(backend: Backend, family: AddressFamily) {
-    common::enter_fresh_netns();
+    lab_kit::enter_fresh_netns();
     create_sets(family);
     let ipt = Iptables::new(backend, family, T);
     let mut d = RuleSet::new(family);
@@ -156,10 +154,10 @@ fn apply_roundtrip(backend: Backend, family: AddressFamily) {
         (Backend::Legacy, AddressFamily::Inet) => "iptables-legacy",
         (Backend::Legacy, AddressFamily::Inet6) => "ip6tables-legacy",
     };
-    common::sh(&format!(
+    lab_kit::sh(&format!(
         "{ipt_bin} -t filter -A INPUT -p tcp --dport 22 -j ACCEPT"
     ));
-    common::sh(&format!(
+    lab_kit::sh(&format!(
         "{ipt_bin} -t nat -N FOREIGN && {ipt_bin} -t nat -A PREROUTING -j FOREIGN"
     ));
 
@@ -214,7 +212,7 @@ fn apply_roundtrip(backend: Backend, family: AddressFamily) {
     // A changed description is applied; a jump moved away is put back in front.
     d.masquerade_all = true;
     assert_eq!(ipt.apply(&d).unwrap(), Applied::Restored(1));
-    common::sh(&format!(
+    lab_kit::sh(&format!(
         "{ipt_bin} -t filter -D INPUT -m comment --comment 'kubernetes ipvs access filter' -j KUBE-IPVS-FILTER \
          && {ipt_bin} -t filter -A INPUT -m comment --comment 'kubernetes ipvs access filter' -j KUBE-IPVS-FILTER"
     ));
@@ -302,7 +300,7 @@ fn masquerade_through_the_mark() {
     use std::io::{Read as _, Write as _};
     use std::net::{IpAddr, TcpListener, TcpStream};
 
-    common::enter_fresh_netns();
+    lab_kit::enter_fresh_netns();
     nodenet::sysctl::Sysctls::default()
         .apply(&[nodenet::sysctl::Setting {
             sysctl: nodenet::sysctl::Sysctl::IpForward,
@@ -310,9 +308,9 @@ fn masquerade_through_the_mark() {
         }])
         .unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let server = common::NetnsThread::spawn(move || {
-        common::sh("ip addr add 192.168.88.2/24 dev mq-s && ip link set mq-s up");
-        common::sh("ip route add default via 192.168.88.1");
+    let server = lab_kit::NetnsThread::spawn(move || {
+        lab_kit::sh("ip addr add 192.168.88.2/24 dev mq-s && ip link set mq-s up");
+        lab_kit::sh("ip route add default via 192.168.88.1");
         let l = TcpListener::bind("192.168.88.2:8080").unwrap();
         ready_tx.send(()).unwrap();
         for _ in 0..2 {
@@ -322,9 +320,9 @@ fn masquerade_through_the_mark() {
     });
     let (ask_tx, ask_rx) = std::sync::mpsc::channel::<()>();
     let (seen_tx, seen_rx) = std::sync::mpsc::channel::<String>();
-    let client = common::NetnsThread::spawn(move || {
-        common::sh("ip addr add 192.168.99.2/24 dev mq-c && ip link set mq-c up");
-        common::sh("ip route add default via 192.168.99.1");
+    let client = lab_kit::NetnsThread::spawn(move || {
+        lab_kit::sh("ip addr add 192.168.99.2/24 dev mq-c && ip link set mq-c up");
+        lab_kit::sh("ip route add default via 192.168.99.1");
         while ask_rx.recv().is_ok() {
             let mut s = TcpStream::connect_timeout(
                 &"192.168.88.2:8080".parse().unwrap(),
@@ -336,16 +334,8 @@ fn masquerade_through_the_mark() {
             seen_tx.send(seen).unwrap();
         }
     });
-    common::sh(&format!(
-        "ip link add mq-n type veth peer name mq-s netns {}",
-        server.tid
-    ));
-    common::sh(&format!(
-        "ip link add mq-m type veth peer name mq-c netns {}",
-        client.tid
-    ));
-    common::sh("ip addr add 192.168.88.1/24 dev mq-n && ip link set mq-n up");
-    common::sh("ip addr add 192.168.99.1/24 dev mq-m && ip link set mq-m up");
+    server.veth("mq-n", "mq-s", "192.168.88.1/24");
+    client.veth("mq-m", "mq-c", "192.168.99.1/24");
     create_sets(AddressFamily::Inet);
     cluster_ip_member(true);
 
@@ -390,11 +380,11 @@ fn masquerade_through_the_mark() {
 async fn nft_delete_table_removes_another_tools_table() {
     use nodenet::SocketOptions;
     use nodenet::nft::{NftFamily, delete_table};
-    common::enter_fresh_netns();
-    common::sh(
+    lab_kit::enter_fresh_netns();
+    lab_kit::sh(
         "iptables-nft -t nat -N KUBE-NFT-TEST && iptables-nft -t nat -A PREROUTING -j KUBE-NFT-TEST",
     );
-    assert!(common::sh("iptables-nft-save -t nat").contains("KUBE-NFT-TEST"));
+    assert!(lab_kit::sh("iptables-nft-save -t nat").contains("KUBE-NFT-TEST"));
     let opts = SocketOptions {
         timeout: Duration::from_secs(60),
         ..SocketOptions::default()
@@ -403,7 +393,7 @@ async fn nft_delete_table_removes_another_tools_table() {
         delete_table(NftFamily::Ip, "nat", &opts).await.unwrap(),
         "it existed"
     );
-    assert!(!common::sh("iptables-nft-save -t nat").contains("KUBE-NFT-TEST"));
+    assert!(!lab_kit::sh("iptables-nft-save -t nat").contains("KUBE-NFT-TEST"));
     assert!(
         !delete_table(NftFamily::Ip, "nat", &opts).await.unwrap(),
         "already gone"

@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: panics are the failure report
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, TcpListener, TcpStream};
@@ -45,7 +43,7 @@ async fn sync_roundtrip(links: &mut Links, ifindex: u32, dev: &str, n: u32) {
     let want: BTreeSet<IpNet> = wanted.iter().map(|a| host_net(*a)).collect();
     assert_eq!(have, want);
     // Cross-check with the CLI: every address is there as a host prefix.
-    let shown = common::sh(&format!("ip -o addr show dev {dev}"));
+    let shown = lab_kit::sh(&format!("ip -o addr show dev {dev}"));
     assert_eq!(
         shown
             .lines()
@@ -72,7 +70,7 @@ async fn sync_roundtrip(links: &mut Links, ifindex: u32, dev: &str, n: u32) {
         .skip(usize::try_from(n).unwrap())
         .collect();
     wanted.extend(added.iter().copied());
-    common::sh(&format!(
+    lab_kit::sh(&format!(
         "ip addr del 10.96.1.1/32 dev {dev} && ip addr add 10.96.1.1/24 dev {dev}"
     ));
     let changes = links.sync_addresses(ifindex, &wanted).await.unwrap();
@@ -112,8 +110,8 @@ async fn sync_roundtrip(links: &mut Links, ifindex: u32, dev: &str, n: u32) {
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn addresses_sync_on_a_veth() {
-    common::enter_fresh_netns();
-    common::sh("ip link add nn-a type veth peer name nn-b");
+    lab_kit::enter_fresh_netns();
+    lab_kit::sh("ip link add nn-a type veth peer name nn-b");
     let mut links = Links::connect(T).await.unwrap();
     let ifindex = links
         .link_index("nn-a")
@@ -127,12 +125,12 @@ async fn addresses_sync_on_a_veth() {
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn node_addresses_exclude_the_dummy_loopback_and_link_local() {
-    common::enter_fresh_netns();
-    common::sh(
+    lab_kit::enter_fresh_netns();
+    lab_kit::sh(
         "ip link add nn-a type veth peer name nn-b && ip link set nn-a up && ip link set nn-b up",
     );
-    common::sh("ip addr add 192.168.5.1/24 dev nn-a && ip addr add fd00:5::1/64 dev nn-a nodad");
-    common::sh("ip addr add 10.96.0.1/32 dev nn-b");
+    lab_kit::sh("ip addr add 192.168.5.1/24 dev nn-a && ip addr add fd00:5::1/64 dev nn-a nodad");
+    lab_kit::sh("ip addr add 10.96.0.1/32 dev nn-b");
     let mut links = Links::connect(T).await.unwrap();
     let vips = links.link_index("nn-b").await.unwrap().unwrap();
     let all = links.all_addresses().await.unwrap();
@@ -157,7 +155,7 @@ async fn node_addresses_exclude_the_dummy_loopback_and_link_local() {
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn local_prefix_routes_make_a_whole_cidr_local() {
-    common::enter_fresh_netns();
+    lab_kit::enter_fresh_netns();
     let mut links = Links::connect(T).await.unwrap();
     let lo = links.link_index("lo").await.unwrap().unwrap();
     let v4: IpNet = "10.96.0.0/12".parse().unwrap();
@@ -186,12 +184,12 @@ async fn local_prefix_routes_make_a_whole_cidr_local() {
         2,
         "added once: {routes:?}"
     );
-    let shown = common::sh("ip route show table local type local");
+    let shown = lab_kit::sh("ip route show table local type local");
     assert!(
         shown.contains("local 10.96.0.0/12 dev lo proto static scope host"),
         "{shown}"
     );
-    let shown6 = common::sh("ip -6 route show table local type local");
+    let shown6 = lab_kit::sh("ip -6 route show table local type local");
     assert!(
         shown6.contains("local fd00:96::/108 dev lo proto static"),
         "{shown6}"
@@ -240,7 +238,7 @@ async fn local_prefix_routes_make_a_whole_cidr_local() {
 #[tokio::test]
 #[ignore = "needs root and netns: cargo xtask test"]
 async fn sysctls_in_a_netns() {
-    common::enter_fresh_netns();
+    lab_kit::enter_fresh_netns();
     let sys = Sysctls::default();
     let settings = [
         Setting {
@@ -259,7 +257,7 @@ async fn sysctls_in_a_netns() {
     assert_eq!(sys.apply(&settings).unwrap().len(), 3);
     assert!(sys.apply(&settings).unwrap().is_empty());
     assert_eq!(
-        common::sh("sysctl -n net.ipv4.conf.all.arp_announce").trim(),
+        lab_kit::sh("sysctl -n net.ipv4.conf.all.arp_announce").trim(),
         "2"
     );
     assert!(sys.kernel_version().unwrap().major >= 4);
@@ -268,7 +266,7 @@ async fn sysctls_in_a_netns() {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn dummy_device_lifecycle() {
-    common::enter_fresh_netns();
+    lab_kit::enter_fresh_netns();
     let mut links = Links::connect(T).await.unwrap();
     let index = links.ensure_dummy("kube-ipvs0").await.unwrap();
     assert_eq!(
@@ -276,7 +274,7 @@ async fn dummy_device_lifecycle() {
         index,
         "idempotent"
     );
-    let shown = common::sh("ip -d link show kube-ipvs0");
+    let shown = lab_kit::sh("ip -d link show kube-ipvs0");
     assert!(shown.contains("dummy"), "{shown}");
     assert!(
         shown.contains("state DOWN") && !shown.contains(",UP"),
@@ -289,7 +287,7 @@ async fn dummy_device_lifecycle() {
     assert_eq!(links.link_index("kube-ipvs0").await.unwrap(), None);
 
     // Someone else's device of that name is never taken over.
-    common::sh("ip link add kube-ipvs0 type veth peer name other0");
+    lab_kit::sh("ip link add kube-ipvs0 type veth peer name other0");
     let err = links.ensure_dummy("kube-ipvs0").await.unwrap_err();
     assert!(matches!(err, LinkError::NotDummy { .. }), "{err}");
     assert!(err.to_string().contains("veth"), "{err}");
@@ -301,7 +299,7 @@ async fn dummy_device_lifecycle() {
 #[tokio::test]
 #[ignore = "needs IPVS: cargo xtask test"]
 async fn ipvs_through_a_local_prefix_route() {
-    common::enter_fresh_netns();
+    lab_kit::enter_fresh_netns();
     Sysctls::default()
         .apply(&[
             Setting {
@@ -315,9 +313,9 @@ async fn ipvs_through_a_local_prefix_route() {
         ])
         .unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let backend = common::NetnsThread::spawn(move || {
-        common::sh("ip addr add 192.168.50.2/24 dev lab-b && ip link set lab-b up");
-        common::sh("ip route add default via 192.168.50.1");
+    let backend = lab_kit::NetnsThread::spawn(move || {
+        lab_kit::sh("ip addr add 192.168.50.2/24 dev lab-b && ip link set lab-b up");
+        lab_kit::sh("ip route add default via 192.168.50.1");
         let l = TcpListener::bind("192.168.50.2:80").unwrap();
         ready_tx.send(()).unwrap();
         let mut peers = Vec::new();
@@ -328,9 +326,9 @@ async fn ipvs_through_a_local_prefix_route() {
         }
         peers
     });
-    let client = common::NetnsThread::spawn(|| {
-        common::sh("ip addr add 192.168.60.2/24 dev lab-c && ip link set lab-c up");
-        common::sh("ip route add default via 192.168.60.1");
+    let client = lab_kit::NetnsThread::spawn(|| {
+        lab_kit::sh("ip addr add 192.168.60.2/24 dev lab-c && ip link set lab-c up");
+        lab_kit::sh("ip route add default via 192.168.60.1");
         let mut s =
             TcpStream::connect_timeout(&"10.96.5.5:80".parse().unwrap(), Duration::from_secs(30))
                 .expect("client namespace reaches the VIP");
@@ -338,16 +336,8 @@ async fn ipvs_through_a_local_prefix_route() {
         s.read_to_string(&mut buf).unwrap();
         buf
     });
-    common::sh(&format!(
-        "ip link add lab-a type veth peer name lab-b netns {}",
-        backend.tid
-    ));
-    common::sh(&format!(
-        "ip link add lab-d type veth peer name lab-c netns {}",
-        client.tid
-    ));
-    common::sh("ip addr add 192.168.50.1/24 dev lab-a && ip link set lab-a up");
-    common::sh("ip addr add 192.168.60.1/24 dev lab-d && ip link set lab-d up");
+    backend.veth("lab-a", "lab-b", "192.168.50.1/24");
+    client.veth("lab-d", "lab-c", "192.168.60.1/24");
 
     let mut links = Links::connect(T).await.unwrap();
     let lo = links.link_index("lo").await.unwrap().unwrap();
@@ -355,11 +345,13 @@ async fn ipvs_through_a_local_prefix_route() {
         .add_local_route("10.96.0.0/12".parse().unwrap(), lo)
         .await
         .unwrap();
-    common::sh(
+    lab_kit::sh(
         "ipvsadm -A -t 10.96.5.5:80 -s rr && ipvsadm -a -t 10.96.5.5:80 -r 192.168.50.2:80 -m",
     );
     assert!(
-        common::sh("ip addr").lines().all(|l| !l.contains("10.96.")),
+        lab_kit::sh("ip addr")
+            .lines()
+            .all(|l| !l.contains("10.96.")),
         "no VIP bound anywhere"
     );
 

@@ -21,18 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let mut cfg = PlannerConfig::new("node-a");
     cfg.service_cidrs = vec!["10.96.0.0/16".parse().expect("cidr")];
     let mut engine = Engine::new(cfg);
-    if let Some(n) = dump.node("node-a") {
-        engine.apply_node(n);
-    }
-    for c in &dump.service_cidrs {
-        engine.apply_service_cidr(c);
-    }
-    for s in &dump.services {
-        engine.apply_service(s);
-    }
-    for s in &dump.slices {
-        engine.apply_slice(s);
-    }
+    engine.load(&dump);
     let ops = engine.plan_full(Duration::ZERO);
     engine
         .commit(&ops)

@@ -302,28 +302,15 @@ mod tests {
     use crate::model::{ObjectRef, Rejection};
     use crate::planner_config::PlannerConfig;
     use crate::source::list_events;
+    use lab_kit::objects::{self, annotated, typed};
 
     fn svc(name: &str, ip: &str) -> Service {
-        serde_json::from_value(json!({
-            "metadata": {"namespace": "d", "name": name},
-            "spec": {"clusterIP": ip, "ports": [{"port": 80, "protocol": "TCP"}]},
-        }))
-        .unwrap()
+        typed(objects::service("d", name, ip))
     }
 
     fn slice(name: &str, svc: &str, ip: &str, trigger: Option<&str>) -> EndpointSlice {
-        let mut ann = serde_json::Map::new();
-        if let Some(t) = trigger {
-            ann.insert(LAST_CHANGE_TRIGGER_TIME.into(), json!(t));
-        }
-        serde_json::from_value(json!({
-            "metadata": {"namespace": "d", "name": name, "annotations": ann,
-                         "labels": {"kubernetes.io/service-name": svc}},
-            "addressType": "IPv4",
-            "ports": [{"port": 8080, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [ip]}],
-        }))
-        .unwrap()
+        let ann = trigger.map_or(json!({}), |t| json!({ LAST_CHANGE_TRIGGER_TIME: t }));
+        typed(annotated(objects::slice("d", name, svc, &[ip]), ann))
     }
 
     fn engine() -> Engine {

@@ -225,21 +225,12 @@ pub fn render(args: &PlanArgs) -> anyhow::Result<String> {
         None => (None, None),
     };
     let mut engine = Engine::new(planner(args, &cfg, &node, &dump, kernel_addresses)?);
-    match dump.node(&node) {
-        Some(n) => engine.apply_node(n),
-        None => eprintln!(
+    if dump.node(&node).is_none() {
+        eprintln!(
             "kube-ipvs: warning: no Node {node:?} in the dump: no zone, NodePorts only on --node-address"
-        ),
+        );
     }
-    for c in &dump.service_cidrs {
-        engine.apply_service_cidr(c);
-    }
-    for s in &dump.services {
-        engine.apply_service(s);
-    }
-    for s in &dump.slices {
-        engine.apply_slice(s);
-    }
+    engine.load(&dump);
     if let Some(observed) = observed {
         engine.set_observed(observed);
         let ops = engine.plan_full(std::time::Duration::ZERO);

@@ -423,49 +423,16 @@ impl ClusterIndex {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use k8s_openapi::api::core::v1::{ServicePort as K8sPort, ServiceSpec};
-    use k8s_openapi::api::discovery::v1::Endpoint as K8sEndpoint;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use lab_kit::objects::{self, typed};
 
     use super::*;
 
-    fn meta(name: &str, labels: Option<BTreeMap<String, String>>) -> ObjectMeta {
-        ObjectMeta {
-            namespace: Some("ns".into()),
-            name: Some(name.into()),
-            labels,
-            ..Default::default()
-        }
-    }
-
     fn svc(name: &str) -> core::Service {
-        core::Service {
-            metadata: meta(name, None),
-            spec: Some(ServiceSpec {
-                cluster_ip: Some("10.96.0.1".into()),
-                ports: Some(vec![K8sPort {
-                    port: 80,
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        typed(objects::service("ns", name, "10.96.0.1"))
     }
 
     fn slice(name: &str, svc: &str, ip: &str) -> discovery::EndpointSlice {
-        let label = BTreeMap::from([(LABEL_SERVICE_NAME.to_owned(), svc.to_owned())]);
-        discovery::EndpointSlice {
-            metadata: meta(name, Some(label)),
-            address_type: "IPv4".into(),
-            endpoints: vec![K8sEndpoint {
-                addresses: vec![ip.into()],
-                ..Default::default()
-            }],
-            ports: None,
-        }
+        typed(objects::slice("ns", name, svc, &[ip]))
     }
 
     fn eps(idx: &ClusterIndex, svc: &str) -> Vec<String> {

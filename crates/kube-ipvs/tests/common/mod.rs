@@ -8,9 +8,12 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube_ipvs::dump::ClusterDump;
 use kube_ipvs::plan::{ObservedState, Op};
 use kube_ipvs::{Engine, PlannerConfig};
+use lab_kit::objects::{self, typed};
 
 /// The node all tests plan for.
 pub const NODE: &str = "node-a";
@@ -30,6 +33,16 @@ pub fn cfg() -> PlannerConfig {
     c
 }
 
+/// Service default/`name` at ClusterIP `ip`, TCP port 80.
+pub fn svc(name: &str, ip: &str) -> Service {
+    typed(objects::service("default", name, ip))
+}
+
+/// EndpointSlice default/`name` of Service `svc`: TCP port 8080 on each of `ips`.
+pub fn slice(name: &str, svc: &str, ips: &[&str]) -> EndpointSlice {
+    typed(objects::slice("default", name, svc, ips))
+}
+
 /// Loads YAML documents into an engine and runs a full plan against an empty kernel.
 pub fn engine(cfg: PlannerConfig, yaml: &str) -> Engine {
     let mut dump = ClusterDump::default();
@@ -40,18 +53,7 @@ pub fn engine(cfg: PlannerConfig, yaml: &str) -> Engine {
         dump.bad
     );
     let mut e = Engine::new(cfg);
-    for n in &dump.nodes {
-        e.apply_node(n);
-    }
-    for c in &dump.service_cidrs {
-        e.apply_service_cidr(c);
-    }
-    for s in &dump.services {
-        e.apply_service(s);
-    }
-    for s in &dump.slices {
-        e.apply_slice(s);
-    }
+    e.load(&dump);
     e.plan_full(Duration::ZERO);
     e
 }
