@@ -295,11 +295,14 @@ impl Transport {
             if st.low >= count {
                 return None;
             }
-            // Fill a datagram, up to the window.
+            // Fill a datagram, up to the window, once at least half of it is free: topping the
+            // window up as each answer arrives would send one request per datagram (a `sendmsg`
+            // and a wake-up per request) as soon as the first window is in flight.
             self.tx.clear();
             let mut sent_now = Vec::new();
             let mut last = None;
-            while next < count && st.inflight < window && self.tx.len() < max_send {
+            let refill = st.inflight <= window / 2;
+            while refill && next < count && st.inflight < window && self.tx.len() < max_send {
                 if st.slots.get(next) == Some(&Slot::Unsent) {
                     let start = self.tx.len();
                     match encode_at(&mut self.tx, next, encode) {

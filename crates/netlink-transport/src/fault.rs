@@ -66,6 +66,8 @@ struct State {
     fired: Vec<(usize, Fault)>,
     /// The largest datagram sent so far, in bytes.
     largest: usize,
+    /// Datagrams sent so far.
+    datagrams: usize,
 }
 
 /// A handle on the fault layer: arms rules and counts what passed. Clones share one state.
@@ -138,6 +140,11 @@ impl Faults {
         self.lock().largest
     }
 
+    /// Datagrams sent through this layer so far.
+    pub fn datagrams(&self) -> usize {
+        self.lock().datagrams
+    }
+
     /// Rules armed that have not fired yet.
     pub fn armed(&self) -> usize {
         self.lock().rules.len()
@@ -156,6 +163,7 @@ impl Faults {
     pub(crate) fn outgoing(&self, datagram: &[u8], conn: &mut FaultyConn) {
         let mut st = self.lock();
         st.largest = st.largest.max(datagram.len());
+        st.datagrams += 1;
         let mut overflowing = false;
         for msg in wire::messages(datagram).flatten() {
             let n = st.sent;
