@@ -14,8 +14,9 @@
 //!    member deleted behind the agent's back; the time until each is repaired;
 //! 6. the baseline: `ipvsadm -R` + `ipset restore` of the very same rules (saved from the agent's
 //!    result) into a fresh network namespace, as the agent started in one. `BENCH_BASELINE=full`
-//!    lets it finish however long it takes; by default it is stopped at twice the agent's time
-//!    (enough to decide the <= 2x target) and its progress extrapolated. Before it, a 30 s probe
+//!    lets it finish however long it takes (`BENCH_BASELINE=SECS`: that long at most); by
+//!    default it is stopped at twice the agent's time (enough to decide the <= 2x target) and
+//!    its progress extrapolated. Before it, a 30 s probe
 //!    restores into the agent's namespace right after `ipvsadm -C`, the way round 1 measured it:
 //!    the kernel keeps deleted destinations in a per-namespace trash for a minute or two and every
 //!    add walks it (`ip_vs_trash_get_dest`), which is what made that baseline 16x slower. Both
@@ -254,7 +255,13 @@ fn main() {
     let n_changes: usize = env_num("BENCH_CHANGES", 1_000);
     let period_s: u64 = env_num("BENCH_SYNC_PERIOD", 15);
     let idle_periods: u64 = env_num("BENCH_IDLE_PERIODS", 16);
-    let baseline_full = std::env::var("BENCH_BASELINE").is_ok_and(|v| v == "full");
+    // `full`: let the baseline finish (6 h at most); a number: stop it after that many seconds.
+    let baseline_budget = std::env::var("BENCH_BASELINE")
+        .ok()
+        .and_then(|v| match v.as_str() {
+            "full" => Some(Duration::from_secs(6 * 3600)),
+            secs => secs.parse().ok().map(Duration::from_secs),
+        });
     let period = Duration::from_secs(period_s);
     // In the lab, $LAB_SHARE survives the guest: the agent's log stays readable on the host.
     let share = std::env::var_os("LAB_SHARE").map_or_else(std::env::temp_dir, PathBuf::from);
@@ -499,11 +506,7 @@ fn main() {
     sh("ipvsadm -C");
     // The fair one: a fresh namespace, like the agent's start.
     sh("ip netns add kibase && ip -n kibase link set lo up");
-    let budget = if baseline_full {
-        Duration::from_secs(6 * 3600)
-    } else {
-        (initial * 2).max(Duration::from_secs(60))
-    };
+    let budget = baseline_budget.unwrap_or((initial * 2).max(Duration::from_secs(60)));
     let t = Instant::now();
     let done = restore(
         &format!("ip netns exec kibase ipvsadm -R < {}", rules.display()),

@@ -37,7 +37,7 @@ pub struct BenchArgs {
     /// `agent`: cluster sizes to run, one lab guest each (e.g. `1000,10000,50000` for the scaling
     /// curve); each result is copied to `target/bench/bench-agent-N.json` (`BENCH_*` variables
     /// of the environment reach the bench: `BENCH_CHANGES`, `BENCH_SYNC_PERIOD`,
-    /// `BENCH_IDLE_PERIODS`, `BENCH_BASELINE=full`, `BENCH_AGENT_ARGS`; `KUBE_IPVS_BIN` overrides the agent built
+    /// `BENCH_IDLE_PERIODS`, `BENCH_BASELINE=full|SECS`, `BENCH_AGENT_ARGS`; `KUBE_IPVS_BIN` overrides the agent built
     /// here, to measure another tree's).
     #[arg(long, value_delimiter = ',')]
     services: Vec<u32>,
