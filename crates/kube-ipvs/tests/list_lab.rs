@@ -110,13 +110,22 @@ fn list_is_byte_identical_to_ipvsadm() {
     traffic();
     let n = sh("ipvsadm -Ln | grep -c -E '^(TCP|UDP|SCTP|FWM)'");
     assert_eq!(n.trim(), "22");
-    // Counters are really non-zero, so --stats compares numbers, not only zeros.
-    let counted = sh("ipvsadm -Ln --stats --exact -u 10.96.0.60:9");
-    let line = counted.lines().find(|l| l.starts_with("UDP")).unwrap();
-    assert!(
-        line.split_whitespace().skip(2).any(|c| c != "0"),
-        "{counted}"
-    );
+    // Counters are really non-zero, so --stats compares numbers, not only zeros. The kernel
+    // folds its per-CPU counters into what it reports on the rate estimator's 2 s timer, which
+    // under emulation and a loaded host can come later than our first read: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let counted = sh("ipvsadm -Ln --stats --exact -u 10.96.0.60:9");
+        let line = counted.lines().find(|l| l.starts_with("UDP")).unwrap();
+        if line.split_whitespace().skip(2).any(|c| c != "0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no traffic counted after 30 s:\n{counted}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     for args in [
         "",
         "--stats",
