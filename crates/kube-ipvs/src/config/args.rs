@@ -357,9 +357,11 @@ pub struct RunArgs {
     /// --rate`); nothing in kube-proxy reads them. Before Linux 6.2 a timer walks every
     /// estimator each 2 s under a lock that adding or removing a real server also takes (the
     /// kernel patch that added this switch measured the walk at over 200 ms with 50,000
-    /// services). false sets run_estimation=0 (Linux 5.16+): connection, packet and byte counters
-    /// keep counting, only the rates read 0; true sets it back. Unset, the kernel's value is
-    /// left alone, as stock kube-proxy does. The sysctl is per network namespace.
+    /// services). false sets run_estimation=0 (Linux 5.16+): the active and inactive connection
+    /// counts (what draining reads) stay live, but the totals and rates of `ipvsadm -Ln
+    /// --stats/--rate` stop moving (the same walk folds the per-CPU totals); true sets it back.
+    /// Unset, the kernel's value is left alone, as stock kube-proxy does. The sysctl is per
+    /// network namespace.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = parse_go_bool, help_heading = OURS)]
     pub ipvs_rate_estimation: Option<bool>,
