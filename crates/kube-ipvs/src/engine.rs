@@ -389,7 +389,7 @@ impl Engine {
 
     /// The virtual servers the drain tick re-plans (their counters are what it reads).
     pub fn draining_vs(&self) -> Vec<VsKey> {
-        self.planner.draining().vs.into_iter().collect()
+        self.planner.draining().into_iter().collect()
     }
 
     /// Real servers draining now.

@@ -181,16 +181,12 @@ impl Planner {
         }
     }
 
-    /// The keys with a drain in progress: plan them (with fresh connection counters) on the drain
-    /// timer to finish drains without a full plan.
-    pub fn draining(&self) -> Touched {
-        let mut t = Touched::default();
-        t.vs.extend(self.drains.keys().map(|(vs, _)| *vs));
-        for (a, keys) in &self.draining_vs {
-            t.vs.extend(keys.iter().copied());
-            t.addrs.insert(*a);
-        }
-        t
+    /// The virtual servers with a drain in progress, sorted: the drain tick reads their counters
+    /// in turns, and [`Planner::draining_read`] plans those it read.
+    pub fn draining(&self) -> BTreeSet<VsKey> {
+        let mut vs: BTreeSet<VsKey> = self.drains.keys().map(|(vs, _)| *vs).collect();
+        vs.extend(self.draining_vs.values().flatten().copied());
+        vs
     }
 
     /// The draining virtual servers a partial read refreshed (`read`), and those with a drain past
