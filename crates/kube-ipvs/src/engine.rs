@@ -254,7 +254,8 @@ impl Engine {
     /// is merged into the cached view, the ops applied since it began are replayed over it, and
     /// what it found different is planned with the draining virtual servers it read (and those
     /// past the drain limit), and with `changes`, the pending changes and retries: the cost
-    /// follows the read and the changes, not the table or the drain backlog.
+    /// follows the read and the changes, not the table or the drain backlog. It deletes at most
+    /// [`crate::plan::READ_COMPLETIONS`] drained real servers; the rest go in later reads.
     pub fn plan_read(
         &mut self,
         read: PartialRead,
@@ -281,8 +282,14 @@ impl Engine {
         if touched.is_empty() {
             return Vec::new();
         }
-        self.planner
-            .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+        self.planner.plan_read(
+            &self.cfg,
+            &self.desired,
+            &self.observed,
+            &touched,
+            now,
+            crate::plan::READ_COMPLETIONS,
+        )
     }
 
     /// Brings the desired state of every Service changed since the last plan up to date;

@@ -248,6 +248,59 @@ fn a_drain_tick_plans_what_it_read_and_what_expired() {
     assert!(e.draining_vs().is_empty());
 }
 
+/// A read deletes at most `READ_COMPLETIONS` drained real servers (kernel work a change would
+/// wait behind); the rest keep draining at weight 0 and go in the next reads.
+#[test]
+fn a_read_deletes_a_bounded_number_of_drained_servers() {
+    let eps = |n: u32| {
+        let list: Vec<String> = (0..n)
+            .map(|i| format!("{{addresses: [10.0.{}.{}]}}", i / 200, i % 200 + 1))
+            .collect();
+        format!("[{}]", list.join(", "))
+    };
+    let mut e = engine(cfg(), &yaml(&eps(100), "TCP"));
+    converge(&mut e, T0);
+    let keys = [vs("10.96.0.1", Proto::Tcp), vs("198.51.100.1", Proto::Tcp)];
+    let busy = |e: &mut Engine, n: u32| {
+        for key in &keys {
+            for r in e
+                .observed()
+                .virtual_server(key)
+                .unwrap()
+                .reals
+                .clone()
+                .iter()
+            {
+                e.observed_mut().set_connections(key, &r.key, n, 0);
+            }
+        }
+    };
+    busy(&mut e, 1);
+    change(&mut e, &yaml("[]", "TCP"), T0);
+    assert_eq!(e.draining_vs(), keys);
+    busy(&mut e, 0);
+    let at = T0 + Duration::from_secs(5);
+    let deleted = |ops: &[Op]| ops.iter().filter(|o| matches!(o, Op::DelRs { .. })).count();
+    let first = read_tick(&mut e, &keys, at);
+    assert_eq!(
+        deleted(&first),
+        kube_ipvs::plan::READ_COMPLETIONS,
+        "{first:#?}"
+    );
+    assert_eq!(first.len(), kube_ipvs::plan::READ_COMPLETIONS);
+    let left: usize = keys
+        .iter()
+        .map(|k| e.observed().virtual_server(k).unwrap().reals.len())
+        .sum();
+    assert_eq!(left, 200 - kube_ipvs::plan::READ_COMPLETIONS);
+    // In plan order: the ClusterIP's 100 went, 28 of the externalIP's; its other 72 drain on.
+    assert_eq!(e.draining_vs(), keys[1..], "the rest still drain");
+    let second = read_tick(&mut e, &keys, at);
+    assert_eq!(deleted(&second), 200 - kube_ipvs::plan::READ_COMPLETIONS);
+    assert!(e.draining_vs().is_empty());
+    assert!(read_tick(&mut e, &keys, at).is_empty());
+}
+
 #[test]
 fn idle_tcp_server_removed_at_once() {
     let mut e = engine(
