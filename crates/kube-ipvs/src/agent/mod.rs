@@ -10,14 +10,12 @@
 //! | `delivered` | which objects of a kind were delivered: what a streamed list's end removes |
 //! | `sync` | one full / incremental / drain sync against the kernel, reported to the observer |
 //! | `run_loop` | [`run_agent`]: when which sync runs (gate on `Synced`, coalescing, periods, retries, drains) |
-//! | `local` | Services with a Local policy and no local endpoint (for the report) |
 //! | [`report`] | [`SyncReport`], [`ChangeKind`], the [`Observer`] hooks telemetry implements |
 
 mod delivered;
 mod error;
 pub mod feed;
 pub mod intake;
-mod local;
 pub mod report;
 mod run_loop;
 pub mod settings;

@@ -21,7 +21,6 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use super::intake::{Intake, Pending};
-use super::local::no_local_endpoints;
 use super::report::{Observer, SyncKind, SyncReport};
 use crate::desired::HealthCheck;
 use crate::engine::Engine;
@@ -43,8 +42,9 @@ const DRAIN_READ_MAX: usize = 128;
 /// batch holds a change sync back by about 0.1 s.
 const RETIRE_MAX: usize = 64;
 
-/// The cluster-wide figures walk every Service: during a burst of changes they are reported at
-/// most this often (and after every full repair), not after each sync.
+/// The cluster-wide figures (kept current by the index, but copied and diffed against the last
+/// report): during a burst of changes they are reported at most this often (and after every full
+/// repair), not after each sync.
 const CLUSTER_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// The engine and the kernel it programs.
@@ -413,7 +413,8 @@ impl<K: Kernel> Syncer<K> {
         })
     }
 
-    /// Reports the cluster-wide figures (walks every Service).
+    /// Reports the cluster-wide figures: the index keeps them current per change, so this costs
+    /// the rejections, not the cluster.
     pub fn report_cluster(&mut self) {
         let index = self.engine.index();
         let mut rejections = index.rejections();
@@ -425,7 +426,7 @@ impl<K: Kernel> Syncer<K> {
                 .map(|(o, r)| (o.clone(), r.clone())),
         );
         self.observer
-            .cluster(&rejections, no_local_endpoints(index));
+            .cluster(&rejections, index.no_local_endpoints());
         self.cluster_due = false;
         self.cluster_reported = Some(Instant::now());
     }
@@ -574,7 +575,7 @@ impl<K: Kernel> Syncer<K> {
         report.services = self.engine.desired().service_count();
         report.drain_backlog = self.engine.drain_backlog();
         self.report(&report);
-        // Only changes move the cluster-wide figures (walking every Service is not free).
+        // Only changes move the cluster-wide figures.
         self.cluster_due |= kind == SyncKind::Full || !pending.is_empty();
         if kind == SyncKind::Full || self.cluster_at().is_some_and(|t| t <= Instant::now()) {
             self.report_cluster();

@@ -9,6 +9,7 @@ mod node;
 mod reject;
 mod service;
 mod slice;
+mod summary;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -75,6 +76,8 @@ pub struct ClusterIndex {
     skipped: BTreeMap<ObjectRef, SkipReason>,
     /// Zone and port names.
     names: Interner,
+    /// What the cluster-wide report counts, kept current per change.
+    summary: summary::Summary,
 }
 
 fn obj(kind: ObjectKind, ns: Option<&str>, name: Option<&str>) -> ObjectRef {
@@ -97,7 +100,34 @@ impl ClusterIndex {
             rejected: BTreeMap::new(),
             skipped: BTreeMap::new(),
             names: Interner::default(),
+            summary: summary::Summary::default(),
         }
+    }
+
+    /// Brings the report's facts of one Service up to date with its entry.
+    fn summarize(&mut self, key: &ServiceName) {
+        let entry = self.services.get(key);
+        self.summary.update(
+            key,
+            entry.and_then(|e| e.service.as_deref()),
+            entry
+                .into_iter()
+                .flat_map(|e| e.slices.iter().map(|(_, s)| &**s)),
+        );
+    }
+
+    /// Recomputes the report's facts of every Service (after a re-list, which is O(cluster)
+    /// anyway).
+    fn summarize_all(&mut self) {
+        let mut summary = summary::Summary::default();
+        for (key, e) in &self.services {
+            summary.update(
+                key,
+                e.service.as_deref(),
+                e.slices.iter().map(|(_, s)| &**s),
+            );
+        }
+        self.summary = summary;
     }
 
     /// The node this index is for.
@@ -124,6 +154,9 @@ impl ClusterIndex {
                 let entry = self.services.entry(key.clone()).or_default();
                 let changed = entry.service.as_ref().is_none_or(|old| **old != s);
                 entry.service = Some(Arc::new(s));
+                if changed {
+                    self.summarize(&key);
+                }
                 Affected::Services(if changed { vec![key] } else { Vec::new() })
             }
             Ok(Converted::Skip(reason)) => {
@@ -158,6 +191,7 @@ impl ClusterIndex {
         if entry.is_empty() {
             self.services.remove(key);
         }
+        self.summarize(key);
         was
     }
 
@@ -176,6 +210,7 @@ impl ClusterIndex {
             self.apply_service(s);
         }
         self.names.prune();
+        self.summarize_all();
         Affected::All
     }
 
@@ -217,6 +252,7 @@ impl ClusterIndex {
                     }
                     Err(pos) => links.insert(pos, (key.clone(), slice.clone())),
                 }
+                self.summarize(&slice.service);
                 self.slices.insert(key, slice);
                 Affected::Services(affected)
             }
@@ -258,6 +294,7 @@ impl ClusterIndex {
             self.apply_slice(s);
         }
         self.names.prune();
+        self.summarize_all();
         Affected::All
     }
 
@@ -277,6 +314,7 @@ impl ClusterIndex {
             if entry.is_empty() {
                 self.services.remove(svc);
             }
+            self.summarize(svc);
         }
     }
 
@@ -387,13 +425,14 @@ impl ClusterIndex {
             .flat_map(|(name, cidrs)| cidrs.iter().map(move |c| (name.as_str(), c)))
     }
 
-    /// Objects rejected, with the reason, including slices whose Service is unknown.
+    /// Objects rejected, with the reason, including slices whose Service is unknown. Costs the
+    /// rejections, not the cluster.
     pub fn rejections(&self) -> BTreeMap<ObjectRef, Rejection> {
         let mut out = self.rejected.clone();
-        for (svc, entry) in &self.services {
-            if entry.service.is_some() || entry.slices.is_empty() {
+        for svc in self.summary.orphans() {
+            let Some(entry) = self.services.get(svc) else {
                 continue;
-            }
+            };
             let svc_ref = obj(ObjectKind::Service, Some(svc.namespace()), Some(svc.name()));
             if self.skipped.contains_key(&svc_ref) {
                 continue;
@@ -412,6 +451,13 @@ impl ClusterIndex {
             }
         }
         out
+    }
+
+    /// Services with a Local traffic policy and no usable local endpoint while endpoints exist
+    /// elsewhere, (internal, external) (`kubeproxy_sync_proxy_rules_no_local_endpoints_total`).
+    /// Kept current per change: O(1).
+    pub fn no_local_endpoints(&self) -> (u64, u64) {
+        self.summary.no_local_endpoints()
     }
 
     /// Objects deliberately skipped.
@@ -448,6 +494,106 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    /// The report's figures, as the walk over every Service that `summary` replaces computed
+    /// them: the reference the kept-current figures are checked against.
+    fn walked(idx: &ClusterIndex) -> ((u64, u64), Vec<String>) {
+        let (mut internal, mut external) = (0, 0);
+        for svc in idx
+            .services()
+            .filter(|s| s.internal_local || s.external_local)
+        {
+            let usable = |local_only: bool| {
+                idx.slices_of(&svc.key).any(|sl| {
+                    sl.endpoints.iter().any(|e| {
+                        (!local_only || e.local) && (e.ready || (e.serving && e.terminating))
+                    })
+                })
+            };
+            if usable(false) && !usable(true) {
+                internal += u64::from(svc.internal_local);
+                external += u64::from(svc.external_local);
+            }
+        }
+        let mut orphans: Vec<String> = idx
+            .services
+            .iter()
+            .filter(|(_, e)| e.service.is_none() && !e.slices.is_empty())
+            .map(|(k, _)| k.to_string())
+            .collect();
+        orphans.sort();
+        ((internal, external), orphans)
+    }
+
+    /// The cluster-wide report's figures (Local-policy Services without a local endpoint,
+    /// slices without their Service) are kept current per change, and equal a walk of the whole
+    /// index after every kind of change: Services and slices added, changed, moved, skipped and
+    /// deleted in a scrambled order, and re-lists.
+    #[test]
+    fn the_report_figures_follow_every_change() {
+        let local_svc = |name: &str, external: bool| {
+            let mut v = objects::service("ns", name, "10.96.0.1");
+            v["spec"]["internalTrafficPolicy"] = "Local".into();
+            if external {
+                v["spec"]["externalIPs"] = serde_json::json!(["198.51.100.1"]);
+                v["spec"]["externalTrafficPolicy"] = "Local".into();
+            }
+            typed::<core::Service>(v)
+        };
+        let on = |name: &str, svc: &str, node: &str, ready: bool| {
+            let mut v = objects::slice("ns", name, svc, &["10.0.0.1"]);
+            v["endpoints"][0]["nodeName"] = node.into();
+            v["endpoints"][0]["conditions"] = serde_json::json!({"ready": ready});
+            typed::<discovery::EndpointSlice>(v)
+        };
+        let skipped = {
+            let mut v = objects::service("ns", "c", "None");
+            v["spec"]["clusterIP"] = "None".into();
+            typed::<core::Service>(v)
+        };
+        let mut idx = ClusterIndex::new("node-a");
+        type Step<'a> = Box<dyn Fn(&mut ClusterIndex) + 'a>;
+        let steps: Vec<Step> = vec![
+            Box::new(|i| drop(i.apply_slice(&on("a-1", "a", "node-b", true)))),
+            Box::new(|i| drop(i.apply_service(&local_svc("a", true)))),
+            Box::new(|i| drop(i.apply_service(&local_svc("b", false)))),
+            Box::new(|i| drop(i.apply_slice(&on("b-1", "b", "node-b", true)))),
+            Box::new(|i| drop(i.apply_slice(&on("a-2", "a", "node-a", true)))),
+            Box::new(|i| drop(i.apply_slice(&on("a-2", "a", "node-a", false)))),
+            Box::new(|i| drop(i.apply_slice(&on("b-1", "a", "node-b", true)))),
+            Box::new(|i| drop(i.apply_service(&local_svc("a", false)))),
+            Box::new(|i| drop(i.apply_slice(&on("c-1", "c", "node-b", true)))),
+            Box::new(|i| drop(i.apply_service(&skipped))),
+            Box::new(|i| drop(i.delete_service("ns", "a"))),
+            Box::new(|i| drop(i.delete_slice("ns", "a-2"))),
+            Box::new(|i| drop(i.apply_service(&svc("a")))),
+            Box::new(|i| drop(i.apply_service(&local_svc("a", true)))),
+            Box::new(|i| {
+                drop(i.reset_slices([
+                    &on("a-9", "a", "node-b", true),
+                    &on("d-1", "d", "node-b", true),
+                ]))
+            }),
+            Box::new(|i| drop(i.reset_services([&local_svc("d", true)]))),
+            Box::new(|i| drop(i.delete_slice("ns", "a-9"))),
+            Box::new(|i| drop(i.delete_slice("ns", "d-1"))),
+            Box::new(|i| drop(i.delete_service("ns", "d"))),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for (n, step) in steps.iter().enumerate() {
+            step(&mut idx);
+            let (counts, orphans) = walked(&idx);
+            assert_eq!(idx.no_local_endpoints(), counts, "after step {n}");
+            let kept: Vec<String> = idx.summary.orphans().map(ToString::to_string).collect();
+            assert_eq!(kept, orphans, "after step {n}");
+            seen.insert((counts, orphans.len()));
+        }
+        assert!(idx.services.is_empty(), "nothing left behind");
+        assert_eq!(idx.summary.orphans().count(), 0);
+        // The sequence exercised both policies and orphans, not just zeros.
+        assert!(seen.iter().any(|((i, e), _)| *i > 0 && *e > 0), "{seen:?}");
+        assert!(seen.iter().any(|(_, o)| *o > 0), "{seen:?}");
     }
 
     /// Services and their slices share one entry; every change keeps the two views in step.
