@@ -264,20 +264,39 @@ impl Engine {
         now: Duration,
     ) -> Vec<Op> {
         let read_vs: BTreeSet<VsKey> = read.vs.iter().map(|(k, _)| *k).collect();
-        let mut touched = self.observed.merge(read);
+        let (touched, spent) = self.observed.merge(read);
+        if let Some(spent) = spent {
+            // Freeing a whole table's worth of tree nodes is not the loop's work.
+            self.retiring = retire(spent, self.desired.service_count()).or(self.retiring.take());
+        }
         for op in replay {
             self.observed.replay(op);
         }
+        let ops = if changes && self.rebuild {
+            self.plan_full(now)
+        } else {
+            self.plan_merged(touched, &read_vs, changes, now)
+        };
+        // Its counters are planned: until the next read they count as busy.
+        self.observed.assume_busy(Some(&read_vs));
+        ops
+    }
+
+    /// [`Engine::plan_read`]'s plan once the read is merged.
+    fn plan_merged(
+        &mut self,
+        mut touched: Touched,
+        read_vs: &BTreeSet<VsKey>,
+        changes: bool,
+        now: Duration,
+    ) -> Vec<Op> {
         if changes {
-            if self.rebuild {
-                return self.plan_full(now);
-            }
             touched.extend(std::mem::take(&mut self.retry));
             touched.extend(self.update_dirty());
         }
         touched.extend(
             self.planner
-                .draining_read(&read_vs, self.cfg.drain_limit, now),
+                .draining_read(read_vs, self.cfg.drain_limit, now),
         );
         if touched.is_empty() {
             return Vec::new();

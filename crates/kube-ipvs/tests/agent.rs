@@ -945,11 +945,17 @@ async fn an_empty_initial_service_list_keeps_the_kernel_until_the_next_full_sync
 /// An agent on a fake kernel with eight Services (10.96.1.0-7, endpoints 10.1.N.1 and 10.1.N.2)
 /// whose periodic repair verifies them in four slices of two (so the table counts as large).
 async fn eight_started() -> (Script, FakeKernel, Agent) {
+    eight_started_in(4, 2).await
+}
+
+/// [`eight_started`], verified in `slices` slices read in pieces of `piece` virtual servers.
+async fn eight_started_in(slices: usize, piece: usize) -> (Script, FakeKernel, Agent) {
     let (script, rx) = Script::new();
     let k = kernel();
     let mut s = settings(Duration::from_secs(30), Duration::ZERO);
-    s.timing.verify_slices = 4;
+    s.timing.verify_slices = slices;
     s.timing.verify_slice_min = 2;
+    s.timing.verify_piece = piece;
     let agent = Agent::spawn(&k, rx, s);
     let name = |i: u8| format!("s{i}");
     script
@@ -1036,6 +1042,48 @@ async fn a_large_table_is_verified_in_slices_and_drift_is_repaired_within_a_cycl
         "{:?}",
         &quiet[n..]
     );
+    agent.stop().await;
+}
+
+/// A slice is read in pieces back to back, each planned and applied on its own (the loop's
+/// share of a repair is a piece, not the table); the next slice comes a period later, and a
+/// cycle still reads every virtual server once, the table with its last piece.
+#[tokio::test(start_paused = true)]
+async fn a_slice_is_read_in_pieces_back_to_back() {
+    let (_script, k, agent) = eight_started_in(2, 3).await;
+    let keys: Vec<_> = k.handle().state.virtual_servers().keys().copied().collect();
+    let reads = |k: &FakeKernel| -> Vec<(usize, bool)> {
+        k.handle()
+            .reads
+            .iter()
+            .map(|r| (r.vs.len(), r.table))
+            .collect()
+    };
+    sleep(Duration::from_secs(29)).await;
+    assert!(reads(&k).is_empty(), "nothing before the period");
+    sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        reads(&k),
+        [(3, false), (1, false)],
+        "one slice of 4: two pieces"
+    );
+    sleep(Duration::from_secs(20)).await;
+    assert_eq!(reads(&k).len(), 2, "the next slice a period later");
+    sleep(Duration::from_secs(15)).await;
+    assert_eq!(
+        reads(&k),
+        [(3, false), (1, false), (3, false), (1, true)],
+        "the cycle's last piece reads the table"
+    );
+    let read: Vec<_> = k.handle().reads.iter().flat_map(|r| r.vs.clone()).collect();
+    assert_eq!(read, keys, "every virtual server read once, in turn");
+    let verify = agent
+        .obs
+        .reports()
+        .iter()
+        .filter(|r| r.kind == SyncKind::Verify)
+        .count();
+    assert_eq!(verify, 4, "each piece a sync of its own");
     agent.stop().await;
 }
 

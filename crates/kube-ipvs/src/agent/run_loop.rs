@@ -11,7 +11,10 @@
 //! - The periodic repair of a large table reads one slice of it per `syncPeriod`
 //!   (`Timing::verify_slices`), the last slice of a cycle with the table's other parts: every
 //!   entry is verified within `verify_slices` periods, and an idle node reads a fraction of its
-//!   table per period. A small table, start-up and a diverged view are read whole.
+//!   table per period. A slice is read in pieces (`Timing::verify_piece`) back to back, each
+//!   planned and applied on its own, changes synced between them, so the loop's share of a
+//!   repair is bounded by a piece, not by the table. A small table, start-up and a diverged view
+//!   are read whole.
 //! - Changes are coalesced: every queued event is ingested before a sync, and at most one sync
 //!   runs per `minSyncPeriod`. A full repair runs at least every `syncPeriod`; incremental syncs
 //!   in between plan only what changed.
@@ -20,8 +23,8 @@
 //! - The drain timer runs while real servers drain; its read waits for a running repair's.
 //! - The retire timer runs while address changes a route makes moot wait (stock's bound
 //!   ClusterIPs after a takeover): one bounded batch per tick, after pending changes.
-//! - Cluster-wide figures (rejections, Services without a local endpoint) walk every Service:
-//!   reported after a full repair, else at most once a second after syncs.
+//! - Cluster-wide figures (rejections, Services without a local endpoint), kept current by the
+//!   index per change: reported after a full repair, else at most once a second after syncs.
 //! - On shutdown the loop returns and leaves the kernel programmed (as kube-proxy does).
 
 use std::future::Future;
@@ -218,7 +221,11 @@ where
 
     let mut s = Syncer::new(kernel, engine, observer.clone())
         .publish_owners(settings.owners_path)
-        .verify_slices(timing.verify_slices, timing.verify_slice_min);
+        .verify_slices(
+            timing.verify_slices,
+            timing.verify_slice_min,
+            timing.verify_piece,
+        );
     let mut clock = Clock::new(timing, Instant::now());
     // The running kernel read (a repair's full read or slice, a drain tick's counters): its own task,
     // so syncs of changes go on while it reads.
@@ -265,8 +272,13 @@ where
                         }
                         Ok(_) => {
                             clock.kernel_backoff.reset();
-                            // From the end: a repair longer than syncPeriod does not run back to back.
-                            clock.full_due = after + timing.sync_period;
+                            // From the end: a repair longer than syncPeriod does not run back to
+                            // back. A slice's pieces do, changes synced between them.
+                            clock.full_due = if s.slice_pending() {
+                                after
+                            } else {
+                                after + timing.sync_period
+                            };
                             clock.synced(&s, after, after);
                         }
                         Err((SyncKind::Drain, e)) => {

@@ -78,6 +78,10 @@ pub struct Syncer<K> {
     verify_cursor: Option<VsKey>,
     /// Verification slices: how many a large table is read in, and their least size.
     verify: (usize, usize),
+    /// The most virtual servers one piece of a slice reads.
+    verify_piece: usize,
+    /// Virtual servers of the current slice still to read (0: the next repair starts a slice).
+    slice_left: usize,
     /// Since when retire ticks run, and the addresses they (un)bound so far.
     retiring: Option<(Instant, u64)>,
 }
@@ -90,6 +94,8 @@ struct Inflight {
     replay: Vec<Op>,
     /// A verification slice: where the next one starts once this one is read.
     cursor: Option<Option<VsKey>>,
+    /// A verification slice: what is left of it once this piece is read.
+    slice_left: usize,
 }
 
 /// A finished kernel read, for [`Syncer::finish_read`] (`D`, `R`: the kernel's full and
@@ -127,15 +133,25 @@ impl<K: Kernel> Syncer<K> {
                 super::settings::DEFAULT_VERIFY_SLICES,
                 super::settings::DEFAULT_VERIFY_SLICE_MIN,
             ),
+            verify_piece: super::settings::DEFAULT_VERIFY_PIECE,
+            slice_left: 0,
             retiring: None,
         }
     }
 
-    /// How many slices the periodic verification reads a large table in, and their least size
-    /// (tables up to that size are read whole).
-    pub fn verify_slices(mut self, slices: usize, min: usize) -> Self {
+    /// How many slices the periodic verification reads a large table in, their least size
+    /// (tables up to that size are read whole), and the most virtual servers one piece of a
+    /// slice reads.
+    pub fn verify_slices(mut self, slices: usize, min: usize, piece: usize) -> Self {
         self.verify = (slices.max(1), min.max(1));
+        self.verify_piece = piece.max(1);
         self
+    }
+
+    /// Whether the current verification slice has pieces left to read: the next repair reads
+    /// the next piece at once, not `syncPeriod` later.
+    pub fn slice_pending(&self) -> bool {
+        self.slice_left > 0
     }
 
     /// Publishes the owner of each virtual server to `path` after every sync that added or
@@ -220,7 +236,12 @@ impl<K: Kernel> Syncer<K> {
         } else {
             SyncKind::Full
         };
+        // The node's own state is checked once per slice, by its first piece.
+        let continuing = scope.is_some() && self.slice_pending();
         async {
+            if continuing {
+                return Ok(());
+            }
             self.kernel.prepare().await?;
             let addrs = self.kernel.node_addresses().await?;
             if self.engine.set_node_addresses(addrs) {
@@ -239,17 +260,19 @@ impl<K: Kernel> Syncer<K> {
             started,
             replay: Vec::new(),
             cursor: None,
+            slice_left: 0,
         });
         Ok(match scope {
             None => futures::future::Either::Left(futures::FutureExt::map(
                 self.kernel.read_full(),
                 Fetched::Full,
             )),
-            Some(scope) => {
-                // Where the next slice starts, once this one is read (a failed read is retried).
+            Some((scope, left)) => {
+                // Where the next piece starts, once this one is read (a failed read is retried).
                 let next = scope.vs.last().copied().filter(|_| !scope.table);
                 if let Some(r) = &mut self.inflight {
                     r.cursor = Some(next);
+                    r.slice_left = left;
                 }
                 futures::future::Either::Right(futures::FutureExt::map(
                     self.kernel.read(scope),
@@ -259,27 +282,33 @@ impl<K: Kernel> Syncer<K> {
         })
     }
 
-    /// The next verification slice, or `None` when the repair must read the whole table: the
-    /// view was never adopted or diverged, or the table is at most one slice. A slice is the
-    /// next `max(n / slices, min)` virtual servers of the cached view after the previous one;
-    /// the last slice of a cycle also reads the table without real servers (specs, virtual
-    /// servers added or removed behind our back, addresses, routes, sets). So with `n` stable,
-    /// every entry is read at least once every `slices` periods.
-    fn next_slice(&self) -> Option<ReadScope> {
+    /// The next piece of a verification slice, with what is left of the slice after it, or
+    /// `None` when the repair must read the whole table: the view was never adopted or
+    /// diverged, or the table is at most one slice. A slice is the next `max(n / slices, min)`
+    /// virtual servers of the cached view after the previous one, read in pieces of at most
+    /// `verify_piece`; the last piece of a cycle also reads the table without real servers
+    /// (specs, virtual servers added or removed behind our back, addresses, routes, sets). So
+    /// with `n` stable, every entry is read at least once every `slices` periods.
+    fn next_slice(&self) -> Option<(ReadScope, usize)> {
         let (slices, min) = self.verify;
         let vs = self.engine.observed().virtual_servers();
         if self.needs_full() || vs.len() <= min {
             return None;
         }
-        let per = vs.len().div_ceil(slices).max(min);
+        let left = match self.slice_left {
+            0 => vs.len().div_ceil(slices).max(min),
+            left => left,
+        };
         let rest = match &self.verify_cursor {
             Some(c) => vs.range((Bound::Excluded(*c), Bound::Unbounded)),
             None => vs.range(..),
         };
         let mut rest = rest.map(|(k, _)| *k);
-        let keys: Vec<VsKey> = rest.by_ref().take(per).collect();
+        let keys: Vec<VsKey> = rest.by_ref().take(left.min(self.verify_piece)).collect();
         let table = rest.next().is_none();
-        Some(ReadScope { vs: keys, table })
+        // The end of the table ends the slice and the cycle.
+        let after = if table { 0 } else { left - keys.len() };
+        Some((ReadScope { vs: keys, table }, after))
     }
 
     /// Starts the drain tick's read: the real servers and counters of up to [`DRAIN_READ_MAX`]
@@ -296,6 +325,7 @@ impl<K: Kernel> Syncer<K> {
             started: (SystemTime::now(), Instant::now()),
             replay: Vec::new(),
             cursor: None,
+            slice_left: 0,
         });
         let read = self.kernel.read(ReadScope {
             vs: draining,
@@ -343,9 +373,9 @@ impl<K: Kernel> Syncer<K> {
             let read = self.kernel.adopt_read(read).map_err(|e| (kind, e))?;
             if let Some(next) = inflight.cursor {
                 self.verify_cursor = next;
+                self.slice_left = inflight.slice_left;
             }
             tracing::Span::current().record("read_ms", ms(plan_from - inflight.started.1));
-            let keys: Vec<VsKey> = read.vs.iter().map(|(k, _)| *k).collect();
             // A drain tick plans draining virtual servers only; pending changes wait for their
             // own sync (which reports their latency).
             let changes = kind != SyncKind::Drain;
@@ -359,7 +389,6 @@ impl<K: Kernel> Syncer<K> {
                 .plan_read(read, &inflight.replay, changes, self.now());
             self.finish(kind, inflight.started, plan_from, pending, &ops, changes)
                 .await;
-            assume_busy(&mut self.engine, Some(&keys));
             Ok(kind)
         }
         .instrument(span)
@@ -389,6 +418,8 @@ impl<K: Kernel> Syncer<K> {
             }
             self.engine.set_observed(observed);
             self.stale = false;
+            // A full read verified everything: the next slice starts afresh.
+            self.slice_left = 0;
             let pending = intake.take_pending();
             let mut ops = self.engine.plan_repair(self.now());
             if !self.adopted {
@@ -397,7 +428,7 @@ impl<K: Kernel> Syncer<K> {
             self.adopted = true;
             self.finish(SyncKind::Full, started, plan_from, pending, &ops, true)
                 .await;
-            assume_busy(&mut self.engine, None);
+            self.engine.observed_mut().assume_busy(None);
             Ok(())
         }
         .instrument(span)
@@ -709,35 +740,6 @@ fn drain_window(draining: &[VsKey], after: Option<&VsKey>, max: usize) -> Vec<Vs
         .take(max.min(draining.len()))
         .copied()
         .collect()
-}
-
-/// Between reads the cached connection counters are stale: a real server that looked idle at
-/// the last read may carry connections now. Marking every idle one as busy makes an incremental
-/// plan drain a removed endpoint (weight 0) instead of deleting it; the drain tick deletes it
-/// with fresh counters once it really is idle. `only`: the virtual servers whose counters were
-/// just read (the others are still marked from before).
-fn assume_busy(engine: &mut Engine, only: Option<&[VsKey]>) {
-    let observed = engine.observed().virtual_servers();
-    let mut idle: Vec<(VsKey, RsKey)> = Vec::new();
-    let mut add = |vs: &VsKey, v: &crate::plan::ObservedVs| {
-        idle.extend(
-            v.reals
-                .iter()
-                .filter(|r| r.connections() == 0)
-                .map(|r| (*vs, r.key)),
-        );
-    };
-    match only {
-        None => observed.iter().for_each(|(vs, v)| add(vs, v)),
-        Some(keys) => keys
-            .iter()
-            .filter_map(|k| observed.get_key_value(k))
-            .for_each(|(vs, v)| add(vs, v)),
-    }
-    let observed = engine.observed_mut();
-    for (vs, rs) in &idle {
-        observed.set_connections(vs, rs, 0, 1);
-    }
 }
 
 fn sync_span(kind: SyncKind) -> tracing::Span {
