@@ -191,11 +191,15 @@ fn stages(idx: &ClusterIndex, cfg: &PlannerConfig, observed: &ObservedState) -> 
     assert!(noop.is_empty());
     let d2 = full_read(observed);
     let (_, view) = timed(|| kernel_view(d2));
+    // What the agent does on its loop after a sync that added or removed a virtual server.
+    let (json, owners) = timed(|| kube_ipvs::owners::Owners::from_desired(&d).to_json());
     let (_, drop_ops) = timed(|| drop(ops));
     let (_, drop_d) = timed(|| drop(d));
     format!(
         "build {build}; plan empty {plan}; plan converged {plan_conv}; \
-         kernel view from dump {view}; drop ops {drop_ops}; drop desired {drop_d}"
+         kernel view from dump {view}; owners file ({} KiB) {owners}; drop ops {drop_ops}; \
+         drop desired {drop_d}",
+        json.len() / 1024
     )
 }
 
