@@ -7,8 +7,9 @@
 //! 2. three repairs (periodic full reads, or verification slices): VmRSS after each (steady);
 //! 3. network-programming latency of single-EndpointSlice changes (change stored in the fake API
 //!    server -> the kernel has the new real server), at least `BENCH_CHANGES` (1,000) of them and
-//!    until at least one repair and one drain tick ran during the phase (each change removes an
-//!    endpoint, which drains): p50/p99/max, and how many repairs and drain ticks overlapped;
+//!    until at least one whole repair (every piece of a verification slice) and one drain tick
+//!    ran during the phase (each change removes an endpoint, which drains): p50/p99/max, and how
+//!    many repair syncs and drain ticks overlapped;
 //! 4. idle CPU: process CPU over `BENCH_IDLE_PERIODS` (16) sync periods with no change, per period,
 //!    once the drain backlog the changes left is finished (its time and CPU printed apart);
 //! 5. drift: a virtual server deleted, a real server's weight set to 0 and a `KUBE-CLUSTER-IP`
@@ -57,6 +58,18 @@ fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// The agent's repairs a drift is repaired within, at most (`verify_slices`, see
 /// `kube_ipvs::agent::settings::DEFAULT_VERIFY_SLICES`), plus one period of slack.
 const DRIFT_PERIODS: u64 = 16 + 1;
+
+/// The repair syncs of one whole verification slice at `n` Services (2n virtual servers): the
+/// agent reads a table over 2,048 virtual servers in 16 slices of at least 2,048, each in pieces
+/// of at most 1,024, one repair sync each (`kube_ipvs::agent::settings::DEFAULT_VERIFY_*`);
+/// a smaller table in one full read.
+fn repairs_per_slice(n: u32) -> u64 {
+    let vs = 2 * u64::from(n);
+    if vs <= 2048 {
+        return 1;
+    }
+    vs.div_ceil(16).max(2048).div_ceil(1024)
+}
 const METRICS: &str = "127.0.0.1:10249";
 
 fn vip(i: u32) -> Ipv4Addr {
@@ -384,7 +397,9 @@ fn main() {
             seen = syncs();
         }
         let d = delta(&before, &seen);
-        let overlapped = repairs(&d) >= 1 && d.get("drain").copied().unwrap_or(0) >= 1;
+        // A whole slice (every piece), not just the start of one.
+        let overlapped = repairs(&d) >= repairs_per_slice(n_services)
+            && d.get("drain").copied().unwrap_or(0) >= 1;
         if n >= n_changes && (overlapped || Instant::now() >= cap) {
             break;
         }
