@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::NodeState;
+use crate::desired::{DesiredVs, NodeState};
 use crate::dump::ClusterDump;
 use crate::types::{Family, Proto, VsKey};
 use crate::{Engine, PlannerConfig};
@@ -133,12 +133,16 @@ impl Entry {
 impl Owners {
     /// The owners of a desired node state (what the agent programs).
     pub fn from_desired(st: &NodeState) -> Self {
+        Self::from_virtual_servers(st.virtual_servers().values().map(|v| &**v))
+    }
+
+    /// The owners of some desired virtual servers.
+    pub fn from_virtual_servers<'a>(vs: impl IntoIterator<Item = &'a DesiredVs>) -> Self {
         Self {
             node: String::new(),
-            by_vs: st
-                .virtual_servers()
-                .iter()
-                .map(|(k, v)| (*k, v.owner.to_string()))
+            by_vs: vs
+                .into_iter()
+                .map(|v| (v.key, v.owner.to_string()))
                 .collect(),
         }
     }

@@ -9,6 +9,7 @@
 //! | [`intake`] | cluster events -> engine calls; re-lists as diffs; change counts and times |
 //! | `delivered` | which objects of a kind were delivered: what a streamed list's end removes |
 //! | `sync` | one full / incremental / drain sync against the kernel, reported to the observer |
+//! | `owners_file` | the owners file (`kube-ipvs list --services`), written off the loop |
 //! | `run_loop` | [`run_agent`]: when which sync runs (gate on `Synced`, coalescing, periods, retries, drains) |
 //! | [`report`] | [`SyncReport`], [`ChangeKind`], the [`Observer`] hooks telemetry implements |
 
@@ -16,6 +17,7 @@ mod delivered;
 mod error;
 pub mod feed;
 pub mod intake;
+mod owners_file;
 pub mod report;
 mod run_loop;
 pub mod settings;

@@ -63,9 +63,9 @@ pub struct Syncer<K> {
     /// Writing the iptables rules failed: retried on the next sync.
     rules_failed: bool,
     /// Where the owners of the virtual servers are published.
-    owners_path: Option<std::path::PathBuf>,
-    /// The owners file holds the current set of virtual servers.
-    owners_written: bool,
+    owners: Option<super::owners_file::OwnersFile>,
+    /// The current set of virtual servers was handed to the owners file.
+    owners_sent: bool,
     /// The kernel read that is running (one at a time).
     inflight: Option<Inflight>,
     /// A sync ran since the cluster-wide figures were last reported.
@@ -122,8 +122,8 @@ impl<K: Kernel> Syncer<K> {
             adopted: false,
             stale: false,
             rules_failed: false,
-            owners_path: None,
-            owners_written: false,
+            owners: None,
+            owners_sent: false,
             inflight: None,
             cluster_due: false,
             cluster_reported: None,
@@ -157,34 +157,28 @@ impl<K: Kernel> Syncer<K> {
     /// Publishes the owner of each virtual server to `path` after every sync that added or
     /// removed virtual servers (for `kube-ipvs list --services`).
     pub fn publish_owners(mut self, path: Option<std::path::PathBuf>) -> Self {
-        self.owners_path = path;
+        self.owners = path.map(super::owners_file::OwnersFile::new);
         self
     }
 
     fn write_owners(&mut self, report: &SyncReport) {
-        let Some(path) = &self.owners_path else {
+        let Some(file) = &mut self.owners else {
             return;
         };
-        // The owners follow the set of virtual servers: write once after start-up, then only when
-        // a sync added or removed one (a no-op repair at 50k Services must not rewrite the file).
-        let changed = !self.owners_written
+        // The owners follow the set of virtual servers: written once after start-up, then only
+        // when a sync added or removed one (a no-op repair at 50k Services must not rewrite the
+        // file), or again after a failed write. The file is written off the loop.
+        let changed = !self.owners_sent
+            || file.failed()
             || ["add_vs", "del_vs"]
                 .iter()
                 .any(|k| report.applied.contains_key(k));
         if !changed {
             return;
         }
-        let owners = crate::owners::Owners::from_desired(self.engine.desired())
-            .with_node(self.engine.config().node_name.as_ref());
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        match owners.write_atomic(path) {
-            Ok(()) => self.owners_written = true,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot publish virtual-server owners for `kube-ipvs list --services`")
-            }
-        }
+        let node = self.engine.config().node_name.clone();
+        file.publish(&node, self.engine.desired().virtual_servers().values());
+        self.owners_sent = true;
     }
 
     /// The engine (the intake feeds it between syncs).
