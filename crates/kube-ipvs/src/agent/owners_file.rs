@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::desired::DesiredVs;
 use crate::owners::Owners;
@@ -31,6 +31,13 @@ struct Shared {
     wake: Condvar,
     /// The last write failed.
     failed: AtomicBool,
+}
+
+impl Shared {
+    /// The queue (a panic while it was held left nothing half-done: one `Option`, one flag).
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The owners file and the thread that writes it.
@@ -71,8 +78,7 @@ impl OwnersFile {
                 }
             }
         }
-        let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        q.next = Some(snapshot);
+        self.shared.queue().next = Some(snapshot);
         self.shared.wake.notify_one();
     }
 
@@ -85,11 +91,8 @@ impl OwnersFile {
 /// On shutdown the state last published is written before the agent exits.
 impl Drop for OwnersFile {
     fn drop(&mut self) {
-        {
-            let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            q.closed = true;
-            self.shared.wake.notify_one();
-        }
+        self.shared.queue().closed = true;
+        self.shared.wake.notify_one();
         if let Some(t) = self.thread.take()
             && t.join().is_err()
         {
@@ -103,7 +106,7 @@ impl Drop for OwnersFile {
 fn writer(shared: &Shared, path: &std::path::Path) {
     loop {
         let snapshot = {
-            let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut q = shared.queue();
             loop {
                 if let Some(s) = q.next.take() {
                     break s;
