@@ -106,9 +106,10 @@ impl ObservedState {
     /// Marks the idle real servers of `only` (or of every virtual server) as carrying a
     /// connection: once a read's counters are planned they are stale (an idle one may carry
     /// connections now), so until the next read an incremental plan drains a removed endpoint
-    /// (weight 0) instead of deleting it, and the drain tick deletes it from fresh counters. One pass, no lookup per real server;
-    /// a slice (a run of the table in key order) is walked as one range, not looked up key by key
-    /// (a lookup per real server of a 6,250-virtual-server slice held the loop ~50 ms in the lab).
+    /// (weight 0) instead of deleting it, and the drain tick deletes it from fresh counters.
+    /// One pass, no lookup per real server: a slice (a run of the table in key order) is walked
+    /// as one range (a lookup per real server of a 6,250-virtual-server slice held the loop ~50
+    /// ms in the lab).
     pub fn assume_busy(&mut self, only: Option<&BTreeSet<VsKey>>) {
         fn mark(v: &mut ObservedVs) {
             for r in v.reals.iter_mut().filter(|r| r.connections() == 0) {
