@@ -301,13 +301,13 @@ impl Engine {
         if touched.is_empty() {
             return Vec::new();
         }
-        self.planner.plan_read(
+        self.planner.plan_touched(
             &self.cfg,
             &self.desired,
             &self.observed,
             &touched,
             now,
-            crate::plan::READ_COMPLETIONS,
+            Some(crate::plan::READ_COMPLETIONS),
         )
     }
 
@@ -342,8 +342,14 @@ impl Engine {
         if touched.is_empty() {
             return Vec::new();
         }
-        self.planner
-            .plan_touched(&self.cfg, &self.desired, &self.observed, &touched, now)
+        self.planner.plan_touched(
+            &self.cfg,
+            &self.desired,
+            &self.observed,
+            &touched,
+            now,
+            None,
+        )
     }
 
     /// The next batch of at most `max` address changes a route makes moot (see

@@ -23,14 +23,39 @@ use crate::planner_config::PlannerConfig;
 use crate::types::{IpsetEntry, IpsetName, RsKey, VsKey};
 use merge::merge_join;
 
-/// Ops collected per phase, concatenated in phase order.
+/// Ops collected per phase, concatenated in phase order, and what the plan may still do.
 #[derive(Debug, Default)]
-struct Ops([Vec<Op>; 9]);
+struct Ops {
+    phases: [Vec<Op>; 9],
+    /// Drain completions (deleting a real server whose drain ended) this plan may still make;
+    /// `None`: no limit. See [`READ_COMPLETIONS`].
+    completions_left: Option<usize>,
+}
 
 impl Ops {
+    /// Ops for a plan that makes at most `completions` drain completions.
+    fn limited(completions: Option<usize>) -> Self {
+        Self {
+            completions_left: completions,
+            ..Self::default()
+        }
+    }
+
     fn push(&mut self, op: Op) {
-        if let Some(v) = self.0.get_mut(usize::from(op.phase())) {
+        if let Some(v) = self.phases.get_mut(usize::from(op.phase())) {
             v.push(op);
+        }
+    }
+
+    /// Takes one drain completion from the plan's allowance; false once it is spent.
+    fn take_completion(&mut self) -> bool {
+        match &mut self.completions_left {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
         }
     }
 
@@ -41,15 +66,15 @@ impl Ops {
         let vs = desired.virtual_servers().len();
         let phases = [(1, desired.member_count()), (2, vs), (3, vs)];
         for (phase, n) in phases {
-            if let Some(v) = self.0.get_mut(phase) {
+            if let Some(v) = self.phases.get_mut(phase) {
                 v.reserve(n);
             }
         }
     }
 
     fn into_vec(self) -> Vec<Op> {
-        let mut out = Vec::with_capacity(self.0.iter().map(Vec::len).sum());
-        for phase in self.0 {
+        let mut out = Vec::with_capacity(self.phases.iter().map(Vec::len).sum());
+        for phase in self.phases {
             out.extend(phase);
         }
         out
@@ -67,15 +92,13 @@ pub struct Planner {
     retire_pending: bool,
     /// Where the next retire batch starts.
     retire_cursor: Option<IpAddr>,
-    /// Drain completions the plan being made may still make (`None`: no limit); see
-    /// [`Planner::plan_read`].
-    completions_left: Option<usize>,
 }
 
 /// Drained real servers one partial read's plan deletes at most (a drain tick's window of
-/// virtual servers). Deleting them is kernel work on the loop: a verification slice that found
-/// 532 drains ended deleted them in one 42 ms apply at 50,000 Services, and a change waited
-/// behind it. The others stay at weight 0, draining, and go in later drain ticks.
+/// virtual servers; [`Planner::plan_touched`]'s `completions`). Deleting them is kernel work on
+/// the loop: a verification slice that found 532 drains ended deleted them in one 42 ms apply at
+/// 50,000 Services, and a change waited behind it. The others stay at weight 0, draining, and go
+/// in later drain ticks.
 pub const READ_COMPLETIONS: usize = 128;
 
 struct Ctx<'a> {
@@ -134,7 +157,10 @@ impl Planner {
         ops.into_vec()
     }
 
-    /// The incremental plan: only the touched keys, against the cached observed state.
+    /// The incremental plan: only the touched keys, against the cached observed state. With
+    /// `completions` (a partial read's plan) it deletes at most that many real servers whose
+    /// drain ended; the others keep draining (weight 0, no new connections) and their virtual
+    /// servers stay in [`Planner::draining`], so a later drain tick reads and deletes them.
     pub fn plan_touched(
         &mut self,
         cfg: &PlannerConfig,
@@ -142,6 +168,7 @@ impl Planner {
         observed: &ObservedState,
         touched: &Touched,
         now: Duration,
+        completions: Option<usize>,
     ) -> Vec<Op> {
         let ctx = Ctx {
             cfg,
@@ -149,7 +176,7 @@ impl Planner {
             observed,
             now,
         };
-        let mut ops = Ops::default();
+        let mut ops = Ops::limited(completions);
         // A virtual server on an address that just became ours is ours too, as in a full plan.
         let mut keys = touched.vs.clone();
         for a in &touched.addrs {
@@ -173,37 +200,6 @@ impl Planner {
             self.member_op(&ctx, set, e, want, have, &mut ops);
         }
         ops.into_vec()
-    }
-
-    /// [`Planner::plan_touched`] for a partial read (a drain tick or verification slice): it
-    /// deletes at most `completions` real servers whose drain ended; the others keep draining
-    /// (weight 0, no new connections) and their virtual servers stay in [`Planner::draining`],
-    /// so a later drain tick reads and deletes them.
-    pub fn plan_read(
-        &mut self,
-        cfg: &PlannerConfig,
-        desired: &NodeState,
-        observed: &ObservedState,
-        touched: &Touched,
-        now: Duration,
-        completions: usize,
-    ) -> Vec<Op> {
-        self.completions_left = Some(completions);
-        let ops = self.plan_touched(cfg, desired, observed, touched, now);
-        self.completions_left = None;
-        ops
-    }
-
-    /// Takes one drain completion from the current plan's allowance; false once it is spent.
-    fn take_completion(&mut self) -> bool {
-        match &mut self.completions_left {
-            None => true,
-            Some(0) => false,
-            Some(n) => {
-                *n -= 1;
-                true
-            }
-        }
     }
 
     /// Routes: added at once; one no longer wanted goes only once what it covers is bound (else

@@ -239,7 +239,7 @@ mod tests {
         index.delete_service("d", "s1");
         let key = crate::types::ServiceName::new("d", "s1");
         let touched = desired.update_service(&index, &cfg, &key);
-        let ops = p.plan_touched(&cfg, &desired, &kernel, &touched, Duration::ZERO);
+        let ops = p.plan_touched(&cfg, &desired, &kernel, &touched, Duration::ZERO, None);
         assert_eq!(kinds(&ops), ["del_vs", "ipset_del"], "{ops:?}");
         assert!(p.retire_pending());
         kernel.apply_all(&ops).unwrap();

@@ -118,8 +118,8 @@ impl Planner {
                 .is_some_and(|limit| ctx.now.saturating_sub(since) >= limit)
         };
         if udp || rs.connections() == 0 || expired() {
-            // A drain that ended (weight already 0) may wait for a later plan; see `plan_read`.
-            if !udp && rs.weight == 0 && !self.take_completion() {
+            // A drain that ended (weight already 0) may wait for a later plan: `completions`.
+            if !udp && rs.weight == 0 && !ops.take_completion() {
                 self.drains.entry(id).or_insert(ctx.now);
                 return false;
             }
