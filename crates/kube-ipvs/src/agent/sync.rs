@@ -92,10 +92,9 @@ struct Inflight {
     started: (SystemTime, Instant),
     /// Ops the kernel accepted since the read started: it may or may not show them.
     replay: Vec<Op>,
-    /// A verification slice: where the next one starts once this one is read.
-    cursor: Option<Option<VsKey>>,
-    /// A verification slice: what is left of it once this piece is read.
-    slice_left: usize,
+    /// A verification piece: once it is read, where the next one starts (`None`: a cycle
+    /// starts) and what is left of its slice.
+    next_piece: Option<(Option<VsKey>, usize)>,
 }
 
 /// A finished kernel read, for [`Syncer::finish_read`] (`D`, `R`: the kernel's full and
@@ -253,8 +252,7 @@ impl<K: Kernel> Syncer<K> {
             kind,
             started,
             replay: Vec::new(),
-            cursor: None,
-            slice_left: 0,
+            next_piece: None,
         });
         Ok(match scope {
             None => futures::future::Either::Left(futures::FutureExt::map(
@@ -265,8 +263,7 @@ impl<K: Kernel> Syncer<K> {
                 // Where the next piece starts, once this one is read (a failed read is retried).
                 let next = scope.vs.last().copied().filter(|_| !scope.table);
                 if let Some(r) = &mut self.inflight {
-                    r.cursor = Some(next);
-                    r.slice_left = left;
+                    r.next_piece = Some((next, left));
                 }
                 futures::future::Either::Right(futures::FutureExt::map(
                     self.kernel.read(scope),
@@ -318,8 +315,7 @@ impl<K: Kernel> Syncer<K> {
             kind: SyncKind::Drain,
             started: (SystemTime::now(), Instant::now()),
             replay: Vec::new(),
-            cursor: None,
-            slice_left: 0,
+            next_piece: None,
         });
         let read = self.kernel.read(ReadScope {
             vs: draining,
@@ -365,9 +361,9 @@ impl<K: Kernel> Syncer<K> {
         async {
             let plan_from = Instant::now();
             let read = self.kernel.adopt_read(read).map_err(|e| (kind, e))?;
-            if let Some(next) = inflight.cursor {
+            if let Some((next, left)) = inflight.next_piece {
                 self.verify_cursor = next;
-                self.slice_left = inflight.slice_left;
+                self.slice_left = left;
             }
             tracing::Span::current().record("read_ms", ms(plan_from - inflight.started.1));
             // A drain tick plans draining virtual servers only; pending changes wait for their
