@@ -122,9 +122,7 @@ fn writer(shared: &Shared, path: &std::path::Path) {
 }
 
 fn write(shared: &Shared, path: &std::path::Path, s: Snapshot) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
+    // `write_atomic` creates the directory, and names it when it cannot.
     let owners = Owners::from_virtual_servers(s.vs.iter().map(|v| &**v)).with_node(&s.node);
     match owners.write_atomic(path) {
         Ok(()) => shared.failed.store(false, Ordering::Relaxed),
