@@ -94,6 +94,11 @@ impl Recorder {
     fn count(&self) -> usize {
         self.reports.lock().unwrap().len()
     }
+    /// Syncs of one kind so far.
+    fn count_of(&self, kind: SyncKind) -> usize {
+        let reports = self.reports.lock().unwrap();
+        reports.iter().filter(|(_, r)| r.kind == kind).count()
+    }
     fn times(&self) -> Vec<Instant> {
         self.reports
             .lock()
@@ -803,12 +808,7 @@ async fn a_removed_endpoint_drains_then_is_deleted() {
         table(&k),
         ["TCP 10.96.0.10:80 -> 10.1.0.1:8080/1 10.1.0.2:8080/0"]
     );
-    let drains = agent
-        .obs
-        .reports()
-        .iter()
-        .filter(|r| r.kind == SyncKind::Drain)
-        .count();
+    let drains = agent.obs.count_of(SyncKind::Drain);
     assert!(drains >= 3, "drain ticks ran: {drains}");
     assert_eq!(agent.obs.reports().last().unwrap().drain_backlog, 1);
 
@@ -1077,13 +1077,11 @@ async fn a_slice_is_read_in_pieces_back_to_back() {
     );
     let read: Vec<_> = k.handle().reads.iter().flat_map(|r| r.vs.clone()).collect();
     assert_eq!(read, keys, "every virtual server read once, in turn");
-    let verify = agent
-        .obs
-        .reports()
-        .iter()
-        .filter(|r| r.kind == SyncKind::Verify)
-        .count();
-    assert_eq!(verify, 4, "each piece a sync of its own");
+    assert_eq!(
+        agent.obs.count_of(SyncKind::Verify),
+        4,
+        "each piece a sync of its own"
+    );
     agent.stop().await;
 }
 
